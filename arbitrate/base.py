@@ -1,0 +1,130 @@
+"""The arbiter contract: mainstem lock with fencing epochs, pause permit, status.
+
+Implementations: ``arbitrate.redis`` (the real one) and ``arbitrate.memory``
+(an in-process twin with a controllable clock, for unit tests of the node).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.model import Position
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineState:
+    """The permit: ``running`` or ``paused`` with the reason (and error, if any)."""
+
+    state: str  # "running" | "paused"
+    reason: str = ""
+    error: str = ""  # the stored error that paused the pipeline, cleared by resume
+    since: float = 0.0
+
+    @property
+    def paused(self) -> bool:
+        return self.state == "paused"
+
+
+@dataclass(slots=True)
+class PipelineStatus:
+    """What `ferry status` shows: the permit, the lock holder and every node's report."""
+
+    pipeline: str
+    state: PipelineState
+    active_node: str | None
+    epoch: int | None
+    position: Position | None
+    position_epoch: int | None
+    nodes: list[dict[str, Any]] = field(default_factory=list)  # each node's report, + "stale"
+
+
+class Arbiter(ABC):
+    """One per node and pipeline.
+
+    Contract:
+
+    * ``await_active`` blocks until this node holds the mainstem, and returns
+      its epoch: strictly greater than every epoch handed out before for this
+      pipeline. Taking the lock and incrementing the epoch are one atomic step.
+    * While held, a renewer extends the lock every ``lock_ttl_ms/3``. When a
+      renewal fails or finds another owner, ``on_lost`` callbacks run at once
+      (from the renewer thread) and ``check()`` turns False. A holder that
+      cannot reach Redis treats the lock as lost once ``lock_ttl_ms`` passed
+      since its last successful renewal: it never selects on a lock it cannot
+      prove.
+    * ``commit_position(position, epoch)`` stores the position only if
+      ``epoch`` is current and this node still holds the lock — atomically —
+      else it raises ``FencedError``.
+    * ``release()`` gives the lock up and wakes waiting standbys at once.
+    """
+
+    node_id: str
+    pipeline_id: str
+
+    @abstractmethod
+    def await_active(self, stop: Callable[[], bool] | None = None) -> int | None:
+        """Block until active; returns the epoch, or None when ``stop()`` turned True."""
+
+    @abstractmethod
+    def check(self) -> bool:
+        """True while this node provably holds the mainstem."""
+
+    @property
+    @abstractmethod
+    def epoch(self) -> int | None:
+        """The epoch of the current hold, None when not active."""
+
+    @abstractmethod
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Register a callback run once each time the lock is lost."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give up the mainstem (no-op when not held) and wake standbys."""
+
+    @abstractmethod
+    def commit_position(self, position: Position, epoch: int) -> None:
+        """Fenced commit (see class docstring)."""
+
+    @abstractmethod
+    def load_position(self) -> Position | None:
+        """The last committed position, None when there is none."""
+
+    @abstractmethod
+    def set_position(self, position: Position | None) -> None:
+        """Operator reset of the position (only while paused; None = forget it)."""
+
+    @abstractmethod
+    def raise_epoch_floor(self, epoch: int) -> None:
+        """Make the next epoch handed out greater than ``epoch`` (after a Redis loss)."""
+
+    @abstractmethod
+    def get_state(self) -> PipelineState:
+        """The current permit."""
+
+    @abstractmethod
+    def wait_for_permit(self, timeout_s: float) -> bool:
+        """Block while paused, at most ``timeout_s``; True when running."""
+
+    @abstractmethod
+    def pause(self, reason: str, error: str = "") -> None:
+        """Pause the pipeline; ``error`` is stored for `ferry status`."""
+
+    @abstractmethod
+    def resume(self) -> None:
+        """Resume the pipeline and clear a stored error."""
+
+    @abstractmethod
+    def publish_status(self, report: dict[str, Any]) -> None:
+        """Publish this node's report (role, epoch, position, lag_ms, rows_total, last_error)."""
+
+    @abstractmethod
+    def status(self) -> PipelineStatus:
+        """Everything `ferry status` shows, with stale node reports marked."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the renewer, release the lock, close connections. Idempotent."""

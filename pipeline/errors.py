@@ -1,0 +1,173 @@
+"""The error tree: every failure in ferry is resumable or fatal, decided by type alone.
+
+``FerryError``
+  ``ResumableError``  the same work may succeed if retried after a rollback
+                      (connection lost, deadlock, lock-wait timeout, broker or
+                      Redis unavailable). The node rolls back and retries with
+                      backoff; beyond ``pipeline.max_retries`` it pauses.
+  ``FatalError``      retrying cannot help (auth, unknown column, data too
+                      long, bad config, purged binlog, fenced). The node pauses
+                      the pipeline with the error stored in its status.
+
+Driver exceptions are mapped with :func:`classify`. This module imports nothing
+from the project; driver modules are imported lazily so that a missing
+optional driver never breaks the import.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+# MySQL/MariaDB error codes that say "try again" (server or client side).
+RESUMABLE_MYSQL_CODES = frozenset(
+    {
+        1040,  # too many connections
+        1053,  # server shutdown in progress
+        1205,  # lock wait timeout exceeded
+        1213,  # deadlock found
+        1927,  # connection was killed (MariaDB)
+        2002,  # can't connect through socket
+        2003,  # can't connect to server
+        2006,  # server has gone away
+        2013,  # lost connection during query
+        2055,  # lost connection (system error)
+        3024,  # query execution interrupted, max_execution_time exceeded
+    }
+)
+
+
+class FerryError(Exception):
+    """Root of every ferry error. Carries the pipeline, batch and position it concerns."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pipeline: str | None = None,
+        batch_id: int | None = None,
+        position: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pipeline = pipeline
+        self.batch_id = batch_id
+        self.position = position
+
+    def context(self, **fields: Any) -> FerryError:
+        """Fill in context fields that are still unknown; returns self for `raise e.context(...)`."""
+        for name, value in fields.items():
+            if getattr(self, name, None) is None:
+                setattr(self, name, value)
+        return self
+
+    def __str__(self) -> str:
+        where = []
+        if self.pipeline is not None:
+            where.append(f"pipeline {self.pipeline}")
+        if self.batch_id is not None:
+            where.append(f"batch {self.batch_id}")
+        if self.position is not None:
+            where.append(f"position {self.position}")
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class ResumableError(FerryError):
+    """Retrying after a rollback may succeed."""
+
+
+class FatalError(FerryError):
+    """Retrying cannot succeed; an operator must act."""
+
+
+class ConfigError(FatalError):
+    """The configuration file is invalid. The CLI exits with status 2."""
+
+
+class FencedError(FatalError):
+    """A write came from a node whose epoch is no longer current."""
+
+
+class NotActiveError(ResumableError):
+    """This node does not hold the mainstem (any more); back to standby."""
+
+
+def classify(exc: BaseException, message: str | None = None) -> FerryError:
+    """Map any exception to a ResumableError or FatalError (a FerryError is returned as is).
+
+    The original exception is kept as ``__cause__``. Unknown exceptions are
+    fatal: retrying a bug or a bad user transform only hides it.
+    """
+    if isinstance(exc, FerryError):
+        return exc
+    kind = _resumable(exc)
+    text = message or f"{type(exc).__name__}: {exc}"
+    error: FerryError = ResumableError(text) if kind else FatalError(text)
+    error.__cause__ = exc
+    return error
+
+
+def _resumable(exc: BaseException) -> bool:
+    for check in (_mysql, _redis, _kafka):
+        verdict = check(exc)
+        if verdict is not None:
+            return verdict
+    # Plain socket-level trouble from any driver.
+    return isinstance(exc, ConnectionError | TimeoutError | socket.timeout | BrokenPipeError)
+
+
+def _mysql(exc: BaseException) -> bool | None:
+    try:
+        import pymysql.err as my
+    except ImportError:  # pragma: no cover - pymysql is a runtime dependency
+        return None
+    if isinstance(exc, my.InterfaceError):  # the client's connection is closed
+        return True
+    if isinstance(exc, my.MySQLError):
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        return code in RESUMABLE_MYSQL_CODES
+    return None
+
+
+def _redis(exc: BaseException) -> bool | None:
+    try:
+        import redis.exceptions as rd
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, rd.AuthenticationError | rd.NoPermissionError):
+        return False
+    if isinstance(exc, rd.ConnectionError | rd.TimeoutError | rd.BusyLoadingError):
+        return True
+    if isinstance(exc, rd.ReadOnlyError):  # a replica after failover: wait for the new master
+        return True
+    if isinstance(exc, rd.RedisError):
+        return False
+    return None
+
+
+def _kafka(exc: BaseException) -> bool | None:
+    try:
+        import kafka.errors as kf
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, kf.KafkaError):
+        fatal = (
+            kf.MessageSizeTooLargeError,
+            kf.RecordListTooLargeError,
+            kf.TopicAuthorizationFailedError,
+            kf.ClusterAuthorizationFailedError,
+            kf.TransactionalIdAuthorizationFailedError,
+            kf.InvalidTopicError,
+            kf.UnsupportedVersionError,
+        )
+        if isinstance(exc, fatal):
+            return False
+        unavailable = (
+            kf.BrokerNotAvailableError,
+            kf.KafkaTimeoutError,
+            kf.KafkaConnectionError,
+            kf.NodeNotReadyError,
+            kf.RequestTimedOutError,
+        )
+        return isinstance(exc, unavailable) or bool(getattr(exc, "retriable", False))
+    return None

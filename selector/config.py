@@ -1,0 +1,67 @@
+"""Configuration of the MySQL/MariaDB source."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class FilePosStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str = Field(min_length=1, description="binlog file name, e.g. mysql-bin.000003")
+    pos: int = Field(ge=4, description="byte offset of an event start in that file")
+
+
+class GtidStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gtid: str = Field(min_length=1, description="GTID set already executed: start after it")
+
+
+StartSpec = Literal["latest", "earliest"] | FilePosStart | GtidStart
+
+_GLOB = re.compile(r"^[^.\s]+\.[^.\s]+$")
+
+
+class MySQLSourceConfig(BaseModel):
+    """`source:` — the MySQL 5.7/8.x or MariaDB 10.5+ server whose binlog is read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["mysql"] = "mysql"
+    host: str = Field("127.0.0.1", description="source server host")
+    port: int = Field(3306, ge=1, le=65535, description="source server port")
+    user: str = Field(description="user with REPLICATION SLAVE, REPLICATION CLIENT and SELECT")
+    password: SecretStr = Field(SecretStr(""), description="password of `user`")
+    server_id: int = Field(
+        ge=1,
+        le=4294967295,
+        description="replica server id used for the binlog dump; unique among replicas",
+    )
+    start: StartSpec = Field(
+        "latest",
+        description="where a pipeline with no committed position starts: latest | earliest"
+        " | {file, pos} | {gtid}",
+    )
+    include: list[str] = Field(
+        default_factory=lambda: ["*.*"], description="schema.table globs to replicate"
+    )
+    exclude: list[str] = Field(default_factory=list, description="schema.table globs to skip")
+    heartbeat_ms: int = Field(
+        1000, ge=100, le=60000, description="source heartbeat period; bounds how long a read blocks"
+    )
+    connect_timeout_ms: int = Field(
+        10000, ge=100, description="give up (resumable error) when a (re)connect takes longer"
+    )
+    flavor: Literal["auto", "mysql", "mariadb"] = Field(
+        "auto", description="server flavour; auto detects it from VERSION()"
+    )
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _globs(cls, globs: list[str]) -> list[str]:
+        for glob in globs:
+            if not _GLOB.match(glob):
+                raise ValueError(f"{glob!r} is not a schema.table glob such as 'shop.*'")
+        return globs

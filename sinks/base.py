@@ -1,0 +1,76 @@
+"""The sink contract: where the load stage writes batches."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from pipeline.model import Batch, Position
+
+
+@dataclass(frozen=True, slots=True)
+class SinkCheckpoint:
+    """A position the sink stored itself, in the same transaction as the data."""
+
+    position: Position
+    epoch: int
+
+
+class Sink(ABC):
+    """A target of the load stage.
+
+    Contract:
+
+    * ``open()`` connects and checks the target; it may raise
+      ``ResumableError`` (unreachable) or ``FatalError`` (auth, missing rights).
+    * ``load(batch, epoch)`` returns only when every change of ``batch`` is
+      durable at the target — Kafka: every send confirmed with acks=all; MySQL:
+      the transaction committed; files: written and fsynced — or raises. A
+      batch that raised may have been partly written: the node rolls back and
+      the selector re-delivers it, so sinks must be idempotent by key or
+      accept at-least-once duplicates (and say which).
+    * ``load`` is called one batch at a time, in binlog order, from one thread.
+    * A sink that stores a checkpoint (``checkpoint()`` not None) writes it in
+      the same transaction as the data and rejects a batch whose ``epoch`` is
+      older than the stored one with ``FencedError``.
+    * Failures are raised as ``ResumableError`` or ``FatalError`` (use
+      ``pipeline.errors.classify``); a failure is never swallowed.
+    * ``close()`` is idempotent and is not guaranteed to be called (a node may
+      be killed); nothing may depend on it for durability.
+    """
+
+    #: The pydantic model of this sink's ``sink:`` section (with ``type``).
+    config_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: Any, pipeline_id: str) -> None:
+        self.config = config
+        self.pipeline_id = pipeline_id
+
+    @abstractmethod
+    def open(self) -> None:
+        """Connect to the target."""
+
+    @abstractmethod
+    def load(self, batch: Batch, epoch: int) -> None:
+        """Durably write every change of ``batch`` (see the class docstring)."""
+
+    def checkpoint(self) -> SinkCheckpoint | None:
+        """The position the target stored itself; None for sinks without one."""
+        return None
+
+    def check(self) -> list[tuple[str, bool, str]]:
+        """Checks for `ferry check`: (what, ok, how to fix). Default: can it open."""
+        try:
+            self.open()
+        except Exception as exc:  # reported, not raised: check prints every line
+            return [(f"sink {self.config.type} reachable", False, str(exc))]
+        finally:
+            self.close()
+        return [(f"sink {self.config.type} reachable", True, "")]
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and files. Idempotent."""
