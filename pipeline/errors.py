@@ -55,7 +55,7 @@ class FerryError(Exception):
         self.position = position
 
     def context(self, **fields: Any) -> FerryError:
-        """Fill in context fields that are still unknown; returns self for `raise e.context(...)`."""
+        """Fill in context fields still unknown; returns self, for `raise e.context(...)`."""
         for name, value in fields.items():
             if getattr(self, name, None) is None:
                 setattr(self, name, value)
