@@ -31,6 +31,19 @@ class ArbiterConfig(BaseModel):
     )
     master_name: str | None = Field(None, description="Sentinel master name")
     socket_timeout_ms: int = Field(2000, ge=100, description="Redis socket timeout")
+    poll_ms: int = Field(
+        500,
+        ge=10,
+        le=10000,
+        description="upper bound of any blocking wait (standby, paused permit) between "
+        "re-checks; wake-ups normally arrive sooner by pub/sub",
+    )
+    status_stale_ms: int = Field(
+        15000, ge=100, description="a node report older than this is shown as stale by status"
+    )
+    status_ttl_ms: int = Field(
+        600000, ge=1000, description="a node report not refreshed for this long disappears"
+    )
 
     @field_validator("url")
     @classmethod

@@ -1,0 +1,157 @@
+"""Logic shared by the Redis arbiter and its in-memory twin.
+
+Both store the same encoded values (mainstem value, position record, state
+fields, node reports), so encoding, decoding and the staleness rule live here
+once and the twin cannot drift from the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from loguru import logger
+
+from pipeline.model import Position
+
+from .base import PipelineState, PipelineStatus
+
+# Fields of a node report as published by `publish_status` (others are kept too).
+REPORT_FIELDS = (
+    "node_id",
+    "role",
+    "epoch",
+    "position",
+    "lag_ms",
+    "rows_total",
+    "rows_per_s",
+    "last_error",
+    "updated_at",
+)
+
+
+def mainstem_value(epoch: int, node_id: str) -> str:
+    """The mainstem lock value: ``<epoch>:<node_id>`` (the epoch first: node ids may hold ':')."""
+    return f"{epoch}:{node_id}"
+
+
+def parse_mainstem(value: str | None) -> tuple[str | None, int | None]:
+    """(node_id, epoch) of a mainstem value, (None, None) when there is no holder."""
+    if not value:
+        return None, None
+    epoch, _, node_id = value.partition(":")
+    try:
+        return node_id, int(epoch)
+    except ValueError:  # not written by ferry; show it rather than crash `status`
+        return value, None
+
+
+def position_record(position: Position, epoch: int | None, node_id: str, now: float) -> str:
+    """JSON stored under ``position``: the position and the epoch (and node) that wrote it."""
+    return json.dumps(
+        {"position": position.to_dict(), "epoch": epoch, "node_id": node_id, "committed_at": now},
+        sort_keys=True,
+    )
+
+
+def parse_position_record(text: str | None) -> tuple[Position | None, int | None]:
+    if not text:
+        return None, None
+    data = json.loads(text)
+    epoch = data.get("epoch")
+    return Position.from_dict(data["position"]), (int(epoch) if epoch is not None else None)
+
+
+def state_fields(state: str, reason: str, error: str, now: float) -> dict[str, str]:
+    """The ``state`` hash: state, reason, error, since."""
+    return {"state": state, "reason": reason, "error": error, "since": repr(now)}
+
+
+def parse_state(fields: Mapping[str, str] | None) -> PipelineState:
+    """A missing state means running: a fresh pipeline needs no `ferry resume`."""
+    if not fields or "state" not in fields:
+        return PipelineState("running")
+    return PipelineState(
+        state=fields["state"],
+        reason=fields.get("reason", ""),
+        error=fields.get("error", ""),
+        since=float(fields.get("since") or 0.0),
+    )
+
+
+def encode_report(report: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, str]:
+    """A node report as hash fields, each value JSON-encoded (so types survive the hash).
+
+    ``defaults`` (node_id, role, epoch, updated_at as the arbiter knows them) fill
+    what the report leaves out; ``node_id`` and ``updated_at`` always come from
+    ``defaults`` because staleness must not be forged by a report.
+    """
+    merged: dict[str, Any] = {**defaults, **report}
+    merged["node_id"] = defaults["node_id"]
+    merged["updated_at"] = defaults["updated_at"]
+    out = {}
+    for name, value in merged.items():
+        if isinstance(value, Position):
+            value = value.to_dict()
+        out[name] = json.dumps(value, default=str)
+    return out
+
+
+def decode_report(fields: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in fields.items():
+        try:
+            out[name] = json.loads(raw)
+        except ValueError:
+            out[name] = raw
+    return out
+
+
+def build_status(
+    *,
+    pipeline: str,
+    state: PipelineState,
+    mainstem: str | None,
+    epoch_counter: int | None,
+    position_text: str | None,
+    reports: list[Mapping[str, str]],
+    now: float,
+    stale_ms: int,
+) -> PipelineStatus:
+    """`ferry status` from the raw stored values.
+
+    ``epoch`` is the active node's epoch, or the last epoch handed out when no
+    node is active. A report is ``stale`` when its ``updated_at`` is older than
+    ``stale_ms`` (the node stopped publishing: dead, hung or partitioned); a
+    stale report claiming ``role: active`` is not trusted by anyone, the lock is.
+    """
+    active, epoch = parse_mainstem(mainstem)
+    position, position_epoch = parse_position_record(position_text)
+    nodes = []
+    for raw in reports:
+        report = decode_report(raw)
+        updated = report.get("updated_at")
+        age_ms = (now - float(updated)) * 1000 if isinstance(updated, int | float) else None
+        report["stale"] = age_ms is None or age_ms > stale_ms
+        report["age_ms"] = None if age_ms is None else round(age_ms)
+        nodes.append(report)
+    nodes.sort(key=lambda r: str(r.get("node_id")))
+    return PipelineStatus(
+        pipeline=pipeline,
+        state=state,
+        active_node=active,
+        epoch=epoch if active is not None else epoch_counter,
+        position=position,
+        position_epoch=position_epoch,
+        nodes=nodes,
+    )
+
+
+def run_callbacks(callbacks: list[Callable[[], None]], log: Any = logger) -> None:
+    """Run on_lost callbacks; one failing callback must not keep the others from running."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("on_lost callback {} failed", callback)
