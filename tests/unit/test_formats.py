@@ -1,0 +1,235 @@
+"""The shared value encoder and the debezium-json / canal-json messages."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from pipeline.errors import FatalError
+from pipeline.model import DdlChange, Position, RowChange
+from sinks.formats import FORMATS, ddl_info, dumps, encode_key, encode_timedelta, get_format
+
+POS = Position("mysql-bin.000007", 4711, gtid_set="0-1-99", row_offset=2)
+
+# (python value, expected JSON value) for every type the binlog reader produces
+VALUES = {
+    "i": (-(2**63), -(2**63)),
+    "u": (2**64 - 1, 2**64 - 1),
+    "f": (1.5, 1.5),
+    "dec": (Decimal("12345678901234567890.0123456789"), "12345678901234567890.0123456789"),
+    "dec_exp": (Decimal("1E+3"), "1000"),
+    "dec_zero": (Decimal("0.00"), "0.00"),
+    "dtm": (dt.datetime(2024, 2, 29, 23, 59, 58, 123456), "2024-02-29T23:59:58.123456"),
+    "dtm0": (dt.datetime(2024, 1, 1, 0, 0, 0), "2024-01-01T00:00:00"),
+    "dtz": (dt.datetime(2024, 1, 1, tzinfo=dt.UTC), "2024-01-01T00:00:00+00:00"),
+    "d": (dt.date(1000, 1, 1), "1000-01-01"),
+    "t": (dt.timedelta(hours=838, minutes=59, seconds=59), "838:59:59"),
+    "tneg": (-dt.timedelta(hours=838, minutes=59, seconds=59), "-838:59:59"),
+    "tfrac": (dt.timedelta(seconds=1, microseconds=5), "00:00:01.000005"),
+    "tod": (dt.time(7, 8, 9, 10), "07:08:09.000010"),
+    "s": ("héllo 😀 𝄞", "héllo 😀 𝄞"),
+    "b": (b"\x00\x01\xfe\xff", base64.b64encode(b"\x00\x01\xfe\xff").decode()),
+    "empty_b": (b"", ""),
+    "set": ({"c", "a", "b"}, ["a", "b", "c"]),
+    "json": (
+        {b"k": [b"v", 1, None, True, {b"n": Decimal("1.25")}], b"emoji": b"\xf0\x9f\x98\x80"},
+        {"k": ["v", 1, None, True, {"n": "1.25"}], "emoji": "😀"},
+    ),
+    "json_list": ([1, b"two"], [1, "two"]),
+    "null": (None, None),
+}
+ROW = {name: value for name, (value, _) in VALUES.items()}
+EXPECTED = {name: expected for name, (_, expected) in VALUES.items()}
+
+
+def change(op: str = "insert", **kw: object) -> RowChange:
+    before = dict(ROW) if op != "insert" else None
+    after = dict(ROW) if op != "delete" else None
+    if op == "update":
+        assert before is not None
+        before["s"] = "old"
+        before["u"] = 1
+    fields: dict = dict(
+        schema="shop",
+        table="orders",
+        op=op,
+        before=before,
+        after=after,
+        primary_key=("i", "s"),
+        ts=1_700_000_000.25,
+        position=POS,
+        gtid="0-1-100",
+    )
+    fields.update(kw)
+    return RowChange(**fields)
+
+
+def test_every_value_type_debezium() -> None:
+    msg = json.loads(get_format("debezium-json", "p1").encode(change(), now=5))
+    assert msg["after"] == EXPECTED
+    assert msg["before"] is None
+    assert msg["op"] == "c"
+    assert msg["ts_ms"] == 5
+
+
+def test_every_value_type_canal() -> None:
+    msg = json.loads(get_format("canal-json", "p1").encode(change(), now=5))
+    assert msg["data"] == [EXPECTED]
+    assert msg["old"] is None
+    assert msg["type"] == "INSERT"
+
+
+def test_four_byte_utf8_is_not_escaped() -> None:
+    raw = get_format("debezium-json", "p").encode(change())
+    assert "😀".encode() in raw
+    assert b"\\u" not in raw
+
+
+def test_compact_separators() -> None:
+    assert dumps({"a": [1, 2]}) == b'{"a":[1,2]}'
+
+
+@pytest.mark.parametrize("op,code", [("insert", "c"), ("update", "u"), ("delete", "d")])
+def test_debezium_envelope(op: str, code: str) -> None:
+    fmt = get_format("debezium-json", "orders-pipe", server_id=4201)
+    msg = json.loads(fmt.encode(change(op), now=123))
+    assert msg["op"] == code
+    assert (msg["before"] is None) == (op == "insert")
+    assert (msg["after"] is None) == (op == "delete")
+    assert msg["source"] == {
+        "connector": "mysql",
+        "name": "orders-pipe",
+        "server_id": 4201,
+        "ts_ms": 1_700_000_000_250,
+        "db": "shop",
+        "table": "orders",
+        "file": "mysql-bin.000007",
+        "pos": 4711,
+        "row": 2,
+        "gtid": "0-1-100",
+        "snapshot": "false",
+    }
+    if op == "update":
+        assert msg["before"]["s"] == "old"
+        assert msg["after"]["s"] == EXPECTED["s"]
+
+
+def test_debezium_without_server_id_omits_it() -> None:
+    msg = json.loads(get_format("debezium-json", "p").encode(change()))
+    assert "server_id" not in msg["source"]
+
+
+def test_canal_update_old_has_changed_columns_only() -> None:
+    msg = json.loads(get_format("canal-json", "p").encode(change("update"), now=9))
+    assert msg["type"] == "UPDATE"
+    assert msg["data"] == [EXPECTED]
+    assert msg["old"] == [{"s": "old", "u": 1}]
+    assert msg["pkNames"] == ["i", "s"]
+    assert msg["isDdl"] is False
+    assert msg["database"] == "shop" and msg["table"] == "orders"
+    assert msg["es"] == 1_700_000_000_250 and msg["ts"] == 9
+    assert msg["mysqlType"] is None and msg["sql"] == ""
+
+
+def test_canal_delete_data_is_the_deleted_row() -> None:
+    msg = json.loads(get_format("canal-json", "p").encode(change("delete")))
+    assert msg["type"] == "DELETE"
+    assert msg["data"] == [EXPECTED]
+    assert msg["old"] is None
+
+
+def test_canal_without_primary_key() -> None:
+    msg = json.loads(get_format("canal-json", "p").encode(change(primary_key=())))
+    assert msg["pkNames"] is None
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_same_value_encoding_in_both_formats(name: str) -> None:
+    msg = json.loads(get_format(name, "p").encode(change()))
+    row = msg["after"] if name == "debezium-json" else msg["data"][0]
+    assert row == EXPECTED
+
+
+def test_key_is_compact_json_array_of_pk_values() -> None:
+    assert (
+        encode_key(change())
+        == b'[-9223372036854775808,"h\xc3\xa9llo \xf0\x9f\x98\x80 \xf0\x9d\x84\x9e"]'
+    )
+    assert encode_key(change("delete")) == encode_key(change())
+    one = change(primary_key=("dec",))
+    assert encode_key(one) == b'["12345678901234567890.0123456789"]'
+    assert encode_key(change(primary_key=())) == b"[]"
+
+
+def test_key_is_the_same_for_every_op_of_a_row() -> None:
+    keys = {encode_key(change(op, primary_key=("i",))) for op in ("insert", "update", "delete")}
+    assert keys == {b"[-9223372036854775808]"}
+
+
+DDL = DdlChange("shop", "ALTER TABLE `shop`.`orders` ADD COLUMN note TEXT", 1_700_000_001.0, POS)
+
+
+def test_ddl_debezium() -> None:
+    msg = json.loads(get_format("debezium-json", "p").encode(DDL, now=7))
+    assert msg["ddl"] == DDL.statement
+    assert msg["databaseName"] == "shop"
+    assert msg["source"]["table"] == "orders"
+    assert msg["source"]["pos"] == 4711
+    assert msg["source"]["ts_ms"] == 1_700_000_001_000
+    assert msg["ts_ms"] == 7
+    assert msg["tableChanges"] == []
+
+
+def test_ddl_canal() -> None:
+    msg = json.loads(get_format("canal-json", "p").encode(DDL, now=7))
+    assert msg["isDdl"] is True
+    assert msg["type"] == "ALTER"
+    assert msg["sql"] == DDL.statement
+    assert msg["table"] == "orders"
+    assert msg["data"] is None and msg["old"] is None and msg["pkNames"] is None
+    assert msg["es"] == 1_700_000_001_000 and msg["ts"] == 7
+
+
+def test_ddl_key() -> None:
+    assert encode_key(DDL) == b'["shop"]'
+
+
+@pytest.mark.parametrize(
+    "statement,expected",
+    [
+        ("CREATE TABLE IF NOT EXISTS t1 (a INT)", ("CREATE", "t1")),
+        ("drop table if exists `s`.`t 2`", ("DROP", "t 2")),
+        ("/* c */ ALTER TABLE x.y ADD b INT", ("ALTER", "y")),
+        ("TRUNCATE t3", ("TRUNCATE", "t3")),
+        ("TRUNCATE TABLE t4", ("TRUNCATE", "t4")),
+        ("RENAME TABLE a TO b", ("RENAME", "a")),
+        ("CREATE INDEX i ON t (a)", ("CREATE", None)),
+        ("CREATE DATABASE d", ("CREATE", None)),
+        ("GRANT ALL ON *.* TO x", ("QUERY", None)),
+    ],
+)
+def test_ddl_info(statement: str, expected: tuple[str, str | None]) -> None:
+    assert ddl_info(statement) == expected
+
+
+def test_timedelta_text() -> None:
+    assert encode_timedelta(dt.timedelta(days=2, seconds=3)) == "48:00:03"
+    assert encode_timedelta(dt.timedelta(microseconds=-1)) == "-00:00:00.000001"
+    assert encode_timedelta(dt.timedelta(0)) == "00:00:00"
+
+
+def test_unknown_type_is_fatal() -> None:
+    bad = change()
+    assert bad.after is not None
+    bad.after["x"] = object()
+    with pytest.raises(FatalError, match="object"):
+        get_format("debezium-json", "p").encode(bad)
+
+
+def test_unknown_format_is_fatal() -> None:
+    with pytest.raises(FatalError, match="avro"):
+        get_format("avro", "p")
