@@ -1,0 +1,79 @@
+"""Position stores kept here: in memory (tests, one-shot runs) and in a local file.
+
+The Redis store, fenced by the node's epoch, lives in ``arbitrate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from pipeline.errors import FatalError
+from pipeline.model import Position
+
+from .base import PositionStore
+
+
+class MemoryPositionStore(PositionStore):
+    """Keeps the committed position in this process only. ``saves`` counts saves (for tests)."""
+
+    def __init__(self, position: Position | None = None) -> None:
+        self._position = position
+        self._lock = threading.Lock()
+        self.saves = 0
+
+    def load(self) -> Position | None:
+        with self._lock:
+            return self._position
+
+    def save(self, position: Position) -> None:
+        with self._lock:
+            self._position = position
+            self.saves += 1
+
+
+class FilePositionStore(PositionStore):
+    """The committed position as one JSON file, replaced atomically.
+
+    ``save`` writes a temp file in the same directory, fsyncs it, renames it
+    over the old one and fsyncs the directory, so a crash leaves either the
+    old or the new position, never a torn file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def load(self) -> Position | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            return Position.from_json(text)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FatalError(
+                f"position file {self.path} is not a valid position ({exc}); fix or remove it"
+            ) from exc
+
+    def save(self, position: Position) -> None:
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(position.to_json() + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
