@@ -73,6 +73,8 @@ __all__ = [
     "read_all",
     "redis_service",
     "tansu_binary",
+    "track_process",
+    "untrack_process",
 ]
 
 
@@ -107,7 +109,23 @@ def _register(proc: subprocess.Popen[bytes]) -> None:
         _LIVE[proc.pid] = proc
     d = _piddir()
     if d is not None:
-        (d / str(proc.pid)).write_text(str(proc.args) + "\n")
+        args = proc.args
+        argv0 = args[0] if isinstance(args, list | tuple) else str(args).split()[0]
+        exe = shutil.which(str(argv0)) or str(argv0)
+        # one line: the executable, so a cleanup script can check /proc/PID/exe
+        (d / str(proc.pid)).write_text(os.path.realpath(exe) + "\n")
+
+
+def track_process(proc: subprocess.Popen[bytes]) -> None:
+    """Have a child process (e.g. a ``ferry run`` node) killed at exit like the services.
+
+    Call ``untrack_process`` once it has been stopped.
+    """
+    _register(proc)
+
+
+def untrack_process(proc: subprocess.Popen[bytes]) -> None:
+    _unregister(proc)
 
 
 def _unregister(proc: subprocess.Popen[bytes]) -> None:
