@@ -1,0 +1,332 @@
+"""The pipeline file: YAML, `${VAR}` expansion, pydantic validation, readable errors.
+
+Each plugin owns its config model (`selector.config`, `arbitrate.config`,
+`sinks.*`); this module composes them into :class:`FerryConfig` and turns every
+problem into one :class:`ConfigError` that lists the path of each offending
+field, e.g. ``source.port: input should be a valid integer``. Secrets are
+``SecretStr`` and never appear in messages (pydantic's ``input`` is not shown).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import import_module
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    field_validator,
+)
+
+from arbitrate.config import ArbiterConfig
+from pipeline.errors import ConfigError
+from selector.config import MySQLSourceConfig
+from sinks.jsonl import JsonlSinkConfig
+from sinks.kafka import KafkaSinkConfig
+from sinks.mysql import MySQLSinkConfig
+from sinks.stdout import StdoutSinkConfig
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class BatchConfig(BaseModel):
+    model_config = _STRICT
+    max_rows: int = Field(1000, ge=1, le=1_000_000, description="rows per batch at most")
+    max_wait_ms: int = Field(
+        200, ge=1, le=60_000, description="a batch is handed out after this even if not full"
+    )
+
+
+class PipelineSettings(BaseModel):
+    """`pipeline:` — identity, batching, parallelism, retries, shutdown."""
+
+    model_config = _STRICT
+    id: str = Field(
+        pattern=r"^[a-z0-9_-]+$", max_length=64, description="names the Redis keys; [a-z0-9_-]+"
+    )
+    parallelism: int = Field(3, ge=1, le=64, description="batches in flight at most")
+    batch: BatchConfig = Field(default_factory=BatchConfig)  # type: ignore[arg-type]
+    max_retries: int = Field(
+        10, ge=0, description="resumable failures in a row before the pipeline pauses"
+    )
+    retry_backoff_ms: int = Field(500, ge=1, description="first retry delay; doubles each time")
+    retry_backoff_max_ms: int = Field(30_000, ge=1, description="retry delay at most")
+    shutdown_grace_ms: int = Field(
+        10_000, ge=0, description="on SIGTERM, how long in-flight batches may finish"
+    )
+    status_interval_ms: int = Field(2000, ge=100, description="how often status is published")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="serve Prometheus metrics on this port"
+    )
+    state_dir: str | None = Field(
+        None,
+        description="directory for the local state file that remembers the pipeline ran before"
+        " (guards against replay when Redis lost its data); default ~/.local/state/ferry",
+    )
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = Field(
+        "INFO", description="log level (the CLI's --log-level wins)"
+    )
+
+
+class ColumnFilter(BaseModel):
+    """Extract stage: which columns of matching tables are kept."""
+
+    model_config = _STRICT
+    table: str = Field(description="schema.table glob")
+    include: list[str] | None = Field(None, description="keep only these columns")
+    exclude: list[str] = Field(default_factory=list, description="drop these columns")
+
+
+class RenameTransform(BaseModel):
+    model_config = _STRICT
+    type: Literal["rename"]
+    schemas: dict[str, str] = Field(default_factory=dict, description="schema -> new schema")
+    tables: dict[str, str] = Field(
+        default_factory=dict, description="'schema.table' -> 'schema.table' (wins over schemas)"
+    )
+
+
+class DropColumnsTransform(BaseModel):
+    model_config = _STRICT
+    type: Literal["drop_columns"]
+    table: str = Field("*.*", description="schema.table glob")
+    columns: list[str] = Field(min_length=1, description="columns to remove")
+
+
+class MaskColumnsTransform(BaseModel):
+    model_config = _STRICT
+    type: Literal["mask_columns"]
+    table: str = Field("*.*", description="schema.table glob")
+    columns: list[str] = Field(min_length=1, description="columns whose values are masked")
+    mask: str = Field("***", description="replacement for non-null values")
+
+
+class CallableTransform(BaseModel):
+    model_config = _STRICT
+    type: Literal["callable"]
+    function: str = Field(
+        pattern=r"^[\w.]+:[\w]+$",
+        description="module:function taking a change, returning a change, a list or None",
+    )
+
+
+def _callable_shorthand(value: Any) -> Any:
+    return {"type": "callable", "function": value} if isinstance(value, str) else value
+
+
+Transform = Annotated[
+    RenameTransform | DropColumnsTransform | MaskColumnsTransform | CallableTransform,
+    Field(discriminator="type"),
+]
+
+SinkConfig = Annotated[
+    Annotated[KafkaSinkConfig, Tag("kafka")]
+    | Annotated[MySQLSinkConfig, Tag("mysql")]
+    | Annotated[JsonlSinkConfig, Tag("jsonl")]
+    | Annotated[StdoutSinkConfig, Tag("stdout")],
+    Discriminator(lambda v: v.get("type") if isinstance(v, dict) else getattr(v, "type", None)),
+]
+
+SINK_TYPES = ("kafka", "mysql", "jsonl", "stdout")
+
+
+class FerryConfig(BaseModel):
+    """The whole pipeline file."""
+
+    model_config = _STRICT
+    pipeline: PipelineSettings
+    source: MySQLSourceConfig
+    arbiter: ArbiterConfig = Field(default_factory=ArbiterConfig)  # type: ignore[arg-type]
+    sink: SinkConfig
+    columns: list[ColumnFilter] = Field(default_factory=list)
+    transforms: list[Transform] = Field(default_factory=list)
+
+    @field_validator("transforms", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return [_callable_shorthand(v) for v in value] if isinstance(value, list) else value
+
+    def summary(self) -> str:
+        """A short human description with secrets masked (for `ferry check`)."""
+        src = self.source
+        sink = self.sink
+        lines = [
+            f"pipeline  {self.pipeline.id}: parallelism {self.pipeline.parallelism}, "
+            f"batches of <= {self.pipeline.batch.max_rows} rows"
+            f" / {self.pipeline.batch.max_wait_ms} ms",
+            f"source    mysql {src.user}@{src.host}:{src.port} server_id={src.server_id} "
+            f"start={_start_text(src.start)} include={','.join(src.include)}"
+            + (f" exclude={','.join(src.exclude)}" if src.exclude else ""),
+            f"arbiter   {self.arbiter.redacted_url()} lock_ttl={self.arbiter.lock_ttl_ms} ms",
+            f"sink      {_sink_text(sink)}",
+        ]
+        if self.columns:
+            lines.append(f"columns   {len(self.columns)} column filter(s)")
+        if self.transforms:
+            names = ", ".join(
+                t.function if isinstance(t, CallableTransform) else t.type for t in self.transforms
+            )
+            lines.append(f"transforms {names}")
+        return "\n".join(lines)
+
+
+def _start_text(start: Any) -> str:
+    if isinstance(start, str):
+        return start
+    return f"gtid:{start.gtid}" if hasattr(start, "gtid") else f"{start.file}:{start.pos}"
+
+
+def _sink_text(sink: Any) -> str:
+    if sink.type == "kafka":
+        return (
+            f"kafka {sink.bootstrap_servers} topic={sink.topic} format={sink.format}"
+            f" client={sink.client}"
+        )
+    if sink.type == "mysql":
+        return f"mysql {sink.user}@{sink.host}:{sink.port} ddl={sink.ddl}"
+    if sink.type == "jsonl":
+        return f"jsonl {sink.path}"
+    return f"stdout format={sink.format}"
+
+
+# --------------------------------------------------------------------------- loading
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def expand_env(data: Any, env: dict[str, str], path: str = "") -> tuple[Any, list[str]]:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; returns (data, errors)."""
+    errors: list[str] = []
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            out[key], errs = expand_env(value, env, f"{path}.{key}" if path else str(key))
+            errors += errs
+        return out, errors
+    if isinstance(data, list):
+        items = []
+        for i, value in enumerate(data):
+            item, errs = expand_env(value, env, f"{path}[{i}]")
+            items.append(item)
+            errors += errs
+        return items, errors
+    if isinstance(data, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and (env[name] != "" or default is None):
+                return env[name]
+            if default is not None:
+                return default
+            errors.append(f"{path}: environment variable {name} is not set (and has no default)")
+            return ""
+
+        return _VAR.sub(substitute, data), errors
+    return data, errors
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys instead of silently keeping the last."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    """pydantic location → `sink.topic`, `transforms[0].type`; union tags are dropped."""
+    out = ""
+    skip_tag = False
+    for part in loc:
+        if skip_tag:
+            skip_tag = False
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+        if out in ("sink",) or re.fullmatch(r"transforms\[\d+\]", out):
+            skip_tag = True  # the next element is the discriminator tag, not a field
+    return out
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        loc = _loc(tuple(item["loc"]))
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "union_tag_invalid" and loc == "sink":
+            msg = f"unknown sink type; expected one of {', '.join(SINK_TYPES)}"
+        elif item["type"] == "union_tag_not_found" and loc == "sink":
+            msg = f"'type' is required; one of {', '.join(SINK_TYPES)}"
+        lines.append(f"{loc or '(top level)'}: {msg[0].lower() + msg[1:] if msg else msg}")
+    return lines
+
+
+def parse_config(
+    text: str, source: str = "<config>", env: dict[str, str] | None = None
+) -> FerryConfig:
+    """Parse and validate a pipeline file's text; ConfigError lists every problem."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with pipeline, source, sink, ...")
+    data, problems = expand_env(data, dict(os.environ) if env is None else env)
+    try:
+        config = FerryConfig.model_validate(data)
+    except ValidationError as exc:
+        problems += format_validation_error(exc)
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise ConfigError(f"{source}: {count}:\n" + "\n".join(f"  {p}" for p in problems))
+    return config
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> FerryConfig:
+    """Read, expand and validate a pipeline file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    return parse_config(text, str(file), env)
+
+
+def resolve_callable(spec: str) -> Any:
+    """Import ``module:function`` for a callable transform; ConfigError if it is not there."""
+    module_name, _, name = spec.partition(":")
+    try:
+        function = getattr(import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"transforms: cannot import {spec}: {exc}") from None
+    if not callable(function):
+        raise ConfigError(f"transforms: {spec} is not callable")
+    return function
+
+
+def secret(value: SecretStr | str) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value

@@ -1,0 +1,287 @@
+"""The node: standby until it holds the mainstem, then replicate; back to standby on loss.
+
+Life of a node (``Node.run``)::
+
+    standby ──await_active──▶ active(epoch) ──lock lost──▶ standby
+                                 │  task crashed → backoff, new task, same epoch
+                                 │  fatal error  → pipeline paused, stays active, waits for resume
+                                 └─ stop signal  → drain within grace, release lock, exit 0
+
+Shutdown order (and why): stop selecting (nothing new enters) → let in-flight
+batches finish and be acked, bounded by ``shutdown_grace_ms`` → halt the rest
+(not acked, so they are replayed by whoever runs next) → stop the selector →
+release the lock (a standby takes over at once instead of after the TTL) →
+close the sink and the arbiter.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+
+from arbitrate.base import Arbiter
+from pipeline.config import FerryConfig
+from pipeline.errors import FatalError, FerryError, classify
+from pipeline.model import Position
+from pipeline.recovery import EpochBehind, Start, StateFile, choose_start
+from pipeline.stages import Stages
+from pipeline.stats import Stats
+from pipeline.task import SelectTask
+from selector.base import PositionStore, Selector
+from sinks.base import Sink
+
+SelectorFactory = Callable[[PositionStore], Selector]
+
+
+class FencedPositionStore(PositionStore):
+    """The selector's position store for one epoch: commits through the arbiter's fence."""
+
+    def __init__(
+        self, arbiter: Arbiter, epoch: int, start: Position | None, state: StateFile | None
+    ) -> None:
+        self._arbiter = arbiter
+        self._epoch = epoch
+        self._position = start
+        self._state = state
+
+    def load(self) -> Position | None:
+        return self._position
+
+    def save(self, position: Position) -> None:
+        self._arbiter.commit_position(position, self._epoch)
+        self._position = position
+        if self._state is not None:
+            try:
+                self._state.write(position, self._epoch)
+            except OSError as exc:  # a marker only: Redis already holds the position
+                logger.warning("cannot write state file {}: {}", self._state.path, exc)
+
+
+class Node:
+    """One pipeline on one process (``ferry run``)."""
+
+    def __init__(
+        self,
+        config: FerryConfig,
+        node_id: str,
+        *,
+        arbiter: Arbiter,
+        sink: Sink,
+        selector_factory: SelectorFactory,
+        state: StateFile | None = None,
+    ) -> None:
+        self.config = config
+        self.node_id = node_id
+        self.arbiter = arbiter
+        self.sink = sink
+        self.stats = Stats()
+        self._settings = config.pipeline
+        self._selector_factory = selector_factory
+        self._state = state
+        self._stages = Stages(config.columns, config.transforms)
+        self._stop = threading.Event()
+        self._lost = threading.Event()
+        self._wake = threading.Event()
+        self._role = "starting"
+        self._epoch: int | None = None
+        self._selector: Selector | None = None
+        self._task: SelectTask | None = None
+        self.arbiter.on_lost(self._on_lost)
+        self._log = logger.bind(pipeline=config.pipeline.id, node=node_id)
+
+    # ----------------------------------------------------------------- control
+
+    def request_stop(self) -> None:
+        """Ask the node to shut down gracefully. Safe from a signal handler (sets flags only)."""
+        self._stop.set()
+        self._wake.set()
+
+    def _on_lost(self) -> None:
+        self._lost.set()
+        self._wake.set()
+
+    @property
+    def role(self) -> str:
+        return self._role
+
+    @property
+    def task(self) -> SelectTask | None:
+        return self._task
+
+    # --------------------------------------------------------------------- run
+
+    def run(self) -> int:
+        """Run until asked to stop; returns the process exit status."""
+        publisher = threading.Thread(target=self._publish_loop, name="status", daemon=True)
+        publisher.start()
+        try:
+            while not self._stop.is_set():
+                self._set_role("standby")
+                self._log.info("standby: waiting for the mainstem")
+                try:
+                    epoch = self.arbiter.await_active(stop=self._stop.is_set)
+                except FerryError as exc:
+                    self._log.warning("arbiter unavailable, retrying: {}", exc)
+                    self._stop.wait(1.0)
+                    continue
+                if epoch is None:
+                    break
+                self._lost.clear()
+                self._epoch = epoch
+                self._set_role("active")
+                self._log.bind(epoch=epoch).info("active with epoch {}", epoch)
+                self._serve(epoch)
+                self._epoch = None
+        finally:
+            self._set_role("stopped")
+            self._publish()
+            self.arbiter.close()  # releases the lock if still held
+            self._log.info("stopped")
+        return 0
+
+    def _serve(self, epoch: int) -> None:
+        """Replicate while this node holds the mainstem with ``epoch``."""
+        log = self._log.bind(epoch=epoch)
+        attempt = 0
+        while not self._stop.is_set() and not self._lost.is_set():
+            try:
+                if not self._wait_permit():
+                    return
+                self.sink.open()
+                start = choose_start(self.arbiter, self.sink, self._state, epoch)
+                log.info(
+                    "{} from {}",
+                    "first start" if start.position is None else "recovery",
+                    start.position or self.config.source.start,
+                    origin=start.origin,
+                )
+                outcome = self._run_task(epoch, start)
+                attempt = 0
+                if outcome != "crashed":
+                    return
+            except EpochBehind as exc:
+                log.warning("{}: releasing the mainstem to take a higher epoch", exc)
+                self.arbiter.release()
+                return
+            except Exception as exc:
+                error = classify(exc)
+                attempt += 1
+                if isinstance(error, FatalError) or attempt > self._settings.max_retries:
+                    self._pause(error)
+                    continue
+                delay_s = self._backoff_s(attempt)
+                log.warning("cannot start ({}); retry {} in {:.1f}s", error, attempt, delay_s)
+                self._stop.wait(delay_s)
+            finally:
+                self._stop_selector()
+                self.sink.close()
+            if not self._stop.is_set():
+                self._stop.wait(self._backoff_s(max(attempt, 1)))
+
+    def _run_task(self, epoch: int, start: Start) -> str:
+        """Run one SelectTask until stop, loss or crash; returns which."""
+        store = FencedPositionStore(self.arbiter, epoch, start.position, self._state)
+        self._selector = self._selector_factory(store)
+        self._selector.start()
+        task = SelectTask(
+            selector=self._selector,
+            sink=self.sink,
+            stages=self._stages,
+            arbiter=self.arbiter,
+            epoch=epoch,
+            settings=self._settings,
+            stats=self.stats,
+            on_fatal=self._pause,
+        )
+        self._task = task
+        task.start()
+        try:
+            while True:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                if self._stop.is_set():
+                    grace_s = self._settings.shutdown_grace_ms / 1000
+                    drained = task.drain(grace_s)
+                    self._log.info(
+                        "shutdown: {}",
+                        "every in-flight batch acked"
+                        if drained
+                        else f"in-flight batches not done within {grace_s:.1f}s are replayed",
+                    )
+                    return "stop"
+                if self._lost.is_set() or task.lost or not self.arbiter.check():
+                    self._log.warning("lost the mainstem: stopping, back to standby")
+                    self._lost.set()
+                    task.halt()
+                    return "lost"
+                if task.crashed:
+                    self._log.error("a node thread crashed: restarting from the committed position")
+                    task.halt()
+                    return "crashed"
+        finally:
+            task.halt()
+            self._stop_selector()  # wakes a select() blocked on the stream
+            task.join(timeout_s=10)
+
+    def _stop_selector(self) -> None:
+        if self._selector is not None:
+            try:
+                self._selector.stop()
+            except Exception as exc:  # closing a broken connection may fail; nothing to save
+                self._log.debug("selector stop: {}", exc)
+
+    def _wait_permit(self) -> bool:
+        """Block while the pipeline is paused; False when stopping or the lock was lost."""
+        while not self.arbiter.wait_for_permit(0.5):
+            if self._stop.is_set() or self._lost.is_set() or not self.arbiter.check():
+                return False
+        return not self._stop.is_set()
+
+    def _pause(self, error: FerryError) -> None:
+        self._log.error("pipeline paused: {}", error)
+        try:
+            self.arbiter.pause("error", error=str(error))
+        except FerryError as exc:  # Redis down: the stored error is lost, the log keeps it
+            self._log.error("could not store the pause: {}", exc)
+
+    def _backoff_s(self, attempt: int) -> float:
+        delay_ms = min(
+            self._settings.retry_backoff_ms * 2 ** (attempt - 1),
+            self._settings.retry_backoff_max_ms,
+        )
+        return float(delay_ms) / 1000
+
+    # ------------------------------------------------------------------ status
+
+    def _set_role(self, role: str) -> None:
+        self._role = role
+        self._wake.set()
+
+    def report(self) -> dict[str, Any]:
+        selector = self._selector
+        last_event = selector.last_entry_time() if selector is not None else None
+        report = self.stats.snapshot(last_event if self._role == "active" else None)
+        report.update(
+            node_id=self.node_id,
+            role=self._role,
+            epoch=self._epoch or "",
+            host=socket.gethostname(),
+            updated_at=time.time(),
+        )
+        return report
+
+    def _publish(self) -> None:
+        try:
+            self.arbiter.publish_status(self.report())
+        except Exception as exc:  # status is best effort; Redis trouble shows elsewhere
+            self._log.debug("status not published: {}", exc)
+
+    def _publish_loop(self) -> None:
+        interval_s = self._settings.status_interval_ms / 1000
+        while not self._stop.wait(interval_s):
+            self._publish()

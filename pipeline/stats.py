@@ -1,0 +1,62 @@
+"""Counters of one node, updated by ProcessTermin and read by the status publisher."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from pipeline.errors import FerryError
+from pipeline.model import Batch, Position
+
+
+class Stats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.rows_total = 0
+        self.batches_total = 0
+        self.rollbacks_total = 0
+        self.position: Position | None = None
+        self.last_error = ""
+        self.last_error_at = 0.0
+        self.ack_lag_ms: float | None = None  # now - first event time, at the last ack
+        self._rate_mark = (time.monotonic(), 0)
+        self.rows_per_s = 0.0
+
+    def on_ack(self, batch: Batch, position: Position | None) -> None:
+        with self._lock:
+            self.rows_total += batch.row_count
+            self.batches_total += 1
+            if position is not None:
+                self.position = position
+            if batch.first_event_ts is not None:
+                self.ack_lag_ms = max(0.0, (time.time() - batch.first_event_ts) * 1000)
+            elif batch.is_empty:
+                self.ack_lag_ms = 0.0  # caught up: nothing was waiting
+
+    def on_rollback(self, error: FerryError) -> None:
+        with self._lock:
+            self.rollbacks_total += 1
+            self.last_error = str(error)
+            self.last_error_at = time.time()
+
+    def snapshot(self, last_event_ts: float | None = None) -> dict[str, Any]:
+        """Counters plus rows/s since the previous snapshot and the binlog lag."""
+        with self._lock:
+            now = time.monotonic()
+            then, rows_then = self._rate_mark
+            if now - then >= 0.5:
+                self.rows_per_s = (self.rows_total - rows_then) / (now - then)
+                self._rate_mark = (now, self.rows_total)
+            event_lag = max(0.0, (time.time() - last_event_ts) * 1000) if last_event_ts else None
+            return {
+                "rows_total": self.rows_total,
+                "batches_total": self.batches_total,
+                "rollbacks_total": self.rollbacks_total,
+                "rows_per_s": round(self.rows_per_s, 1),
+                "lag_ms": None if self.ack_lag_ms is None else round(self.ack_lag_ms),
+                "event_lag_ms": None if event_lag is None else round(event_lag),
+                "position": self.position.to_json() if self.position else "",
+                "last_error": self.last_error,
+                "last_error_at": self.last_error_at,
+            }
