@@ -194,8 +194,9 @@ class MemoryArbiter(Arbiter):
     def _lose(self, reason: str) -> None:
         with self.hub.cond:
             hold, self._hold = self._hold, None
-        if hold is None:
-            return
+            if hold is None:
+                return
+            self._drop_if_ours(hold)
         self._log.warning(
             "mainstem lost: pipeline={} node={} epoch={} reason={}",
             self.pipeline_id,
@@ -204,6 +205,15 @@ class MemoryArbiter(Arbiter):
             reason,
         )
         run_callbacks(list(self._callbacks), self._log)
+
+    def _drop_if_ours(self, hold: _Hold) -> None:
+        """Delete the mainstem if it still holds this tenure, and wake the standbys."""
+        if not self.hub.reachable:
+            return  # the lock expires by itself
+        store = self.hub.store(self.pipeline_id)
+        if self.hub.mainstem(store) == hold.value:
+            store.mainstem = None
+            self.hub.cond.notify_all()
 
     def freeze_renewer(self) -> None:
         """Test hook: stop renewing and stop noticing (a stalled process)."""
@@ -260,13 +270,7 @@ class MemoryArbiter(Arbiter):
             hold, self._hold = self._hold, None
             if hold is None:
                 return
-            try:
-                store = self.hub.store(self.pipeline_id)
-                if self.hub.mainstem(store) == hold.value:
-                    store.mainstem = None
-            except ResumableError:
-                pass  # the lock expires by itself
-            self.hub.cond.notify_all()
+            self._drop_if_ours(hold)
         self._log.info(
             "mainstem released: pipeline={} node={} epoch={}",
             self.pipeline_id,

@@ -332,6 +332,14 @@ class RedisArbiter(Arbiter):
                 return
             self._hold = None
         hold.ended.set()
+        # If the lock still holds this tenure (e.g. our epoch was fenced by a raised floor),
+        # give it up so a standby need not wait for the TTL. Harmless otherwise.
+        with contextlib.suppress(Exception):
+            self._release(
+                keys=[self.keys["mainstem"]],
+                args=[hold.value, self.keys["notify"]],
+                client=self._renew_client,
+            )
         self._log.warning(
             "mainstem lost: pipeline={} node={} epoch={} reason={}",
             self.pipeline_id,
