@@ -191,6 +191,9 @@ def make_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 
     yield make
     services.stop_quietly(reversed(started))
+    for db in started:  # keep the logs, free the disk
+        with contextlib.suppress(Exception):
+            db.remove_data()
 
 
 @pytest.fixture
