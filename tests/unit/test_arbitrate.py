@@ -144,7 +144,7 @@ def scenario_release_wakes_standby(world: World) -> None:
     holder, standby = world.arbiter("holder", **config), world.arbiter("standby", **config)
     first = holder.await_active()
     assert first is not None
-    thread, results = background(lambda: standby.await_active(stop=timed_stop(20)))
+    _thread, results = background(lambda: standby.await_active(stop=timed_stop(20)))
     time.sleep(0.3)
     assert results.empty()
     released_at = time.monotonic()
@@ -168,7 +168,7 @@ def scenario_pause_resume_wakes_waiter(world: World) -> None:
     started = time.monotonic()
     assert node.wait_for_permit(0.2) is False
     assert time.monotonic() - started >= 0.19
-    thread, results = background(lambda: node.wait_for_permit(10))
+    _thread, results = background(lambda: node.wait_for_permit(10))
     time.sleep(0.3)
     assert results.empty(), "wait_for_permit must block while paused"
     resumed_at = time.monotonic()
@@ -381,7 +381,7 @@ def test_waiting_standby_wakes_on_advance(memory_world: MemoryWorld) -> None:
     standby = memory_world.arbiter("standby")
     holder.await_active()
     memory_world.freeze(holder)
-    thread, results = background(lambda: standby.await_active(stop=timed_stop(10)))
+    _thread, results = background(lambda: standby.await_active(stop=timed_stop(10)))
     time.sleep(0.1)
     assert results.empty()
     memory_world.elapse(memory_world.ttl_ms)
