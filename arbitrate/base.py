@@ -93,6 +93,11 @@ class Arbiter(ABC):
     def load_position(self) -> Position | None:
         """The last committed position, None when there is none."""
 
+    def load_position_record(self) -> tuple[Position | None, int | None]:
+        """The committed position and the epoch that wrote it (None: set by an operator)."""
+        status = self.status()
+        return status.position, status.position_epoch
+
     @abstractmethod
     def set_position(self, position: Position | None) -> None:
         """Operator reset of the position (only while paused; None = forget it)."""

@@ -4,7 +4,8 @@ Life of a node (``Node.run``)::
 
     standby ──await_active──▶ active(epoch) ──lock lost──▶ standby
                                  │  task crashed → backoff, new task, same epoch
-                                 │  fatal error  → pipeline paused, stays active, waits for resume
+                                 │  paused (operator or fatal error) → drain, wait for resume,
+                                 │                   new task from the committed position
                                  └─ stop signal  → drain within grace, release lock, exit 0
 
 Shutdown order (and why): stop selecting (nothing new enters) → let in-flight
@@ -162,8 +163,10 @@ class Node:
                 )
                 outcome = self._run_task(epoch, start)
                 attempt = 0
-                if outcome != "crashed":
+                if outcome in ("stop", "lost"):
                     return
+                if outcome == "paused":
+                    continue
             except EpochBehind as exc:
                 log.warning("{}: releasing the mainstem to take a higher epoch", exc)
                 self.arbiter.release()
@@ -184,7 +187,7 @@ class Node:
                 self._stop.wait(self._backoff_s(max(attempt, 1)))
 
     def _run_task(self, epoch: int, start: Start) -> str:
-        """Run one SelectTask until stop, loss or crash; returns which."""
+        """Run one SelectTask until stop, pause, loss or crash; returns which."""
         store = FencedPositionStore(self.arbiter, epoch, start.position, self._state)
         self._selector = self._selector_factory(store)
         self._selector.start()
@@ -214,6 +217,11 @@ class Node:
                         else f"in-flight batches not done within {grace_s:.1f}s are replayed",
                     )
                     return "stop"
+                if self._paused():
+                    # Resume must restart from the committed (or operator-set) position.
+                    drained = task.drain(self._settings.shutdown_grace_ms / 1000)
+                    self._log.info("paused: selecting stopped (in-flight acked: {})", drained)
+                    return "paused"
                 if self._lost.is_set() or task.lost or not self.arbiter.check():
                     self._log.warning("lost the mainstem: stopping, back to standby")
                     self._lost.set()
@@ -234,6 +242,12 @@ class Node:
                 self._selector.stop()
             except Exception as exc:  # closing a broken connection may fail; nothing to save
                 self._log.debug("selector stop: {}", exc)
+
+    def _paused(self) -> bool:
+        try:
+            return self.arbiter.get_state().paused
+        except FerryError:  # Redis unreachable: the lock check decides what happens
+            return False
 
     def _wait_permit(self) -> bool:
         """Block while the pipeline is paused; False when stopping or the lock was lost."""

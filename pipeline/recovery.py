@@ -2,6 +2,7 @@
 
 Sources of truth, in order of authority:
 
+0. A position set by an operator (``ferry position --set``) while paused.
 1. A sink checkpoint (MySQL sink), written in the same transaction as the
    data: it can only be ahead of Redis, never behind.
 2. The position in Redis, fenced by epoch.
@@ -79,7 +80,7 @@ class EpochBehind(Exception):
 @dataclass(frozen=True, slots=True)
 class Start:
     position: Position | None  # None: first start, the selector uses source.start
-    origin: str  # "first start" | "redis" | "sink checkpoint"
+    origin: str  # "first start" | "redis" | "sink checkpoint" | "operator"
 
 
 def choose_start(arbiter: Arbiter, sink: Sink, state: StateFile | None, epoch: int) -> Start:
@@ -95,7 +96,9 @@ def choose_start(arbiter: Arbiter, sink: Sink, state: StateFile | None, epoch: i
         arbiter.raise_epoch_floor(max(known_epochs))
         raise EpochBehind(f"epoch {epoch} is not above remembered epoch {max(known_epochs)}")
 
-    stored = arbiter.load_position()
+    stored, stored_epoch = arbiter.load_position_record()
+    if stored is not None and stored_epoch is None:
+        return Start(stored, "operator")  # `ferry position --set` wins over a sink checkpoint
     if checkpoint is not None and (
         stored is None or checkpoint.position.sort_key() > stored.sort_key()
     ):

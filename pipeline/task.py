@@ -235,8 +235,12 @@ class SelectTask:
                 if not self._can_start:
                     self._cond.wait(_TICK_S)
                     continue
-            if not self._arbiter.wait_for_permit(_TICK_S):
-                continue  # paused: in-flight batches still finish and are acked
+            try:
+                if not self._arbiter.wait_for_permit(_TICK_S):
+                    continue  # paused: in-flight batches still finish and are acked
+            except FerryError:  # Redis unreachable: the lock check decides what happens
+                self._halted.wait(_TICK_S)
+                continue
             try:
                 with self._selector_lock:
                     with self._cond:

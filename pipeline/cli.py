@@ -1,0 +1,371 @@
+"""`ferry` — the command line. Exit status: 0 success, 2 bad config or usage, 1 anything else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+from loguru import logger
+
+from pipeline.config import FerryConfig, load_config, secret
+from pipeline.errors import ConfigError, FatalError, FerryError
+from pipeline.logs import setup_logging
+from pipeline.model import Position
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+ferry streams every row change of a MySQL/MariaDB database, in order and
+without loss, into Kafka, another MySQL or files. Run one `ferry run` per
+pipeline; start a second one as a standby and it takes over when the first dies.
+"""
+
+EPILOG = """\
+examples:
+  ferry check -c configs/mysql-to-kafka.yaml     validate the file, then check source, Redis, sink
+  ferry run -c configs/mysql-to-kafka.yaml       run a node (standby until it holds the lock)
+  ferry status -c configs/mysql-to-kafka.yaml    who is active, position, lag, last error
+  ferry pause -c FILE / ferry resume -c FILE     stop / restart selecting on the active node
+  ferry position -c FILE --set mysql-bin.000042:4 --yes   move the position (while paused)
+
+exit status: 0 success, 2 bad configuration or usage, 1 anything else.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", required=True, metavar="FILE", help="pipeline file (YAML)"
+    )
+    common.add_argument(
+        "--log-level",
+        choices=["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (default: pipeline.log_level, INFO)",
+    )
+    common.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
+
+    parser = argparse.ArgumentParser(
+        prog="ferry",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run", parents=[common], help="run a node: standby until it holds the lock, then replicate"
+    )
+    run.add_argument(
+        "--node-id",
+        default=f"{socket.gethostname()}-{os.getpid()}",
+        help="this node's name in status and locks (default: HOST-PID)",
+    )
+    status = commands.add_parser(
+        "status", parents=[common], help="active node, epoch, state, position, lag, last error"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    pause = commands.add_parser("pause", parents=[common], help="pause the pipeline")
+    pause.add_argument("--reason", default="paused by operator", help="shown by status")
+    commands.add_parser(
+        "resume", parents=[common], help="resume; clears a stored error, restarts from position"
+    )
+    position = commands.add_parser(
+        "position", parents=[common], help="show, or (while paused) set, the committed position"
+    )
+    position.add_argument(
+        "--set",
+        dest="spec",
+        metavar="SPEC",
+        help="FILE:POS, gtid:SET or latest (the source's current end); only while paused",
+    )
+    position.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    commands.add_parser(
+        "check",
+        parents=[common],
+        help="validate the config, then check the source, Redis and the sink",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ferry: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    node_id = getattr(args, "node_id", "cli")
+    setup_logging(
+        args.log_level or config.pipeline.log_level, args.log_json, config.pipeline.id, node_id
+    )
+    command: Callable[[argparse.Namespace, FerryConfig], int] = COMMANDS[args.command]
+    try:
+        return command(args, config)
+    except ConfigError as exc:
+        print(f"ferry: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FerryError as exc:
+        print(f"ferry: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def build_arbiter(config: FerryConfig, node_id: str) -> Any:
+    from arbitrate.redis import RedisArbiter
+
+    return RedisArbiter(config.arbiter, config.pipeline.id, node_id)
+
+
+def build_node(config: FerryConfig, node_id: str) -> Any:
+    from pipeline.node import Node
+    from pipeline.recovery import StateFile
+    from selector.base import PositionStore
+    from selector.mysql import MySQLSelector
+    from sinks.registry import create_sink
+
+    def selector(store: PositionStore) -> MySQLSelector:
+        batch = config.pipeline.batch
+        return MySQLSelector(
+            config.source, batch.max_rows, batch.max_wait_ms, store, config.pipeline.id
+        )
+
+    return Node(
+        config,
+        node_id,
+        arbiter=build_arbiter(config, node_id),
+        sink=create_sink(config.sink, config.pipeline.id),
+        selector_factory=selector,
+        state=StateFile(config.pipeline.state_dir, config.pipeline.id),
+    )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace, config: FerryConfig) -> int:
+    node = build_node(config, args.node_id)
+    signals_seen: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        # No logging or I/O here: set flags; a second signal exits at once.
+        signals_seen.append(signum)
+        if len(signals_seen) > 1:
+            os._exit(128 + signum)
+        node.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logger.info("node {} starting for pipeline {}", args.node_id, config.pipeline.id)
+    return int(node.run())
+
+
+def cmd_status(args: argparse.Namespace, config: FerryConfig) -> int:
+    arbiter = build_arbiter(config, "cli")
+    try:
+        status = arbiter.status()
+    finally:
+        arbiter.close()
+    data = {
+        "pipeline": status.pipeline,
+        "state": status.state.state,
+        "reason": status.state.reason,
+        "error": status.state.error,
+        "since": status.state.since,
+        "active_node": status.active_node,
+        "epoch": status.epoch,
+        "position": status.position.to_dict() if status.position else None,
+        "position_epoch": status.position_epoch,
+        "nodes": status.nodes,
+    }
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return EXIT_OK
+    print(render_status(data))
+    return EXIT_OK
+
+
+def _ago(ts: Any) -> str:
+    try:
+        seconds = time.time() - float(ts)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{seconds:.0f}s ago" if seconds < 120 else time.strftime("%F %T", time.localtime(ts))
+
+
+def render_status(data: dict[str, Any]) -> str:
+    state = data["state"]
+    if state == "paused":
+        state = f"paused ({data['reason'] or 'no reason'})"
+        if data["error"]:
+            state = f"error: paused on {data['error']}"
+    active = f"{data['active_node']} (epoch {data['epoch']})" if data["active_node"] else "none"
+    position = data["position"]
+    position_text = str(Position.from_dict(position)) if position else "none committed yet"
+    if position and data["position_epoch"] is None:
+        position_text += " (set by operator)"
+    lines = [
+        f"pipeline  {data['pipeline']}",
+        f"state     {state}",
+        f"active    {active}",
+        f"position  {position_text}",
+    ]
+    nodes = data["nodes"]
+    if nodes:
+        header = ("NODE", "ROLE", "EPOCH", "LAG", "ROWS/S", "ROWS", "UPDATED")
+        rows = [header]
+        for node in nodes:
+            lag = node.get("lag_ms")
+            role = str(node.get("role", "?")) + (" (stale)" if node.get("stale") else "")
+            rows.append(
+                (
+                    str(node.get("node_id", "?")),
+                    role,
+                    str(node.get("epoch") or "-"),
+                    "-" if lag in (None, "") else f"{float(lag) / 1000:.1f}s",
+                    str(node.get("rows_per_s", "-")),
+                    str(node.get("rows_total", "-")),
+                    _ago(node.get("updated_at")),
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines.append("nodes")
+        lines += [
+            "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
+        ]
+        errors = [n for n in nodes if n.get("last_error")]
+        for node in errors:
+            lines.append(
+                f"last error ({node.get('node_id')}, {_ago(node.get('last_error_at'))}):"
+                f" {node['last_error']}"
+            )
+    else:
+        lines.append("nodes     none seen (no node running?)")
+    return "\n".join(lines)
+
+
+def cmd_pause(args: argparse.Namespace, config: FerryConfig) -> int:
+    arbiter = build_arbiter(config, "cli")
+    try:
+        arbiter.pause(args.reason)
+    finally:
+        arbiter.close()
+    print(f"pipeline {config.pipeline.id} paused; the active node stops selecting within a second")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace, config: FerryConfig) -> int:
+    arbiter = build_arbiter(config, "cli")
+    try:
+        was = arbiter.get_state()
+        arbiter.resume()
+    finally:
+        arbiter.close()
+    cleared = f" (cleared error: {was.error})" if was.error else ""
+    print(f"pipeline {config.pipeline.id} resumed from the committed position{cleared}")
+    return EXIT_OK
+
+
+def parse_position_spec(spec: str, config: FerryConfig) -> Position:
+    """FILE:POS, gtid:SET or latest (asks the source for its current binlog end)."""
+    if spec == "latest":
+        return current_source_position(config)
+    if spec.startswith("gtid:"):
+        gtid = spec.removeprefix("gtid:").strip()
+        if not gtid:
+            raise ConfigError("--set gtid: needs a GTID set, e.g. gtid:0-1-1234")
+        return Position(file="", pos=4, gtid_set=gtid)
+    file, sep, pos = spec.rpartition(":")
+    if not sep or not file or not pos.isdigit() or int(pos) < 4:
+        raise ConfigError(
+            f"--set {spec!r}: expected FILE:POS (e.g. mysql-bin.000042:4), gtid:SET or latest"
+        )
+    return Position(file=file, pos=int(pos))
+
+
+def current_source_position(config: FerryConfig) -> Position:
+    import pymysql
+
+    from pipeline.errors import classify
+
+    source = config.source
+    try:
+        connection = pymysql.connect(
+            host=source.host,
+            port=source.port,
+            user=source.user,
+            password=secret(source.password),
+            connect_timeout=max(1, source.connect_timeout_ms // 1000),
+        )
+        with connection, connection.cursor() as cursor:
+            cursor.execute("SHOW MASTER STATUS")
+            row = cursor.fetchone()
+    except Exception as exc:
+        raise classify(exc, f"cannot read the source's binlog position: {exc}") from exc
+    if not row:
+        raise FatalError("SHOW MASTER STATUS returned nothing: is log_bin enabled on the source?")
+    return Position(file=row[0], pos=int(row[1]))
+
+
+def cmd_position(args: argparse.Namespace, config: FerryConfig) -> int:
+    arbiter = build_arbiter(config, "cli")
+    try:
+        current, epoch = arbiter.load_position_record()
+        if args.spec is None:
+            if current is None:
+                print(f"pipeline {config.pipeline.id}: no committed position")
+            else:
+                by = "operator" if epoch is None else f"epoch {epoch}"
+                print(f"pipeline {config.pipeline.id}: {current} (committed by {by})")
+            return EXIT_OK
+        if not arbiter.get_state().paused:
+            print(
+                f"ferry: pipeline {config.pipeline.id} is running; `ferry pause -c"
+                f" {args.config}` first, so no node commits over the new position",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
+        new = parse_position_spec(args.spec, config)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print("ferry: refusing to move the position without --yes", file=sys.stderr)
+                return EXIT_USAGE
+            answer = input(f"move pipeline {config.pipeline.id} from {current} to {new}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("position unchanged")
+                return EXIT_FAIL
+        arbiter.set_position(new)
+        print(f"pipeline {config.pipeline.id}: position set to {new}; `ferry resume` to continue")
+        return EXIT_OK
+    finally:
+        arbiter.close()
+
+
+def cmd_check(args: argparse.Namespace, config: FerryConfig) -> int:
+    from pipeline.check import run_checks
+
+    print(f"config {args.config}: valid")
+    print(config.summary())
+    print()
+    return EXIT_OK if run_checks(config) else EXIT_FAIL
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, FerryConfig], int]] = {
+    "run": cmd_run,
+    "status": cmd_status,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "position": cmd_position,
+    "check": cmd_check,
+}
