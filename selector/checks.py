@@ -1,0 +1,129 @@
+"""Startup checks of the source server (also printed by ``ferry check``).
+
+Each check is ``(what, ok, fix)``: ``fix`` says what to change when ``ok`` is
+False (and carries a warning when ``ok`` is True but something is degraded).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pymysql
+
+from pipeline.errors import FatalError, classify
+
+from .config import MySQLSourceConfig
+
+Check = tuple[str, bool, str]
+
+
+def connect(config: MySQLSourceConfig, **extra: Any) -> pymysql.connections.Connection[Any]:
+    """A plain autocommit connection to the source (control queries, not the dump)."""
+    return pymysql.connect(
+        host=config.host,
+        port=config.port,
+        user=config.user,
+        password=config.password.get_secret_value(),
+        connect_timeout=max(1, config.connect_timeout_ms // 1000),
+        autocommit=True,
+        charset="utf8mb4",
+        **extra,
+    )
+
+
+def variables(conn: Any, *names: str) -> dict[str, str]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN (" + ",".join(["%s"] * len(names)) + ")",
+            names,
+        )
+        return {str(k).lower(): str(v) for k, v in cur.fetchall()}
+
+
+def server_checks(conn: Any, user: str) -> list[Check]:
+    found = variables(
+        conn, "log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata", "version"
+    )
+    checks: list[Check] = []
+
+    def expect(name: str, want: str, fix: str) -> None:
+        have = found.get(name, "").upper()
+        ok = have == want
+        checks.append((f"{name} = {want} (is {have or 'unset'})", ok, "" if ok else fix))
+
+    expect(
+        "log_bin", "ON", "start the server with log_bin (e.g. --log-bin=mysql-bin) and a server_id"
+    )
+    expect(
+        "binlog_format",
+        "ROW",
+        "SET GLOBAL binlog_format = 'ROW' and binlog_format=ROW in the server config",
+    )
+    expect(
+        "binlog_row_image",
+        "FULL",
+        "SET GLOBAL binlog_row_image = 'FULL' and binlog_row_image=FULL in the server config",
+    )
+    if "binlog_row_metadata" in found:
+        expect(
+            "binlog_row_metadata",
+            "FULL",
+            "SET GLOBAL binlog_row_metadata = 'FULL' (MySQL 8.0.14+, MariaDB 10.5+) and in the"
+            " server config; needed for column names, signedness, ENUM/SET values",
+        )
+    else:
+        checks.append(
+            (
+                "binlog_row_metadata (not on this server version)",
+                True,
+                "warning: column names, primary keys and signedness come from"
+                " information_schema; an ALTER TABLE racing the stream can mislabel columns",
+            )
+        )
+    checks.append(privileges(conn, user))
+    return checks
+
+
+_REPLICA = re.compile(r"\b(ALL PRIVILEGES|REPLICATION SLAVE|REPLICATION REPLICA)\b")
+_CLIENT = re.compile(r"\b(ALL PRIVILEGES|REPLICATION CLIENT|BINLOG MONITOR|SUPER)\b")
+
+
+def privileges(conn: Any, user: str) -> Check:
+    with conn.cursor() as cur:
+        cur.execute("SHOW GRANTS")
+        grants = [str(row[0]).upper() for row in cur.fetchall()]
+    global_grants = " ".join(g for g in grants if " ON *.* " in g)
+    ok = bool(_REPLICA.search(global_grants) and _CLIENT.search(global_grants))
+    return (
+        "privileges REPLICATION SLAVE, REPLICATION CLIENT (BINLOG MONITOR)",
+        ok,
+        ""
+        if ok
+        else f"GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO '{user}'@'%'"
+        " (MariaDB 10.5+: REPLICATION SLAVE, BINLOG MONITOR, SELECT)",
+    )
+
+
+def check_source(config: MySQLSourceConfig) -> list[Check]:
+    """Run every source check; a failed connection is itself one failed check."""
+    where = f"{config.user}@{config.host}:{config.port}"
+    try:
+        conn = connect(config)
+    except Exception as exc:
+        error = classify(exc)
+        return [
+            (f"connect to {where}", False, f"{error.message}; check host, port, user, password")
+        ]
+    try:
+        return [(f"connect to {where}", True, ""), *server_checks(conn, config.user)]
+    finally:
+        conn.close()
+
+
+def require(checks: list[Check]) -> list[str]:
+    """Raise one FatalError naming every failed check; returns the warnings."""
+    failed = [f"{what}: {fix}" for what, ok, fix in checks if not ok]
+    if failed:
+        raise FatalError("source server is not ready for ferry: " + "; ".join(failed))
+    return [f"{what}: {fix}" for what, ok, fix in checks if ok and fix.startswith("warning")]
