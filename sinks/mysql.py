@@ -1,10 +1,64 @@
-"""MySQL/MariaDB sink (configuration; the sink itself follows)."""
+"""MySQL/MariaDB sink: merged, idempotent apply with a fenced checkpoint in the same transaction.
+
+Per batch (see ``MySQLSink.load``):
+
+1. the row changes are merged per (table, primary key) by :mod:`sinks.merge`
+   (10 updates of a key become one row; deletes before writes per table);
+2. one transaction: ``SELECT epoch … FOR UPDATE`` on this pipeline's row of
+   ``<checkpoint_schema>.ferry_checkpoint`` — a stored epoch newer than the
+   batch's rolls back and raises ``FencedError``; then every table's deletes
+   as ``DELETE … WHERE (pk) IN (…)`` and its rows as multi-row
+   ``INSERT … ON DUPLICATE KEY UPDATE`` (chunked by ``max_rows_per_statement``
+   and ``max_statement_bytes``); then the checkpoint row; then COMMIT. A
+   failure anywhere leaves the target as it was.
+3. if the merged apply hits a duplicate-key or foreign-key error (a unique
+   value moved between rows inside the batch), the transaction is rolled back
+   and the batch is applied once more unmerged, in binlog order
+   (:func:`sinks.merge.in_order`); a second failure is raised.
+
+Idempotence: every write is an upsert or a delete by key, so loading a batch
+again gives the same table. Tables without a primary key (``no_primary_key:
+match_row``) are applied change by change, matching the full row with ``<=>``
+and ``LIMIT 1``; they are at-least-once (a replayed insert duplicates a row),
+and FLOAT or JSON columns may fail to match exactly. The sink never skips a
+batch by comparing positions (an operator may rewind on purpose); the node
+resumes from the later of its own and the sink's checkpoint.
+
+Values are sent as driver parameters: SET values as comma-joined strings, JSON
+(dict/list) as ``json.dumps``; the session runs with ``time_zone='+00:00'``
+because the binlog reader decodes TIMESTAMP columns as naive UTC.
+
+DDL (``ddl: apply``): fenced by a checkpoint read first, then run after
+``USE <mapped schema>`` (the statement's default schema, through
+``schema_map``), then the checkpoint is written (DDL commits implicitly, so it
+cannot share the transaction). Limits: the statement text is not rewritten —
+names qualified with a *mapped* source schema, and tables renamed by
+``table_map``, cannot be applied and raise ``FatalError`` (apply by hand, then
+use ``ddl: skip``); errors that mean "already done" (table/column/index
+exists, unknown table on DROP…) are logged and passed, so a DDL replayed after
+a crash between its apply and the checkpoint does not stop the pipeline.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import contextlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
 
+import pymysql
+from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from pipeline.errors import FatalError, FencedError, FerryError, classify
+from pipeline.model import Batch, DdlChange, Position, RowChange
+from sinks.base import Sink, SinkCheckpoint
+from sinks.merge import Merged, in_order, merge
 
 
 class MySQLSinkConfig(BaseModel):
@@ -34,3 +88,656 @@ class MySQLSinkConfig(BaseModel):
     checkpoint_schema: str = Field(
         "ferry", description="schema of the ferry_checkpoint table on the target"
     )
+    max_rows_per_statement: int = Field(
+        1000, ge=1, description="rows per multi-row INSERT/DELETE statement, at most"
+    )
+    max_statement_bytes: int = Field(
+        4 << 20,
+        ge=1024,
+        description="estimated size of one statement, at most (also capped at half of the "
+        "server's max_allowed_packet)",
+    )
+    foreign_key_checks: bool = Field(
+        False,
+        description="keep foreign-key checks on in the sink's session; off by default because "
+        "the source already enforced them and merged batches do not keep cross-table order",
+    )
+    sql_mode: str = Field(
+        "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION",
+        description="session sql_mode on the target (strict: too-long data fails instead of "
+        "being truncated; NO_AUTO_VALUE_ON_ZERO: a replicated id 0 stays 0)",
+    )
+    timeout_s: float = Field(
+        120.0, gt=0, description="connect/read/write timeout of the target connection, seconds"
+    )
+    empty_checkpoint_interval_ms: int = Field(
+        1000,
+        ge=0,
+        description="batches without changes still move the stored checkpoint, at most this often",
+    )
+
+
+# --- statement building (pure) -------------------------------------------------------
+
+#: Column names whose values are masked in error messages and logs.
+SECRET_COLUMN = re.compile(r"pass|pwd|secret|token|key|salt|credential|private", re.IGNORECASE)
+
+#: Errors of a merged apply that the unmerged, in-order apply may not hit.
+CROSS_KEY_CODES = frozenset({1062, 1451, 1452, 1586})  # duplicate entry, foreign key
+
+#: DDL errors that mean "this was already applied" (a DDL replayed after a crash).
+DDL_DONE_CODES = frozenset(
+    {
+        1007,  # database exists
+        1008,  # can't drop database; doesn't exist
+        1050,  # table exists
+        1051,  # unknown table (DROP)
+        1060,  # duplicate column name
+        1061,  # duplicate key name
+        1091,  # can't DROP column/key; check that it exists
+        1826,  # duplicate foreign key constraint name
+    }
+)
+
+Kind = Literal["upsert", "delete", "insert", "update_row", "delete_row"]
+Target = Callable[[str, str], tuple[str, str]]
+
+
+def ident(name: str) -> str:
+    """A backquoted identifier, safe inside a statement executed with parameters (``%`` doubled)."""
+    return "`" + name.replace("`", "``").replace("%", "%%") + "`"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | timedelta):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def to_db(value: Any) -> Any:
+    """A selector value as a driver parameter: SET → 'a,b', JSON → text, the rest as is."""
+    if isinstance(value, set | frozenset):
+        return ",".join(sorted(str(item) for item in value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    return value
+
+
+def _estimate(values: Sequence[Any]) -> int:
+    """Upper-bound guess of the bytes the escaped values take in a statement."""
+    size = 4
+    for value in values:
+        if isinstance(value, str):
+            size += 3 * len(value) + 4
+        elif isinstance(value, bytes | bytearray):
+            size += 2 * len(value) + 12
+        else:
+            size += 32
+    return size
+
+
+@dataclass(slots=True)
+class Statement:
+    """One statement to execute: SQL with ``%s`` placeholders, flat args, the actions it carries."""
+
+    kind: Kind
+    target: tuple[str, str]
+    sql: str
+    args: list[Any]
+    actions: list[Merged]
+
+    @property
+    def shape(self) -> str:
+        """The SQL with one row's placeholders and a row count (for messages)."""
+        n = len(self.actions)
+        sql = self.sql
+        if n > 1:
+            sql = re.sub(r"(\((?:%s,?)+\))(?:,\1)+", r"\1", sql)
+            sql = re.sub(r"IN \(((?:%s,?)+)\)", "IN (%s…)", sql)
+        return f"{sql} -- {n} row(s)" if n > 1 else sql
+
+
+def _kind(action: Merged) -> Kind:
+    if action.primary_key:
+        return "delete" if action.op == "delete" else "upsert"
+    if action.op == "delete":
+        return "delete_row"
+    return "update_row" if action.op == "update" else "insert"
+
+
+def _columns(action: Merged, kind: Kind) -> tuple[str, ...]:
+    if kind in ("upsert", "insert"):
+        assert action.after is not None
+        return tuple(action.after)
+    if kind == "delete":
+        return action.primary_key
+    assert action.before is not None
+    return tuple(action.before)
+
+
+def _render(
+    kind: Kind,
+    target: tuple[str, str],
+    columns: tuple[str, ...],
+    pk: tuple[str, ...],
+    rows: int,
+    set_columns: tuple[str, ...] = (),
+) -> str:
+    table = f"{ident(target[0])}.{ident(target[1])}"
+    if kind in ("upsert", "insert"):
+        one = "(" + ",".join(["%s"] * len(columns)) + ")"
+        sql = f"INSERT INTO {table} ({','.join(ident(c) for c in columns)}) VALUES " + ",".join(
+            [one] * rows
+        )
+        if kind == "upsert":
+            update = [c for c in columns if c not in pk] or list(pk[:1])
+            sql += " ON DUPLICATE KEY UPDATE " + ",".join(
+                f"{ident(c)}=VALUES({ident(c)})" for c in update
+            )
+        return sql
+    if kind == "delete":
+        if len(pk) == 1:
+            return f"DELETE FROM {table} WHERE {ident(pk[0])} IN ({','.join(['%s'] * rows)})"
+        one = "(" + ",".join(["%s"] * len(pk)) + ")"
+        cols = ",".join(ident(c) for c in pk)
+        return f"DELETE FROM {table} WHERE ({cols}) IN ({','.join([one] * rows)})"
+    match = " AND ".join(f"{ident(c)} <=> %s" for c in columns)
+    if kind == "delete_row":
+        return f"DELETE FROM {table} WHERE {match} LIMIT 1"
+    assignments = ",".join(f"{ident(c)}=%s" for c in set_columns)
+    return f"UPDATE {table} SET {assignments} WHERE {match} LIMIT 1"
+
+
+def build_statements(
+    actions: Iterable[Merged],
+    target: Target,
+    max_rows: int = 1000,
+    max_bytes: int = 4 << 20,
+) -> list[Statement]:
+    """Group consecutive actions of one table and kind into multi-row statements.
+
+    The order of ``actions`` is kept (it is the apply order chosen by
+    :mod:`sinks.merge`). Upserts and deletes by key, and inserts into tables
+    without a key, are chunked by ``max_rows`` and by ``max_bytes`` of
+    estimated statement size; full-row matches (no-key update/delete) are one
+    statement each, since each must hit exactly one row.
+    """
+    out: list[Statement] = []
+    run: list[Merged] = []
+    run_args: list[Any] = []
+    run_key: tuple[Kind, tuple[str, str], tuple[str, ...], tuple[str, ...]] | None = None
+    size = 0
+
+    def flush() -> None:
+        nonlocal run, run_args, size
+        if run and run_key is not None:
+            kind, tgt, columns, pk = run_key
+            sql = _render(kind, tgt, columns, pk, len(run))
+            out.append(Statement(kind, tgt, sql, run_args, run))
+        run, run_args, size = [], [], 0
+
+    for action in actions:
+        kind = _kind(action)
+        tgt = target(action.schema, action.table)
+        columns = _columns(action, kind)
+        if kind in ("update_row", "delete_row"):
+            flush()
+            assert action.before is not None
+            match_args = [to_db(action.before[c]) for c in columns]
+            if kind == "delete_row":
+                sql, args = _render(kind, tgt, columns, (), 1), match_args
+            else:
+                assert action.after is not None
+                set_columns = tuple(action.after)
+                sql = _render(kind, tgt, columns, (), 1, set_columns)
+                args = [to_db(action.after[c]) for c in set_columns] + match_args
+            out.append(Statement(kind, tgt, sql, args, [action]))
+            run_key = None
+            continue
+        image = action.row
+        values = [to_db(image.get(c)) for c in columns]
+        est = _estimate(values)
+        key = (kind, tgt, columns, action.primary_key)
+        if run and (key != run_key or len(run) >= max_rows or size + est > max_bytes):
+            flush()
+        run_key = key
+        run.append(action)
+        run_args.extend(values)
+        size += est
+    flush()
+    return out
+
+
+def mask(column: str, value: Any, limit: int = 80) -> str:
+    """A value for an error message: masked for secret-like columns, shortened otherwise."""
+    if value is not None and SECRET_COLUMN.search(column):
+        return "***"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _masked_row(row: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{c}: {mask(c, v)}" for c, v in row.items()) + "}"
+
+
+def _scrub(message: str, actions: Sequence[Merged]) -> str:
+    """Remove values of secret-like columns that the server may quote in its message."""
+    dup = re.search(r"Duplicate entry '.*' for key '([^']*)'", message)
+    if dup and SECRET_COLUMN.search(dup.group(1)):
+        message = message[: dup.start()] + f"Duplicate entry '***' for key '{dup.group(1)}'"
+    for action in actions[:1000]:
+        for column, value in action.row.items():
+            if isinstance(value, str) and len(value) >= 3 and SECRET_COLUMN.search(column):
+                message = message.replace(value, "***")
+    return message
+
+
+def describe_failure(stmt: Statement, exc: BaseException) -> str:
+    """Table, key, statement and (masked) row of a failed statement."""
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    server = str(exc.args[1]) if code is not None and len(exc.args) > 1 else str(exc)
+    server = _scrub(server, stmt.actions)
+    at_row = re.search(r"at row (\d+)", server)
+    index = int(at_row.group(1)) - 1 if at_row else (0 if len(stmt.actions) == 1 else None)
+    first = stmt.actions[0]
+    source = f"{first.schema}.{first.table}"
+    target = f"{stmt.target[0]}.{stmt.target[1]}"
+    parts = [f"MySQL sink: {source} (target {target}): " + (f"[{code}] " if code else "") + server]
+    if index is not None and 0 <= index < len(stmt.actions):
+        action = stmt.actions[index]
+        if action.primary_key:
+            parts.append(f"key {_key_text(action)}")
+        parts.append(f"row {_masked_row(action.row)}")
+    else:
+        keys = [_key_text(a) for a in stmt.actions[:5]]
+        more = "…" if len(stmt.actions) > 5 else ""
+        parts.append(f"one of {len(stmt.actions)} keys {', '.join(keys)}{more}")
+    parts.append(f"statement: {stmt.shape}")
+    return "; ".join(parts)
+
+
+def _key_text(action: Merged) -> str:
+    pairs = zip(action.primary_key, action.key(), strict=True)
+    return "(" + ", ".join(f"{c}={mask(c, v)}" for c, v in pairs) + ")"
+
+
+def _code(exc: BaseException | None) -> int | None:
+    while exc is not None:
+        if isinstance(exc, pymysql.MySQLError) and exc.args and isinstance(exc.args[0], int):
+            return exc.args[0]
+        exc = exc.__cause__
+    return None
+
+
+# --- the sink ------------------------------------------------------------------------
+
+
+class MySQLSink(Sink):
+    """Writes batches to MySQL/MariaDB (see the module docstring).
+
+    ``load`` commits data and checkpoint in one transaction and is idempotent
+    by key; ``checkpoint()`` returns the stored (position, epoch). Errors:
+    lost connection, deadlock, lock-wait timeout → ``ResumableError`` (the
+    connection is dropped and reopened on the next call); anything else →
+    ``FatalError`` naming table, key and statement.
+    """
+
+    config_model = MySQLSinkConfig
+    config: MySQLSinkConfig
+
+    def __init__(self, config: MySQLSinkConfig, pipeline_id: str) -> None:
+        super().__init__(config, pipeline_id)
+        self._conn: pymysql.connections.Connection[Any] | None = None
+        self._max_bytes = config.max_statement_bytes
+        self._warned_no_pk: set[tuple[str, str]] = set()
+        self._last_checkpoint_write = 0.0
+        self.statements_executed = 0  # statements of row data sent (for tests and stats)
+        ckpt = config.checkpoint_schema
+        self._ckpt_table = f"{ident(ckpt)}.{ident('ferry_checkpoint')}"
+
+    # -- connection
+
+    def open(self) -> None:
+        self._connection()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already gone; nothing to release
+                conn.close()
+
+    def _connection(self) -> pymysql.connections.Connection[Any]:
+        if self._conn is not None:
+            return self._conn
+        cfg = self.config
+        where = f"MySQL sink {cfg.user}@{cfg.host}:{cfg.port}"
+        try:
+            conn = pymysql.connect(
+                host=cfg.host,
+                port=cfg.port,
+                user=cfg.user,
+                password=cfg.password.get_secret_value(),
+                charset="utf8mb4",
+                autocommit=True,
+                connect_timeout=cfg.timeout_s,
+                read_timeout=cfg.timeout_s,
+                write_timeout=cfg.timeout_s,
+            )
+        except Exception as exc:
+            raise classify(exc, f"{where}: cannot connect: {exc}").context(
+                pipeline=self.pipeline_id
+            ) from exc
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SET SESSION time_zone='+00:00', sql_mode=%s, foreign_key_checks=%s",
+                    (cfg.sql_mode, 1 if cfg.foreign_key_checks else 0),
+                )
+                cur.execute("SELECT @@max_allowed_packet")
+                row = cur.fetchone()
+                packet = int(row[0]) if row else 4 << 20
+                self._max_bytes = max(1024, min(cfg.max_statement_bytes, packet // 2))
+                self._ensure_checkpoint_table(cur)
+        except Exception as exc:
+            conn.close()
+            raise classify(exc, f"{where}: session setup failed: {exc}").context(
+                pipeline=self.pipeline_id
+            ) from exc
+        logger.info("{}: connected (checkpoint table {})", where, self._ckpt_table)
+        self._conn = conn
+        return conn
+
+    def _ensure_checkpoint_table(self, cur: Any) -> None:
+        schema = self.config.checkpoint_schema
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA=%s AND TABLE_NAME='ferry_checkpoint'",
+            (schema,),
+        )
+        if cur.fetchone()[0] == 0:
+            cur.execute("CREATE DATABASE IF NOT EXISTS " + ident(schema), ())
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._ckpt_table} ("
+                " `pipeline_id` VARCHAR(191) NOT NULL PRIMARY KEY,"
+                " `epoch` BIGINT NOT NULL,"
+                " `position` JSON NULL,"
+                " `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
+                ") ENGINE=InnoDB",
+                (),
+            )
+        # One row per pipeline from the start, so the fencing read always locks a row.
+        cur.execute(
+            f"INSERT INTO {self._ckpt_table} (`pipeline_id`, `epoch`) VALUES (%s, 0)"
+            " ON DUPLICATE KEY UPDATE `pipeline_id`=`pipeline_id`",
+            (self.pipeline_id,),
+        )
+
+    def _drop(self) -> None:
+        """Roll back (best effort) and drop the connection; the next call reconnects."""
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(Exception):  # the connection is already broken
+                conn.rollback()
+        self.close()
+
+    # -- checkpoint
+
+    def checkpoint(self) -> SinkCheckpoint | None:
+        try:
+            with self._connection().cursor() as cur:
+                cur.execute(
+                    f"SELECT `epoch`, `position` FROM {self._ckpt_table} WHERE `pipeline_id`=%s",
+                    (self.pipeline_id,),
+                )
+                row = cur.fetchone()
+        except FerryError:
+            raise
+        except Exception as exc:
+            self._drop()
+            raise classify(exc, f"MySQL sink: reading the checkpoint failed: {exc}").context(
+                pipeline=self.pipeline_id
+            ) from exc
+        if row is None or row[1] is None:
+            return None
+        return SinkCheckpoint(Position.from_json(row[1]), int(row[0]))
+
+    def _fence(self, cur: Any, epoch: int, batch: Batch) -> None:
+        cur.execute(
+            f"SELECT `epoch` FROM {self._ckpt_table} WHERE `pipeline_id`=%s FOR UPDATE",
+            (self.pipeline_id,),
+        )
+        row = cur.fetchone()
+        stored = int(row[0]) if row else None
+        if stored is not None and stored > epoch:
+            raise FencedError(
+                f"MySQL sink: the target's checkpoint was written by epoch {stored}, newer than "
+                f"this node's epoch {epoch}: another node is active; batch not written",
+                pipeline=self.pipeline_id,
+                batch_id=batch.batch_id,
+                position=batch.position,
+            )
+
+    def _write_checkpoint(self, cur: Any, epoch: int, position: Position | None) -> None:
+        cur.execute(
+            f"INSERT INTO {self._ckpt_table} (`pipeline_id`, `epoch`, `position`) VALUES (%s,%s,%s)"
+            " ON DUPLICATE KEY UPDATE `epoch`=VALUES(`epoch`),"
+            " `position`=COALESCE(VALUES(`position`), `position`),"
+            " `updated_at`=CURRENT_TIMESTAMP(6)",
+            (self.pipeline_id, epoch, position.to_json() if position else None),
+        )
+        self._last_checkpoint_write = time.monotonic()
+
+    # -- load
+
+    def target(self, schema: str, table: str) -> tuple[str, str]:
+        """Target (schema, table) of a source table: ``table_map`` first, then ``schema_map``."""
+        mapped = self.config.table_map.get(f"{schema}.{table}")
+        target_schema = self.config.schema_map.get(schema, schema)
+        if mapped:
+            first, dot, second = mapped.partition(".")
+            return (first, second) if dot else (target_schema, first)
+        return target_schema, table
+
+    def load(self, batch: Batch, epoch: int) -> None:
+        ddls = [c for c in batch.changes if isinstance(c, DdlChange)]
+        rows = [c for c in batch.changes if isinstance(c, RowChange)]
+        if ddls:
+            for ddl in ddls:
+                self._load_ddl(batch, ddl, epoch)
+            if not rows:
+                return
+        if not rows:
+            due = self.config.empty_checkpoint_interval_ms / 1000.0
+            if batch.position is None or time.monotonic() - self._last_checkpoint_write < due:
+                return
+        self._check_no_pk(batch, rows)
+        started = time.monotonic()
+        try:
+            n = self._transaction(batch, epoch, merge(rows))
+        except FerryError as exc:
+            if _code(exc) not in CROSS_KEY_CODES:
+                raise
+            logger.warning(
+                "MySQL sink: merged apply of batch {} hit a cross-key constraint ({}); "
+                "applying it again unmerged, in binlog order",
+                batch.batch_id,
+                exc.message,
+            )
+            n = self._transaction(batch, epoch, in_order(rows))
+        logger.debug(
+            "MySQL sink: batch {} ({} changes, {} statements) committed in {:.1f} ms at {}",
+            batch.batch_id,
+            len(rows),
+            n,
+            (time.monotonic() - started) * 1000,
+            batch.position,
+        )
+
+    def _check_no_pk(self, batch: Batch, rows: list[RowChange]) -> None:
+        for change in rows:
+            if change.primary_key:
+                continue
+            name = (change.schema, change.table)
+            if self.config.no_primary_key == "reject":
+                raise FatalError(
+                    f"MySQL sink: table {change.schema}.{change.table} has no primary key and "
+                    "sink.no_primary_key is 'reject'; add a key or set it to 'match_row'",
+                    pipeline=self.pipeline_id,
+                    batch_id=batch.batch_id,
+                    position=batch.position,
+                )
+            if name not in self._warned_no_pk:
+                self._warned_no_pk.add(name)
+                logger.warning(
+                    "MySQL sink: table {}.{} has no primary key: rows are matched on every column "
+                    "(one statement per update/delete, at-least-once)",
+                    *name,
+                )
+
+    def _transaction(
+        self, batch: Batch, epoch: int, actions: list[Merged], write_checkpoint: bool = True
+    ) -> int:
+        """Fence, apply, checkpoint, commit — or roll back and raise. Returns statements sent.
+
+        With ``write_checkpoint=False`` (and no actions) it only checks the fence.
+        """
+        statements = build_statements(
+            actions, self.target, self.config.max_rows_per_statement, self._max_bytes
+        )
+        context: dict[str, Any] = {
+            "pipeline": self.pipeline_id,
+            "batch_id": batch.batch_id,
+            "position": batch.position,
+        }
+        conn = self._connection()
+        stmt: Statement | None = None
+        try:
+            conn.begin()
+            with conn.cursor() as cur:
+                self._fence(cur, epoch, batch)
+                for stmt in statements:
+                    cur.execute(stmt.sql, stmt.args)
+                    self.statements_executed += 1
+                stmt = None
+                if write_checkpoint:
+                    self._write_checkpoint(cur, epoch, batch.position)
+            conn.commit()
+        except FerryError as exc:
+            self._drop()
+            raise exc.context(**context) from exc.__cause__
+        except Exception as exc:
+            self._drop()
+            if stmt is not None:
+                message = describe_failure(stmt, exc)
+            else:
+                message = f"MySQL sink: batch transaction failed: {type(exc).__name__}: {exc}"
+            raise classify(exc, message).context(**context) from exc
+        return len(statements)
+
+    # -- DDL
+
+    def _load_ddl(self, batch: Batch, ddl: DdlChange, epoch: int) -> None:
+        context: dict[str, Any] = {"pipeline": self.pipeline_id, "batch_id": batch.batch_id}
+        statement = ddl.statement.strip()
+        short = statement if len(statement) <= 300 else statement[:299] + "…"
+        if self.config.ddl == "fail":
+            raise FatalError(
+                f"MySQL sink: DDL in schema {ddl.schema!r} and sink.ddl is 'fail': {short}; "
+                "apply it to the target yourself, then resume with sink.ddl: skip",
+                position=ddl.position,
+                **context,
+            )
+        if self.config.ddl == "skip":
+            logger.info("MySQL sink: skipping DDL (sink.ddl=skip): {}", short)
+            self._transaction(batch, epoch, [])
+            return
+        self._check_ddl_mapping(ddl, short, batch)
+        self._transaction(batch, epoch, [], write_checkpoint=False)  # fence first
+        conn = self._connection()
+        try:
+            target_schema = self.target(ddl.schema, "")[0] if ddl.schema else None
+            if target_schema:
+                conn.select_db(target_schema)
+            with conn.cursor() as cur:
+                cur.execute(statement)
+            logger.info("MySQL sink: applied DDL in {}: {}", target_schema or "-", short)
+        except Exception as exc:
+            code = _code(exc)
+            if code in DDL_DONE_CODES:
+                logger.warning("MySQL sink: DDL already applied on the target ({}): {}", exc, short)
+            else:
+                self._drop()
+                message = f"MySQL sink: DDL failed on the target: {exc}; statement: {short}"
+                raise classify(exc, message).context(position=ddl.position, **context) from exc
+        self._transaction(batch, epoch, [])
+
+    def _check_ddl_mapping(self, ddl: DdlChange, short: str, batch: Batch) -> None:
+        problems = []
+        for source, target in self.config.schema_map.items():
+            if source != target and re.search(
+                rf"(?<![\w$`]){_name_pattern(source)}\s*\.", ddl.statement, re.IGNORECASE
+            ):
+                problems.append(f"it names the mapped schema {source!r}")
+        for source in self.config.table_map:
+            schema, _, table = source.partition(".")
+            if schema == ddl.schema and re.search(
+                rf"(?<![\w$`]){_name_pattern(table)}(?![\w$`])", ddl.statement, re.IGNORECASE
+            ):
+                problems.append(f"it names {source!r}, renamed by table_map")
+        if problems:
+            raise FatalError(
+                f"MySQL sink: cannot apply DDL ({'; '.join(problems)}; statements are not "
+                f"rewritten): {short}; apply it to the target by hand, then resume with "
+                "sink.ddl: skip",
+                pipeline=self.pipeline_id,
+                batch_id=batch.batch_id,
+                position=ddl.position,
+            )
+
+    # -- ferry check
+
+    def check(self) -> list[tuple[str, bool, str]]:
+        cfg = self.config
+        reach = f"sink mysql reachable at {cfg.host}:{cfg.port} as {cfg.user}"
+        table = f"sink mysql checkpoint table {cfg.checkpoint_schema}.ferry_checkpoint writable"
+        try:
+            conn = self._connection()
+        except Exception as exc:
+            return [(reach, False, str(exc)), (table, False, "needs a connection first")]
+        results = [(reach, True, "")]
+        try:
+            conn.begin()
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT `epoch` FROM {self._ckpt_table} WHERE `pipeline_id`=%s FOR UPDATE",
+                    (self.pipeline_id,),
+                )
+                cur.execute(
+                    f"UPDATE {self._ckpt_table} SET `updated_at`=`updated_at`"
+                    " WHERE `pipeline_id`=%s",
+                    (self.pipeline_id,),
+                )
+            conn.rollback()
+            results.append((table, True, ""))
+        except Exception as exc:
+            results.append(
+                (
+                    table,
+                    False,
+                    f"{exc}; grant {cfg.user} CREATE, SELECT, INSERT, UPDATE on "
+                    f"{cfg.checkpoint_schema}.*",
+                )
+            )
+        finally:
+            self.close()
+        return results
+
+
+def _name_pattern(name: str) -> str:
+    return rf"`?{re.escape(name)}`?"
