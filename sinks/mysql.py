@@ -160,8 +160,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+_PLAIN = frozenset({int, str, bytes, Decimal, datetime, date, timedelta, float, bool, type(None)})
+
+
 def to_db(value: Any) -> Any:
     """A selector value as a driver parameter: SET → 'a,b', JSON → text, the rest as is."""
+    if type(value) in _PLAIN:  # the common case, checked first (hot path)
+        return value
     if isinstance(value, set | frozenset):
         return ",".join(sorted(str(item) for item in value))
     if isinstance(value, dict | list):
@@ -171,14 +176,13 @@ def to_db(value: Any) -> Any:
 
 def _estimate(values: Sequence[Any]) -> int:
     """Upper-bound guess of the bytes the escaped values take in a statement."""
-    size = 4
+    size = 4 + 32 * len(values)
     for value in values:
-        if isinstance(value, str):
-            size += 3 * len(value) + 4
-        elif isinstance(value, bytes | bytearray):
-            size += 2 * len(value) + 12
-        else:
-            size += 32
+        kind = type(value)
+        if kind is str:
+            size += 3 * len(value)
+        elif kind is bytes or kind is bytearray:
+            size += 2 * len(value)
     return size
 
 
