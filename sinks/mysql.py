@@ -552,10 +552,17 @@ class MySQLSink(Sink):
         ddls = [c for c in batch.changes if isinstance(c, DdlChange)]
         rows = [c for c in batch.changes if isinstance(c, RowChange)]
         if ddls:
+            if rows:  # the model's contract: a DDL is a batch of its own
+                raise FatalError(
+                    f"MySQL sink: batch {batch.batch_id} mixes DDL with row changes; "
+                    "a DDL must be a batch of its own (selector bug)",
+                    pipeline=self.pipeline_id,
+                    batch_id=batch.batch_id,
+                    position=batch.position,
+                )
             for ddl in ddls:
                 self._load_ddl(batch, ddl, epoch)
-            if not rows:
-                return
+            return
         if not rows:
             due = self.config.empty_checkpoint_interval_ms / 1000.0
             if batch.position is None or time.monotonic() - self._last_checkpoint_write < due:

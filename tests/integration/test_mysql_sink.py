@@ -372,3 +372,11 @@ def test_check(mariadb_target: Any, target_db: str):
     bad = make_sink(mariadb_target, target_db, port=1)
     results = bad.check()
     assert results[0][1] is False and "cannot connect" in results[0][2]
+
+
+def test_wrong_password_is_fatal_and_not_echoed(mariadb_target: Any, target_db: str):
+    s = make_sink(mariadb_target, target_db, password="wrong-Secret-42")
+    with pytest.raises(FatalError) as info:
+        s.open()
+    assert not isinstance(info.value, ResumableError)
+    assert "1045" in str(info.value) and "wrong-Secret-42" not in str(info.value)

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.errors import FatalError
-from pipeline.model import Batch, Position, RowChange
+from pipeline.model import Batch, DdlChange, Position, RowChange
 from sinks.merge import Merged, merge
 from sinks.mysql import (
     MySQLSink,
@@ -196,6 +196,14 @@ def test_reject_policy_fails_before_touching_the_target() -> None:
     change = RowChange("db", "nokey", "insert", None, {"a": 1}, (), 0.0, POS)
     with pytest.raises(FatalError, match="nokey has no primary key"):
         sink.load(Batch(1, [change], POS), epoch=1)
+
+
+def test_a_batch_mixing_ddl_and_rows_is_refused() -> None:
+    sink = MySQLSink(MySQLSinkConfig(type="mysql", user="u", port=1), "p1")
+    ddl = DdlChange("db", "ALTER TABLE t ADD c INT", 0.0, POS)
+    change = RowChange("db", "t", "insert", None, {"id": 1}, ("id",), 0.0, POS)
+    with pytest.raises(FatalError, match="mixes DDL"):
+        sink.load(Batch(3, [change, ddl], POS), epoch=1)
 
 
 def test_merge_then_build_turns_ten_updates_into_one_statement() -> None:
