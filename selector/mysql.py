@@ -124,6 +124,15 @@ class _Stream(BinLogStreamReader):
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+def _pymysql_connect(**settings: Any) -> Any:
+    """pymysql.connect without the deprecated names the library passes (db, passwd)."""
+    if "db" in settings:
+        settings["database"] = settings.pop("db")
+    if "passwd" in settings:
+        settings["password"] = settings.pop("passwd")
+    return pymysql.connect(**settings)
+
+
 class TableFilter:
     """include/exclude globs on ``schema.table`` (fnmatch, case-sensitive), memoised."""
 
@@ -330,6 +339,7 @@ class MySQLSelector(Selector):
             slave_heartbeat=self.config.heartbeat_ms / 1000.0,
             only_events=[RotateEvent, GtidEvent, MariadbGtidEvent, HeartbeatLogEvent],
             enable_logging=False,
+            pymysql_wrapper=_pymysql_connect,
         )
         file, pos = "", 4
         try:
@@ -383,7 +393,7 @@ class MySQLSelector(Selector):
             "host": self.config.host,
             "port": self.config.port,
             "user": self.config.user,
-            "passwd": self.config.password.get_secret_value(),
+            "password": self.config.password.get_secret_value(),
             "connect_timeout": max(1, self.config.connect_timeout_ms // 1000),
             # a silent peer is dead after a few missed heartbeats
             "read_timeout": max(2, int(heartbeat * 4 + 1)),
@@ -413,6 +423,7 @@ class MySQLSelector(Selector):
             ignored_schemas=ignored,
             use_column_name_cache=not self._full_metadata,
             enable_logging=False,
+            pymysql_wrapper=_pymysql_connect,
         )
         try:
             stream.open()
@@ -543,7 +554,7 @@ class MySQLSelector(Selector):
                 self._stream.table_map.pop(event.table_id, None)  # type: ignore[union-attr]
                 self._tables.pop(event.table_id, None)
             elif event.table_id not in self._tables:
-                self._tables[event.table_id] = self._table_info(event.get_table())
+                self._tables[event.table_id] = self._table_info(event.get_table(), event)
         elif kind is XidEvent or kind is XAPrepareEvent:
             self._commit(assembler, end, ts)
         elif kind is MariadbGtidEvent or kind is GtidEvent:
@@ -691,10 +702,17 @@ class MySQLSelector(Selector):
 
     # -- table metadata ----------------------------------------------------------------
 
-    def _table_info(self, table: Any) -> _TableInfo:
+    def _table_info(self, table: Any, table_map: Any = None) -> _TableInfo:
         columns = table.columns
-        pk = table.primary_key
+        pk = table.primary_key  # in column order; the metadata has the key's own order
         primary_key: tuple[str, ...] = (pk,) if isinstance(pk, str) and pk else tuple(pk or ())
+        meta = getattr(table_map, "optional_metadata", None)
+        if meta is not None:
+            order = list(meta.simple_primary_key_list or ()) or list(
+                (meta.primary_keys_with_prefix or {}).keys()
+            )
+            if order and all(i < len(columns) for i in order):
+                primary_key = tuple(columns[i].name for i in order)
         json_text: frozenset[str] = frozenset()
         unsigned: frozenset[str] = frozenset()
         if not self._full_metadata:
