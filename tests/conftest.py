@@ -38,15 +38,6 @@ from tests.services import (
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # kafka-python 3.0 reads its protocol schemas with importlib.resources.read_text;
-    # the nested open_text() deprecation warning is attributed to importlib itself,
-    # so pyproject's "ignore::DeprecationWarning:kafka.*" does not catch it.
-    config.addinivalue_line(
-        "filterwarnings", "ignore::DeprecationWarning:importlib.resources._legacy"
-    )
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         try:
