@@ -290,7 +290,10 @@ def parse_config(
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        hint = ""
+        if "${" in text:
+            hint = '\n  hint: inside {...} flow mappings, quote variables: password: "${PW}"'
+        raise ConfigError(f"{source}: not valid YAML: {exc}{hint}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with pipeline, source, sink, ...")
     data, problems = expand_env(data, dict(os.environ) if env is None else env)
