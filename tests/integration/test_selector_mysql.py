@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -430,3 +431,14 @@ def test_start_from_a_gtid(mariadb: Any, source_db: str) -> None:
     assert ids(changes) == [2]
     assert changes[0].position.gtid_set == gtid
     sel.stop()
+
+
+def test_stop_wakes_a_blocked_select(mariadb: Any, source_db: str) -> None:
+    sel = MySQLSelector(
+        config(mariadb, source_db, heartbeat_ms=60000), 10, 30000, MemoryPositionStore(), "stop"
+    )
+    sel.start()
+    threading.Timer(0.3, sel.stop).start()
+    t0 = time.monotonic()
+    assert sel.select().is_empty
+    assert time.monotonic() - t0 < 5
