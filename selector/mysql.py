@@ -253,6 +253,15 @@ class MySQLSelector(Selector):
         if stream is not None:
             stream.interrupt()
 
+    def _shutdown(self) -> None:
+        """After stop(): release both connections (the next start() reopens)."""
+        self._close()
+        ctl, self._ctl = self._ctl, None
+        if ctl is not None:
+            with contextlib.suppress(Exception):
+                ctl.close()
+        self._started = False
+
     def _close(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
@@ -474,6 +483,9 @@ class MySQLSelector(Selector):
     # -- Selector ----------------------------------------------------------------------
 
     def select(self) -> Batch:
+        if self._stopping.is_set():  # stopped: nothing more, promptly
+            self._shutdown()
+            return self._ledger.hand_out(Piece([], None))
         if not self._started:
             raise FatalError("select() before start()")
         assembler = self._assembler
@@ -482,6 +494,7 @@ class MySQLSelector(Selector):
             if assembler.ready:
                 return self._ledger.hand_out(assembler.ready.popleft())
             if self._stopping.is_set():
+                self._shutdown()
                 return self._ledger.hand_out(Piece([], None))
             if not assembler.in_txn and time.monotonic() >= deadline:
                 assembler.flush()
