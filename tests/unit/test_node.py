@@ -29,6 +29,7 @@ from pipeline.recovery import StateFile
 from selector.memory import MemorySelector
 from sinks.base import SinkCheckpoint
 from sinks.memory import FaultySink, MemorySink
+from tests.delivery import assert_ordered_at_least_once
 
 PIPELINE = "unit"
 
@@ -108,21 +109,6 @@ class Recorder:
             self.committed_counts.add(before)
 
         arbiter.commit_position = commit  # type: ignore[method-assign]
-
-
-def assert_ordered_at_least_once(
-    delivered: list[int], total: int, replay_points: set[int] | None = None
-) -> None:
-    expected = 0
-    for seq in delivered:
-        if seq == expected:
-            expected += 1
-            continue
-        assert seq < expected, f"skipped ahead: got seq {seq} while expecting {expected}"
-        if replay_points is not None:
-            assert seq in replay_points, f"replay from {seq}, which was never a committed point"
-        expected = seq + 1
-    assert expected == total, f"delivery ended at seq {expected} of {total}"
 
 
 def run_node(node: Node, done: Any, timeout_s: float = 30) -> None:
