@@ -233,7 +233,7 @@ class MemoryArbiter(Arbiter):
             while True:
                 if self._hold is not None:
                     return self._hold.epoch
-                if stop is not None and stop():
+                if self._closed or (stop is not None and stop()):
                     return None
                 try:
                     store = hub.store(self.pipeline_id)
