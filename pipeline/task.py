@@ -26,8 +26,12 @@ Invariants, and why they hold:
   dropped by ProcessSelect.
 * **Parallelism is never exceeded.** A batch takes a slot after select and
   frees it only when its termin event arrives, also while draining.
-* **The selector is used from one thread at a time** (``_selector_lock``), as
-  its contract asks.
+* **select() never overlaps rollback()** (``_selector_lock``), as the selector
+  contract asks. ``ack()`` runs beside ``select()`` without the lock: the
+  contract allows it, and taking the lock there starved acks behind a select
+  waiting ``max_wait_ms`` for rows (Python locks are not fair), which capped
+  throughput at one batch per wait. Only ProcessTermin acks and rolls back, so
+  those two never overlap.
 """
 
 from __future__ import annotations
@@ -412,8 +416,7 @@ class SelectTask:
             raise NotActiveError("not acking: the mainstem is no longer held")
         batch = entry.batch
         assert batch is not None
-        with self._selector_lock:
-            position = self._selector.ack(batch.batch_id)
+        position = self._selector.ack(batch.batch_id)
         self._failures = 0
         self._stats.on_ack(batch, position)
         self._log.trace("acked batch {} at {}", batch.batch_id, position)

@@ -38,9 +38,12 @@ class Selector(ABC):
       changes after it: nothing lost, nothing skipped.
     * Errors are ``ResumableError`` (source unreachable, connection lost) or
       ``FatalError`` (purged position, misconfigured server, privileges).
-    * ``select``/``ack``/``rollback`` are called from one thread at a time
-      (the node serialises them); ``stop()`` may be called from any thread and
-      makes a blocked ``select()`` return promptly.
+    * ``select`` and ``rollback`` never run at the same time (the node
+      serialises them); ``ack`` may run in another thread *while* ``select``
+      runs (as Canal's get and ack do) but never beside ``rollback``, so it
+      may touch only the oldest in-flight batch and the committed position.
+      ``stop()`` may be called from any thread and makes a blocked
+      ``select()`` return promptly.
     """
 
     @abstractmethod
