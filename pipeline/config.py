@@ -54,7 +54,10 @@ class PipelineSettings(BaseModel):
         pattern=r"^[a-z0-9_-]+$", max_length=64, description="names the Redis keys; [a-z0-9_-]+"
     )
     parallelism: int = Field(3, ge=1, le=64, description="batches in flight at most")
-    batch: BatchConfig = Field(default_factory=BatchConfig)  # type: ignore[arg-type]
+    batch: BatchConfig = Field(
+        default_factory=BatchConfig,  # type: ignore[arg-type]
+        description="batch size limits, see pipeline.batch",
+    )
     max_retries: int = Field(
         10, ge=0, description="resumable failures in a row before the pipeline pauses"
     )

@@ -1,0 +1,119 @@
+"""The configuration reference in README.md, generated from the pydantic models.
+
+`python -m pipeline.reference --write` refreshes README.md; a unit test fails
+when README.md and the models disagree.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from arbitrate.config import ArbiterConfig
+from pipeline.config import (
+    BatchConfig,
+    CallableTransform,
+    ColumnFilter,
+    DropColumnsTransform,
+    MaskColumnsTransform,
+    PipelineSettings,
+    RenameTransform,
+)
+from selector.config import MySQLSourceConfig
+from sinks.jsonl import JsonlSinkConfig
+from sinks.kafka import KafkaSinkConfig
+from sinks.mysql import MySQLSinkConfig
+from sinks.stdout import StdoutSinkConfig
+
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+SECTIONS: list[tuple[str, type[BaseModel]]] = [
+    ("pipeline", PipelineSettings),
+    ("pipeline.batch", BatchConfig),
+    ("source (type: mysql)", MySQLSourceConfig),
+    ("arbiter", ArbiterConfig),
+    ("sink (type: kafka)", KafkaSinkConfig),
+    ("sink (type: mysql)", MySQLSinkConfig),
+    ("sink (type: jsonl)", JsonlSinkConfig),
+    ("sink (type: stdout)", StdoutSinkConfig),
+    ("columns[] (extract: column filters)", ColumnFilter),
+    ("transforms[] (type: rename)", RenameTransform),
+    ("transforms[] (type: drop_columns)", DropColumnsTransform),
+    ("transforms[] (type: mask_columns)", MaskColumnsTransform),
+    ('transforms[] (type: callable, or the string "module:function")', CallableTransform),
+]
+
+
+_NAMES = {"FilePosStart": "{file, pos}", "GtidStart": "{gtid}", "SecretStr": "str (secret)"}
+
+
+def _type(field: FieldInfo) -> str:
+    text = repr(field.annotation) if field.annotation is not None else "any"
+    text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
+    text = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # drop module paths
+    text = text.replace("NoneType", "null")
+    text = re.sub(r"Literal\[([^\]]*)\]", lambda m: m.group(1).replace(", ", " / "), text)
+    if text.startswith("Union[") and text.endswith("]"):
+        text = " | ".join(part.strip() for part in text[6:-1].split(", "))
+    for name, shown in _NAMES.items():
+        text = text.replace(name, shown)
+    return text.replace("|", "\\|")
+
+
+def _default(field: FieldInfo) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "**required**"
+    value: Any = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+    if isinstance(value, BaseModel):
+        return "see below"
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()  # defaults are never real secrets
+        return f"`{value}`" if value else "(empty)"
+    return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
+
+
+def reference() -> str:
+    out: list[str] = []
+    for title, model in SECTIONS:
+        out += [
+            f"#### `{title}`",
+            "",
+            "| field | type | default | description |",
+            "|---|---|---|---|",
+        ]
+        for name, field in model.model_fields.items():
+            if name == "type" and title.startswith(("sink", "transforms", "source")):
+                continue
+            description = (field.description or "").replace("|", "\\|")
+            out.append(f"| `{name}` | {_type(field)} | {_default(field)} | {description} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_readme(text: str) -> str:
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    return f"{before}{START}\n{reference()}{END}{after}"
+
+
+def main() -> int:
+    readme = Path(__file__).parents[1] / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if START not in text:
+        print("README.md has no config-reference markers", file=sys.stderr)
+        return 1
+    if "--write" in sys.argv:
+        readme.write_text(render_readme(text), encoding="utf-8")
+    else:
+        print(reference())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
