@@ -8,6 +8,7 @@ changes add fields such as ``batch``, ``position`` and ``epoch`` with
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -28,6 +29,17 @@ def _human(record: Any) -> str:
     )
 
 
+class _ToLoguru(logging.Handler):
+    """Send the drivers' stdlib log records (kafka, redis, pymysqlreplication) through loguru."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.opt(exception=record.exc_info).log(level, "{}: {}", record.name, record.getMessage())
+
+
 def setup_logging(
     level: str = "INFO", json: bool = False, pipeline: str = "-", node: str = "-"
 ) -> None:
@@ -45,3 +57,8 @@ def setup_logging(
             backtrace=False,
             diagnose=False,
         )
+    logging.basicConfig(handlers=[_ToLoguru()], level=logging.WARNING, force=True)
+    # The selector owns reconnects and says so itself; mysql-replication's own "re-request
+    # the connection" warning (logger "pymysqlreplication") suggests a silent retry that the
+    # selector refuses.
+    logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
