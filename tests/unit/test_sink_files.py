@@ -164,3 +164,13 @@ def test_text_line_update_without_changes() -> None:
     same = row(1, op="update")
     same.before = same.after
     assert text_line(same).startswith("UPDATE shop.orders [1] {}")
+
+
+def test_jsonl_every_value_type_round_trips(tmp_path: Path) -> None:
+    from tests.unit.test_formats import EXPECTED, ROW
+
+    sink = jsonl(tmp_path)
+    change = RowChange("shop", "t", "insert", None, dict(ROW), ("i",), 1.0, POS)
+    sink.load(batch(change), epoch=1)
+    sink.close()
+    assert lines(tmp_path / "out.jsonl")[0]["after"] == EXPECTED
