@@ -167,6 +167,15 @@ def cmd_run(args: argparse.Namespace, config: FerryConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    port = config.pipeline.metrics_port
+    if port is not None:
+        from pipeline.metrics import serve
+
+        try:
+            server = serve(config.pipeline.id, node.report, port)
+        except OSError as exc:
+            raise FatalError(f"cannot serve metrics on port {port}: {exc}") from exc
+        logger.info("metrics on http://{}:{}/metrics", *server.server_address[:2])
     logger.info("node {} starting for pipeline {}", args.node_id, config.pipeline.id)
     return int(node.run())
 

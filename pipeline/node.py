@@ -178,6 +178,7 @@ class Node:
                     self._pause(error)
                     continue
                 delay_s = self._backoff_s(attempt)
+                self.stats.on_retry()
                 log.warning("cannot start ({}); retry {} in {:.1f}s", error, attempt, delay_s)
                 self._stop.wait(delay_s)
             finally:

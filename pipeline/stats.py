@@ -16,6 +16,7 @@ class Stats:
         self.rows_total = 0
         self.batches_total = 0
         self.rollbacks_total = 0
+        self.retries_total = 0  # resumable failures retried (after a rollback or a failed start)
         self.position: Position | None = None
         self.last_error = ""
         self.last_error_at = 0.0
@@ -40,6 +41,10 @@ class Stats:
             self.last_error = str(error)
             self.last_error_at = time.time()
 
+    def on_retry(self) -> None:
+        with self._lock:
+            self.retries_total += 1
+
     def snapshot(self, last_event_ts: float | None = None) -> dict[str, Any]:
         """Counters plus rows/s since the previous snapshot and the binlog lag."""
         with self._lock:
@@ -53,6 +58,7 @@ class Stats:
                 "rows_total": self.rows_total,
                 "batches_total": self.batches_total,
                 "rollbacks_total": self.rollbacks_total,
+                "retries_total": self.retries_total,
                 "rows_per_s": round(self.rows_per_s, 1),
                 "lag_ms": None if self.ack_lag_ms is None else round(self.ack_lag_ms),
                 "event_lag_ms": None if event_lag is None else round(event_lag),

@@ -445,6 +445,7 @@ class SelectTask:
             self._settings.retry_backoff_max_ms,
         )
         self._resume_at = time.monotonic() + delay_ms / 1000
+        self._stats.on_retry()
         bound.warning(
             "rollback, retry {}/{} in {} ms: {}",
             self._failures,

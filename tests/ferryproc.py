@@ -1,0 +1,216 @@
+"""Real `ferry` processes for integration tests: configs, nodes, CLI calls, a steady writer.
+
+* ``write_config`` — a pipeline file for the session MariaDB/Redis and a given sink;
+* ``FerryNode`` — one ``python -m pipeline run`` child (tracked, so it dies with the run);
+* ``ferry`` / ``ferry_status`` — the CLI as users run it, in a subprocess;
+* ``SteadyWriter`` — a thread writing transactions of a ``Workload`` until stopped;
+* ``complete_events`` — the events of a JSONL file that may be mid-write;
+* ``wait_until`` — poll a predicate with a deadline instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.delivery import Event, Workload, jsonl_events
+from tests.services import track_process, untrack_process
+
+ROOT = Path(__file__).parents[1]
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05
+) -> Any:
+    """Poll until ``predicate()`` is truthy and return its value; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def source_position(server: Any) -> dict[str, Any]:
+    """The source's current binlog end, as a `source.start` mapping."""
+    [row] = server.execute("SHOW MASTER STATUS")
+    return {"file": row[0], "pos": int(row[1])}
+
+
+def write_config(
+    path: Path,
+    *,
+    pipeline_id: str,
+    mariadb: Any,
+    schema: str,
+    redis_url: str,
+    prefix: str,
+    sink: dict[str, Any],
+    start: Any = "latest",
+    server_id: int = 4401,
+    **pipeline: Any,
+) -> Path:
+    """A pipeline file; ``pipeline`` overrides the fast test defaults of `pipeline:`."""
+    settings: dict[str, Any] = {
+        "id": pipeline_id,
+        "parallelism": 3,
+        "batch": {"max_rows": 50, "max_wait_ms": 50},
+        "retry_backoff_ms": 50,
+        "status_interval_ms": 300,
+        "state_dir": str(path.parent / f"state-{pipeline_id}"),
+        **pipeline,
+    }
+    config = {
+        "pipeline": settings,
+        "source": {
+            "host": mariadb.host,
+            "port": mariadb.port,
+            "user": mariadb.user,
+            "password": mariadb.password,
+            "server_id": server_id,
+            "start": start,
+            "include": [f"{schema}.*"],
+        },
+        "arbiter": {"url": redis_url, "key_prefix": prefix.rstrip(":"), "lock_ttl_ms": 2000},
+        "sink": sink,
+    }
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
+class FerryNode:
+    """One `ferry run` process; its output goes to ``<dir>/<node_id>-<n>.log``."""
+
+    def __init__(self, config: Path, node_id: str) -> None:
+        self.config = config
+        self.node_id = node_id
+        self.process: subprocess.Popen[bytes] | None = None
+        self.logs: list[Path] = []
+
+    def start(self) -> FerryNode:
+        log_path = self.config.parent / f"{self.node_id}-{len(self.logs) + 1}.log"
+        self.logs.append(log_path)
+        command = [sys.executable, "-m", "pipeline", "run", "-c", str(self.config)]
+        with log_path.open("wb") as log:  # the child keeps its own fd
+            self.process = subprocess.Popen(
+                [*command, "--node-id", self.node_id], stdout=log, stderr=log, cwd=ROOT
+            )
+        track_process(self.process)
+        return self
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int:
+        assert self.process is not None
+        code = self.process.wait(timeout_s)
+        untrack_process(self.process)
+        return code
+
+    def stop(self, timeout_s: float = 30) -> int | None:
+        """SIGTERM and wait; SIGKILL when it does not exit. None when not running."""
+        if self.process is None or self.process.poll() is not None:
+            if self.process is not None:
+                untrack_process(self.process)
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            return self.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.wait(10)
+            raise
+
+    def log(self, chars: int = 4000) -> str:
+        return "\n".join(p.read_text(errors="replace")[-chars:] for p in self.logs if p.exists())
+
+
+def ferry(config: Path, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a `ferry` command as a user would; returns the completed process (text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args[:1], "-c", str(config), *args[1:]],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout_s,
+    )
+
+
+def ferry_status(config: Path) -> dict[str, Any]:
+    done = ferry(config, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def complete_events(path: Path) -> list[Event]:
+    """``jsonl_events`` of the whole lines only: a writer may be mid-line while we read."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    whole = path.with_name(path.name + ".whole")
+    whole.write_bytes(data[: data.rfind(b"\n") + 1])
+    return jsonl_events(whole)
+
+
+def node_report(status: dict[str, Any], node_id: str) -> dict[str, Any] | None:
+    """The fresh (not stale) report of ``node_id`` in a `ferry status --json` answer."""
+    for node in status["nodes"]:
+        if node.get("node_id") == node_id and not node.get("stale"):
+            return dict(node)
+    return None
+
+
+class SteadyWriter:
+    """Writes ``Workload`` transactions in a thread, about ``rate`` per second, until stopped."""
+
+    def __init__(self, workload: Workload, rate: float = 300, per_round: int = 5) -> None:
+        self.workload = workload
+        self.per_round = per_round
+        self.interval_s = per_round / rate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> SteadyWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        connection = self.workload.mariadb.connect(self.workload.schema)
+        try:
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                self.workload.run(self.per_round, connection=connection)
+                next_at += self.interval_s
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+        finally:
+            connection.close()
+
+    def stop(self) -> int:
+        """Stop writing; returns how many events were written in all."""
+        self._stop.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the writer did not stop"
+        if self.error is not None:
+            raise AssertionError(f"the writer failed: {self.error!r}") from self.error
+        return len(self.workload.expected)
+
+    @property
+    def written(self) -> int:
+        return len(self.workload.expected)
