@@ -148,8 +148,17 @@ def build_status(
     )
 
 
-def run_callbacks(callbacks: list[Callable[[], None]], log: Any = logger) -> None:
-    """Run on_lost callbacks; one failing callback must not keep the others from running."""
+def announce_lost(
+    arbiter: Any, epoch: int, reason: str, callbacks: list[Callable[[], None]], log: Any = logger
+) -> None:
+    """Log the loss once and run the on_lost callbacks; a failing one cannot stop the others."""
+    log.warning(
+        "mainstem lost: pipeline={} node={} epoch={} reason={}",
+        arbiter.pipeline_id,
+        arbiter.node_id,
+        epoch,
+        reason,
+    )
     for callback in callbacks:
         try:
             callback()

@@ -37,13 +37,13 @@ from pipeline.model import Position
 
 from .base import Arbiter, PipelineState, PipelineStatus
 from .common import (
+    announce_lost,
     build_status,
     encode_report,
     mainstem_value,
     parse_position_record,
     parse_state,
     position_record,
-    run_callbacks,
     state_fields,
 )
 from .config import ArbiterConfig
@@ -197,14 +197,7 @@ class MemoryArbiter(Arbiter):
             if hold is None:
                 return
             self._drop_if_ours(hold)
-        self._log.warning(
-            "mainstem lost: pipeline={} node={} epoch={} reason={}",
-            self.pipeline_id,
-            self.node_id,
-            hold.epoch,
-            reason,
-        )
-        run_callbacks(list(self._callbacks), self._log)
+        announce_lost(self, hold.epoch, reason, list(self._callbacks), self._log)
 
     def _drop_if_ours(self, hold: _Hold) -> None:
         """Delete the mainstem if it still holds this tenure, and wake the standbys."""
@@ -313,6 +306,8 @@ class MemoryArbiter(Arbiter):
             store.position = (
                 None if position is None else position_record(position, None, "operator", 0.0)
             )
+            store.epoch += 1  # fences the holder, as in Redis: a late ack cannot overwrite it
+        self.hub.sweep()
         self._log.info("position set by operator: {}", position)
 
     def raise_epoch_floor(self, epoch: int) -> None:

@@ -41,6 +41,10 @@ Fencing and Redis restarts (Redis may come back empty):
   ``<epoch>:<node_id>`` *and* the counter equals that epoch: after an empty
   restart the mainstem is gone, so the old holder is told it lost the lock
   and cannot commit; raising the floor above a holder's epoch fences it.
+* ``set_position`` (operator, while paused) also increments the epoch: the
+  holder may still be draining a batch, whose ack must not overwrite the
+  operator's position; fenced, it is re-elected with a new epoch and starts
+  from the operator's position on resume.
 * A holder that cannot reach Redis declares the lock lost ``lock_ttl_ms``
   after the *start* of its last successful renewal request (the lock in Redis
   expires no earlier than that), measured on a monotonic clock.
@@ -69,13 +73,13 @@ from pipeline.model import Position
 
 from .base import Arbiter, PipelineState, PipelineStatus
 from .common import (
+    announce_lost,
     build_status,
     encode_report,
     mainstem_value,
     parse_position_record,
     parse_state,
     position_record,
-    run_callbacks,
     state_fields,
 )
 from .config import ArbiterConfig
@@ -127,10 +131,13 @@ if epoch < floor then redis.call('SET', KEYS[1], floor); return floor end
 return epoch
 """
 
-# KEYS: state, position. ARGV: record ('' = forget). -> 1 done, 0 not paused.
+# KEYS: state, position, epoch. ARGV: record ('' = forget). -> 1 done, 0 not paused.
+# Bumping the epoch fences the holder: a batch it was still draining when the operator
+# set the position cannot commit over it (the holder is re-elected with a new epoch).
 _SET_POSITION = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
 if ARGV[1] == '' then redis.call('DEL', KEYS[2]) else redis.call('SET', KEYS[2], ARGV[1]) end
+redis.call('INCR', KEYS[3])
 return 1
 """
 
@@ -340,14 +347,7 @@ class RedisArbiter(Arbiter):
                 args=[hold.value, self.keys["notify"]],
                 client=self._renew_client,
             )
-        self._log.warning(
-            "mainstem lost: pipeline={} node={} epoch={} reason={}",
-            self.pipeline_id,
-            self.node_id,
-            hold.epoch,
-            reason,
-        )
-        run_callbacks(list(self._callbacks), self._log)
+        announce_lost(self, hold.epoch, reason, list(self._callbacks), self._log)
 
     def _renew_loop(self, hold: _Hold) -> None:
         ttl_s = self._ttl_ms / 1000
@@ -443,7 +443,10 @@ class RedisArbiter(Arbiter):
         )
         try:
             done = int(
-                self._set_position(keys=[self.keys["state"], self.keys["position"]], args=[record])
+                self._set_position(
+                    keys=[self.keys["state"], self.keys["position"], self.keys["epoch"]],
+                    args=[record],
+                )
             )
         except Exception as exc:
             raise self._error(exc, position) from exc
