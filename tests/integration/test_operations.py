@@ -3,7 +3,8 @@
 * ``ferry pause`` stops writes within a second while the source keeps
   changing; ``ferry resume`` catches up with nothing lost or repeated;
 * ``ferry position --set`` is refused while running, works while paused, and
-  the node restarts from there (an earlier position is replayed);
+  the node restarts from there (an earlier position is replayed), even when
+  a batch stuck in the sink finishes after the position was set;
 * ``ferry status`` (text and ``--json``) before any node runs, while one is
   active, and after a fatal sink error paused the pipeline; ``ferry resume``
   clears the error;
@@ -271,3 +272,85 @@ def test_check_passes_on_a_well_configured_setup(
     assert "✗" not in done.stdout, done.stdout
     for what in ("✓ log_bin", "✓ binlog_format = ROW", "✓ redis reachable", "✓ mainstem held by"):
         assert what in done.stdout, done.stdout
+
+
+def test_a_batch_finishing_after_position_set_does_not_overwrite_it(
+    tmp_path: Path,
+    mariadb: Any,
+    source_db: str,
+    mariadb_target: Any,
+    target_db: str,
+    redis_server: Any,
+    key_prefix: str,
+) -> None:
+    """Pause, set the position, then a batch that was stuck in the sink completes and is acked:
+    the operator's position must survive, and resume must restart from it."""
+    workload = Workload(mariadb, source_db, seed=14)
+    for table in Workload.TABLES:
+        [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
+        mariadb_target.execute(ddl, database=target_db)
+    mark = source_position(mariadb)
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="ops-race",
+        mariadb=mariadb,
+        schema=source_db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink={
+            "type": "mysql",
+            "host": mariadb_target.host,
+            "port": mariadb_target.port,
+            "user": mariadb_target.user,
+            "password": mariadb_target.password,
+            "schema_map": {source_db: target_db},
+            "checkpoint_schema": target_db,
+        },
+        start=mark,
+        server_id=4423,
+    )
+
+    def tables(server: Any, db: str) -> list[Any]:
+        return [server.execute(f"SELECT * FROM `{db}`.`{t}` ORDER BY id") for t in workload.TABLES]
+
+    def lock_waits() -> int:
+        return int(
+            mariadb_target.execute("SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS")[0][
+                0
+            ]
+        )
+
+    node = started(config)
+    blocker = mariadb_target.connect(target_db)
+    try:
+        workload.run(20)
+        wait_until(
+            lambda: tables(mariadb_target, target_db) == tables(mariadb, source_db), 30, "sync"
+        )
+        with blocker.cursor() as cursor:  # hold the sink's checkpoint row: the next batch waits
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT * FROM ferry_checkpoint FOR UPDATE")
+        workload.run(20)
+        wait_until(lambda: lock_waits() > 0, 30, "a batch stuck in the sink")
+        assert ferry(config, "pause").returncode == 0
+        spec = f"{mark['file']}:{mark['pos']}"
+        assert ferry(config, "position", "--set", spec, "--yes").returncode == 0
+        epoch_before = ferry_status(config)["epoch"]
+        blocker.rollback()  # the stuck batch commits now, and the drain tries to ack it
+        wait_until(
+            lambda: (s := ferry_status(config))["active_node"] == "a" and s["epoch"] > epoch_before,
+            30,
+            "a, fenced by the position change, to be active again with a new epoch",
+        )
+        shown = ferry(config, "position").stdout
+        assert f"{spec} (committed by operator)" in shown, shown
+
+        assert ferry(config, "resume").returncode == 0
+        wait_until(lambda: "origin=operator" in node.log(100_000), 30, "a restart from the mark")
+        wait_until(
+            lambda: tables(mariadb_target, target_db) == tables(mariadb, source_db), 30, "replay"
+        )
+        assert node.stop() == 0, node.log()
+    finally:
+        blocker.close()
+        node.stop()

@@ -228,6 +228,27 @@ def scenario_operator_position_only_while_paused(world: World) -> None:
     assert node.load_position() is None
 
 
+def scenario_operator_position_fences_the_holder(world: World) -> None:
+    """A batch the holder was still draining when the operator set the position cannot
+    commit over it; the holder learns it lost the lock and is re-elected with a new epoch."""
+    holder, cli = world.arbiter("holder"), world.arbiter("cli")
+    lost = threading.Event()
+    holder.on_lost(lost.set)
+    epoch = holder.await_active()
+    assert epoch is not None
+    holder.commit_position(P1, epoch)
+    cli.pause("reset position")
+    cli.set_position(P3)
+    with pytest.raises(FencedError):
+        holder.commit_position(P2, epoch)  # the late ack of a drained batch
+    assert cli.load_position() == P3 and cli.status().position_epoch is None
+    world.elapse(world.ttl_ms / 2)  # the renewer notices at its next renewal
+    assert eventually(lost.is_set, world.ttl_ms / 1000 + 1), "the holder must see it is fenced"
+    assert not holder.check()
+    again = holder.await_active(stop=timed_stop(world.ttl_ms / 1000 + 1))
+    assert again is not None and again > epoch
+
+
 def scenario_redis_restarts_empty_under_holder(world: World) -> None:
     holder = world.arbiter("holder")
     losses: list[float] = []
@@ -298,6 +319,7 @@ SCENARIOS = [
     scenario_pause_resume_wakes_waiter,
     scenario_status_and_staleness,
     scenario_operator_position_only_while_paused,
+    scenario_operator_position_fences_the_holder,
     scenario_close_releases,
 ]
 RESTART_SCENARIOS = [
