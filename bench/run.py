@@ -1,0 +1,793 @@
+"""ferry end to end beside the raw binlog decode ceiling, on the same binlog, in one run.
+
+    python bench/run.py --sink jsonl
+    python bench/run.py --sink kafka --client confluent-kafka
+    python bench/run.py --sink kafka --client kafka-python
+    python bench/run.py --sink mysql
+    python bench/run.py --sink kafka --client confluent-kafka --rate 5000     # lag
+    python bench/run.py --sink jsonl --big-txn --rows 1000000 --runs 1      # memory
+
+Services: private ``mariadbd`` (source; and a second one as the MySQL sink's
+target), ``redis-server`` and a Tansu broker are started from local binaries in
+temp dirs (``tests/services.py``) unless ``--mysql-url`` / ``--target-mysql-url``
+/ ``--redis-url`` / ``--kafka-bootstrap`` name existing ones.
+
+What one invocation does:
+
+1. writes the workload (``bench/workload.py``) into the source once, so the
+   binlog range exists: ``--rows`` changes (70 % insert / 20 % update / 10 %
+   delete, 500-row transactions) into a ``--shape`` table, or with
+   ``--big-txn`` ``--rows`` inserts in ONE transaction;
+2. ``--runs`` times, each phase in its own fresh Python process, over exactly
+   that binlog range:
+
+   * **raw**: ``BinLogStreamReader`` iterating ``event.rows`` (the ceiling a
+     pure-Python select meets). Timed from "dump connection open" to the last row.
+   * **ferry**: the real ``Node`` (SelectTask threads, the real ``RedisArbiter``
+     on the private Redis, the chosen sink) in-process. Timed from the
+     selector's ``start()`` returning (dump connection open, as for raw) to the
+     moment the committed position in Redis reaches the end of the range (the
+     last ack, i.e. after the sink made the last batch durable). The process is
+     the node's alone, so its peak RSS (``ru_maxrss``) is the node's.
+   * **producer** (kafka only): the chosen client's raw produce rate of the same
+     messages, pre-encoded (decoded and encoded before the clock starts), with
+     the sink's settings (acks=all, idempotence, linger, batch size).
+
+3. prints medians and writes ``bench/results/<name>.json``.
+
+``--rate R`` (lag mode): the node runs first, then a separate writer process
+inserts R rows/s for ``--seconds``. Lag of a row = the time its batch's position
+was committed in Redis minus the ``written_at`` column the writer filled with its
+wall clock just before sending the INSERT (the binlog's event time has only 1 s
+resolution). p50/p99 over every row; raw decode of the same range is run after.
+"""
+
+# ruff: noqa: E402  (sys.path is fixed before the project imports)
+from __future__ import annotations
+
+import os
+import sys
+
+# bench/select.py would shadow the standard library's ``select`` (imported by subprocess):
+# drop bench/ from the path before anything imports it.
+_HERE_S = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE_S]
+sys.path.insert(0, os.path.dirname(_HERE_S))
+
+import argparse
+import json
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+_HERE = Path(_HERE_S)
+ROOT = _HERE.parent
+
+from bench import workload as wl
+
+RESULTS = _HERE / "results"
+
+
+# ============================================================================ helpers
+
+
+def conn_args_from_url(url: str) -> dict[str, Any]:
+    u = urlparse(url)
+    return {
+        "host": u.hostname or "127.0.0.1",
+        "port": u.port or 3306,
+        "user": unquote(u.username or "root"),
+        "password": unquote(u.password or ""),
+    }
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def cpu_s() -> float:
+    """CPU seconds (user + system) of this process, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def quiet_logs() -> None:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+
+
+# ============================================================================ phases (child)
+
+
+def phase_raw(spec: dict[str, Any]) -> dict[str, Any]:
+    """mysql-replication alone: iterate ``event.rows`` over the range."""
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+    src = spec["source"]
+    settings = {k: src[k] for k in ("host", "port", "user")}
+    settings["passwd"] = src["password"]
+    file, pos = spec["start"]
+    rows = spec["rows"]
+    stream = BinLogStreamReader(
+        settings,
+        server_id=9900 + os.getpid() % 90,
+        log_file=file,
+        log_pos=pos,
+        resume_stream=True,
+        blocking=True,
+        slave_heartbeat=1,
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+        only_schemas=[wl.SCHEMA],
+        enable_logging=False,
+    )
+    # connect before the clock starts, as the selector does in start()
+    stream._BinLogStreamReader__connect_to_ctl()  # type: ignore[attr-defined]
+    stream._BinLogStreamReader__connect_to_stream()  # type: ignore[attr-defined]
+    seen = 0
+    c0 = cpu_s()
+    t0 = time.perf_counter()
+    for event in stream:
+        seen += len(event.rows)
+        if seen >= rows:
+            break
+    elapsed = time.perf_counter() - t0
+    cpu = cpu_s() - c0
+    stream.close()
+    if seen != rows:
+        raise SystemExit(f"raw decode saw {seen} rows, expected {rows}")
+    return {"rows": seen, "seconds": elapsed, "rows_per_s": seen / elapsed, "cpu_s": cpu}
+
+
+def _config(spec: dict[str, Any], pipeline_id: str, tmp: str) -> Any:
+    from pipeline.config import parse_config
+
+    src = spec["source"]
+    sink: dict[str, Any]
+    kind = spec["sink"]
+    if kind == "jsonl":
+        sink = {"type": "jsonl", "path": os.path.join(tmp, "out.jsonl")}
+    elif kind == "kafka":
+        sink = {
+            "type": "kafka",
+            "bootstrap_servers": spec["kafka"],
+            "client": spec["client"],
+            "topic": spec["topic"],
+        }
+    elif kind == "mysql":
+        tgt = spec["target"]
+        sink = {
+            "type": "mysql",
+            "host": tgt["host"],
+            "port": tgt["port"],
+            "user": tgt["user"],
+            "password": tgt["password"],
+            "schema_map": {wl.SCHEMA: spec["target_schema"]},
+            "checkpoint_schema": spec["target_schema"],
+        }
+    else:
+        raise SystemExit(f"unknown sink {kind}")
+    sink.update(spec.get("sink_options") or {})
+    doc = {
+        "pipeline": {
+            "id": pipeline_id,
+            "parallelism": spec["parallelism"],
+            "batch": {"max_rows": spec["batch_rows"], "max_wait_ms": spec["batch_wait_ms"]},
+            "state_dir": os.path.join(tmp, "state"),
+            "retry_backoff_ms": 100,
+        },
+        "source": {
+            "host": src["host"],
+            "port": src["port"],
+            "user": src["user"],
+            "password": src["password"],
+            "server_id": 5000 + os.getpid() % 1000,
+            "start": {"file": spec["start"][0], "pos": spec["start"][1]},
+            "include": [f"{wl.SCHEMA}.*"],
+        },
+        "arbiter": {"url": spec["redis"], "key_prefix": f"bench-{uuid.uuid4().hex[:8]}"},
+        "sink": sink,
+    }
+    return parse_config(json.dumps(doc), "<bench>")
+
+
+def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
+    """The real Node in this process; returns rows/s, peak RSS, rollbacks, and lags."""
+    from arbitrate.redis import RedisArbiter
+    from pipeline.model import Batch, Position, RowChange
+    from pipeline.node import Node
+    from pipeline.recovery import StateFile
+    from selector.base import PositionStore
+    from selector.mysql import MySQLSelector
+    from sinks.base import Sink
+    from sinks.registry import create_sink
+
+    rss_before = peak_rss_mb()
+    tmp = tempfile.mkdtemp(prefix="ferry-bench-node-")
+    pipeline_id = f"bench-{uuid.uuid4().hex[:8]}"
+    config = _config(spec, pipeline_id, tmp)
+    lag_mode = spec.get("rate") is not None
+    end: list[tuple[str, int] | None] = [None if lag_mode else tuple(spec["end"])]
+    done = threading.Event()
+    marks: dict[str, float] = {}
+    pending: dict[Position, list[Any]] = {}
+    lags: list[float] = []
+
+    class WatchStore(PositionStore):
+        def __init__(self, inner: PositionStore) -> None:
+            self.inner = inner
+
+        def load(self) -> Position | None:
+            return self.inner.load()
+
+        def save(self, position: Position) -> None:
+            self.inner.save(position)
+            now = time.time()
+            if lag_mode:
+                for written_at in pending.pop(position, ()):
+                    lags.append(now - written_at.timestamp())
+            target = end[0]
+            if target is not None and (position.file, position.pos) >= target:
+                marks["cpu_end"] = cpu_s()
+                marks["end"] = time.perf_counter()
+                done.set()
+
+    class TimedSelector(MySQLSelector):
+        def start(self) -> None:
+            super().start()
+            if "start" not in marks:
+                marks["cpu"] = cpu_s()
+                marks["start"] = time.perf_counter()
+
+    class LagSink(Sink):
+        """The real sink; remembers ``written_at`` of each loaded batch's rows (lag mode)."""
+
+        def __init__(self, inner: Sink) -> None:
+            super().__init__(inner.config, inner.pipeline_id)
+            self.inner = inner
+
+        def open(self) -> None:
+            self.inner.open()
+
+        def load(self, batch: Batch, epoch: int) -> None:
+            self.inner.load(batch, epoch)
+            if batch.position is not None:
+                pending[batch.position] = [
+                    c.after["written_at"]
+                    for c in batch.changes
+                    if isinstance(c, RowChange) and c.after is not None
+                ]
+
+        def checkpoint(self) -> Any:
+            return self.inner.checkpoint()
+
+        def close(self) -> None:
+            self.inner.close()
+
+    def selector(store: PositionStore) -> MySQLSelector:
+        batch = config.pipeline.batch
+        return TimedSelector(
+            config.source, batch.max_rows, batch.max_wait_ms, WatchStore(store), pipeline_id
+        )
+
+    if spec["sink"] == "kafka":
+        from tests.services import ExternalKafka
+
+        ExternalKafka(spec["kafka"]).create_topic(
+            spec["topic"].format(schema=wl.SCHEMA, table="t", pipeline=pipeline_id)
+        )
+    sink = create_sink(config.sink, pipeline_id)
+    if lag_mode:
+        sink = LagSink(sink)
+    node = Node(
+        config,
+        "bench",
+        arbiter=RedisArbiter(config.arbiter, pipeline_id, "bench"),
+        sink=sink,
+        selector_factory=selector,
+        state=StateFile(config.pipeline.state_dir, pipeline_id),
+    )
+    thread = threading.Thread(target=node.run, name="node", daemon=True)
+    thread.start()
+    writer: dict[str, Any] = {}
+    timeout = spec["timeout_s"]
+    if lag_mode:
+        deadline = time.monotonic() + 60
+        while "start" not in marks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the dump is idle at the start position
+        proc = subprocess.run(
+            [sys.executable, __file__, "--phase", "writer", "--spec", json.dumps(spec)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        writer = json.loads(proc.stdout.strip().splitlines()[-1])
+        end[0] = tuple(writer["end"])
+        if not done.is_set() and node.stats.position is not None:
+            pos = node.stats.position
+            if (pos.file, pos.pos) >= end[0]:
+                done.set()
+    finished = done.wait(timeout)
+    node.request_stop()
+    thread.join(30)
+    if not finished:
+        raise SystemExit(f"ferry did not reach the end of the range within {timeout} s")
+    stats = node.stats.snapshot()
+    task = node.task
+    seconds = marks["end"] - marks["start"] if "end" in marks else None
+    result: dict[str, Any] = {
+        "rows": stats["rows_total"],
+        "batches": stats["batches_total"],
+        "seconds": seconds,
+        "rows_per_s": stats["rows_total"] / seconds if seconds else None,
+        "cpu_s": marks["cpu_end"] - marks["cpu"] if "cpu_end" in marks else None,
+        "rollbacks": stats["rollbacks_total"],
+        "max_in_flight": task.max_in_flight if task is not None else None,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_node_mb": rss_before,
+    }
+    if lag_mode:
+        result.update(
+            lag_p50_ms=(percentile(lags, 50) or 0) * 1000,
+            lag_p99_ms=(percentile(lags, 99) or 0) * 1000,
+            lag_max_ms=max(lags) * 1000 if lags else None,
+            lag_rows=len(lags),
+            writer=writer,
+        )
+    elif stats["rows_total"] != spec["rows"]:
+        raise SystemExit(f"ferry acked {stats['rows_total']} rows, expected {spec['rows']}")
+    if spec["sink"] == "jsonl":
+        with open(os.path.join(tmp, "out.jsonl"), "rb") as f:
+            result["output_lines"] = sum(1 for _ in f)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def phase_writer(spec: dict[str, Any]) -> dict[str, Any]:
+    w = wl.write_at_rate(
+        spec["source"], spec["shape"], spec["rate"], spec["seconds"], first_row=spec["first_row"]
+    )
+    return {"end": list(w.end), "rows": w.rows, "seconds": w.seconds}
+
+
+def phase_producer(spec: dict[str, Any]) -> dict[str, Any]:
+    """The chosen client alone, on the same messages ferry sends, pre-encoded."""
+    from pipeline.config import parse_config  # noqa: F401  (config models)
+    from pipeline.model import Position
+    from selector.mysql import MySQLSelector
+    from selector.store import MemoryPositionStore
+    from sinks.formats import encode_key, get_format, now_ms
+    from sinks.kafka import KafkaSinkConfig
+    from sinks.producers import make_producer
+
+    tmp = tempfile.mkdtemp(prefix="ferry-bench-prod-")
+    pipeline_id = f"bench-{uuid.uuid4().hex[:8]}"
+    config = _config(spec, pipeline_id, tmp)
+    sel = MySQLSelector(config.source, 1000, 200, MemoryPositionStore(), pipeline_id)
+    sel.start()
+    topic = spec["topic"].format(schema=wl.SCHEMA, table="t", pipeline=pipeline_id)
+    fmt = get_format("debezium-json", pipeline_id)
+    now = now_ms()
+    messages: list[tuple[bytes, bytes]] = []
+    end = tuple(spec["end"])
+    while True:
+        batch = sel.select()
+        for change in batch.changes:
+            messages.append((encode_key(change), fmt.encode(change, now)))
+        sel.ack(batch.batch_id)
+        pos: Position | None = batch.position
+        if pos is not None and (pos.file, pos.pos) >= end:
+            break
+    sel.stop()
+    from tests.services import ExternalKafka
+
+    ExternalKafka(spec["kafka"]).create_topic(topic)
+    sink_config: KafkaSinkConfig = config.sink
+    adapter = make_producer(sink_config, f"bench-{pipeline_id}")
+    client = adapter._producer  # type: ignore[attr-defined]
+    n = len(messages)
+    t0 = time.perf_counter()
+    if spec["client"] == "confluent-kafka":
+        ok = [0]
+        failed: list[Any] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is None:
+                ok[0] += 1
+            else:
+                failed.append(err)
+
+        produce, poll = client.produce, client.poll
+        for key, value in messages:
+            while True:
+                try:
+                    produce(topic, value, key, on_delivery=delivered)
+                    break
+                except BufferError:
+                    poll(0.05)
+        client.flush(60)
+        confirmed = ok[0]
+    else:
+        futures = [client.send(topic, value=value, key=key) for key, value in messages]
+        client.flush(timeout=120)
+        confirmed = sum(1 for f in futures if f.is_done and f.exception is None)
+    elapsed = time.perf_counter() - t0
+    adapter.close(5)
+    shutil.rmtree(tmp, ignore_errors=True)
+    if confirmed != n:
+        raise SystemExit(f"producer confirmed {confirmed} of {n}")
+    avg = sum(len(v) for _, v in messages) / max(1, n)
+    return {"rows": n, "seconds": elapsed, "rows_per_s": n / elapsed, "avg_message_bytes": avg}
+
+
+PHASES = {
+    "raw": phase_raw,
+    "ferry": phase_ferry,
+    "producer": phase_producer,
+    "writer": phase_writer,
+}
+
+
+def run_phase(name: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--phase", name, "--spec", json.dumps(spec)]
+    profile = os.environ.get("FERRY_BENCH_PROFILE")  # e.g. /tmp/prof: py-spy the ferry phase
+    if profile and name == "ferry":
+        out = f"{profile}-{int(time.time())}.txt"
+        cmd = [
+            "py-spy",
+            "record",
+            "--format",
+            "raw",
+            "--threads",
+            *os.environ.get("FERRY_BENCH_PROFILE_ARGS", "").split(),
+            "-r",
+            "200",
+            "-o",
+            out,
+            "--",
+        ]
+        cmd += [sys.executable, __file__, "--phase", name, "--spec", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"phase {name} failed (exit {proc.returncode})")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    return dict(json.loads(lines[-1]))
+
+
+# ============================================================================ orchestration
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} CPU {cpu}, {mem:.0f} GiB RAM, Python {platform.python_version()},"
+        f" {platform.system()} {platform.release()}"
+    )
+
+
+def start_services(args: argparse.Namespace, base: Path) -> tuple[dict[str, Any], list[Any]]:
+    from tests.services import KafkaBroker, MariaDB, Redis
+
+    own: list[Any] = []
+    found: dict[str, Any] = {}
+    if args.mysql_url:
+        found["source"] = conn_args_from_url(args.mysql_url)
+    else:
+        db = MariaDB(base / "source").start()
+        own.append(db)
+        found["source"] = {"host": db.host, "port": db.port, "user": db.user, "password": ""}
+    if args.redis_url:
+        found["redis"] = args.redis_url
+    else:
+        r = Redis(base / "redis").start()
+        own.append(r)
+        found["redis"] = r.url
+    if args.sink == "kafka":
+        if args.kafka_bootstrap:
+            found["kafka"] = args.kafka_bootstrap
+        else:
+            k = KafkaBroker(base / "kafka").start()
+            own.append(k)
+            found["kafka"] = k.bootstrap
+    if args.sink == "mysql":
+        if args.target_mysql_url:
+            found["target"] = conn_args_from_url(args.target_mysql_url)
+        else:
+            t = MariaDB(base / "target").start()
+            own.append(t)
+            found["target"] = {"host": t.host, "port": t.port, "user": t.user, "password": ""}
+    return found, own
+
+
+def prepare_target(spec: dict[str, Any], schema: str) -> None:
+    import pymysql
+
+    conn = pymysql.connect(**spec["target"], autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {schema}")
+        cur.execute(f"CREATE DATABASE {schema}")
+        cur.execute(wl.ddl(spec["shape"]).replace(f"{wl.SCHEMA}.t", f"{schema}.t", 1))
+    conn.close()
+
+
+def count_target(spec: dict[str, Any]) -> int:
+    import pymysql
+
+    conn = pymysql.connect(**spec["target"], autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM {spec['target_schema']}.t")
+        count = int(cur.fetchone()[0])
+    conn.close()
+    return count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sink", choices=["jsonl", "kafka", "mysql"], default="jsonl")
+    parser.add_argument(
+        "--client", choices=["kafka-python", "confluent-kafka"], default="confluent-kafka"
+    )
+    parser.add_argument("--shape", choices=wl.SHAPES, default="narrow")
+    parser.add_argument("--rows", type=int, default=100_000, help="row changes to write")
+    parser.add_argument("--runs", type=int, default=3, help="median over this many runs")
+    parser.add_argument("--rate", type=float, help="lag mode: writer inserts this many rows/s")
+    parser.add_argument("--seconds", type=float, default=20.0, help="lag mode duration")
+    parser.add_argument("--big-txn", action="store_true", help="--rows inserts in ONE transaction")
+    parser.add_argument("--txn-rows", type=int, default=500, help="rows per transaction")
+    parser.add_argument("--parallelism", type=int, default=3)
+    parser.add_argument("--batch-rows", type=int, default=1000)
+    parser.add_argument("--batch-wait-ms", type=int, default=200)
+    parser.add_argument("--sink-option", action="append", default=[], help="KEY=JSON, repeatable")
+    parser.add_argument("--name", help="results/<name>.json (default: from the options)")
+    parser.add_argument("--mysql-url", help="source server instead of a private mariadbd")
+    parser.add_argument("--target-mysql-url", help="MySQL sink target instead of a private one")
+    parser.add_argument("--redis-url", help="Redis instead of a private redis-server")
+    parser.add_argument("--kafka-bootstrap", help="Kafka instead of a private Tansu broker")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per phase, seconds")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.phase:
+        quiet_logs()
+        result = PHASES[args.phase](json.loads(args.spec))
+        print(json.dumps(result))
+        return 0
+
+    from loguru import logger
+
+    logger.remove()
+    base = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
+    services, own = start_services(args, base)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    sink_options = {}
+    for item in args.sink_option:
+        key, _, value = item.partition("=")
+        sink_options[key] = json.loads(value)
+    spec: dict[str, Any] = {
+        **services,
+        "sink": args.sink,
+        "client": args.client,
+        "shape": args.shape,
+        "parallelism": args.parallelism,
+        "batch_rows": args.batch_rows,
+        "batch_wait_ms": args.batch_wait_ms,
+        "timeout_s": args.timeout,
+        "topic": "bench.{pipeline}.{table}",
+        "sink_options": sink_options,
+    }
+    name = args.name or "-".join(
+        [args.sink]
+        + ([args.client] if args.sink == "kafka" else [])
+        + [args.shape]
+        + (["bigtxn"] if args.big_txn else [])
+        + ([f"rate{int(args.rate)}"] if args.rate else [f"{args.rows}"])
+    )
+    runs: list[dict[str, Any]] = []
+    written: dict[str, Any] = {}
+    try:
+        src = services["source"]
+        if args.rate:
+            wl.create(src, args.shape)
+        else:
+            t0 = time.perf_counter()
+            if args.big_txn:
+                w = wl.write_big_transaction(src, args.shape, args.rows)
+            else:
+                w = wl.write_changes(src, args.shape, args.rows, args.txn_rows)
+            written = dict(w.__dict__)
+            spec.update(start=list(w.start), end=list(w.end), rows=w.rows)
+            print(
+                f"workload: {w.rows} row changes ({w.inserts} ins, {w.updates} upd,"
+                f" {w.deletes} del) in {time.perf_counter() - t0:.1f} s,"
+                f" binlog {w.start[0]}:{w.start[1]} .. {w.end[0]}:{w.end[1]}",
+                flush=True,
+            )
+        for k in range(args.runs):
+            run: dict[str, Any] = {}
+            if args.sink == "mysql":
+                spec["target_schema"] = f"bench_target_{k}"
+                prepare_target(spec, spec["target_schema"])
+            if args.rate:
+                conn = wl.connect(src)
+                with conn.cursor() as cur:
+                    start = wl.binlog_position(cur)
+                conn.close()
+                spec.update(
+                    start=list(start),
+                    rate=args.rate,
+                    seconds=args.seconds,
+                    first_row=k * 10_000_000,
+                )
+                run["ferry"] = run_phase("ferry", spec, env)
+                writer = run["ferry"]["writer"]
+                raw_spec = dict(spec, end=writer["end"], rows=writer["rows"])
+                raw_spec.pop("rate")
+                run["raw"] = run_phase("raw", raw_spec, env)
+            else:
+                # raw before and after ferry: the machine's noise hits both sides alike
+                before = run_phase("raw", spec, env)
+                run["ferry"] = run_phase("ferry", spec, env)
+                if args.sink == "kafka":
+                    run["producer"] = run_phase("producer", spec, env)
+                after = run_phase("raw", spec, env)
+                run["raw"] = mean_raw(before, after)
+                if args.sink == "mysql":
+                    run["target_rows"] = count_target(spec)
+                    live = written["inserts"] - written["deletes"]
+                    if run["target_rows"] != live:
+                        raise SystemExit(f"target has {run['target_rows']} rows, expected {live}")
+            f = run["ferry"]
+            if f.get("rows_per_s"):
+                run["ratio"] = f["rows_per_s"] / run["raw"]["rows_per_s"]
+            if f.get("cpu_s"):
+                # CPU seconds per row, ferry vs raw: less sensitive to a busy machine
+                run["cpu_ratio"] = run["raw"]["cpu_s"] / f["cpu_s"]
+            runs.append(run)
+            print(f"run {k + 1}/{args.runs}: {summary_line(run)}", flush=True)
+    finally:
+        for service in reversed(own):
+            try:
+                service.stop()
+            except Exception as exc:
+                print(f"stopping {service.name}: {exc}", file=sys.stderr)
+        shutil.rmtree(base, ignore_errors=True)
+
+    result = summarise(args, name, runs, written)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print_table(result)
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+def mean_raw(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    seconds = (before["seconds"] + after["seconds"]) / 2
+    return {
+        "rows": before["rows"],
+        "seconds": seconds,
+        "rows_per_s": before["rows"] / seconds,
+        "cpu_s": (before["cpu_s"] + after["cpu_s"]) / 2,
+        "before_rows_per_s": before["rows_per_s"],
+        "after_rows_per_s": after["rows_per_s"],
+    }
+
+
+def summary_line(run: dict[str, Any]) -> str:
+    f = run["ferry"]
+    parts = [f"raw {run['raw']['rows_per_s']:,.0f} rows/s"]
+    if f.get("rows_per_s"):
+        parts.append(f"ferry {f['rows_per_s']:,.0f} rows/s ({run['ratio']:.0%})")
+    if run.get("cpu_ratio"):
+        parts.append(f"cpu raw/ferry {run['cpu_ratio']:.0%}")
+    if "producer" in run:
+        parts.append(f"producer {run['producer']['rows_per_s']:,.0f} msg/s")
+    if "lag_p99_ms" in f:
+        parts.append(f"lag p50 {f['lag_p50_ms']:.0f} ms p99 {f['lag_p99_ms']:.0f} ms")
+    parts.append(f"rss {f['peak_rss_mb']:.0f} MB, rollbacks {f['rollbacks']}")
+    return ", ".join(parts)
+
+
+def summarise(
+    args: argparse.Namespace, name: str, runs: list[dict[str, Any]], written: dict[str, Any]
+) -> dict[str, Any]:
+    def med(phase: str, key: str) -> Any:
+        return median([r[phase][key] for r in runs if phase in r and r[phase].get(key) is not None])
+
+    summary = {
+        "raw_rows_per_s": med("raw", "rows_per_s"),
+        "ferry_rows_per_s": med("ferry", "rows_per_s"),
+        "ratio": median([r["ratio"] for r in runs if "ratio" in r]),
+        "cpu_ratio": median([r["cpu_ratio"] for r in runs if "cpu_ratio" in r]),
+        "producer_msgs_per_s": med("producer", "rows_per_s"),
+        "peak_rss_mb": max(r["ferry"]["peak_rss_mb"] for r in runs),
+        "rollbacks": sum(r["ferry"]["rollbacks"] for r in runs),
+        "lag_p50_ms": med("ferry", "lag_p50_ms"),
+        "lag_p99_ms": med("ferry", "lag_p99_ms"),
+    }
+    return {
+        "name": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "git": _git_head(),
+        "options": {k: v for k, v in vars(args).items() if k not in ("phase", "spec")},
+        "workload": written,
+        "summary": summary,
+        "runs": runs,
+    }
+
+
+def _git_head() -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def print_table(result: dict[str, Any]) -> None:
+    s = result["summary"]
+    o = result["options"]
+    what = o["sink"] + (f" ({o['client']})" if o["sink"] == "kafka" else "")
+
+    def fmt(v: Any, spec: str = ",.0f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    print()
+    print(f"{result['machine']}")
+    print(
+        f"{'sink':<24} {'shape':<10} {'raw rows/s':>11} {'ferry rows/s':>13} {'ratio':>6}"
+        f" {'producer/s':>11} {'lag p50/p99 ms':>15} {'peak RSS':>9} {'rollbacks':>9}"
+    )
+    lag = "-" if s["lag_p99_ms"] is None else f"{s['lag_p50_ms']:.0f}/{s['lag_p99_ms']:.0f}"
+    print(
+        f"{what:<24} {o['shape']:<10} {fmt(s['raw_rows_per_s']):>11}"
+        f" {fmt(s['ferry_rows_per_s']):>13} {fmt(s['ratio'], '.0%'):>6}"
+        f" {fmt(s['producer_msgs_per_s']):>11} {lag:>15} {s['peak_rss_mb']:>6.0f} MB"
+        f" {s['rollbacks']:>9}"
+    )
+    print(f"(medians of {len(result['runs'])} runs; peak RSS = max over runs, node process only)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
