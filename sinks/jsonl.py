@@ -87,13 +87,21 @@ class JsonlSink(Sink):
         touched: dict[str, BinaryIO] = {}
         rotate = self.config.rotate_bytes
         try:
-            for change in batch.changes:
-                path = self._path(change)
-                handle = touched.get(path) or self._file(path)
-                if rotate is not None and handle.tell() >= rotate:
-                    handle = self._rotate(path)
-                touched[path] = handle
-                handle.write(encode(change, now) + b"\n")
+            if not self._per_table and rotate is None:
+                # one file, no rotation: encode the batch, then one write
+                path = self.config.path
+                handle = touched[path] = self._file(path)
+                lines = [encode(change, now) for change in batch.changes]
+                lines.append(b"")
+                handle.write(b"\n".join(lines))
+            else:
+                for change in batch.changes:
+                    path = self._path(change)
+                    handle = touched.get(path) or self._file(path)
+                    if rotate is not None and handle.tell() >= rotate:
+                        handle = self._rotate(path)
+                    touched[path] = handle
+                    handle.write(encode(change, now) + b"\n")
             for handle in touched.values():
                 handle.flush()
                 if self.config.fsync:
