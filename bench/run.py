@@ -347,6 +347,7 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
         "rows_per_s": stats["rows_total"] / seconds if seconds else None,
         "cpu_s": marks["cpu_end"] - marks["cpu"] if "cpu_end" in marks else None,
         "rollbacks": stats["rollbacks_total"],
+        "retries": stats.get("retries_total"),
         "max_in_flight": task.max_in_flight if task is not None else None,
         "peak_rss_mb": peak_rss_mb(),
         "rss_before_node_mb": rss_before,
@@ -673,9 +674,9 @@ def main() -> int:
                     if run["target_rows"] != live:
                         raise SystemExit(f"target has {run['target_rows']} rows, expected {live}")
             f = run["ferry"]
-            if f.get("rows_per_s"):
+            if f.get("rows_per_s") and not args.rate:  # at a fixed rate, rows/s is the rate
                 run["ratio"] = f["rows_per_s"] / run["raw"]["rows_per_s"]
-            if f.get("cpu_s"):
+            if f.get("cpu_s") and not args.rate:
                 # CPU seconds per row, ferry vs raw: less sensitive to a busy machine
                 run["cpu_ratio"] = run["raw"]["cpu_s"] / f["cpu_s"]
             runs.append(run)
@@ -712,7 +713,7 @@ def mean_raw(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 def summary_line(run: dict[str, Any]) -> str:
     f = run["ferry"]
     parts = [f"raw {run['raw']['rows_per_s']:,.0f} rows/s"]
-    if f.get("rows_per_s"):
+    if f.get("rows_per_s") and "ratio" in run:
         parts.append(f"ferry {f['rows_per_s']:,.0f} rows/s ({run['ratio']:.0%})")
     if run.get("cpu_ratio"):
         parts.append(f"cpu raw/ferry {run['cpu_ratio']:.0%}")
@@ -720,7 +721,9 @@ def summary_line(run: dict[str, Any]) -> str:
         parts.append(f"producer {run['producer']['rows_per_s']:,.0f} msg/s")
     if "lag_p99_ms" in f:
         parts.append(f"lag p50 {f['lag_p50_ms']:.0f} ms p99 {f['lag_p99_ms']:.0f} ms")
-    parts.append(f"rss {f['peak_rss_mb']:.0f} MB, rollbacks {f['rollbacks']}")
+    parts.append(
+        f"rss {f['peak_rss_mb']:.0f} MB, rollbacks {f['rollbacks']}, retries {f.get('retries')}"
+    )
     return ", ".join(parts)
 
 
@@ -732,12 +735,13 @@ def summarise(
 
     summary = {
         "raw_rows_per_s": med("raw", "rows_per_s"),
-        "ferry_rows_per_s": med("ferry", "rows_per_s"),
+        "ferry_rows_per_s": None if args.rate else med("ferry", "rows_per_s"),
         "ratio": median([r["ratio"] for r in runs if "ratio" in r]),
         "cpu_ratio": median([r["cpu_ratio"] for r in runs if "cpu_ratio" in r]),
         "producer_msgs_per_s": med("producer", "rows_per_s"),
         "peak_rss_mb": max(r["ferry"]["peak_rss_mb"] for r in runs),
         "rollbacks": sum(r["ferry"]["rollbacks"] for r in runs),
+        "retries": sum(r["ferry"].get("retries") or 0 for r in runs),
         "lag_p50_ms": med("ferry", "lag_p50_ms"),
         "lag_p99_ms": med("ferry", "lag_p99_ms"),
     }
@@ -777,14 +781,14 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"{result['machine']}")
     print(
         f"{'sink':<24} {'shape':<10} {'raw rows/s':>11} {'ferry rows/s':>13} {'ratio':>6}"
-        f" {'producer/s':>11} {'lag p50/p99 ms':>15} {'peak RSS':>9} {'rollbacks':>9}"
+        f" {'producer/s':>11} {'lag p50/p99 ms':>15} {'peak RSS':>9} {'rollbk/retry':>12}"
     )
     lag = "-" if s["lag_p99_ms"] is None else f"{s['lag_p50_ms']:.0f}/{s['lag_p99_ms']:.0f}"
     print(
         f"{what:<24} {o['shape']:<10} {fmt(s['raw_rows_per_s']):>11}"
         f" {fmt(s['ferry_rows_per_s']):>13} {fmt(s['ratio'], '.0%'):>6}"
         f" {fmt(s['producer_msgs_per_s']):>11} {lag:>15} {s['peak_rss_mb']:>6.0f} MB"
-        f" {s['rollbacks']:>9}"
+        f" {s['rollbacks']:>6}/{s['retries']:<5}"
     )
     print(f"(medians of {len(result['runs'])} runs; peak RSS = max over runs, node process only)")
 
