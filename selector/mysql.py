@@ -7,8 +7,10 @@ How it reads (facts about mysql-replication 1.0.17 this relies on):
   (MariaDB ``domain-server-seq`` per domain; MySQL ``uuid:interval`` sets).
 * Blocking mode with ``slave_heartbeat``: the server sends a heartbeat when
   idle, so ``fetchone`` returns at least every heartbeat period and ``select``
-  keeps its deadline. ``read_timeout`` is a few heartbeats, so a dead TCP
-  peer is noticed too.
+  keeps its deadline. The period is at most ``batch_max_wait_ms``: at the end
+  of the binlog the read blocks until the next event, so a longer period
+  would hold the last batch before a pause in writes back by up to a period.
+  ``read_timeout`` is a few heartbeats, so a dead TCP peer is noticed too.
 * The reader's own reconnect (``fetchone`` silently reopens at its last event,
   possibly mid-transaction) is disabled by :class:`_Stream`; this selector
   reopens at a transaction start it knows (the last position handed out, or
@@ -201,6 +203,7 @@ class MySQLSelector(Selector):
         self.config = config
         self.max_rows = batch_max_rows
         self.max_wait_s = batch_max_wait_ms / 1000.0
+        self.heartbeat_s = min(config.heartbeat_ms, batch_max_wait_ms) / 1000.0
         self.pipeline_id = pipeline_id
         self.filter = TableFilter(config.include, config.exclude)
         self._ledger = Ledger(store, None, pipeline_id)
@@ -246,6 +249,11 @@ class MySQLSelector(Selector):
         )
         self._open(at)
         self._started = True
+
+    @property
+    def resume_point(self) -> Position | None:
+        """Where a rollback reopens: the committed position, else the resolved start."""
+        return self._ledger.resume_point
 
     def stop(self) -> None:
         self._stopping.set()
@@ -345,7 +353,7 @@ class MySQLSelector(Selector):
             blocking=True,
             auto_position=gtid,
             is_mariadb=self._mariadb,
-            slave_heartbeat=self.config.heartbeat_ms / 1000.0,
+            slave_heartbeat=self.heartbeat_s,
             only_events=[RotateEvent, GtidEvent, MariadbGtidEvent, HeartbeatLogEvent],
             enable_logging=False,
             pymysql_wrapper=_pymysql_connect,
@@ -426,7 +434,7 @@ class MySQLSelector(Selector):
             log_file=at.file,
             log_pos=at.pos,
             is_mariadb=False,  # file/pos dump; see module docstring
-            slave_heartbeat=self.config.heartbeat_ms / 1000.0,
+            slave_heartbeat=self.heartbeat_s,
             only_events=_EVENTS,
             only_schemas=only,
             ignored_schemas=ignored,
