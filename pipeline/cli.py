@@ -128,17 +128,17 @@ def build_arbiter(config: FerryConfig, node_id: str) -> Any:
     return RedisArbiter(config.arbiter, config.pipeline.id, node_id)
 
 
-def build_node(config: FerryConfig, node_id: str) -> Any:
+def build_node(config: FerryConfig, node_id: str, log_level: str = "INFO") -> Any:
     from pipeline.node import Node
     from pipeline.recovery import StateFile
-    from selector.base import PositionStore
-    from selector.mysql import MySQLSelector
+    from selector.base import PositionStore, Selector
+    from selector.process import open_selector
     from sinks.registry import create_sink
 
-    def selector(store: PositionStore) -> MySQLSelector:
+    def selector(store: PositionStore) -> Selector:
         batch = config.pipeline.batch
-        return MySQLSelector(
-            config.source, batch.max_rows, batch.max_wait_ms, store, config.pipeline.id
+        return open_selector(
+            config.source, batch.max_rows, batch.max_wait_ms, store, config.pipeline.id, log_level
         )
 
     return Node(
@@ -155,7 +155,7 @@ def build_node(config: FerryConfig, node_id: str) -> Any:
 
 
 def cmd_run(args: argparse.Namespace, config: FerryConfig) -> int:
-    node = build_node(config, args.node_id)
+    node = build_node(config, args.node_id, args.log_level or config.pipeline.log_level)
     signals_seen: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -49,10 +49,19 @@ class MySQLSourceConfig(BaseModel):
     )
     exclude: list[str] = Field(default_factory=list, description="schema.table globs to skip")
     heartbeat_ms: int = Field(
-        1000, ge=100, le=60000, description="source heartbeat period; bounds how long a read blocks"
+        1000,
+        ge=100,
+        le=60000,
+        description="source heartbeat period (at most batch.max_wait_ms is used); bounds"
+        " how long a read blocks when the binlog is idle",
     )
     connect_timeout_ms: int = Field(
         10000, ge=100, description="give up (resumable error) when a (re)connect takes longer"
+    )
+    decoder: Literal["process", "thread"] = Field(
+        "process",
+        description="decode the binlog in a child process (uses a second core; the default)"
+        " or in a thread of the node (one process, slower)",
     )
     flavor: Literal["auto", "mysql", "mariadb"] = Field(
         "auto", description="server flavour; auto detects it from VERSION()"

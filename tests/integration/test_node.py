@@ -24,7 +24,8 @@ from pipeline.errors import ResumableError
 from pipeline.model import Batch
 from pipeline.node import Node
 from pipeline.recovery import StateFile
-from selector.mysql import MySQLSelector
+from selector.base import Selector
+from selector.process import open_selector
 from sinks.jsonl import JsonlSink
 from tests.delivery import Workload, assert_ordered_at_least_once, indexes, jsonl_events
 from tests.services import track_process, untrack_process
@@ -90,9 +91,9 @@ class FailingJsonl(JsonlSink):
 
 
 def in_process_node(config: FerryConfig, sink: Any) -> tuple[Node, threading.Thread]:
-    def selector(store: Any) -> MySQLSelector:
+    def selector(store: Any) -> Selector:
         batch = config.pipeline.batch
-        return MySQLSelector(config.source, batch.max_rows, batch.max_wait_ms, store, "it-node")
+        return open_selector(config.source, batch.max_rows, batch.max_wait_ms, store, "it-node")
 
     node = Node(
         config,
@@ -109,11 +110,13 @@ def in_process_node(config: FerryConfig, sink: Any) -> tuple[Node, threading.Thr
     return node, thread
 
 
+@pytest.mark.parametrize("decoder", ["process", "thread"])
 def test_workload_arrives_complete_and_in_order(
-    tmp_path: Path, mariadb: Any, source_db: str, redis_server: Any, key_prefix: str
+    tmp_path: Path, mariadb: Any, source_db: str, redis_server: Any, key_prefix: str, decoder: str
 ) -> None:
     workload = Workload(mariadb, source_db, seed=1)
     config = load_config(write_config(tmp_path, mariadb, source_db, redis_server.url, key_prefix))
+    config.source.decoder = decoder  # type: ignore[assignment]
     sink = JsonlSink(config.sink, config.pipeline.id)
     node, thread = in_process_node(config, sink)
     try:

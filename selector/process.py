@@ -1,0 +1,345 @@
+"""A selector whose binlog decoding runs in a child process, on the second core.
+
+mysql-replication decodes rows in pure Python; under the GIL, decoding and
+everything else the node does (encoding, sink I/O, acks) share one core. Here a
+child process runs the real :class:`MySQLSelector` and reads ahead up to
+``prefetch`` batches; the parent only unpickles them (RowChange and Position
+pickle as plain constructor calls, ~1.5 µs a row against ~20 µs to decode).
+
+Who owns what:
+
+* The **parent** owns the position store and the ack order: ``ack`` checks the
+  order, saves the position durably, then forwards the ack to the child so its
+  ledger forgets the batch (and knows where a reconnect or rollback reopens).
+* The **child** owns the binlog connection, reconnects, batching and filters,
+  exactly as the in-thread selector does; its store is an in-memory copy.
+* ``rollback`` is a handshake: the parent sends ``("rollback", token)`` after
+  every ack it forwarded (one FIFO queue), and discards whatever the child sent
+  until the child's ``("rolled_back", token)`` marker, so nothing read ahead
+  before the rollback is ever handed out after it.
+* A child that dies or stops answering is a ResumableError; the node rolls
+  back, and ``rollback`` starts a new child at the committed position. A child
+  whose parent dies exits too (PR_SET_PDEATHSIG, and a parent-pid check).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import time
+from collections import deque
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from loguru import logger
+
+from pipeline.errors import FatalError, FerryError, ResumableError, classify
+from pipeline.model import Batch, Position
+
+from .base import PositionStore, Selector
+from .config import MySQLSourceConfig
+
+_ANSWER_GRACE_S = 10.0  # beyond max_wait + heartbeat, how long a silent child is given
+_CHILD_TICK_S = 0.2
+
+
+class ProcessSelector(Selector):
+    """The :class:`MySQLSelector` contract, decoded in a child process (see the module doc)."""
+
+    def __init__(
+        self,
+        config: MySQLSourceConfig,
+        batch_max_rows: int,
+        batch_max_wait_ms: int,
+        store: PositionStore,
+        pipeline_id: str = "",
+        prefetch: int = 4,
+        log_level: str = "INFO",
+    ) -> None:
+        self.config = config
+        self.max_rows = batch_max_rows
+        self.max_wait_ms = batch_max_wait_ms
+        self.store = store
+        self.pipeline_id = pipeline_id
+        self.prefetch = prefetch
+        self.log_level = log_level
+        self._context = multiprocessing.get_context("spawn")  # never fork a threaded parent
+        self._child: BaseProcess | None = None
+        self._commands: Any = None
+        self._out: Any = None
+        self._token = 0
+        self._in_flight: deque[tuple[int, Position | None]] = deque()
+        self._committed: Position | None = None
+        # The start the first child resolved (`latest` means *then*): a child respawned before
+        # anything was committed must reopen there, not at a new `latest`.
+        self._origin: Position | None = None
+        self._last_ts: float | None = None
+        self._stopping = False
+        self._answer_s = (batch_max_wait_ms + config.heartbeat_ms) / 1000 + _ANSWER_GRACE_S
+
+    # ------------------------------------------------------------------ child
+
+    def _spawn(self) -> None:
+        """Start a child at the committed position and wait until its selector started."""
+        self._kill_child()
+        self._commands = self._context.Queue()
+        self._out = self._context.Queue(maxsize=self.prefetch)
+        self._child = self._context.Process(
+            target=_child_main,
+            args=(
+                self.config,
+                self.max_rows,
+                self.max_wait_ms,
+                self._committed or self._origin,
+                self.pipeline_id,
+                self._commands,
+                self._out,
+                self.log_level,
+            ),
+            name=f"ferry-decoder-{self.pipeline_id}",
+            daemon=True,
+        )
+        self._child.start()
+        deadline = time.monotonic() + self.config.connect_timeout_ms / 1000 + _ANSWER_GRACE_S
+        while True:
+            item = self._receive(deadline, "start")
+            if item[0] == "started":
+                self._origin = self._origin or item[1]
+                return
+            if item[0] == "error":
+                self._kill_child()
+                raise item[1]
+
+    def _receive(self, deadline: float, what: str) -> tuple[Any, ...]:
+        while True:
+            try:
+                return self._out.get(timeout=0.2)
+            except queue.Empty:
+                child = self._child
+                if child is None or not child.is_alive():
+                    code = child.exitcode if child is not None else None
+                    raise ResumableError(
+                        f"the binlog decoder process exited (code {code}) during {what}",
+                        pipeline=self.pipeline_id or None,
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise ResumableError(
+                        f"the binlog decoder process did not answer {what} in time",
+                        pipeline=self.pipeline_id or None,
+                    ) from None
+
+    def _kill_child(self) -> None:
+        child, self._child = self._child, None
+        if child is not None:
+            if child.is_alive():
+                with contextlib.suppress(Exception):
+                    self._commands.put(("stop",))
+                child.join(2)
+            if child.is_alive():
+                child.kill()
+                child.join(2)
+        for q in (self._commands, self._out):
+            if q is not None:
+                q.cancel_join_thread()  # never block on unread data of a dead child
+                q.close()
+        self._commands = self._out = None
+
+    # --------------------------------------------------------------- Selector
+
+    def start(self) -> None:
+        try:
+            self._committed = self.store.load()
+        except Exception as exc:
+            raise classify(exc, f"cannot load the committed position: {exc}") from exc
+        self._stopping = False
+        self._in_flight.clear()
+        self._origin = None
+        self._spawn()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._kill_child()
+
+    def select(self) -> Batch:
+        if self._child is None:
+            if self._stopping:
+                return Batch(0)  # stop() interrupted the stream: nothing to hand out
+            raise FatalError("select() before start()")
+        deadline = time.monotonic() + self._answer_s
+        while True:
+            try:
+                item = self._receive(deadline, "select")
+            except ResumableError:
+                if self._stopping:
+                    return Batch(0)
+                raise
+            kind = item[0]
+            if kind == "batch":
+                batch: Batch = item[1]
+                self._last_ts = item[2]
+                self._in_flight.append((batch.batch_id, batch.position))
+                return batch
+            if kind == "error":
+                raise item[1]
+            # a "rolled_back" marker of an earlier handshake: nothing to do
+
+    def ack(self, batch_id: int) -> Position | None:
+        if not self._in_flight or self._in_flight[0][0] != batch_id:
+            oldest = self._in_flight[0][0] if self._in_flight else None
+            raise FatalError(
+                f"ack of batch {batch_id} out of order: the oldest un-acked batch is {oldest}",
+                pipeline=self.pipeline_id or None,
+                batch_id=batch_id,
+            )
+        position = self._in_flight[0][1]
+        if position is not None:
+            try:
+                self.store.save(position)
+            except Exception as exc:
+                raise classify(exc, f"cannot save the committed position: {exc}").context(
+                    pipeline=self.pipeline_id or None, batch_id=batch_id, position=position
+                ) from exc
+            self._committed = position
+        self._in_flight.popleft()
+        self._commands.put(("ack", batch_id))
+        return self._committed
+
+    def rollback(self) -> None:
+        self._in_flight.clear()
+        child = self._child
+        if child is None or not child.is_alive():
+            self._spawn()
+            return
+        self._token += 1
+        self._commands.put(("rollback", self._token))
+        deadline = time.monotonic() + self._answer_s
+        try:
+            while self._receive(deadline, "rollback") != ("rolled_back", self._token):
+                pass  # read ahead before the rollback: discarded
+        except ResumableError as exc:
+            logger.warning("{}; starting a new decoder process", exc)
+            self._spawn()
+
+    def last_entry_time(self) -> float | None:
+        return self._last_ts
+
+    @property
+    def decoder_pid(self) -> int | None:
+        """Pid of the decoder process (for operators and tests)."""
+        return self._child.pid if self._child is not None else None
+
+    @property
+    def committed(self) -> Position | None:
+        return self._committed
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _child_main(
+    config: MySQLSourceConfig,
+    max_rows: int,
+    max_wait_ms: int,
+    start: Position | None,
+    pipeline_id: str,
+    commands: Any,
+    out: Any,
+    log_level: str,
+) -> None:
+    """The decoder process: select ahead, obey ack / rollback / stop in queue order."""
+    from .mysql import MySQLSelector
+    from .store import MemoryPositionStore
+
+    _die_with_parent()
+    parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    logger.remove()
+    logger.add(
+        sys.stderr,
+        level=log_level,
+        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} " + pipeline_id + "/decoder {message}",
+        backtrace=False,
+        diagnose=False,
+    )
+
+    def send(item: tuple[Any, ...]) -> bool:
+        """Put with a bound, so a vanished parent is noticed."""
+        while True:
+            try:
+                out.put(item, timeout=_CHILD_TICK_S)
+                return True
+            except queue.Full:
+                if os.getppid() != parent:
+                    return False
+
+    selector = MySQLSelector(config, max_rows, max_wait_ms, MemoryPositionStore(start), pipeline_id)
+    try:
+        selector.start()
+    except Exception as exc:
+        send(("error", _picklable(exc)))
+        return
+    send(("started", selector.resume_point))
+    failed = False  # after an error, wait for the parent's rollback
+    while os.getppid() == parent:
+        try:
+            command = commands.get(timeout=_CHILD_TICK_S) if failed else commands.get_nowait()
+        except queue.Empty:
+            command = None
+        if command is not None:
+            if command[0] == "stop":
+                break
+            try:
+                if command[0] == "ack":
+                    selector.ack(command[1])
+                elif command[0] == "rollback":
+                    selector.rollback()
+                    failed = False
+                    send(("rolled_back", command[1]))
+            except Exception as exc:  # reported in order; the parent rolls back
+                failed = True
+                send(("error", _picklable(exc)))
+            continue
+        if failed:
+            continue
+        try:
+            batch = selector.select()
+        except Exception as exc:
+            failed = True
+            if not send(("error", _picklable(exc))):
+                break
+            continue
+        if not send(("batch", batch, selector.last_entry_time())):
+            break
+    selector.stop()
+
+
+def _picklable(exc: BaseException) -> FerryError:
+    error = classify(exc)
+    error.__cause__ = None  # driver exceptions may not pickle; the message carries them
+    error.__context__ = None
+    return error
+
+
+def open_selector(
+    config: MySQLSourceConfig,
+    batch_max_rows: int,
+    batch_max_wait_ms: int,
+    store: PositionStore,
+    pipeline_id: str = "",
+    log_level: str = "INFO",
+) -> Selector:
+    """The selector ``source.decoder`` asks for."""
+    if config.decoder == "process":
+        return ProcessSelector(
+            config, batch_max_rows, batch_max_wait_ms, store, pipeline_id, log_level=log_level
+        )
+    from .mysql import MySQLSelector
+
+    return MySQLSelector(config, batch_max_rows, batch_max_wait_ms, store, pipeline_id)

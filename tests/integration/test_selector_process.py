@@ -1,0 +1,141 @@
+"""The selector with decoding in a child process: same contract, plus the process's faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.errors import ResumableError
+from pipeline.model import RowChange
+from selector.config import MySQLSourceConfig
+from selector.process import ProcessSelector
+from selector.store import MemoryPositionStore
+from tests.delivery import Event, Workload
+
+ROOT = Path(__file__).parents[2]
+
+
+def source(server: Any, db: str) -> MySQLSourceConfig:
+    return MySQLSourceConfig(
+        host=server.host,
+        port=server.port,
+        user=server.user,
+        password=server.password,
+        server_id=4401,
+        include=[f"{db}.*"],
+        start="latest",
+        heartbeat_ms=200,
+    )
+
+
+def event(change: RowChange) -> Event:
+    return (change.table, change.op, change.row["id"], change.row["seq"])
+
+
+def drain(sel: ProcessSelector, count: int, timeout_s: float = 30, ack: bool = True) -> list[Event]:
+    got: list[Event] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < count:
+        assert time.monotonic() < deadline, f"only {len(got)} of {count} changes arrived"
+        batch = sel.select()
+        got += [event(c) for c in batch.changes if isinstance(c, RowChange)]
+        if ack:
+            sel.ack(batch.batch_id)
+    return got
+
+
+@pytest.fixture
+def started(mariadb: Any, source_db: str) -> Any:
+    workload = Workload(mariadb, source_db, seed=11)
+    store = MemoryPositionStore()
+    sel = ProcessSelector(source(mariadb, source_db), 20, 50, store, "proc")
+    sel.start()
+    yield sel, workload, store
+    sel.stop()
+
+
+def test_delivers_exactly_in_order(started: Any) -> None:
+    sel, workload, store = started
+    workload.run(200)
+    assert drain(sel, len(workload.expected)) == workload.expected
+    assert store.load() == sel.committed and sel.committed is not None
+
+
+def test_rollback_discards_read_ahead_and_redelivers_exactly(started: Any) -> None:
+    sel, workload, _ = started
+    workload.run(100)
+    first = drain(sel, 40)  # acked
+    unacked = []
+    for _ in range(2):
+        batch = sel.select()
+        unacked += [event(c) for c in batch.changes if isinstance(c, RowChange)]
+    assert unacked, "two un-acked batches"
+    sel.rollback()  # the child has read further ahead by now: all of it is dropped
+    rest = drain(sel, len(workload.expected) - len(first))
+    assert first + rest == workload.expected
+    assert rest[: len(unacked)] == unacked
+
+
+@pytest.mark.parametrize("ack_first", [False, True], ids=["before-any-ack", "after-acks"])
+def test_a_killed_decoder_is_resumable_and_nothing_is_lost(started: Any, ack_first: bool) -> None:
+    sel, workload, _ = started
+    workload.run(60)
+    delivered = drain(sel, 30) if ack_first else []
+    os.kill(sel.decoder_pid, signal.SIGKILL)
+    with pytest.raises(ResumableError, match="decoder process exited"):
+        for _ in range(100):  # read-ahead already queued may still come out first
+            sel.select()
+    sel.rollback()  # a new child at the committed position (or the first child's `latest`)
+    workload.run(40)  # written after the kill: `latest` now would skip the first part
+    delivered += drain(sel, len(workload.expected) - len(delivered))
+    assert delivered == workload.expected
+
+
+def test_stop_returns_promptly_and_ends_the_child(started: Any) -> None:
+    sel, _, _ = started
+    pid = sel.decoder_pid
+    began = time.monotonic()
+    sel.stop()
+    assert time.monotonic() - began < 3
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_the_decoder_exits_when_its_parent_is_killed(mariadb: Any, source_db: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from selector.config import MySQLSourceConfig
+        from selector.process import ProcessSelector
+        from selector.store import MemoryPositionStore
+        config = MySQLSourceConfig(host={mariadb.host!r}, port={mariadb.port}, user="root",
+                                   server_id=4402, include=["{source_db}.*"])
+        sel = ProcessSelector(config, 10, 50, MemoryPositionStore(), "orphan")
+        sel.start()
+        print(sel.decoder_pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait(5)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{child}").exists(), "the decoder outlived its parent"
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout:
+            parent.stdout.close()
