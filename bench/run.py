@@ -94,10 +94,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+DECODER_PIDS: list[int] = []  # decoder processes of the node under test (source.decoder=process)
+
+
 def cpu_s() -> float:
-    """CPU seconds (user + system) of this process, all threads."""
+    """CPU seconds (user + system) of this process, all threads, plus its live decoder process."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    total = usage.ru_utime + usage.ru_stime
+    for pid in DECODER_PIDS:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def median(values: list[float]) -> float | None:
@@ -208,6 +218,7 @@ def _config(spec: dict[str, Any], pipeline_id: str, tmp: str) -> Any:
             "server_id": 5000 + os.getpid() % 1000,
             "start": {"file": spec["start"][0], "pos": spec["start"][1]},
             "include": [f"{wl.SCHEMA}.*"],
+            "decoder": spec["decoder"],
         },
         "arbiter": {"url": spec["redis"], "key_prefix": f"bench-{uuid.uuid4().hex[:8]}"},
         "sink": sink,
@@ -221,8 +232,9 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
     from pipeline.model import Batch, Position, RowChange
     from pipeline.node import Node
     from pipeline.recovery import StateFile
-    from selector.base import PositionStore
+    from selector.base import PositionStore, Selector
     from selector.mysql import MySQLSelector
+    from selector.process import ProcessSelector
     from sinks.base import Sink
     from sinks.registry import create_sink
 
@@ -256,9 +268,13 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
                 marks["end"] = time.perf_counter()
                 done.set()
 
-    class TimedSelector(MySQLSelector):
+    base: type[Any] = ProcessSelector if config.source.decoder == "process" else MySQLSelector
+
+    class TimedSelector(base):  # type: ignore[misc,valid-type]
         def start(self) -> None:
             super().start()
+            if getattr(self, "decoder_pid", None):
+                DECODER_PIDS.append(self.decoder_pid)
             if "start" not in marks:
                 marks["cpu"] = cpu_s()
                 marks["start"] = time.perf_counter()
@@ -288,7 +304,7 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
         def close(self) -> None:
             self.inner.close()
 
-    def selector(store: PositionStore) -> MySQLSelector:
+    def selector(store: PositionStore) -> Selector:
         batch = config.pipeline.batch
         return TimedSelector(
             config.source, batch.max_rows, batch.max_wait_ms, WatchStore(store), pipeline_id
@@ -563,6 +579,12 @@ def main() -> int:
     parser.add_argument(
         "--client", choices=["kafka-python", "confluent-kafka"], default="confluent-kafka"
     )
+    parser.add_argument(
+        "--decoder",
+        choices=["process", "thread"],
+        default="process",
+        help="source.decoder: binlog decoding in a child process (default) or a thread",
+    )
     parser.add_argument("--shape", choices=wl.SHAPES, default="narrow")
     parser.add_argument("--rows", type=int, default=100_000, help="row changes to write")
     parser.add_argument("--runs", type=int, default=3, help="median over this many runs")
@@ -604,6 +626,7 @@ def main() -> int:
         **services,
         "sink": args.sink,
         "client": args.client,
+        "decoder": args.decoder,
         "shape": args.shape,
         "parallelism": args.parallelism,
         "batch_rows": args.batch_rows,
@@ -616,6 +639,7 @@ def main() -> int:
         [args.sink]
         + ([args.client] if args.sink == "kafka" else [])
         + [args.shape]
+        + (["thread"] if args.decoder == "thread" else [])
         + (["bigtxn"] if args.big_txn else [])
         + ([f"rate{int(args.rate)}"] if args.rate else [f"{args.rows}"])
     )
