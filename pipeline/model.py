@@ -90,12 +90,15 @@ class RowChange:
     after: dict[str, Any] | None
     primary_key: tuple[str, ...]
     ts: float  # event time, unix seconds (binlog header resolution: 1 s)
-    position: Position  # position of this change's transaction (row_offset = its index)
+    # Where this change's transaction starts; shared by the rows of one rows event (one
+    # object, not one per row: it is on the per-row hot path and pickles once per batch).
+    position: Position
     gtid: str | None = None
+    index: int = 0  # of this change in its transaction (what a row_offset counts)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        fields = (self.schema, self.table, self.op, self.before, self.after)
-        return (RowChange, (*fields, self.primary_key, self.ts, self.position, self.gtid))
+        fields = (self.schema, self.table, self.op, self.before, self.after, self.primary_key)
+        return (RowChange, (*fields, self.ts, self.position, self.gtid, self.index))
 
     @property
     def row(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ rollback) — so a test that passes here exercises the real bookkeeping.
 
 Positions are synthetic: transaction ``i`` (0-based) starts at
 ``Position("memory", i)`` and ends at ``Position("memory", i + 1)``; a row's
-position is its transaction's start with ``row_offset`` = its index.
+position is its transaction's start and ``index`` its index in the transaction.
 
 Failures are injected with :meth:`MemorySelector.inject` (raise an error on
 the n-th call of ``select``/``ack``/``rollback``/``start``) or with an
@@ -163,7 +163,7 @@ class MemorySelector(Selector):
         rows: list[RowChange] = []
         for change in txn[skip:]:
             assert isinstance(change, RowChange)
-            rows.append(replace(change, position=replace(start, row_offset=offset + len(rows))))
+            rows.append(replace(change, position=start, index=offset + len(rows)))
         ts = txn[-1].ts if txn else 0.0
         if txn:
             self._last_ts = ts

@@ -658,7 +658,7 @@ class MySQLSelector(Selector):
         index = assembler.txn_done + len(assembler.txn or ())
         schema, table, pk, fixers = event.schema, event.table, info.primary_key, info.fixers
         gtid = self._gtids.pending
-        file, pos, gtid_set = start.file, start.pos, start.gtid_set
+        position = Position(start.file, start.pos, start.gtid_set, 0, ts)
         changes: list[RowChange] = []
         append = changes.append
         if type(event) is WriteRowsEvent:
@@ -675,8 +675,9 @@ class MySQLSelector(Selector):
                         after,
                         pk,
                         ts,
-                        Position(file, pos, gtid_set, index, ts),
+                        position,
                         gtid,
+                        index,
                     )
                 )
                 index += 1
@@ -695,8 +696,9 @@ class MySQLSelector(Selector):
                         after,
                         pk,
                         ts,
-                        Position(file, pos, gtid_set, index, ts),
+                        position,
                         gtid,
+                        index,
                     )
                 )
                 index += 1
@@ -714,8 +716,9 @@ class MySQLSelector(Selector):
                         None,
                         pk,
                         ts,
-                        Position(file, pos, gtid_set, index, ts),
+                        position,
                         gtid,
+                        index,
                     )
                 )
                 index += 1

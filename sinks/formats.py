@@ -312,7 +312,7 @@ class DebeziumJson(Format):
                 f'"after":{"null" if after is None else _dumps(_image(after))},'
                 f'"op":"{_DEBEZIUM_OP[change.op]}","ts_ms":{int(ts)},"source":'
                 f"{self._head}{int(change.ts * 1000)}{table}{file}"
-                f',"pos":{int(position.pos)},"row":{int(position.row_offset)},'
+                f',"pos":{int(position.pos)},"row":{int(change.index)},'
                 f'"gtid":{"null" if gtid is None else _dumps(gtid)},"snapshot":"false"}},'
                 '"transaction":null}'
             )
@@ -340,7 +340,7 @@ class DebeziumJson(Format):
             "after": _image(change.after),
             "op": _DEBEZIUM_OP[change.op],
             "ts_ms": now,
-            "source": self._source(change, change.table, change.position.row_offset),
+            "source": self._source(change, change.table, change.index),
             "transaction": None,
         }
 

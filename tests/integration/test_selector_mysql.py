@@ -197,7 +197,7 @@ def test_order_and_images_over_several_tables(mariadb: Any, source_db: str) -> N
     assert changes[4].primary_key == ("k2", "k1")
     assert all(c.schema == db for c in changes)
     # the first transaction's rows share its position; row offsets count inside it
-    assert [c.position.row_offset for c in changes[:3]] == [0, 1, 2]
+    assert [c.index for c in changes[:3]] == [0, 1, 2]
     assert len({(c.position.file, c.position.pos) for c in changes[:3]}) == 1
     assert [c.position.sort_key() for c in changes] == sorted(
         c.position.sort_key() for c in changes

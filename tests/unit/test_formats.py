@@ -13,7 +13,7 @@ from pipeline.errors import FatalError
 from pipeline.model import DdlChange, Position, RowChange
 from sinks.formats import FORMATS, ddl_info, dumps, encode_key, encode_timedelta, get_format
 
-POS = Position("mysql-bin.000007", 4711, gtid_set="0-1-99", row_offset=2)
+POS = Position("mysql-bin.000007", 4711, gtid_set="0-1-99")
 
 # (python value, expected JSON value) for every type the binlog reader produces
 VALUES = {
@@ -63,6 +63,7 @@ def change(op: str = "insert", **kw: object) -> RowChange:
         ts=1_700_000_000.25,
         position=POS,
         gtid="0-1-100",
+        index=2,
     )
     fields.update(kw)
     return RowChange(**fields)

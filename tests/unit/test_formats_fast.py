@@ -17,8 +17,8 @@ def test_fast_path_is_byte_identical(op: str, gtid: str | None, server_id: int |
     fmt = DebeziumJson('pipe "x"', server_id)
     before = dict(ROW, s="old") if op != "insert" else None
     after = dict(ROW) if op != "delete" else None
-    pos = Position("mysql-bin.000007", 4711, "0-1-99", 3)
-    change = RowChange('sch"ema', "tä", op, before, after, ("i",), 1714567890.25, pos, gtid)  # type: ignore[arg-type]
+    pos = Position("mysql-bin.000007", 4711, "0-1-99")
+    change = RowChange('sch"ema', "tä", op, before, after, ("i",), 1714567890.25, pos, gtid, 3)  # type: ignore[arg-type]
     for _ in range(2):  # cold and cached
         assert fmt.encode(change, 1234) == dumps(fmt.row_message(change, 1234))
 

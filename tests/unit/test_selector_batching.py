@@ -65,7 +65,7 @@ def test_large_transaction_is_split_with_row_offsets() -> None:
         (1, 0),
     ]
     # each row knows its index in the transaction
-    assert [c.position.row_offset for c in pieces[1].changes] == [3, 4, 5]
+    assert [c.index for c in pieces[1].changes] == [3, 4, 5]
 
 
 def test_restart_from_the_middle_of_a_split_transaction() -> None:
