@@ -214,3 +214,19 @@ class SteadyWriter:
     @property
     def written(self) -> int:
         return len(self.workload.expected)
+
+
+def mysql_target(mariadb: Any, target: Any, source_db: str, target_db: str) -> dict[str, Any]:
+    """Create the workload's tables on ``target`` and return the sink section that writes there."""
+    for table in Workload.TABLES:
+        [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
+        target.execute(ddl, database=target_db)
+    return {
+        "type": "mysql",
+        "host": target.host,
+        "port": target.port,
+        "user": target.user,
+        "password": target.password,
+        "schema_map": {source_db: target_db},
+        "checkpoint_schema": target_db,
+    }

@@ -90,6 +90,15 @@ class Target:
         names = ", ".join(f"`{db}`.`{t}`" for t in Workload.TABLES)
         return [int(checksum) for _, checksum in server.execute(f"CHECKSUM TABLE {names}")]
 
+    def assert_matches(self, workload: Workload) -> None:
+        """The MySQL target holds exactly the source's rows: same rows, same checksums."""
+        source = self.tables(workload.mariadb, workload.schema)
+        assert self.tables(self.server, self.db) == source
+        assert sum(len(rows) for rows in source.values()) > 0
+        assert self.checksums(self.server, self.db) == self.checksums(
+            workload.mariadb, workload.schema
+        )
+
 
 def holder(client: Any, key: str) -> Callable[[], str | None]:
     """Reads the mainstem key (``<epoch>:<node_id>``) directly: the exact moment of takeover."""
@@ -214,12 +223,7 @@ def test_sigkill_active_node_standby_takes_over_nothing_lost(
         # only batches loaded but not yet acked when a died are written twice
         assert duplicates <= (PARALLELISM + 1) * MAX_ROWS
     else:
-        source = target.tables(workload.mariadb, workload.schema)
-        assert target.tables(target.server, target.db) == source
-        assert sum(len(rows) for rows in source.values()) > 0
-        assert target.checksums(target.server, target.db) == target.checksums(
-            workload.mariadb, workload.schema
-        )
+        target.assert_matches(workload)
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "mysql"])
@@ -243,9 +247,4 @@ def test_sigterm_active_node_hands_over_at_once_zero_duplicates(
     if kind == "jsonl":
         assert complete_events(target.out) == expected, "exactly once across the hand-over"
     else:
-        assert target.tables(target.server, target.db) == target.tables(
-            workload.mariadb, workload.schema
-        )
-        assert target.checksums(target.server, target.db) == target.checksums(
-            workload.mariadb, workload.schema
-        )
+        target.assert_matches(workload)

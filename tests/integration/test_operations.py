@@ -26,6 +26,7 @@ from tests.ferryproc import (
     complete_events,
     ferry,
     ferry_status,
+    mysql_target,
     node_report,
     source_position,
     wait_until,
@@ -169,9 +170,7 @@ def test_status_shows_a_fatal_sink_error_and_resume_clears_it(
     key_prefix: str,
 ) -> None:
     workload = Workload(mariadb, source_db, seed=13)
-    for table in Workload.TABLES:
-        [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
-        mariadb_target.execute(ddl, database=target_db)
+    sink = mysql_target(mariadb, mariadb_target, source_db, target_db)
     # too short for the notes the workload writes ("n<seq>"): Data too long -> fatal
     mariadb_target.execute(f"ALTER TABLE `{target_db}`.`items` MODIFY note VARCHAR(1)")
     config = write_config(
@@ -181,15 +180,7 @@ def test_status_shows_a_fatal_sink_error_and_resume_clears_it(
         schema=source_db,
         redis_url=redis_server.url,
         prefix=key_prefix,
-        sink={
-            "type": "mysql",
-            "host": mariadb_target.host,
-            "port": mariadb_target.port,
-            "user": mariadb_target.user,
-            "password": mariadb_target.password,
-            "schema_map": {source_db: target_db},
-            "checkpoint_schema": target_db,
-        },
+        sink=sink,
         start=source_position(mariadb),
         server_id=4422,
     )
@@ -286,9 +277,7 @@ def test_a_batch_finishing_after_position_set_does_not_overwrite_it(
     """Pause, set the position, then a batch that was stuck in the sink completes and is acked:
     the operator's position must survive, and resume must restart from it."""
     workload = Workload(mariadb, source_db, seed=14)
-    for table in Workload.TABLES:
-        [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
-        mariadb_target.execute(ddl, database=target_db)
+    sink = mysql_target(mariadb, mariadb_target, source_db, target_db)
     mark = source_position(mariadb)
     config = write_config(
         tmp_path / "pipeline.yaml",
@@ -297,15 +286,7 @@ def test_a_batch_finishing_after_position_set_does_not_overwrite_it(
         schema=source_db,
         redis_url=redis_server.url,
         prefix=key_prefix,
-        sink={
-            "type": "mysql",
-            "host": mariadb_target.host,
-            "port": mariadb_target.port,
-            "user": mariadb_target.user,
-            "password": mariadb_target.password,
-            "schema_map": {source_db: target_db},
-            "checkpoint_schema": target_db,
-        },
+        sink=sink,
         start=mark,
         server_id=4423,
     )
