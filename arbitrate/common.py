@@ -148,6 +148,16 @@ def build_status(
     )
 
 
+def announce_state(arbiter: Any, state: str, reason: str, log: Any = logger) -> None:
+    """The one log line of a permit change."""
+    log.info(
+        "pipeline {}: pipeline={} reason={!r}",
+        "paused" if state == "paused" else "resumed",
+        arbiter.pipeline_id,
+        reason,
+    )
+
+
 def announce_lost(
     arbiter: Any, epoch: int, reason: str, callbacks: list[Callable[[], None]], log: Any = logger
 ) -> None:

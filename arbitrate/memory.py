@@ -38,6 +38,7 @@ from pipeline.model import Position
 from .base import Arbiter, PipelineState, PipelineStatus
 from .common import (
     announce_lost,
+    announce_state,
     build_status,
     encode_report,
     mainstem_value,
@@ -346,12 +347,7 @@ class MemoryArbiter(Arbiter):
                 state, reason, error, self.hub.now_ms / 1000
             )
             self.hub.cond.notify_all()
-        self._log.info(
-            "pipeline {}: pipeline={} reason={!r}",
-            "paused" if state == "paused" else "resumed",
-            self.pipeline_id,
-            reason,
-        )
+        announce_state(self, state, reason, self._log)
 
     # -- status --------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ from pipeline.model import Position
 from .base import Arbiter, PipelineState, PipelineStatus
 from .common import (
     announce_lost,
+    announce_state,
     build_status,
     encode_report,
     mainstem_value,
@@ -512,12 +513,7 @@ class RedisArbiter(Arbiter):
                 pipe.execute()
         except Exception as exc:
             raise self._error(exc) from exc
-        self._log.info(
-            "pipeline {}: pipeline={} reason={!r}",
-            "paused" if state == "paused" else "resumed",
-            self.pipeline_id,
-            reason,
-        )
+        announce_state(self, state, reason, self._log)
 
     # -- status --------------------------------------------------------------------------
 
