@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import multiprocessing
 import os
 import queue
@@ -276,6 +277,9 @@ def _child_main(
     from .store import MemoryPositionStore
 
     _die_with_parent()
+    # The ledger holds every un-acked batch, so the default gen0 threshold (700) makes the
+    # cyclic GC rescan a growing heap many times a batch; measured: 77-79% -> 79-81% of raw.
+    gc.set_threshold(100_000, 50, 100)
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     logger.remove()
