@@ -97,6 +97,20 @@ def peak_rss_mb() -> float:
 DECODER_PIDS: list[int] = []  # decoder processes of the node under test (source.decoder=process)
 
 
+def decoder_rss_mb() -> float | None:
+    """Peak RSS (VmHWM) of the live decoder processes, None when there are none."""
+    peaks = []
+    for pid in DECODER_PIDS:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        peaks += [
+            int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")
+        ]
+    return max(peaks) if peaks else None
+
+
 def cpu_s() -> float:
     """CPU seconds (user + system) of this process, all threads, plus its live decoder process."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -259,6 +273,9 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
         def save(self, position: Position) -> None:
             self.inner.save(position)
             now = time.time()
+            decoder = decoder_rss_mb()  # sampled per ack: the child is gone after the run
+            if decoder is not None:
+                marks["decoder_rss_mb"] = max(marks.get("decoder_rss_mb", 0.0), decoder)
             if lag_mode:
                 for written_at in pending.pop(position, ()):
                     lags.append(now - written_at.timestamp())
@@ -366,6 +383,7 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
         "retries": stats.get("retries_total"),
         "max_in_flight": task.max_in_flight if task is not None else None,
         "peak_rss_mb": peak_rss_mb(),
+        "decoder_peak_rss_mb": marks.get("decoder_rss_mb"),
         "rss_before_node_mb": rss_before,
     }
     if lag_mode:
@@ -586,7 +604,12 @@ def main() -> int:
         help="source.decoder: binlog decoding in a child process (default) or a thread",
     )
     parser.add_argument("--shape", choices=wl.SHAPES, default="narrow")
-    parser.add_argument("--rows", type=int, default=100_000, help="row changes to write")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=300_000,
+        help="row changes to write (long enough for steady state)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="median over this many runs")
     parser.add_argument("--rate", type=float, help="lag mode: writer inserts this many rows/s")
     parser.add_argument("--seconds", type=float, default=20.0, help="lag mode duration")
@@ -745,8 +768,11 @@ def summary_line(run: dict[str, Any]) -> str:
         parts.append(f"producer {run['producer']['rows_per_s']:,.0f} msg/s")
     if "lag_p99_ms" in f:
         parts.append(f"lag p50 {f['lag_p50_ms']:.0f} ms p99 {f['lag_p99_ms']:.0f} ms")
+    decoder = f.get("decoder_peak_rss_mb")
     parts.append(
-        f"rss {f['peak_rss_mb']:.0f} MB, rollbacks {f['rollbacks']}, retries {f.get('retries')}"
+        f"rss {f['peak_rss_mb']:.0f} MB"
+        + (f" + decoder {decoder:.0f} MB" if decoder else "")
+        + f", rollbacks {f['rollbacks']}, retries {f.get('retries')}"
     )
     return ", ".join(parts)
 
@@ -764,6 +790,10 @@ def summarise(
         "cpu_ratio": median([r["cpu_ratio"] for r in runs if "cpu_ratio" in r]),
         "producer_msgs_per_s": med("producer", "rows_per_s"),
         "peak_rss_mb": max(r["ferry"]["peak_rss_mb"] for r in runs),
+        "decoder_peak_rss_mb": max(
+            (r["ferry"].get("decoder_peak_rss_mb") or 0 for r in runs), default=0
+        )
+        or None,
         "rollbacks": sum(r["ferry"]["rollbacks"] for r in runs),
         "retries": sum(r["ferry"].get("retries") or 0 for r in runs),
         "lag_p50_ms": med("ferry", "lag_p50_ms"),
@@ -814,7 +844,11 @@ def print_table(result: dict[str, Any]) -> None:
         f" {fmt(s['producer_msgs_per_s']):>11} {lag:>15} {s['peak_rss_mb']:>6.0f} MB"
         f" {s['rollbacks']:>6}/{s['retries']:<5}"
     )
-    print(f"(medians of {len(result['runs'])} runs; peak RSS = max over runs, node process only)")
+    decoder = s.get("decoder_peak_rss_mb")
+    print(
+        f"(medians of {len(result['runs'])} runs; peak RSS = max over runs, node process"
+        + (f"; the decoder process peaked at {decoder:.0f} MB)" if decoder else ")")
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,107 @@
+"""Render bench/results/*.json as the README's performance table.
+
+python bench/table.py            print the table
+python bench/table.py --write    replace it in README.md (between the bench-table markers)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+
+
+def _int(value: Any) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _row(result: dict[str, Any]) -> str:
+    options, summary, workload = result["options"], result["summary"], result["workload"]
+    sink = options["sink"]
+    if sink == "kafka":
+        sink += f" ({options['client']})"
+    if options.get("decoder") == "thread":
+        sink += ", decoder: thread"
+    if options.get("rate"):
+        what = f"steady {options['rate']:,.0f} rows/s for {options['seconds']:.0f} s"
+    elif options.get("big_txn"):
+        what = f"one {workload['rows']:,}-row transaction"
+    else:
+        what = f"{workload['rows']:,} changes"
+    ratio = summary.get("ratio")
+    lag = (
+        f"{summary['lag_p50_ms']:.0f} / {summary['lag_p99_ms']:.0f} ms"
+        if summary.get("lag_p99_ms") is not None
+        else "-"
+    )
+    cells = [
+        sink,
+        options["shape"],
+        what,
+        _int(summary.get("raw_rows_per_s")),
+        _int(summary.get("ferry_rows_per_s")),
+        "-" if ratio is None else f"**{ratio:.0%}**",
+        _int(summary.get("producer_msgs_per_s")),
+        lag,
+        f"{summary['peak_rss_mb']:.0f} MB"
+        + (
+            f" + {summary['decoder_peak_rss_mb']:.0f} MB"
+            if summary.get("decoder_peak_rss_mb")
+            else ""
+        ),
+        f"{summary.get('rollbacks', 0)}/{summary.get('retries', 0)}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _order(result: dict[str, Any]) -> tuple[Any, ...]:
+    options = result["options"]
+    sinks = ["jsonl", "kafka", "mysql"]
+    return (
+        bool(options.get("rate")) or bool(options.get("big_txn")),
+        sinks.index(options["sink"]),
+        options.get("client") != "confluent-kafka",
+        options.get("decoder") == "thread",
+        options["shape"],
+    )
+
+
+def table() -> str:
+    results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
+    if not results:
+        return "(no results yet: run bench/run.py)\n"
+    results.sort(key=_order)
+    head = (
+        "| sink | table | workload | raw decode rows/s | ferry rows/s | ferry/raw"
+        " | raw producer msg/s | lag p50 / p99 | peak RSS (node + decoder) | rollbacks/retries |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    machines = sorted({r["machine"] for r in results})
+    commits = sorted({r["git"] for r in results})
+    notes = (
+        f"\nMeasured on {', '.join(machines)}, at commit {', '.join(commits)}; medians of"
+        " 3 runs (1 for the single transaction). Peak RSS: the node process + the decoder process."
+        " Lag is the commit time minus the time the writer wrote the row.\n"
+    )
+    return head + "\n".join(_row(r) for r in results) + "\n" + notes
+
+
+def main() -> int:
+    if "--write" not in sys.argv:
+        print(table())
+        return 0
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    readme.write_text(f"{before}{START}\n{table()}{END}{after}", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
