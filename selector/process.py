@@ -82,7 +82,9 @@ class ProcessSelector(Selector):
         self._origin: Position | None = None
         self._last_ts: float | None = None
         self._stopping = False
-        self._answer_s = (batch_max_wait_ms + config.heartbeat_ms) / 1000 + _ANSWER_GRACE_S
+        # a select may legitimately take a reconnect (connect_timeout_ms) in the child
+        wait_ms = batch_max_wait_ms + config.heartbeat_ms + config.connect_timeout_ms
+        self._answer_s = wait_ms / 1000 + _ANSWER_GRACE_S
 
     # ------------------------------------------------------------------ child
 
@@ -145,19 +147,22 @@ class ProcessSelector(Selector):
 
     def _kill_child(self) -> None:
         child, self._child = self._child, None
+        if child is not None and child.is_alive():
+            with contextlib.suppress(Exception):
+                self._commands.put(("stop",))
+        if self._out is not None:
+            # A child blocked writing to a full pipe never reads "stop": closing our end
+            # breaks its write at once, so a stop (and the lock release after it) is not
+            # held up by the join below.
+            self._out.close()
         if child is not None:
-            if child.is_alive():
-                with contextlib.suppress(Exception):
-                    self._commands.put(("stop",))
-                child.join(2)
+            child.join(2)
             if child.is_alive():
                 child.kill()
                 child.join(2)
         if self._commands is not None:
             self._commands.cancel_join_thread()  # never block on unread data of a dead child
             self._commands.close()
-        if self._out is not None:
-            self._out.close()
         self._commands = self._out = None
 
     # --------------------------------------------------------------- Selector
@@ -217,7 +222,8 @@ class ProcessSelector(Selector):
                 ) from exc
             self._committed = position
         self._in_flight.popleft()
-        self._commands.put(("ack", batch_id))
+        if self._child is not None and self._child.is_alive():  # a dead one is respawned
+            self._commands.put(("ack", batch_id))
         return self._committed
 
     def rollback(self) -> None:

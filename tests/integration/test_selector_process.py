@@ -108,6 +108,24 @@ def test_stop_returns_promptly_and_ends_the_child(started: Any) -> None:
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
 
 
+def test_stop_is_prompt_while_the_child_is_blocked_on_a_full_pipe(
+    mariadb: Any, source_db: str
+) -> None:
+    workload = Workload(mariadb, source_db, seed=12)
+    sel = ProcessSelector(source(mariadb, source_db), 20, 50, MemoryPositionStore(), "full", 4096)
+    sel.start()
+    try:
+        workload.run(100)  # far more than a 4 KiB pipe holds: the child blocks writing
+        time.sleep(1.0)
+        pid = sel.decoder_pid
+        assert pid is not None and Path(f"/proc/{pid}").exists()
+    finally:
+        began = time.monotonic()
+        sel.stop()
+        took = time.monotonic() - began
+    assert took < 1.0, f"stop took {took:.2f}s with the decoder blocked on a full pipe"
+
+
 def test_the_decoder_exits_when_its_parent_is_killed(mariadb: Any, source_db: str) -> None:
     script = textwrap.dedent(
         f"""
