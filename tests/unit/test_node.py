@@ -140,6 +140,7 @@ def build(
     hub: MemoryArbiterHub | None = None,
     node_id: str = "n1",
     selector_hook: Any = None,
+    max_wait_ms: int = 5,
     **pipeline: Any,
 ) -> tuple[Node, MemoryArbiter, list[MemorySelector]]:
     hub = hub or MemoryArbiterHub()
@@ -148,7 +149,9 @@ def build(
     selectors: list[MemorySelector] = []
 
     def factory(store: Any) -> MemorySelector:
-        selector = MemorySelector(txns, max_rows, 5, store, PIPELINE, on_call=selector_hook)
+        selector = MemorySelector(
+            txns, max_rows, max_wait_ms, store, PIPELINE, on_call=selector_hook
+        )
         selectors.append(selector)
         return selector
 
@@ -233,6 +236,26 @@ def test_out_of_order_stage_completions_still_load_in_order() -> None:
     run_node(node, committed_at_end(arbiter, txns))
     assert [seq_of(c) for c in sink.changes] == list(range(total))
     assert [load[0] for load in sink.loads] == sorted(load[0] for load in sink.loads)
+
+
+def test_an_ack_is_not_held_back_by_a_select_waiting_for_rows() -> None:
+    """select() may wait max_wait_ms for rows; the ack of the batch before must not wait too
+    (it did while ack shared the selector lock: on a trickle of writes, one batch per wait)."""
+    txns = workload(1, seed=12)
+    sink = MemorySink()
+    node, arbiter, _ = build(txns, sink, max_rows=1000, max_wait_ms=3000)
+    thread = threading.Thread(target=node.run, daemon=True)
+    thread.start()
+    try:
+        began = time.monotonic()
+        wait_for(committed_at_end(arbiter, txns), 10)
+        took = time.monotonic() - began
+    finally:
+        node.request_stop()
+        thread.join(10)
+    # the first select hands the transaction out at once (input exhausted); its ack must
+    # follow at once, while the next select is already waiting its 3 s for more rows
+    assert took < 1.5, f"committed after {took:.1f}s"
 
 
 def test_split_transactions_commit_row_offsets() -> None:
