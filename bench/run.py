@@ -46,6 +46,7 @@ resolution). p50/p99 over every row; raw decode of the same range is run after.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 # bench/select.py would shadow the standard library's ``select`` (imported by subprocess):
@@ -628,6 +629,9 @@ def main() -> int:
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # SIGTERM must unwind like Ctrl-C so the services this run started are stopped
+    # (the default action kills the process without running finally blocks or atexit).
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     if args.phase:
         quiet_logs()
