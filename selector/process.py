@@ -126,12 +126,15 @@ class ProcessSelector(Selector):
 
     def _receive(self, deadline: float, what: str) -> tuple[Any, ...]:
         while True:
-            if self._out.poll(0.2):
-                try:
-                    return self._out.recv()
-                except EOFError:  # the child closed its end: it is exiting
-                    if self._child is not None:
-                        self._child.join(1)
+            out = self._out  # stop() from another thread may close and drop it meanwhile
+            try:
+                if out is not None and out.poll(0.2):
+                    return out.recv()
+            except EOFError:  # the child closed its end: it is exiting
+                if self._child is not None:
+                    self._child.join(1)
+            except OSError:  # closed under us by stop(): reported like a child that exited
+                pass
             child = self._child
             if child is None or not child.is_alive():
                 code = child.exitcode if child is not None else None

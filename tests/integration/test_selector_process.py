@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,28 @@ def test_stop_returns_promptly_and_ends_the_child(started: Any) -> None:
     sel.stop()
     assert time.monotonic() - began < 3
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_stop_from_another_thread_makes_a_blocked_select_return_empty(started: Any) -> None:
+    """The contract: stop() may come from any thread while select() waits (the node's
+    shutdown and pause do exactly that); select must return, not fail on the closed pipe."""
+    sel, _, _ = started
+    os.kill(sel.decoder_pid, signal.SIGSTOP)  # a decoder that sends nothing: select blocks
+    outcome: dict[str, Any] = {}
+
+    def select() -> None:
+        try:
+            outcome["batch"] = sel.select()
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=select)
+    thread.start()
+    time.sleep(0.5)
+    sel.stop()
+    thread.join(10)
+    assert "error" not in outcome, f"select raised {outcome.get('error')!r}"
+    assert outcome["batch"].is_empty
 
 
 def test_stop_is_prompt_while_the_child_is_blocked_on_a_full_pipe(
