@@ -21,7 +21,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    SecretStr,
     Tag,
     ValidationError,
     field_validator,
@@ -78,6 +77,10 @@ class PipelineSettings(BaseModel):
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = Field(
         "INFO", description="log level (the CLI's --log-level wins)"
     )
+
+    def retry_delay_ms(self, attempt: int) -> int:
+        """Backoff before retry ``attempt`` (1-based): doubling from retry_backoff_ms, capped."""
+        return min(self.retry_backoff_ms * 2 ** (attempt - 1), self.retry_backoff_max_ms)
 
 
 class ColumnFilter(BaseModel):
@@ -332,7 +335,3 @@ def resolve_callable(spec: str) -> Any:
     if not callable(function):
         raise ConfigError(f"transforms: {spec} is not callable")
     return function
-
-
-def secret(value: SecretStr | str) -> str:
-    return value.get_secret_value() if isinstance(value, SecretStr) else value

@@ -265,11 +265,7 @@ class Node:
             self._log.error("could not store the pause: {}", exc)
 
     def _backoff_s(self, attempt: int) -> float:
-        delay_ms = min(
-            self._settings.retry_backoff_ms * 2 ** (attempt - 1),
-            self._settings.retry_backoff_max_ms,
-        )
-        return float(delay_ms) / 1000
+        return self._settings.retry_delay_ms(attempt) / 1000
 
     # ------------------------------------------------------------------ status
 

@@ -447,10 +447,7 @@ class SelectTask:
             self._resume_at = 0.0
             self._on_fatal(error)
             return
-        delay_ms = min(
-            self._settings.retry_backoff_ms * 2 ** (self._failures - 1),
-            self._settings.retry_backoff_max_ms,
-        )
+        delay_ms = self._settings.retry_delay_ms(self._failures)
         self._resume_at = time.monotonic() + delay_ms / 1000
         self._stats.on_retry()
         bound.warning(
