@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from loguru import logger
 from arbitrate.base import Arbiter
 from pipeline.errors import FatalError
 from pipeline.model import Position
+from selector.store import write_atomically
 from sinks.base import Sink
 
 
@@ -56,21 +56,10 @@ class StateFile:
             return None
 
     def write(self, position: Position, epoch: int) -> None:
-        """Atomic replace; fsynced the first time only (it is a marker, Redis holds the truth)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Atomic replace; durable the first time only (it is a marker, Redis holds the truth)."""
         payload = json.dumps({"position": position.to_dict(), "epoch": epoch})
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(payload)
-                if not self._synced_once:
-                    out.flush()
-                    os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-            self._synced_once = True
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, payload, durable=not self._synced_once)
+        self._synced_once = True
 
 
 class EpochBehind(Exception):
