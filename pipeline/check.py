@@ -68,13 +68,11 @@ def _redis_persistent(config: FerryConfig) -> bool:
 def _position_on_source(config: FerryConfig, file: str) -> list[Check]:
     if not file:
         return []
-    from selector.checks import connect
+    from selector.checks import binlog_files, connect
 
     connection = connect(config.source)
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW BINARY LOGS")
-            files = [row[0] for row in cursor.fetchall()]
+        files = [name for name, _size in binlog_files(connection)]
     finally:
         connection.close()
     return [

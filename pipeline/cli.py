@@ -15,7 +15,7 @@ from typing import Any
 
 from loguru import logger
 
-from pipeline.config import FerryConfig, load_config, secret
+from pipeline.config import FerryConfig, load_config
 from pipeline.errors import ConfigError, FatalError, FerryError
 from pipeline.logs import setup_logging
 from pipeline.model import Position
@@ -304,27 +304,18 @@ def parse_position_spec(spec: str, config: FerryConfig) -> Position:
 
 
 def current_source_position(config: FerryConfig) -> Position:
-    import pymysql
-
     from pipeline.errors import classify
+    from selector.checks import connect, master_status
 
-    source = config.source
     try:
-        connection = pymysql.connect(
-            host=source.host,
-            port=source.port,
-            user=source.user,
-            password=secret(source.password),
-            connect_timeout=max(1, source.connect_timeout_ms // 1000),
-        )
-        with connection, connection.cursor() as cursor:
-            cursor.execute("SHOW MASTER STATUS")
-            row = cursor.fetchone()
-    except Exception as exc:
+        connection = connect(config.source)
+        try:
+            status = master_status(connection)
+        finally:
+            connection.close()
+    except Exception as exc:  # a FatalError (log_bin OFF) passes through classify as is
         raise classify(exc, f"cannot read the source's binlog position: {exc}") from exc
-    if not row:
-        raise FatalError("SHOW MASTER STATUS returned nothing: is log_bin enabled on the source?")
-    return Position(file=row[0], pos=int(row[1]))
+    return Position(file=str(status[0]), pos=int(status[1]))
 
 
 def cmd_position(args: argparse.Namespace, config: FerryConfig) -> int:

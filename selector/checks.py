@@ -32,6 +32,26 @@ def connect(config: MySQLSourceConfig, **extra: Any) -> pymysql.connections.Conn
     )
 
 
+def master_status(conn: Any) -> tuple[Any, ...]:
+    """The source's binlog end: (file, pos, ...). MySQL 8.4 removed SHOW MASTER STATUS."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SHOW BINARY LOG STATUS")
+        except pymysql.err.ProgrammingError:
+            cur.execute("SHOW MASTER STATUS")
+        row = cur.fetchone()
+    if not row:
+        raise FatalError("the source has no binary log (log_bin is OFF)")
+    return tuple(row)
+
+
+def binlog_files(conn: Any) -> list[tuple[str, int]]:
+    """(name, size) of every binlog file the source still has, oldest first."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW BINARY LOGS")
+        return [(str(row[0]), int(row[1])) for row in cur.fetchall()]
+
+
 def variables(conn: Any, *names: str) -> dict[str, str]:
     with conn.cursor() as cur:
         cur.execute(

@@ -63,7 +63,7 @@ from pipeline.model import Batch, DdlChange, Position, RowChange
 from . import values as vals
 from .base import PositionStore, Selector
 from .batching import Assembler, Ledger, Piece
-from .checks import check_source, connect, require, server_checks
+from .checks import binlog_files, check_source, connect, master_status, require, server_checks
 from .config import FilePosStart, GtidStart, MySQLSourceConfig
 from .gtids import GtidTracker
 
@@ -309,21 +309,16 @@ class MySQLSelector(Selector):
         return rows[0] if rows else ()
 
     def _binlogs(self) -> list[tuple[str, int]]:
-        return [(str(r[0]), int(r[1])) for r in self._query("SHOW BINARY LOGS")]
+        try:
+            return binlog_files(self._control())
+        except pymysql.MySQLError as exc:
+            raise classify(exc, f"source query failed (SHOW BINARY LOGS): {exc}") from exc
 
     def _master_status(self) -> tuple[Any, ...]:
         try:
-            with self._control().cursor() as cur:
-                try:
-                    cur.execute("SHOW BINARY LOG STATUS")
-                except pymysql.err.ProgrammingError:
-                    cur.execute("SHOW MASTER STATUS")
-                row = cur.fetchone()
+            return master_status(self._control())
         except pymysql.MySQLError as exc:
             raise classify(exc) from exc
-        if not row:
-            raise FatalError("the source has no binary log (log_bin is OFF)")
-        return tuple(row)
 
     # -- positions -------------------------------------------------------------------
 
