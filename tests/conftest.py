@@ -169,19 +169,30 @@ def kafka_topic(kafka_broker: Any) -> str:
 # private instances for kill/restart tests
 
 
+@contextlib.contextmanager
+def _private(
+    tmp_path_factory: pytest.TempPathFactory, service: type[Any], name: str
+) -> Iterator[tuple[Callable[..., Any], list[Any]]]:
+    """A ``make(extra_args=())`` that starts private instances; all stopped on exit."""
+    started: list[Any] = []
+
+    def make(extra_args: Sequence[str] = ()) -> Any:
+        base = tmp_path_factory.mktemp(f"{name}-private")
+        instance = _get(lambda: service(base, extra_args))
+        started.append(instance)
+        return _get(instance.start)
+
+    try:
+        yield make, started
+    finally:
+        services.stop_quietly(reversed(started))
+
+
 @pytest.fixture
 def make_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., MariaDB]]:
     """``make_mariadb(extra_args=())`` -> a started private MariaDB (local binary only)."""
-    started: list[MariaDB] = []
-
-    def make(extra_args: Sequence[str] = ()) -> MariaDB:
-        base = tmp_path_factory.mktemp("mariadb-private")
-        db = _get(lambda: MariaDB(base, extra_args))
-        started.append(db)
-        return _get(db.start)
-
-    yield make
-    services.stop_quietly(reversed(started))
+    with _private(tmp_path_factory, MariaDB, "mariadb") as (make, started):
+        yield make
     for db in started:  # keep the logs, free the disk
         with contextlib.suppress(Exception):
             db.remove_data()
@@ -190,28 +201,12 @@ def make_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 @pytest.fixture
 def make_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Redis]]:
     """``make_redis(extra_args=())`` -> a started private redis-server."""
-    started: list[Redis] = []
-
-    def make(extra_args: Sequence[str] = ()) -> Redis:
-        base = tmp_path_factory.mktemp("redis-private")
-        r = _get(lambda: Redis(base, extra_args))
-        started.append(r)
-        return _get(r.start)
-
-    yield make
-    services.stop_quietly(reversed(started))
+    with _private(tmp_path_factory, Redis, "redis") as (make, _):
+        yield make
 
 
 @pytest.fixture
 def make_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., KafkaBroker]]:
     """``make_kafka()`` -> a started private Tansu broker (in memory)."""
-    started: list[KafkaBroker] = []
-
-    def make(extra_args: Sequence[str] = ()) -> KafkaBroker:
-        base = tmp_path_factory.mktemp("kafka-private")
-        k = _get(lambda: KafkaBroker(base, extra_args))
-        started.append(k)
-        return _get(k.start)
-
-    yield make
-    services.stop_quietly(reversed(started))
+    with _private(tmp_path_factory, KafkaBroker, "kafka") as (make, _):
+        yield make
