@@ -115,18 +115,48 @@ class RowChange:
         return tuple(image.items())
 
 
+DdlKind = Literal["database", "table", "routine"]
+
+
 @dataclass(slots=True)
 class DdlChange:
-    """A schema change statement; always a batch of its own."""
+    """A schema change statement; always a batch of its own.
+
+    ``kind`` says what it changes: a database, a table/view/index/sequence, or a
+    routine (procedure, function, trigger, event), which sinks may treat
+    differently. ``tables`` names what it changes, resolved against ``schema``
+    (the session's default database): ``(schema, table)`` pairs, ``(database,
+    "")`` for a database statement or a routine. ``session`` holds the source
+    session settings the statement ran with (``sql_mode``, ``time_zone``,
+    ``explicit_defaults_for_timestamp``, ...) that change what it does.
+    """
 
     schema: str
     statement: str
     ts: float
     position: Position
     gtid: str | None = None
+    kind: DdlKind = "table"
+    tables: tuple[tuple[str, str], ...] = ()
+    session: dict[str, str] = field(default_factory=dict)
 
 
 Change = RowChange | DdlChange
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A statement read from the binlog and deliberately not passed on.
+
+    Only what is safe to show is kept — never the statement text, which can
+    carry a password: ``kind`` (``account``, ``dml``, ``other``), ``verb``
+    (``INSERT``, ``GRANT``, ``CREATE USER``…) and, for statement-format DML,
+    the ``schema.table`` it changed.
+    """
+
+    kind: str
+    verb: str
+    table: str = ""
 
 
 @dataclass(slots=True)
@@ -144,6 +174,7 @@ class Batch:
     changes: list[Change] = field(default_factory=list)
     position: Position | None = None
     first_event_ts: float | None = None  # unix seconds of the first change's event
+    skipped: list[Skipped] = field(default_factory=list)  # statements not passed on (counted)
 
     @property
     def is_empty(self) -> bool:

@@ -23,12 +23,12 @@ use the same include/exclude lists as the run that committed the position.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from loguru import logger
 
 from pipeline.errors import FatalError, classify
-from pipeline.model import Batch, Change, DdlChange, Position, RowChange
+from pipeline.model import Batch, Change, DdlChange, Position, RowChange, Skipped
 
 from .base import PositionStore
 
@@ -39,6 +39,7 @@ class Piece:
 
     changes: list[Change]
     position: Position | None
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 class Assembler:
@@ -51,6 +52,7 @@ class Assembler:
         self.ready: deque[Piece] = deque()  # cut, waiting to be handed out
         self._batch: list[Change] = []  # complete transactions of the batch being built
         self._batch_pos: Position | None = None  # position after the last of them
+        self._skipped: list[Skipped] = []  # statements not passed on, counted with the batch
         self.txn: list[RowChange] | None = None  # rows of the open transaction, not yet cut
         self.txn_start: Position | None = None
         self.txn_done = 0  # rows of the open transaction already cut into pieces (or skipped)
@@ -81,13 +83,17 @@ class Assembler:
         self.skip -= n
         return n
 
-    def rows(self, changes: list[RowChange]) -> None:
-        """Rows of the open transaction (after filtering and skipping)."""
+    def rows(self, changes: list[RowChange], split: bool = True) -> None:
+        """Rows of the open transaction (after filtering and skipping).
+
+        ``split=False``: this transaction is never cut into pieces, whatever its
+        size (XA rows delivered at COMMIT: no position inside it may be committed).
+        """
         txn = self.txn
         if txn is None:  # rows outside a transaction (non-transactional engine without BEGIN)
             raise AssertionError("rows outside a transaction")
         txn.extend(changes)
-        if len(self._batch) + len(txn) >= self.max_rows:
+        if split and len(self._batch) + len(txn) >= self.max_rows:
             self._cut_inside()
 
     def _cut_inside(self) -> None:
@@ -129,6 +135,10 @@ class Assembler:
         self.flush()
         self.ready.append(Piece([change], end))
 
+    def note_skipped(self, skipped: Skipped) -> None:
+        """A statement read and not passed on: counted when the batch that holds it is acked."""
+        self._skipped.append(skipped)
+
     def advance(self, pos: Position) -> None:
         """Outside a transaction the stream moved to ``pos`` (filtered events, rotation)."""
         if self.txn is None:
@@ -137,13 +147,14 @@ class Assembler:
     # -- cutting ----------------------------------------------------------------
 
     def _flush(self) -> None:
-        self.ready.append(Piece(self._batch, self._batch_pos))
+        self.ready.append(Piece(self._batch, self._batch_pos, self._skipped))
         self._batch = []
         self._batch_pos = None
+        self._skipped = []
 
     def flush(self) -> None:
         """Cut the batch being built (if it holds anything or moves the position)."""
-        if self._batch or self._batch_pos is not None:
+        if self._batch or self._batch_pos is not None or self._skipped:
             self._flush()
 
     @property
@@ -193,7 +204,7 @@ class Ledger:
         changes = piece.changes
         if first_event_ts is None and changes:
             first_event_ts = changes[0].ts
-        batch = Batch(self._next_id, changes, piece.position, first_event_ts)
+        batch = Batch(self._next_id, changes, piece.position, first_event_ts, piece.skipped)
         self._next_id += 1
         self.in_flight.append(batch)
         if piece.position is not None:

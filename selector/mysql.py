@@ -12,7 +12,7 @@ How it reads (facts about mysql-replication 1.0.17 this relies on):
   would hold the last batch before a pause in writes back by up to a period.
   ``read_timeout`` is a few heartbeats, so a dead TCP peer is noticed too.
 * The reader's own reconnect (``fetchone`` silently reopens at its last event,
-  possibly mid-transaction) is disabled by :class:`_Stream`; this selector
+  possibly mid-transaction) is disabled by :class:`selector.stream.Stream`; this selector
   reopens at a transaction start it knows (the last position handed out, or
   the committed one after a rollback) and raises ``ResumableError`` when that
   fails for ``connect_timeout_ms``.
@@ -22,6 +22,12 @@ How it reads (facts about mysql-replication 1.0.17 this relies on):
   schema lists also go to ``only_schemas``/``ignored_schemas`` so those table
   maps are not even parsed.
 
+The parts: :mod:`selector.stream` (the shim over the library's reader),
+:mod:`selector.events` (events → batches, with the query-event classifier of
+:mod:`selector.statements`), :mod:`selector.tables` (filters and table
+metadata). This module owns the life cycle, positions, reconnects and the
+get/ack/rollback contract.
+
 Positions follow ``pipeline.model``: a batch's position is the end of its last
 transaction (= start of the next); a split transaction's piece is
 ``(transaction start, row_offset)``. Value types: see ``selector.values``.
@@ -30,163 +36,32 @@ transaction (= start of the next); a split transaction's piece is
 from __future__ import annotations
 
 import contextlib
-import fnmatch
-import re
-import socket
 import threading
 import time
 from typing import Any
 
 import pymysql
 from loguru import logger
-from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication import row_event as lib_row_event
 from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
-    QueryEvent,
     RotateEvent,
-    XAPrepareEvent,
-    XidEvent,
-)
-from pymysqlreplication.row_event import (
-    DeleteRowsEvent,
-    TableMapEvent,
-    UpdateRowsEvent,
-    WriteRowsEvent,
 )
 
 from pipeline.errors import FatalError, ResumableError, classify
-from pipeline.model import Batch, DdlChange, Position, RowChange
+from pipeline.model import Batch, Position
 
-from . import values as vals
 from .base import PositionStore, Selector
 from .batching import Assembler, Ledger, Piece
 from .checks import binlog_files, check_source, connect, master_status, require, server_checks
 from .config import FilePosStart, GtidStart, MySQLSourceConfig
+from .events import Translator, replace_gtid
 from .gtids import GtidTracker
+from .stream import EVENTS, PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
+from .tables import TableCatalog, TableFilter
 
 __all__ = ["MySQLSelector", "check_source"]
-
-_EVENTS = [
-    QueryEvent,
-    XidEvent,
-    GtidEvent,
-    MariadbGtidEvent,
-    RotateEvent,
-    HeartbeatLogEvent,
-    TableMapEvent,
-    WriteRowsEvent,
-    UpdateRowsEvent,
-    DeleteRowsEvent,
-    XAPrepareEvent,
-]
-_PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: position gone or invalid
-_GLOB_CHARS = re.compile(r"[*?\[]")
-_DDL_TABLE = re.compile(
-    r"^\s*(?:/\*.*?\*/\s*)*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE)\s+(?:OR\s+REPLACE\s+)?"
-    r"(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
-    r"(`(?:[^`]|``)+`|\w+)(?:\s*\.\s*(`(?:[^`]|``)+`|\w+))?",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-class _StreamLost(Exception):
-    """The dump connection broke; the selector reopens it itself."""
-
-
-class _Stream(BinLogStreamReader):
-    """A BinLogStreamReader that connects once and never reconnects on its own.
-
-    ``fetchone`` calls the (name-mangled) ``__connect_to_stream`` again after a
-    lost connection and resumes at its last event, which may be inside a
-    transaction; refusing the second call turns that into ``_StreamLost``.
-    """
-
-    _ferry_connected = False
-
-    def _BinLogStreamReader__connect_to_stream(self) -> None:
-        if self._ferry_connected:
-            raise _StreamLost("binlog dump connection lost")
-        self._ferry_connected = True
-        BinLogStreamReader._BinLogStreamReader__connect_to_stream(self)
-
-    def open(self) -> None:
-        """Connect now (control and dump), so that connection errors surface here."""
-        self._BinLogStreamReader__connect_to_ctl()
-        self._BinLogStreamReader__connect_to_stream()
-
-    def interrupt(self) -> None:
-        """Wake a blocked read from another thread."""
-        conn = getattr(self, "_stream_connection", None)
-        sock = getattr(conn, "_sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-def _pymysql_connect(**settings: Any) -> Any:
-    """pymysql.connect without the deprecated names the library passes (db, passwd)."""
-    if "db" in settings:
-        settings["database"] = settings.pop("db")
-    if "passwd" in settings:
-        settings["password"] = settings.pop("passwd")
-    return pymysql.connect(**settings)
-
-
-class TableFilter:
-    """include/exclude globs on ``schema.table`` (fnmatch, case-sensitive), memoised."""
-
-    def __init__(self, include: list[str], exclude: list[str]) -> None:
-        self.include = include
-        self.exclude = exclude
-        self._memo: dict[tuple[str, str], bool] = {}
-
-    def __call__(self, schema: str, table: str) -> bool:
-        key = (schema, table)
-        verdict = self._memo.get(key)
-        if verdict is None:
-            name = f"{schema}.{table}"
-            verdict = any(fnmatch.fnmatchcase(name, g) for g in self.include) and not any(
-                fnmatch.fnmatchcase(name, g) for g in self.exclude
-            )
-            self._memo[key] = verdict
-        return verdict
-
-    def schema_wanted(self, schema: str) -> bool:
-        """Some table of ``schema`` may be included (for DDL whose table is unknown)."""
-        if any(
-            g.split(".", 1)[1] == "*" and fnmatch.fnmatchcase(schema, g.split(".", 1)[0])
-            for g in self.exclude
-        ):
-            return False
-        return any(fnmatch.fnmatchcase(schema, g.split(".", 1)[0]) for g in self.include)
-
-    def exact_schemas(self) -> tuple[list[str] | None, list[str] | None]:
-        """(only_schemas, ignored_schemas) where the globs make them exact, else None."""
-        only = None
-        schemas = [g.split(".", 1)[0] for g in self.include]
-        if not any(_GLOB_CHARS.search(s) for s in schemas):
-            only = sorted(set(schemas))
-        ignored = sorted(
-            {
-                g.split(".", 1)[0]
-                for g in self.exclude
-                if g.split(".", 1)[1] == "*" and not _GLOB_CHARS.search(g.split(".", 1)[0])
-            }
-        )
-        return only, ignored or None
-
-
-class _TableInfo:
-    """What the selector needs per table: key columns and value fixes."""
-
-    __slots__ = ("fixers", "primary_key")
-
-    def __init__(self, primary_key: tuple[str, ...], fixers: list[vals.Fixer]) -> None:
-        self.primary_key = primary_key
-        self.fixers = fixers
 
 
 class MySQLSelector(Selector):
@@ -208,15 +83,11 @@ class MySQLSelector(Selector):
         self.filter = TableFilter(config.include, config.exclude)
         self._ledger = Ledger(store, None, pipeline_id)
         self._assembler = Assembler(batch_max_rows, None)
-        self._stream: _Stream | None = None
+        self._stream: Stream | None = None
+        self._translator: Translator | None = None  # one per opened stream
         self._ctl: Any = None  # control connection (positions, information_schema)
         self._mariadb = False
         self._full_metadata = True
-        self._tables: dict[int, _TableInfo] = {}
-        self._gtids = GtidTracker(False, None)
-        self._file = ""
-        self._pos = 0
-        self._last_ts: float | None = None
         self._stopping = threading.Event()
         self._started = False
 
@@ -342,7 +213,7 @@ class MySQLSelector(Selector):
     def _gtid_to_position(self, gtid: str) -> Position:
         """Find file/pos of the first transaction after ``gtid`` with a short GTID dump."""
         settings = self._settings()
-        probe = _Stream(
+        probe = Stream(
             settings,
             server_id=self.config.server_id,
             blocking=True,
@@ -351,7 +222,7 @@ class MySQLSelector(Selector):
             slave_heartbeat=self.heartbeat_s,
             only_events=[RotateEvent, GtidEvent, MariadbGtidEvent, HeartbeatLogEvent],
             enable_logging=False,
-            pymysql_wrapper=_pymysql_connect,
+            pymysql_wrapper=pymysql_connect,
         )
         file, pos = "", 4
         try:
@@ -416,12 +287,10 @@ class MySQLSelector(Selector):
         """(Re)open the dump at ``at`` (a transaction start), with a fresh assembler."""
         self._close()
         self._check_position(at)
-        self._tables.clear()
-        self._gtids = GtidTracker(self._mariadb, self._gtid_state_at(at))
-        self._file, self._pos = at.file, at.pos
-        self._assembler = Assembler(self.max_rows, replace_gtid(at, self._gtids.current()))
+        gtids = GtidTracker(self._mariadb, self._gtid_state_at(at))
+        self._assembler = Assembler(self.max_rows, replace_gtid(at, gtids.current()))
         only, ignored = self.filter.exact_schemas()
-        stream = _Stream(
+        stream = Stream(
             self._settings(),
             server_id=self.config.server_id,
             blocking=True,
@@ -430,12 +299,12 @@ class MySQLSelector(Selector):
             log_pos=at.pos,
             is_mariadb=False,  # file/pos dump; see module docstring
             slave_heartbeat=self.heartbeat_s,
-            only_events=_EVENTS,
+            only_events=EVENTS,
             only_schemas=only,
             ignored_schemas=ignored,
             use_column_name_cache=not self._full_metadata,
             enable_logging=False,
-            pymysql_wrapper=_pymysql_connect,
+            pymysql_wrapper=pymysql_connect,
         )
         try:
             stream.open()
@@ -443,10 +312,21 @@ class MySQLSelector(Selector):
             stream.close()
             raise self._stream_error(exc, at) from exc
         self._stream = stream
+        previous = self._translator
+        self._translator = Translator(
+            at=at,
+            assembler=self._assembler,
+            gtids=gtids,
+            stream=stream,
+            catalog=TableCatalog(self._query, self._mariadb, self._full_metadata),
+            table_filter=self.filter,
+            mariadb=self._mariadb,
+            last_ts=previous.last_ts if previous is not None else None,
+        )
 
     def _stream_error(self, exc: BaseException, at: Position) -> Exception:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        if code == _PURGED:
+        if code == PURGED:
             oldest = ""
             with contextlib.suppress(Exception):
                 oldest = f" (oldest available: {self._binlogs()[0][0]})"
@@ -495,37 +375,45 @@ class MySQLSelector(Selector):
         deadline = time.monotonic() + self.max_wait_s
         while True:
             if assembler.ready:
-                return self._ledger.hand_out(assembler.ready.popleft())
+                return self._hand_out(assembler.ready.popleft())
             if self._stopping.is_set():
                 self._shutdown()
                 return self._ledger.hand_out(Piece([], None))
             if not assembler.in_txn and time.monotonic() >= deadline:
                 assembler.flush()
                 piece = assembler.ready.popleft() if assembler.ready else Piece([], None)
-                return self._ledger.hand_out(piece)
+                return self._hand_out(piece)
             stream = self._stream
             try:
                 if stream is None:
-                    raise _StreamLost("no binlog connection")
+                    raise StreamLost("no binlog connection")
                 event = stream.fetchone()
                 if event is None:
-                    raise _StreamLost("the server ended the binlog dump")
+                    raise StreamLost("the server ended the binlog dump")
             except FatalError:
                 raise
             except Exception as exc:
                 if self._stopping.is_set():
                     continue
-                if isinstance(exc, pymysql.MySQLError) and exc.args and exc.args[0] == _PURGED:
+                if isinstance(exc, pymysql.MySQLError) and exc.args and exc.args[0] == PURGED:
                     at = self._ledger.stream_point
                     assert at is not None
                     raise self._stream_error(exc, at) from exc
-                if not _connection_trouble(exc):
-                    message = f"binlog decode failed at {self._file}:{self._pos}: {exc}"
+                if not connection_trouble(exc):
+                    where = self._translator
+                    here = f"{where.file}:{where.pos}" if where is not None else "?"
+                    message = f"binlog decode failed at {here}: {exc}"
                     raise classify(exc, message) from exc
                 self._reconnect(exc)
                 assembler = self._assembler
                 continue
-            self._on_event(event, assembler)
+            assert self._translator is not None  # set with the stream it reads
+            self._translator.on_event(event)
+
+    def _hand_out(self, piece: Piece) -> Batch:
+        if self._translator is not None:  # an unresolved prepared XA holds the position back
+            piece.position = self._translator.cap(piece.position)
+        return self._ledger.hand_out(piece)
 
     def ack(self, batch_id: int) -> Position | None:
         return self._ledger.ack(batch_id)
@@ -543,245 +431,8 @@ class MySQLSelector(Selector):
             self._assembler = Assembler(self.max_rows, at)
 
     def last_entry_time(self) -> float | None:
-        return self._last_ts
+        return self._translator.last_ts if self._translator is not None else None
 
     @property
     def committed(self) -> Position | None:
         return self._ledger.committed
-
-    # -- events ------------------------------------------------------------------------
-
-    def _here(self, pos: int | None = None, ts: float = 0.0) -> Position:
-        return Position(self._file, self._pos if pos is None else pos, self._gtids.current(), 0, ts)
-
-    def _on_event(self, event: Any, assembler: Assembler) -> None:
-        kind = type(event)
-        if kind is HeartbeatLogEvent:
-            return
-        end = event.packet.log_pos
-        ts = float(event.timestamp)
-        if ts:
-            self._last_ts = ts
-        if kind is WriteRowsEvent or kind is UpdateRowsEvent or kind is DeleteRowsEvent:
-            self._on_rows(event, assembler, ts)
-        elif kind is TableMapEvent:
-            if not self.filter(event.schema, event.table):
-                # the reader drops rows events whose table_id is unknown, undecoded
-                self._stream.table_map.pop(event.table_id, None)  # type: ignore[union-attr]
-                self._tables.pop(event.table_id, None)
-            elif event.table_id not in self._tables:
-                self._tables[event.table_id] = self._table_info(event.get_table(), event)
-        elif kind is XidEvent or kind is XAPrepareEvent:
-            self._commit(assembler, end, ts)
-        elif kind is MariadbGtidEvent or kind is GtidEvent:
-            assembler.begin(self._here())
-            self._gtids.begin(event.gtid)
-        elif kind is QueryEvent:
-            self._on_query(event, assembler, end, ts)
-        elif kind is RotateEvent:
-            if event.timestamp == 0 and event.next_binlog == self._file:
-                return  # the fake rotate that opens a dump
-            self._tables.clear()  # table ids are per server run; a rotate may follow a restart
-            self._file, self._pos = event.next_binlog, event.position
-            assembler.advance(self._here())
-
-    def _on_query(self, event: Any, assembler: Assembler, end: int, ts: float) -> None:
-        query = event.query
-        head = query.lstrip()[:12].upper()
-        if head.startswith(("BEGIN", "XA START")):
-            if not assembler.in_txn:
-                assembler.begin(self._here())
-            return
-        if head.startswith("COMMIT"):  # non-transactional engines end with a COMMIT query
-            self._commit(assembler, end, ts)
-            return
-        if head.startswith(("SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEP", "XA ")):
-            return  # inside a transaction; XA END/COMMIT carry no rows
-        if head.startswith("ROLLBACK"):
-            self._pos = end
-            self._gtids.commit()
-            assembler.abort()
-            assembler.advance(self._here(ts=ts))
-            return
-        # DDL (or another standalone statement): its own batch; caches go stale
-        start = assembler.txn_start if assembler.txn_start is not None else self._here()
-        self._pos = end
-        self._gtids.commit()
-        self._forget_tables()
-        schema = event.schema.decode() if isinstance(event.schema, bytes) else str(event.schema)
-        if self._ddl_wanted(schema, query):
-            ddl = DdlChange(schema, query, ts, start, self._gtids.last)
-            assembler.ddl(ddl, self._here(ts=ts))
-        else:
-            assembler.abort()
-            assembler.advance(self._here(ts=ts))
-
-    def _commit(self, assembler: Assembler, end: int, ts: float) -> None:
-        self._pos = end
-        self._gtids.commit()
-        assembler.commit(self._here(ts=ts))
-
-    def _ddl_wanted(self, schema: str, query: str) -> bool:
-        match = _DDL_TABLE.match(query)
-        if match:
-            first, second = (_unquote(g) if g else None for g in match.groups())
-            table_schema, table = (first, second) if second else (schema, first)
-            if table_schema and table:
-                return self.filter(table_schema, table)
-        return bool(schema) and self.filter.schema_wanted(schema)
-
-    def _forget_tables(self) -> None:
-        self._tables.clear()
-        lib_row_event._COLUMN_NAME_CACHE.clear()
-
-    def _on_rows(self, event: Any, assembler: Assembler, ts: float) -> None:
-        info = self._tables.get(event.table_id)
-        if info is None:  # table map seen before a reconnect/rotate cleared the cache
-            info = self._tables[event.table_id] = self._table_info(
-                self._stream.table_map[event.table_id]  # type: ignore[union-attr]
-            )
-        rows = event.rows
-        if assembler.skip:
-            rows = rows[assembler.take_skip(len(rows)) :]
-            if not rows:
-                return
-        start = assembler.txn_start
-        if start is None:  # rows without BEGIN/GTID: treat as a transaction of its own
-            assembler.begin(self._here())
-            start = assembler.txn_start
-            assert start is not None
-        index = assembler.txn_done + len(assembler.txn or ())
-        schema, table, pk, fixers = event.schema, event.table, info.primary_key, info.fixers
-        gtid = self._gtids.pending
-        position = Position(start.file, start.pos, start.gtid_set, 0, ts)
-        changes: list[RowChange] = []
-        append = changes.append
-        if type(event) is WriteRowsEvent:
-            for row in rows:
-                after = row["values"]
-                if fixers:
-                    vals.apply(fixers, after, row["none_sources"])
-                append(
-                    RowChange(
-                        schema,
-                        table,
-                        "insert",
-                        None,
-                        after,
-                        pk,
-                        ts,
-                        position,
-                        gtid,
-                        index,
-                    )
-                )
-                index += 1
-        elif type(event) is UpdateRowsEvent:
-            for row in rows:
-                before, after = row["before_values"], row["after_values"]
-                if fixers:
-                    vals.apply(fixers, before, row["before_none_sources"])
-                    vals.apply(fixers, after, row["after_none_sources"])
-                append(
-                    RowChange(
-                        schema,
-                        table,
-                        "update",
-                        before,
-                        after,
-                        pk,
-                        ts,
-                        position,
-                        gtid,
-                        index,
-                    )
-                )
-                index += 1
-        else:
-            for row in rows:
-                before = row["values"]
-                if fixers:
-                    vals.apply(fixers, before, row["none_sources"])
-                append(
-                    RowChange(
-                        schema,
-                        table,
-                        "delete",
-                        before,
-                        None,
-                        pk,
-                        ts,
-                        position,
-                        gtid,
-                        index,
-                    )
-                )
-                index += 1
-        assembler.rows(changes)
-
-    # -- table metadata ----------------------------------------------------------------
-
-    def _table_info(self, table: Any, table_map: Any = None) -> _TableInfo:
-        columns = table.columns
-        pk = table.primary_key  # in column order; the metadata has the key's own order
-        primary_key: tuple[str, ...] = (pk,) if isinstance(pk, str) and pk else tuple(pk or ())
-        meta = getattr(table_map, "optional_metadata", None)
-        if meta is not None:
-            order = list(meta.simple_primary_key_list or ()) or list(
-                (meta.primary_keys_with_prefix or {}).keys()
-            )
-            if order and all(i < len(columns) for i in order):
-                primary_key = tuple(columns[i].name for i in order)
-        json_text: frozenset[str] = frozenset()
-        unsigned: frozenset[str] = frozenset()
-        if not self._full_metadata:
-            primary_key, unsigned = self._schema_info(table.schema, table.table)
-        if self._mariadb and any(vals.may_hold_json_text(c) for c in columns):
-            json_text = self._json_columns(table.schema, table.table)
-        return _TableInfo(primary_key, vals.fixers_for(columns, json_text, unsigned))
-
-    def _schema_info(self, schema: str, table: str) -> tuple[tuple[str, ...], frozenset[str]]:
-        """Primary key and unsigned columns from information_schema (no FULL metadata)."""
-        keys = self._query(
-            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA=%s"
-            " AND TABLE_NAME=%s AND CONSTRAINT_NAME='PRIMARY' ORDER BY ORDINAL_POSITION",
-            (schema, table),
-        )
-        unsigned = self._query(
-            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s"
-            " AND TABLE_NAME=%s AND COLUMN_TYPE LIKE '%%unsigned%%'",
-            (schema, table),
-        )
-        return tuple(str(r[0]) for r in keys), frozenset(str(r[0]) for r in unsigned)
-
-    def _json_columns(self, schema: str, table: str) -> frozenset[str]:
-        """MariaDB JSON columns: LONGTEXT with a ``json_valid(col)`` check constraint."""
-        rows = self._query(
-            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
-            " WHERE CONSTRAINT_SCHEMA=%s AND TABLE_NAME=%s",
-            (schema, table),
-        )
-        found = set()
-        for (clause,) in rows:
-            match = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", str(clause))
-            if match:
-                found.add(match.group(1).replace("``", "`"))
-        return frozenset(found)
-
-
-def replace_gtid(at: Position, gtid_set: str | None) -> Position:
-    return Position(at.file, at.pos, gtid_set, at.row_offset, at.ts)
-
-
-def _unquote(name: str) -> str:
-    if name.startswith("`"):
-        return name[1:-1].replace("``", "`")
-    return name
-
-
-def _connection_trouble(exc: BaseException) -> bool:
-    if isinstance(exc, _StreamLost | OSError | EOFError):
-        return True
-    if isinstance(exc, pymysql.err.InterfaceError):
-        return True
-    return isinstance(exc, (pymysql.err.OperationalError, ResumableError))

@@ -9,7 +9,7 @@ from pymysqlreplication.constants import FIELD_TYPE
 
 from selector import values as vals
 from selector.gtids import GtidTracker
-from selector.mysql import TableFilter
+from selector.tables import TableFilter
 
 
 def test_table_filter_globs_and_exact_schemas() -> None:

@@ -1,0 +1,158 @@
+"""Table metadata the selector needs: include/exclude filters, key columns, value fixes.
+
+A table's metadata comes from its binlog table map (with
+``binlog_row_metadata=FULL``: column names, signedness, charsets, key) and,
+where the binlog says too little, from the source's ``information_schema``:
+MariaDB's JSON columns (LONGTEXT with a ``json_valid`` check), and the key and
+signedness when the metadata is MINIMAL. It is cached per table id and
+forgotten on every DDL, rotation and reconnect, since ids and columns change
+then.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from typing import Any
+
+from pymysqlreplication import row_event as lib_row_event
+
+from . import values as vals
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+Query = Callable[[str, Any], list[tuple[Any, ...]]]
+
+
+class TableFilter:
+    """include/exclude globs on ``schema.table`` (fnmatch, case-sensitive), memoised."""
+
+    def __init__(self, include: list[str], exclude: list[str]) -> None:
+        self.include = include
+        self.exclude = exclude
+        self._memo: dict[tuple[str, str], bool] = {}
+
+    def __call__(self, schema: str, table: str) -> bool:
+        key = (schema, table)
+        verdict = self._memo.get(key)
+        if verdict is None:
+            name = f"{schema}.{table}"
+            verdict = any(fnmatch.fnmatchcase(name, g) for g in self.include) and not any(
+                fnmatch.fnmatchcase(name, g) for g in self.exclude
+            )
+            self._memo[key] = verdict
+        return verdict
+
+    def schema_wanted(self, schema: str) -> bool:
+        """Some table of ``schema`` may be included (for DDL whose table is unknown)."""
+        if any(
+            g.split(".", 1)[1] == "*" and fnmatch.fnmatchcase(schema, g.split(".", 1)[0])
+            for g in self.exclude
+        ):
+            return False
+        return any(fnmatch.fnmatchcase(schema, g.split(".", 1)[0]) for g in self.include)
+
+    def wanted(self, tables: tuple[tuple[str, str], ...]) -> bool:
+        """Any of ``(schema, table)`` is included; ``(schema, "")`` asks about the schema."""
+        return any(
+            self(schema, table) if table else self.schema_wanted(schema)
+            for schema, table in tables
+            if schema
+        )
+
+    def exact_schemas(self) -> tuple[list[str] | None, list[str] | None]:
+        """(only_schemas, ignored_schemas) where the globs make them exact, else None."""
+        only = None
+        schemas = [g.split(".", 1)[0] for g in self.include]
+        if not any(_GLOB_CHARS.search(s) for s in schemas):
+            only = sorted(set(schemas))
+        ignored = sorted(
+            {
+                g.split(".", 1)[0]
+                for g in self.exclude
+                if g.split(".", 1)[1] == "*" and not _GLOB_CHARS.search(g.split(".", 1)[0])
+            }
+        )
+        return only, ignored or None
+
+
+class TableInfo:
+    """What the selector needs per table: key columns and value fixes."""
+
+    __slots__ = ("fixers", "primary_key")
+
+    def __init__(self, primary_key: tuple[str, ...], fixers: list[vals.Fixer]) -> None:
+        self.primary_key = primary_key
+        self.fixers = fixers
+
+
+class TableCatalog:
+    """TableInfo per binlog table id, built from table maps (+ information_schema)."""
+
+    def __init__(self, query: Query, mariadb: bool, full_metadata: bool) -> None:
+        self._query = query
+        self.mariadb = mariadb
+        self.full_metadata = full_metadata
+        self._tables: dict[int, TableInfo] = {}
+
+    def get(self, table_id: int, table: Any, table_map: Any = None) -> TableInfo:
+        info = self._tables.get(table_id)
+        if info is None:
+            info = self._tables[table_id] = self._info(table, table_map)
+        return info
+
+    def forget(self, table_id: int | None = None) -> None:
+        """Forget one table id, or (None) every table: ids and columns may have changed."""
+        if table_id is not None:
+            self._tables.pop(table_id, None)
+            return
+        self._tables.clear()
+        lib_row_event._COLUMN_NAME_CACHE.clear()
+
+    def _info(self, table: Any, table_map: Any) -> TableInfo:
+        columns = table.columns
+        pk = table.primary_key  # in column order; the metadata has the key's own order
+        primary_key: tuple[str, ...] = (pk,) if isinstance(pk, str) and pk else tuple(pk or ())
+        meta = getattr(table_map, "optional_metadata", None)
+        if meta is not None:
+            order = list(meta.simple_primary_key_list or ()) or list(
+                (meta.primary_keys_with_prefix or {}).keys()
+            )
+            if order and all(i < len(columns) for i in order):
+                primary_key = tuple(columns[i].name for i in order)
+        json_text: frozenset[str] = frozenset()
+        unsigned: frozenset[str] = frozenset()
+        if not self.full_metadata:
+            primary_key, unsigned = self._schema_info(table.schema, table.table)
+        if self.mariadb and any(vals.may_hold_json_text(c) for c in columns):
+            json_text = self._json_columns(table.schema, table.table)
+        return TableInfo(primary_key, vals.fixers_for(columns, json_text, unsigned))
+
+    def _schema_info(self, schema: str, table: str) -> tuple[tuple[str, ...], frozenset[str]]:
+        """Primary key and unsigned columns from information_schema (no FULL metadata)."""
+        keys = self._query(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA=%s"
+            " AND TABLE_NAME=%s AND CONSTRAINT_NAME='PRIMARY' ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        unsigned = self._query(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s"
+            " AND TABLE_NAME=%s AND COLUMN_TYPE LIKE '%%unsigned%%'",
+            (schema, table),
+        )
+        return tuple(str(r[0]) for r in keys), frozenset(str(r[0]) for r in unsigned)
+
+    def _json_columns(self, schema: str, table: str) -> frozenset[str]:
+        """MariaDB JSON columns: LONGTEXT with a ``json_valid(col)`` check constraint."""
+        rows = self._query(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
+            " WHERE CONSTRAINT_SCHEMA=%s AND TABLE_NAME=%s",
+            (schema, table),
+        )
+        found = set()
+        for (clause,) in rows:
+            match = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", str(clause))
+            if match:
+                found.add(match.group(1).replace("``", "`"))
+        return frozenset(found)
