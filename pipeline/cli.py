@@ -253,6 +253,15 @@ def render_status(data: dict[str, Any]) -> str:
         lines += [
             "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
         ]
+        for node in nodes:
+            skipped = node.get("skipped") or {}
+            dml = {k: v for k, v in skipped.items() if k.startswith("dml ")}
+            if dml:
+                counts = ", ".join(f"{k[4:]} ({v})" for k, v in sorted(dml.items()))
+                lines.append(
+                    f"warning   statement-format DML skipped ({node.get('node_id')}), changes"
+                    f" missing: {counts}; set binlog_format=ROW"
+                )
         errors = [n for n in nodes if n.get("last_error")]
         for node in errors:
             lines.append(

@@ -71,6 +71,16 @@ class NodeCollector(Collector):
             if report.get(key) not in (None, ""):
                 gauge.add_metric(values, float(report[key]) / 1000)
             yield gauge
+        skipped = CounterMetricFamily(
+            "ferry_skipped_statements",
+            "statements read and not passed on, by kind (dml: statement-format, its changes are"
+            " missing; account; other) and table",
+            labels=[*labels, "kind", "table"],
+        )
+        for key, count in (report.get("skipped") or {}).items():
+            kind, _, table = str(key).partition(" ")
+            skipped.add_metric([*values, kind, table], float(count))
+        yield skipped
         role = str(report.get("role", ""))
         active = GaugeMetricFamily(
             "ferry_active", "1 while this node holds the mainstem", labels=labels

@@ -74,13 +74,32 @@ class Position:
         return text
 
 
+class ZeroDate(str):
+    """A DATE, DATETIME or TIMESTAMP value Python's ``datetime`` cannot hold, as MySQL writes it.
+
+    Zero and partly zero dates (``'0000-00-00'``, ``'2015-00-21'``, ``'0000-01-21'``,
+    ``'0000-00-00 00:00:00.000000'``), which MySQL stores unless ``NO_ZERO_DATE`` /
+    ``NO_ZERO_IN_DATE`` forbid them. A ``str``, so a sink writes it back as it came.
+    """
+
+    __slots__ = ()
+
+
+class JsonText(str):
+    """A JSON column's document, as text: byte for byte what MariaDB stored (its JSON is
+    LONGTEXT), or MySQL's own text form of its binary JSON. Formats may nest it."""
+
+    __slots__ = ()
+
+
 @dataclass(slots=True)
 class RowChange:
     """One row changed by one binlog row event.
 
     ``before`` is None for inserts, ``after`` is None for deletes. Values are
-    Python values as decoded from the binlog (int, Decimal, datetime, date,
-    timedelta, str, bytes, set, dict/list for JSON, None).
+    Python values as decoded from the binlog (int, float, Decimal, datetime,
+    date, timedelta, str, bytes, set, ZeroDate, JsonText, None; the table at the
+    top of ``selector.values`` says which type holds which column type).
     """
 
     schema: str
@@ -118,6 +137,22 @@ class RowChange:
 DdlKind = Literal["database", "table", "routine"]
 
 
+@dataclass(frozen=True, slots=True)
+class NameRef:
+    """Where a statement names a database or a table: spans ``[start, end)`` of its text.
+
+    ``schema_span`` is None for an unqualified table name (the session's default
+    database applies). For a database name, ``database`` is True and ``name`` is
+    the database. A sink that maps names rewrites exactly these spans.
+    """
+
+    name: str
+    span: tuple[int, int]
+    schema: str = ""
+    schema_span: tuple[int, int] | None = None
+    database: bool = False
+
+
 @dataclass(slots=True)
 class DdlChange:
     """A schema change statement; always a batch of its own.
@@ -129,6 +164,8 @@ class DdlChange:
     "")`` for a database statement or a routine. ``session`` holds the source
     session settings the statement ran with (``sql_mode``, ``time_zone``,
     ``explicit_defaults_for_timestamp``, ...) that change what it does.
+    ``names`` is every database and table reference in the text, with its
+    position (for sinks that map names).
     """
 
     schema: str
@@ -139,6 +176,7 @@ class DdlChange:
     kind: DdlKind = "table"
     tables: tuple[tuple[str, str], ...] = ()
     session: dict[str, str] = field(default_factory=dict)
+    names: tuple[NameRef, ...] = ()
 
 
 Change = RowChange | DdlChange

@@ -1,4 +1,10 @@
-"""Counters of one node, updated by ProcessTermin and read by the status publisher."""
+"""Counters of one node, updated by ProcessTermin and read by the status publisher.
+
+Statements the selector read and did not pass on (``Batch.skipped``) are
+counted per kind and table, and the first one of each kind and table is
+logged here: statement-format DML means changes of that table are missing
+from the output, which the operator must hear about once, not per statement.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,22 @@ import threading
 import time
 from typing import Any
 
+from loguru import logger
+
 from pipeline.errors import FerryError
-from pipeline.model import Batch, Position
+from pipeline.model import Batch, Position, Skipped
+
+_SKIPPED_WHY = {
+    "dml": "statement-format {verb} on {table} skipped: its changes are NOT replicated; ferry"
+    " needs binlog_format=ROW (a session or the server logged this statement as text)",
+    "account": "account/privilege statements ({verb}) are skipped: they never leave the source",
+    "other": "statements that change no replicated data ({verb}) are skipped",
+}
+
+
+def skipped_key(skipped: Skipped) -> str:
+    """How a skipped statement is counted: ``dml shop.orders``, ``account``, ``other``."""
+    return f"{skipped.kind} {skipped.table}" if skipped.table else skipped.kind
 
 
 class Stats:
@@ -21,6 +41,7 @@ class Stats:
         self.last_error = ""
         self.last_error_at = 0.0
         self.ack_lag_ms: float | None = None  # now - first event time, at the last ack
+        self.skipped: dict[str, int] = {}  # skipped_key -> statements not passed on
         self._rate_mark = (time.monotonic(), 0)
         self.rows_per_s = 0.0
 
@@ -34,6 +55,14 @@ class Stats:
                 self.ack_lag_ms = max(0.0, (time.time() - batch.first_event_ts) * 1000)
             elif batch.is_empty:
                 self.ack_lag_ms = 0.0  # caught up: nothing was waiting
+            for skipped in batch.skipped:
+                key = skipped_key(skipped)
+                seen = self.skipped.get(key, 0)
+                self.skipped[key] = seen + 1
+                if not seen:
+                    why = _SKIPPED_WHY.get(skipped.kind, _SKIPPED_WHY["other"])
+                    log = logger.warning if skipped.kind == "dml" else logger.info
+                    log(why.format(verb=skipped.verb, table=skipped.table))
 
     def on_rollback(self, error: FerryError) -> None:
         with self._lock:
@@ -65,4 +94,5 @@ class Stats:
                 "position": self.position.to_json() if self.position else "",
                 "last_error": self.last_error,
                 "last_error_at": self.last_error_at,
+                "skipped": dict(self.skipped),
             }

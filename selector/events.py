@@ -54,7 +54,7 @@ from pipeline.model import DdlChange, Position, RowChange, Skipped
 from . import values as vals
 from .batching import Assembler
 from .gtids import GtidTracker
-from .statements import Statement, classify
+from .statements import Statement, classify, references
 from .stream import Stream
 from .tables import TableCatalog, TableFilter
 
@@ -287,6 +287,7 @@ class Translator:
             kind=statement.kind,  # type: ignore[arg-type]  # a DDL kind (is_ddl)
             tables=statement.tables,
             session=session_of(event, self.mariadb),
+            names=references(event.query, statement),
         )
         assembler.ddl(ddl, self.here(ts=ts))
 
@@ -342,7 +343,12 @@ class Translator:
     def _on_rows(self, event: Any, ts: float) -> None:
         assembler = self.assembler
         info = self.catalog.get(event.table_id, self.stream.table_map[event.table_id])
-        rows = event.rows
+        kind = type(event)
+        packet = event.packet
+        # the rest of the event is its row images: decoded by ferry (selector.values)
+        body = packet.read(event.event_size - packet.read_bytes)
+        second = event.columns_present_bitmap2 if kind is UpdateRowsEvent else None
+        rows = vals.decode_rows(info.plan, body, event.columns_present_bitmap, second)
         xa_rows = self._xa_rows
         if assembler.skip and xa_rows is None:
             rows = rows[assembler.take_skip(len(rows)) :]
@@ -357,40 +363,24 @@ class Translator:
             index = len(xa_rows)
         else:
             index = assembler.txn_done + len(assembler.txn or ())
-        schema, table, pk, fixers = event.schema, event.table, info.primary_key, info.fixers
+        schema, table, pk = event.schema, event.table, info.primary_key
         gtid = self.gtids.pending
         position = Position(start.file, start.pos, start.gtid_set, 0, ts)
-        changes: list[RowChange] = []
-        append = changes.append
-        kind = type(event)
         if kind is WriteRowsEvent:
-            for row in rows:
-                after = row["values"]
-                if fixers:
-                    vals.apply(fixers, after, row["none_sources"])
-                append(
-                    RowChange(schema, table, "insert", None, after, pk, ts, position, gtid, index)
-                )
-                index += 1
+            changes = [
+                RowChange(schema, table, "insert", None, row, pk, ts, position, gtid, index + i)
+                for i, row in enumerate(rows)
+            ]
         elif kind is UpdateRowsEvent:
-            for row in rows:
-                before, after = row["before_values"], row["after_values"]
-                if fixers:
-                    vals.apply(fixers, before, row["before_none_sources"])
-                    vals.apply(fixers, after, row["after_none_sources"])
-                append(
-                    RowChange(schema, table, "update", before, after, pk, ts, position, gtid, index)
-                )
-                index += 1
+            changes = [
+                RowChange(schema, table, "update", old, new, pk, ts, position, gtid, index + i)
+                for i, (old, new) in enumerate(rows)
+            ]
         else:
-            for row in rows:
-                before = row["values"]
-                if fixers:
-                    vals.apply(fixers, before, row["none_sources"])
-                append(
-                    RowChange(schema, table, "delete", before, None, pk, ts, position, gtid, index)
-                )
-                index += 1
+            changes = [
+                RowChange(schema, table, "delete", row, None, pk, ts, position, gtid, index + i)
+                for i, row in enumerate(rows)
+            ]
         if xa_rows is not None:
             xa_rows.extend(changes)
         else:

@@ -34,19 +34,22 @@ DISABLE KEYS */`` is a statement MariaDB runs), ``DEFINER=`u`@`h```,
 quoted and unquoted (also non-ASCII) identifiers, MariaDB's ``SET STATEMENT …
 FOR <statement>``. :func:`tokenize` is a small MySQL lexer for that; the
 statement's head decides the kind (the fast path: no parse tree is built for
-the thousands of ``BEGIN``/``COMMIT`` of a busy binlog). Rewriting table
-references for a target with mapped schemas needs every reference, including
-view bodies and foreign keys: that is done with sqlglot's MySQL parser in
-``sinks.ddl``.
+the thousands of ``BEGIN``/``COMMIT`` of a busy binlog). Only a DDL that is
+passed on is parsed, by :func:`references`, for every database and table it
+names with positions (so a sink can map names): sqlglot's MySQL parser where
+it can read the statement, the lexer where it cannot.
 
 Nothing here logs: an account statement must not reach any log line.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+from pipeline.model import NameRef
 
 Kind = Literal["transaction", "database", "table", "routine", "account", "dml", "other"]
 #: What a DdlChange may be: the kinds that are passed on.
@@ -182,11 +185,7 @@ def classify(sql: str, default_schema: str = "") -> Statement:
         return Statement("other", verb, what)  # session-local: never replicated
     i = _skip_if_exists(tokens, i + 1)
     if what in _DATABASE_OBJECTS:
-        databases = [
-            t.name
-            for t in tokens[i : i + 1]
-            if t.kind == "quoted" or (t.kind == "word" and t.upper not in _DATABASE_OPTIONS)
-        ]
+        databases = [t.name for t in tokens[i : i + 1] if _is_database_name(t)]
         if verb == "ALTER" and not databases:  # ALTER DATABASE without a name: the default one
             databases = [default_schema] if default_schema else []
         return Statement("database", verb, "DATABASE", tuple((n, "") for n in databases))
@@ -216,6 +215,11 @@ def classify(sql: str, default_schema: str = "") -> Statement:
         names = _names(tokens, i, default_schema, one=True)
         return Statement("routine", verb, what, tuple((s, "") for s, _ in names))
     return Statement("other", verb, what)  # SERVER, TABLESPACE, LOGFILE GROUP, PLUGIN, ...
+
+
+def _is_database_name(token: Token) -> bool:
+    """ALTER DATABASE may omit the name: then an option word follows the keyword."""
+    return token.kind == "quoted" or (token.kind == "word" and token.upper not in _DATABASE_OPTIONS)
 
 
 def _unwrap_set_statement(tokens: list[Token]) -> list[Token]:
@@ -360,3 +364,95 @@ def _dml(verb: str, tokens: list[Token], default_schema: str) -> Statement:
     if verb in ("WITH", "DO", "CALL"):
         return Statement("dml", verb)
     return Statement("dml", verb, "", _names(tokens, i, default_schema, one=True))
+
+
+# -- references: every database and table a DDL names, with positions ---------------------
+
+# sqlglot logs "unsupported syntax, falling back…" with the statement text at WARNING.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+
+def references(sql: str, statement: Statement) -> tuple[NameRef, ...]:
+    """Every database and table reference of a DDL statement, with its position.
+
+    sqlglot's MySQL parser finds every table reference of what it can read (the
+    created table, ``LIKE`` sources, ``REFERENCES``, the tables a view reads —
+    where ``a.b`` may be a table or a column, only a parser knows). What it cannot
+    read (MariaDB-only syntax, executable comments, triggers, routines) falls back
+    to the lexer: every ``schema.name`` pair, and the statement's own objects.
+    """
+    if statement.kind == "database":
+        return _database_references(tokenize(sql))
+    parsed = _parsed_references(sql)
+    return parsed if parsed is not None else _token_references(sql, statement)
+
+
+def _span(token: Token) -> tuple[int, int]:
+    return (token.start, token.end)
+
+
+def _database_references(tokens: list[Token]) -> tuple[NameRef, ...]:
+    for k, token in enumerate(tokens):
+        if token.upper in _DATABASE_OBJECTS:
+            k = _skip_if_exists(tokens, k + 1)
+            name = tokens[k] if k < len(tokens) else None
+            if name is not None and (
+                name.kind == "quoted"
+                or (name.kind == "word" and name.upper not in _DATABASE_OPTIONS)
+            ):
+                return (NameRef(name.name, _span(name), database=True),)
+            break
+    return ()
+
+
+def _parsed_references(sql: str) -> tuple[NameRef, ...] | None:
+    """From sqlglot's parse tree; None when it cannot read the statement."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="mysql")
+    except Exception:  # its message quotes the statement: never shown
+        return None
+    if tree is None or isinstance(tree, exp.Command):
+        return None
+    found = []
+    for table in tree.find_all(exp.Table):
+        name, db = table.this, table.args.get("db")
+        if not isinstance(name, exp.Identifier) or "start" not in name.meta:
+            return None
+        span = (name.meta["start"], name.meta["end"] + 1)
+        if isinstance(db, exp.Identifier):
+            if "start" not in db.meta:
+                return None
+            schema_span = (db.meta["start"], db.meta["end"] + 1)
+            found.append(NameRef(table.name, span, db.name, schema_span))
+        else:
+            found.append(NameRef(table.name, span))
+    return tuple(found)
+
+
+def _token_references(sql: str, statement: Statement) -> tuple[NameRef, ...]:
+    tokens = tokenize(sql)
+    own = {name for _, name in statement.tables}
+    found = []
+    k = 0
+    while k < len(tokens):
+        token = tokens[k]
+        if token.kind not in ("word", "quoted"):
+            k += 1
+            continue
+        dotted = k + 2 < len(tokens) and tokens[k + 1].text == "."
+        if dotted and tokens[k + 2].kind in ("word", "quoted"):
+            table = tokens[k + 2]
+            found.append(NameRef(table.name, _span(table), token.name, _span(token)))
+            k += 3
+            continue
+        if token.name in own and k and tokens[k - 1].text != "." and token.upper not in _KEYWORDS:
+            found.append(NameRef(token.name, _span(token)))
+        k += 1
+    return tuple(found)
+
+
+# Words that are never the object of a statement even when a table has that name.
+_KEYWORDS = frozenset({"TABLE", "INDEX", "VIEW", "ON", "TO", "AS", "IF", "EXISTS", "NOT"})

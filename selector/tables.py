@@ -1,4 +1,4 @@
-"""Table metadata the selector needs: include/exclude filters, key columns, value fixes.
+"""Table metadata the selector needs: include/exclude filters, key columns, row-image plans.
 
 A table's metadata comes from its binlog table map (with
 ``binlog_row_metadata=FULL``: column names, signedness, charsets, key) and,
@@ -78,13 +78,13 @@ class TableFilter:
 
 
 class TableInfo:
-    """What the selector needs per table: key columns and value fixes."""
+    """What the selector needs per table: key columns and how to read its row images."""
 
-    __slots__ = ("fixers", "primary_key")
+    __slots__ = ("plan", "primary_key")
 
-    def __init__(self, primary_key: tuple[str, ...], fixers: list[vals.Fixer]) -> None:
+    def __init__(self, primary_key: tuple[str, ...], plan: vals.TablePlan) -> None:
         self.primary_key = primary_key
-        self.fixers = fixers
+        self.plan = plan
 
 
 class TableCatalog:
@@ -127,7 +127,7 @@ class TableCatalog:
             primary_key, unsigned = self._schema_info(table.schema, table.table)
         if self.mariadb and any(vals.may_hold_json_text(c) for c in columns):
             json_text = self._json_columns(table.schema, table.table)
-        return TableInfo(primary_key, vals.fixers_for(columns, json_text, unsigned))
+        return TableInfo(primary_key, vals.plan_for(columns, json_text, unsigned))
 
     def _schema_info(self, schema: str, table: str) -> tuple[tuple[str, ...], frozenset[str]]:
         """Primary key and unsigned columns from information_schema (no FULL metadata)."""

@@ -6,30 +6,41 @@ module, so a value is encoded the same way everywhere.
 Value encoding (both formats, keys included)
 ============================================
 
+Every value decodes back to the exact value the source stored, given the
+column's type (``selector.values`` says which Python type each column type
+becomes):
+
 =============================  =========================================================
-Python value (from the binlog)  JSON
+Python value (column type)     JSON
 =============================  =========================================================
 ``None``                       ``null``
-``int`` (signed or unsigned)   number, exact (BIGINT UNSIGNED up to 2^64-1 is written as
-                               is; JavaScript readers lose precision above 2^53)
-``float`` (FLOAT/DOUBLE)       number
+``int`` (integers, YEAR, BIT)  number, exact (BIGINT UNSIGNED up to 2^64-1 is written as
+                               is; JavaScript readers lose precision above 2^53). YEAR
+                               0000 is ``0``; BIT(n) is the bits as an unsigned number
+``float`` (FLOAT, DOUBLE)      number; a FLOAT is written as the shortest decimal of its
+                               single-precision value (``3.14``), which reads back to
+                               the same FLOAT
 ``bool``                       ``true``/``false``
 ``Decimal`` (DECIMAL)          string, exact, never in exponent form: ``"12.50"``
 ``datetime`` (DATETIME,        ISO-8601 string, microseconds kept when non-zero:
-TIMESTAMP)                     ``"2024-05-01T13:45:00.123456"``; naive as decoded (the
-                               binlog reader gives TIMESTAMP in UTC); aware values get
-                               their offset (``+00:00``)
+TIMESTAMP)                     ``"2024-05-01T13:45:00.123456"``; a TIMESTAMP is an
+                               instant in UTC and carries ``+00:00``
 ``date`` (DATE)                ``"2024-05-01"``
+``ZeroDate`` (zero or partial  the string MySQL shows: ``"0000-00-00"``,
+DATE/DATETIME/TIMESTAMP)       ``"2015-00-21"``, ``"0000-00-00 00:00:00"`` (a space, no
+                               ``T``: not a valid ISO date, on purpose)
 ``timedelta`` (TIME)           ``"HH:MM:SS[.ffffff]"``, hours may exceed 24 and the value
-                               may be negative: ``"-838:59:59"``, ``"12:00:00.500000"``
+                               may be negative: ``"-838:59:59"``, ``"-00:00:00.010000"``
 ``time``                       ``"HH:MM:SS[.ffffff]"``
 ``str`` (CHAR/TEXT/ENUM)       string; 4-byte UTF-8 (emoji) kept as is, not escaped
-``bytes`` (BINARY/BLOB/BIT…)   base64 string (standard alphabet, padded)
+``JsonText`` (JSON)            a string holding the document's text exactly as stored
+                               (MariaDB) or as MySQL prints it: parse it to get the value
+``bytes`` (BINARY, VARBINARY,  base64 string (standard alphabet, padded); BINARY(n) has
+BLOB, MariaDB UUID/INET6,      all n bytes. Spatial values are MySQL's internal format:
+GEOMETRY and subtypes)         a 4-byte little-endian SRID, then the WKB
 ``set`` (SET)                  JSON array of the members, sorted
-``dict``/``list`` (JSON)       nested JSON; the binlog reader gives JSON strings and keys
-                               as bytes, which are decoded as UTF-8 here (inside a JSON
-                               document, bytes are text, never base64). MariaDB's JSON is
-                               LONGTEXT and therefore arrives (and is written) as a string
+``dict``/``list``              nested JSON (values a transform built; the binlog gives
+                               JSON columns as ``JsonText``)
 =============================  =========================================================
 
 Any other type raises ``FatalError`` naming the type.

@@ -44,9 +44,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -58,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pipeline.errors import FatalError, FencedError, FerryError, classify
 from pipeline.model import Batch, DdlChange, Position, RowChange
 from sinks.base import Sink, SinkCheckpoint
+from sinks.ddl import rewrite
 from sinks.merge import Merged, in_order, merge
 
 
@@ -72,7 +74,14 @@ class MySQLSinkConfig(BaseModel):
     user: str = Field(description="target user (needs write rights and CREATE for the checkpoint)")
     password: SecretStr = Field(SecretStr(""), description="password of `user`")
     ddl: Literal["apply", "skip", "fail"] = Field(
-        "apply", description="what to do with DDL of replicated tables"
+        "apply",
+        description="what to do with DDL of replicated databases, tables, views and indexes",
+    )
+    routines: Literal["apply", "skip", "fail"] = Field(
+        "skip",
+        description="what to do with CREATE/ALTER/DROP of triggers, procedures, functions and "
+        "events: skipped by default, because replicated row changes already carry what "
+        "triggers did on the source (a trigger on the target would do it twice)",
     )
     schema_map: dict[str, str] = Field(
         default_factory=dict, description="source schema -> target schema"
@@ -121,6 +130,17 @@ class MySQLSinkConfig(BaseModel):
 
 #: Column names whose values are masked in error messages and logs.
 SECRET_COLUMN = re.compile(r"pass|pwd|secret|token|key|salt|credential|private", re.IGNORECASE)
+
+#: Source session settings a DDL runs with on the target (see DdlChange.session).
+_DDL_SESSION = frozenset(
+    {
+        "sql_mode",
+        "time_zone",
+        "foreign_key_checks",
+        "unique_checks",
+        "explicit_defaults_for_timestamp",
+    }
+)
 
 #: Errors of a merged apply that the unmerged, in-order apply may not hit.
 CROSS_KEY_CODES = frozenset({1062, 1451, 1452, 1586})  # duplicate entry, foreign key
@@ -258,11 +278,58 @@ def _render(
     return f"UPDATE {table} SET {assignments} WHERE {match} LIMIT 1"
 
 
+@dataclass(frozen=True, slots=True)
+class TargetTable:
+    """What the sink must know of a target table to store every value exactly as the source.
+
+    ``generated``: VIRTUAL/STORED columns, never written (the target computes them;
+    writing one is an error). ``floats``: FLOAT columns, with (M, D) when declared
+    ``FLOAT(M,D)``. A FLOAT holds a single-precision value: a row is matched on the
+    exact double of that value (a decimal like 42.42 never equals it), and a value
+    MySQL rounded up past FLOAT(M,D)'s range on insert (-99999999.99 is stored as
+    -1e8 in FLOAT(10,2)) is written back as the range limit, which rounds to the
+    same stored value, instead of being refused as out of range.
+    """
+
+    generated: frozenset[str] = frozenset()
+    floats: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+
+    def write_value(self, column: str, value: Any) -> Any:
+        """The driver parameter that stores ``value`` in ``column`` exactly."""
+        if type(value) is float and column in self.floats:
+            declared = self.floats[column]
+            if declared is not None:
+                m, d = declared
+                limit = Decimal(10) ** (m - d) - Decimal(10) ** -d
+                if abs(value) > limit and _single(float(limit)) == _single(abs(value)):
+                    return limit if value > 0 else -limit
+        return to_db(value)
+
+    def match_value(self, column: str, value: Any) -> Any:
+        """The driver parameter that equals ``value`` stored in ``column`` (``<=>``)."""
+        if type(value) is float and column in self.floats:
+            return _single(value)
+        return to_db(value)
+
+
+_NO_FACTS = TargetTable()
+
+
+def _single(value: float) -> float:
+    """The exact double of the single-precision value nearest to ``value``."""
+    return float(struct.unpack("<f", struct.pack("<f", value))[0])
+
+
+def _no_facts(_: tuple[str, str]) -> TargetTable:
+    return _NO_FACTS
+
+
 def build_statements(
     actions: Iterable[Merged],
     target: Target,
     max_rows: int = 1000,
     max_bytes: int = 4 << 20,
+    facts: Callable[[tuple[str, str]], TargetTable] = _no_facts,
 ) -> list[Statement]:
     """Group consecutive actions of one table and kind into multi-row statements.
 
@@ -270,7 +337,8 @@ def build_statements(
     :mod:`sinks.merge`). Upserts and deletes by key, and inserts into tables
     without a key, are chunked by ``max_rows`` and by ``max_bytes`` of
     estimated statement size; full-row matches (no-key update/delete) are one
-    statement each, since each must hit exactly one row.
+    statement each, since each must hit exactly one row. ``facts(target)``
+    says how to write each target table's values (see :class:`TargetTable`).
     """
     out: list[Statement] = []
     run: list[Merged] = []
@@ -289,23 +357,30 @@ def build_statements(
     for action in actions:
         kind = _kind(action)
         tgt = target(action.schema, action.table)
+        table = facts(tgt)
+        computed = table.generated
         columns = _columns(action, kind)
+        if computed:
+            columns = tuple(c for c in columns if c not in computed)
         if kind in ("update_row", "delete_row"):
             flush()
             assert action.before is not None
-            match_args = [to_db(action.before[c]) for c in columns]
+            match_args = [table.match_value(c, action.before[c]) for c in columns]
             if kind == "delete_row":
                 sql, args = _render(kind, tgt, columns, (), 1), match_args
             else:
                 assert action.after is not None
-                set_columns = tuple(action.after)
+                set_columns = tuple(c for c in action.after if c not in computed)
                 sql = _render(kind, tgt, columns, (), 1, set_columns)
-                args = [to_db(action.after[c]) for c in set_columns] + match_args
+                args = [table.write_value(c, action.after[c]) for c in set_columns] + match_args
             out.append(Statement(kind, tgt, sql, args, [action]))
             run_key = None
             continue
         image = action.row
-        values = [to_db(image.get(c)) for c in columns]
+        if table.floats:
+            values = [table.write_value(c, image.get(c)) for c in columns]
+        else:
+            values = [to_db(image.get(c)) for c in columns]
         est = _estimate(values)
         key = (kind, tgt, columns, action.primary_key)
         if run and (key != run_key or len(run) >= max_rows or size + est > max_bytes):
@@ -401,6 +476,7 @@ class MySQLSink(Sink):
         self._max_bytes = config.max_statement_bytes
         self._warned_no_pk: set[tuple[str, str]] = set()
         self._last_checkpoint_write = 0.0
+        self._facts: dict[tuple[str, str], TargetTable] = {}  # read once per target table
         self.statements_executed = 0  # statements of row data sent (for tests and stats)
         ckpt = config.checkpoint_schema
         self._ckpt_table = f"{ident(ckpt)}.{ident('ferry_checkpoint')}"
@@ -439,10 +515,7 @@ class MySQLSink(Sink):
             ) from exc
         try:
             with conn.cursor() as cur:
-                cur.execute(
-                    "SET SESSION time_zone='+00:00', sql_mode=%s, foreign_key_checks=%s",
-                    (cfg.sql_mode, 1 if cfg.foreign_key_checks else 0),
-                )
+                self._sink_session(cur)
                 cur.execute("SELECT @@max_allowed_packet")
                 row = cur.fetchone()
                 packet = int(row[0]) if row else 4 << 20
@@ -539,6 +612,10 @@ class MySQLSink(Sink):
 
     # -- load
 
+    def database(self, schema: str) -> str:
+        """Target database of a source schema (``schema_map``)."""
+        return self.config.schema_map.get(schema, schema)
+
     def target(self, schema: str, table: str) -> tuple[str, str]:
         """Target (schema, table) of a source table: ``table_map`` first, then ``schema_map``."""
         mapped = self.config.table_map.get(f"{schema}.{table}")
@@ -619,7 +696,11 @@ class MySQLSink(Sink):
         With ``write_checkpoint=False`` (and no actions) it only checks the fence.
         """
         statements = build_statements(
-            actions, self.target, self.config.max_rows_per_statement, self._max_bytes
+            actions,
+            self.target,
+            self.config.max_rows_per_statement,
+            self._max_bytes,
+            self._target_table,
         )
         context: dict[str, Any] = {
             "pipeline": self.pipeline_id,
@@ -655,29 +736,36 @@ class MySQLSink(Sink):
 
     def _load_ddl(self, batch: Batch, ddl: DdlChange, epoch: int) -> None:
         context: dict[str, Any] = {"pipeline": self.pipeline_id, "batch_id": batch.batch_id}
-        statement = ddl.statement.strip()
+        statement = rewrite(ddl, self.target, self.database).strip()
         short = statement if len(statement) <= 300 else statement[:299] + "…"
-        if self.config.ddl == "fail":
+        routine = ddl.kind == "routine"
+        policy = self.config.routines if routine else self.config.ddl
+        setting = "sink.routines" if routine else "sink.ddl"
+        if policy == "fail":
             raise FatalError(
-                f"MySQL sink: DDL in schema {ddl.schema!r} and sink.ddl is 'fail': {short}; "
-                "apply it to the target yourself, then resume with sink.ddl: skip",
+                f"MySQL sink: {ddl.kind} DDL in schema {ddl.schema!r} and {setting} is 'fail':"
+                f" {short}; apply it to the target yourself, then resume with {setting}: skip",
                 position=ddl.position,
                 **context,
             )
-        if self.config.ddl == "skip":
-            logger.info("MySQL sink: skipping DDL (sink.ddl=skip): {}", short)
+        if policy == "skip":
+            logger.info("MySQL sink: skipping {} DDL ({}=skip): {}", ddl.kind, setting, short)
             self._transaction(batch, epoch, [])
             return
-        self._check_ddl_mapping(ddl, short, batch)
         self._transaction(batch, epoch, [], write_checkpoint=False)  # fence first
         conn = self._connection()
+        # A database statement runs without a default database (it may not exist yet).
+        home = self.database(ddl.schema) if ddl.schema and ddl.kind != "database" else ""
         try:
-            target_schema = self.target(ddl.schema, "")[0] if ddl.schema else None
-            if target_schema:
-                conn.select_db(target_schema)
             with conn.cursor() as cur:
-                cur.execute(statement)
-            logger.info("MySQL sink: applied DDL in {}: {}", target_schema or "-", short)
+                if home:
+                    cur.execute("USE " + ident(home), ())
+                self._source_session(cur, ddl.session)
+                try:
+                    cur.execute(statement)  # no parameters: a '%' in the text is literal
+                finally:
+                    self._sink_session(cur)
+            logger.info("MySQL sink: applied {} DDL in {}: {}", ddl.kind, home or "-", short)
         except Exception as exc:
             code = _code(exc)
             if code in DDL_DONE_CODES:
@@ -685,31 +773,62 @@ class MySQLSink(Sink):
             else:
                 self._drop()
                 message = f"MySQL sink: DDL failed on the target: {exc}; statement: {short}"
+                if code == 1049 and home:
+                    message += (
+                        f"; the target has no database {home!r}: create it, or map the source"
+                        " schema to an existing one with sink.schema_map"
+                    )
                 raise classify(exc, message).context(position=ddl.position, **context) from exc
+        self._tables_changed()
         self._transaction(batch, epoch, [])
 
-    def _check_ddl_mapping(self, ddl: DdlChange, short: str, batch: Batch) -> None:
-        problems = []
-        for source, target in self.config.schema_map.items():
-            if source != target and re.search(
-                rf"(?<![\w$`]){_name_pattern(source)}\s*\.", ddl.statement, re.IGNORECASE
-            ):
-                problems.append(f"it names the mapped schema {source!r}")
-        for source in self.config.table_map:
-            schema, _, table = source.partition(".")
-            if schema == ddl.schema and re.search(
-                rf"(?<![\w$`]){_name_pattern(table)}(?![\w$`])", ddl.statement, re.IGNORECASE
-            ):
-                problems.append(f"it names {source!r}, renamed by table_map")
-        if problems:
-            raise FatalError(
-                f"MySQL sink: cannot apply DDL ({'; '.join(problems)}; statements are not "
-                f"rewritten): {short}; apply it to the target by hand, then resume with "
-                "sink.ddl: skip",
-                pipeline=self.pipeline_id,
-                batch_id=batch.batch_id,
-                position=ddl.position,
+    def _target_table(self, table: tuple[str, str]) -> TargetTable:
+        """What the target's information_schema says of ``table`` (see TargetTable), cached."""
+        facts = self._facts.get(table)
+        if facts is None:
+            try:
+                with self._connection().cursor() as cur:
+                    cur.execute(
+                        "SELECT COLUMN_NAME, DATA_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, EXTRA"
+                        " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
+                        table,
+                    )
+                    rows = cur.fetchall()
+            except FerryError:
+                raise
+            except Exception as exc:
+                self._drop()
+                raise classify(exc, f"MySQL sink: reading the target's columns: {exc}") from exc
+            generated = frozenset(str(r[0]) for r in rows if "GENERATED" in str(r[4]).upper())
+            floats = {
+                str(name): (int(m), int(d)) if d is not None else None
+                for name, kind, m, d, _ in rows
+                if str(kind).lower() == "float"
+            }
+            facts = self._facts[table] = TargetTable(generated, floats)
+        return facts
+
+    def _tables_changed(self) -> None:
+        """A DDL ran: what was read of the target's tables may be stale."""
+        self._facts.clear()
+
+    def _source_session(self, cur: Any, session: dict[str, str]) -> None:
+        """Run the next statement in the session settings the source ran it with."""
+        settings = {name: value for name, value in session.items() if name in _DDL_SESSION}
+        if settings:
+            cur.execute(
+                "SET " + ", ".join(f"SESSION {name}=%s" for name in settings),
+                # flags are numbers: '1' as a string is refused for foreign_key_checks
+                tuple(int(v) if v.isdigit() else v for v in settings.values()),
             )
+
+    def _sink_session(self, cur: Any) -> None:
+        """The sink's own session: strict, UTC, its foreign-key setting (see the config)."""
+        cfg = self.config
+        cur.execute(
+            "SET SESSION time_zone='+00:00', sql_mode=%s, foreign_key_checks=%s, unique_checks=1",
+            (cfg.sql_mode, 1 if cfg.foreign_key_checks else 0),
+        )
 
     # -- ferry check
 
@@ -748,7 +867,3 @@ class MySQLSink(Sink):
         finally:
             self.close()
         return results
-
-
-def _name_pattern(name: str) -> str:
-    return rf"`?{re.escape(name)}`?"

@@ -20,6 +20,7 @@ import pytest
 
 from pipeline.errors import FatalError, FencedError, ResumableError
 from pipeline.model import Batch, DdlChange, Position, RowChange
+from selector.statements import classify, references
 from sinks.base import SinkCheckpoint
 from sinks.mysql import MySQLSink, MySQLSinkConfig
 
@@ -304,6 +305,16 @@ def test_table_without_primary_key(sink: MySQLSink, mariadb_target: Any, target_
     assert rows(mariadb_target, target_db, "nk", "a, b") == [(1, None), (1, "set")]
 
 
+def ddl(sql: str, n: int, schema: str = SRC) -> DdlChange:
+    """A DdlChange as the selector makes it (kind, tables and name positions from the text)."""
+    statement = classify(sql, schema)
+    assert statement.is_ddl, sql
+    kind = statement.kind
+    assert kind in ("database", "table", "routine")
+    names = references(sql, statement)
+    return DdlChange(schema, sql, 0.0, pos(n), kind=kind, tables=statement.tables, names=names)
+
+
 def test_ddl_apply_skip_fail(mariadb_target: Any, target_db: str):
     def tables() -> set[str]:
         return {r[0] for r in mariadb_target.execute(f"SHOW TABLES FROM `{target_db}`")}
@@ -319,9 +330,9 @@ def test_ddl_apply_skip_fail(mariadb_target: Any, target_db: str):
     apply.load(Batch(2, [alter], pos(2)), epoch=1)  # a replay: "duplicate column" is passed
     apply.load(batch(3, ins("t2", {"id": 1, "note": "hi"})), epoch=1)
     assert rows(mariadb_target, target_db, "t2") == [(1, "hi")]
-    qualified = DdlChange(SRC, "ALTER TABLE `src`.t2 ADD COLUMN x INT", 0.0, pos(4))
-    with pytest.raises(FatalError, match="mapped schema 'src'"):
-        apply.load(Batch(4, [qualified], pos(4)), epoch=1)
+    qualified = ddl("ALTER TABLE `src`.t2 ADD COLUMN x INT", 4)  # src is mapped to target_db
+    apply.load(Batch(4, [qualified], pos(4)), epoch=1)
+    assert rows(mariadb_target, target_db, "t2") == [(1, "hi", None)]
     with pytest.raises(FencedError):
         apply.load(Batch(5, [DdlChange(SRC, "DROP TABLE t2", 0.0, pos(5))], pos(5)), epoch=0)
     assert "t2" in tables()
@@ -339,6 +350,62 @@ def test_ddl_apply_skip_fail(mariadb_target: Any, target_db: str):
     assert "t4" not in tables()
     assert fail.checkpoint() is None  # its own pipeline id: nothing stored
     fail.close()
+
+
+def test_ddl_on_an_empty_target_with_mapped_names(mariadb_target: Any, target_db: str):
+    """CREATE DATABASE runs without a default database; mapped schema and table names are
+    rewritten everywhere they occur; the source session's sql_mode applies; triggers are not
+    applied unless sink.routines says so."""
+    fresh = f"{target_db}_new"
+    sink = make_sink(
+        mariadb_target,
+        target_db,
+        schema_map={SRC: target_db, "made": fresh},
+        table_map={f"{SRC}.orders": f"{target_db}.orders_copy"},
+    )
+    try:
+        create_db = ddl(
+            "CREATE DATABASE IF NOT EXISTS made DEFAULT CHARACTER SET latin2", 1, "made"
+        )
+        sink.load(Batch(1, [create_db], pos(1)), epoch=1)
+        [(charset,)] = mariadb_target.execute(
+            "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA"
+            f" WHERE SCHEMA_NAME = '{fresh}'"
+        )
+        assert charset == "latin2"
+        quoted = ddl("CREATE TABLE made.\"z\" (d DATE NOT NULL DEFAULT '0000-00-00')", 2)
+        quoted.session = {"sql_mode": "ANSI_QUOTES", "explicit_defaults_for_timestamp": "1"}
+        sink.load(Batch(2, [quoted], pos(2)), epoch=1)  # "z" is a name only in ANSI_QUOTES
+        sink.load(Batch(3, [ddl("CREATE TABLE orders (id INT PRIMARY KEY, v INT)", 3)], pos(3)), 1)
+        like = ddl("CREATE TABLE made.o2 LIKE src.orders", 4)
+        sink.load(Batch(4, [like], pos(4)), epoch=1)
+        trigger = ddl(
+            "CREATE TRIGGER bump BEFORE INSERT ON orders FOR EACH ROW SET NEW.v = NEW.v + 1", 5
+        )
+        assert trigger.kind == "routine"
+        sink.load(Batch(5, [trigger], pos(5)), epoch=1)
+        sink.load(batch(6, ins("orders", {"id": 1, "v": 10})), epoch=1)
+    finally:
+        sink.close()
+    assert rows(mariadb_target, target_db, "orders_copy") == [(1, 10)]  # no trigger fired
+    assert rows(mariadb_target, fresh, "o2") == []
+    assert mariadb_target.execute(f"SHOW TABLES FROM `{fresh}`") == (("o2",), ("z",))
+    triggers = mariadb_target.execute(
+        f"SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='{target_db}'"
+    )
+    assert triggers == ()
+
+    applying = make_sink(mariadb_target, target_db, routines="apply")
+    try:
+        applying.load(Batch(7, [ddl("CREATE TABLE t9 (id INT PRIMARY KEY, v INT)", 7)], pos(7)), 1)
+        trigger = ddl("CREATE TRIGGER t9_bump BEFORE INSERT ON t9 FOR EACH ROW SET NEW.v = 1", 8)
+        applying.load(Batch(8, [trigger], pos(8)), epoch=1)
+    finally:
+        applying.close()
+    assert mariadb_target.execute(
+        f"SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='{target_db}'"
+    ) == (("t9_bump",),)
+    mariadb_target.execute(f"DROP DATABASE `{fresh}`")
 
 
 def test_empty_batch_moves_the_checkpoint(mariadb_target: Any, target_db: str):

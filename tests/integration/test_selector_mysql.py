@@ -129,7 +129,7 @@ def test_every_type_round_trips(mariadb: Any, source_db: str) -> None:
         "s_bi": -9223372036854775808,
         "dec1": Decimal("-12345678901234.123456"),
         "dec2": Decimal("-0.05"),
-        "f": pytest.approx(1.1, rel=1e-6),
+        "f": 1.1,  # the shortest decimal of the single-precision value
         "d": 2.2,
         "dt": datetime.datetime(2024, 2, 29, 23, 59, 59, 123456),
         "dt0": datetime.datetime(1000, 1, 1),
@@ -137,7 +137,7 @@ def test_every_type_round_trips(mariadb: Any, source_db: str) -> None:
         "dte": datetime.date(2024, 2, 29),
         "tm": -datetime.timedelta(hours=838, minutes=59, seconds=59),
         "tm0": -datetime.timedelta(seconds=1),
-        "j": {"a": [1, 2.5, "x", None, True], "b": {"c": "ü😀"}},
+        "j": '{"a": [1, 2.5, "x", null, true], "b": {"c": "ü😀"}}',  # as stored
         "b": b"\x00\xff\x00",
         "vb": b"\x00\x01",
         "bn": b"\x01\x00\x00\x00",
@@ -157,7 +157,7 @@ def test_every_type_round_trips(mariadb: Any, source_db: str) -> None:
     assert two.after["tm"] == -datetime.timedelta(seconds=1, microseconds=500000)
     assert two.after["bn"] == b"\x00\x00\x00\x00"
     assert two.after["vb"] == b"" and two.after["b"] == b""
-    assert two.after["j"] == "s"
+    assert two.after["j"] == '"s"'
     assert three.after is not None
     assert all(v is None for k, v in three.after.items() if k != "id"), three.after
     sel.stop()

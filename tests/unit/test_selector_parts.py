@@ -1,12 +1,14 @@
-"""Selector parts that need no server: filters, GTID tracking, value fixes."""
+"""Selector parts that need no server: filters, GTID tracking, the row-image decoder."""
 
 from __future__ import annotations
 
-import datetime
+import struct
+from decimal import Decimal
 from types import SimpleNamespace
 
 from pymysqlreplication.constants import FIELD_TYPE
 
+from pipeline.model import JsonText
 from selector import values as vals
 from selector.gtids import GtidTracker
 from selector.tables import TableFilter
@@ -50,47 +52,48 @@ def test_unknown_gtid_set_stays_unknown() -> None:
 
 
 def col(name: str, kind: int, **extra: object) -> SimpleNamespace:
-    return SimpleNamespace(name=name, type=kind, unsigned=False, **extra)
+    return SimpleNamespace(**{"name": name, "type": kind, "unsigned": False, **extra})
 
 
-def test_value_fixes() -> None:
-    columns = [
-        col("ts", FIELD_TYPE.TIMESTAMP2),
-        col("bit", FIELD_TYPE.BIT),
-        col("set", FIELD_TYPE.SET),
-        col("bin", FIELD_TYPE.STRING, character_set_name="binary", max_length=4),
-        col("blob", FIELD_TYPE.BLOB, character_set_name="binary", length_size=2),
-        col("js", FIELD_TYPE.JSON),
-        col("mj", FIELD_TYPE.BLOB, character_set_name="utf8mb4", length_size=4),
-        col("u", FIELD_TYPE.LONG),
-        col("plain", FIELD_TYPE.LONG),
-    ]
-    fixers = vals.fixers_for(columns, frozenset({"mj"}), frozenset({"u"}))
-    assert [name for name, _ in fixers] == ["ts", "bit", "set", "bin", "blob", "js", "mj", "u"]
-    row = {
-        "ts": datetime.datetime(2024, 1, 1),
-        "bit": "101",
-        "set": None,
-        "bin": b"\x01",
-        "blob": "",
-        "js": {b"k": [b"v", 1]},
-        "mj": '{"a": 1}',
-        "u": -1,
-        "plain": -1,
-    }
-    vals.apply(fixers, row, {"set": "empty set"})
-    assert row == {
-        "ts": datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC),
-        "bit": 5,
-        "set": set(),
-        "bin": b"\x01\x00\x00\x00",
-        "blob": b"",
-        "js": {"k": ["v", 1]},
-        "mj": {"a": 1},
-        "u": 4294967295,
-        "plain": -1,
-    }
-    null_set = {"set": None}
-    vals.apply(fixers, null_set, {"set": "null"})
-    assert null_set == {"set": None}  # SQL NULL stays NULL
-    assert vals.may_hold_json_text(columns[6]) and not vals.may_hold_json_text(columns[4])
+def test_decimal_as_the_mysql_manual_encodes_it() -> None:
+    # "1234567890.1234 as DECIMAL(14,4)" and its negative, from MySQL's documentation
+    plan = vals.plan_for([col("d", FIELD_TYPE.NEWDECIMAL, precision=14, decimals=4)])
+    body = b"\x00" + bytes.fromhex("810DFB38D204D2") + b"\x00" + bytes.fromhex("7EF204C72DFB2D")
+    rows = vals.decode_rows(plan, body, b"\x01")
+    assert rows == [{"d": Decimal("1234567890.1234")}, {"d": Decimal("-1234567890.1234")}]
+
+
+def test_nulls_widths_and_padding() -> None:
+    plan = vals.plan_for(
+        [
+            col("u", FIELD_TYPE.LONG, unsigned=True),
+            col("bin", FIELD_TYPE.STRING, character_set_name="binary", max_length=4),
+            col("y", FIELD_TYPE.YEAR),
+            col("bit", FIELD_TYPE.BIT, bytes=2),
+            col("n", FIELD_TYPE.LONG),
+        ]
+    )
+    body = (
+        b"\x10"  # null bitmap: the 5th column is NULL
+        + (4294967295).to_bytes(4, "little")
+        + b"\x01\x07"  # BINARY(4) holding 0x07 0x00 0x00 0x00: the binlog drops the zeros
+        + b"\x00"  # YEAR 0000
+        + (513).to_bytes(2, "big")
+    )
+    [row] = vals.decode_rows(plan, body, b"\x1f")
+    assert row == {"u": 4294967295, "bin": b"\x07\x00\x00\x00", "y": 0, "bit": 513, "n": None}
+
+
+def test_float_is_the_shortest_decimal_of_the_single_precision_value() -> None:
+    plan = vals.plan_for([col("f", FIELD_TYPE.FLOAT)])
+    body = b"\x00" + struct.pack("<f", 3.14) + b"\x00" + struct.pack("<f", -3.4e38)
+    assert vals.decode_rows(plan, body, b"\x01") == [{"f": 3.14}, {"f": -3.4e38}]
+
+
+def test_json_text_is_kept_as_typed() -> None:
+    column = col("j", FIELD_TYPE.BLOB, character_set_name="utf8mb4", length_size=4)
+    assert vals.may_hold_json_text(column)
+    plan = vals.plan_for([column], json_text_columns=frozenset({"j"}))
+    text = b'{"b" :1,  "a": [1.0E+2]}'
+    [row] = vals.decode_rows(plan, b"\x00" + len(text).to_bytes(4, "little") + text, b"\x01")
+    assert row == {"j": '{"b" :1,  "a": [1.0E+2]}'} and isinstance(row["j"], JsonText)
