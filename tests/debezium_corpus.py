@@ -40,6 +40,8 @@ CONTINUE = {
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {"schemas": False, "properties": {}},
+    # the same values as "default", with the schema of every field beside them
+    "default-schemas": {"schemas": True, "properties": {}},
     "string-connect-schemas": {
         "schemas": True,
         "properties": {
