@@ -6,6 +6,7 @@
     python bench/run.py --sink mysql
     python bench/run.py --sink kafka --client confluent-kafka --rate 5000     # lag
     python bench/run.py --sink jsonl --big-txn --rows 1000000 --runs 1      # memory
+    python bench/run.py --sink jsonl --peer debezium                        # + real Debezium
 
 Services: private ``mariadbd`` (source; and a second one as the MySQL sink's
 target), ``redis-server`` and a Tansu broker are started from local binaries in
@@ -32,6 +33,16 @@ What one invocation does:
    * **producer** (kafka only): the chosen client's raw produce rate of the same
      messages, pre-encoded (decoded and encoded before the clock starts), with
      the sink's settings (acks=all, idempotence, linger, batch size).
+   * **debezium** (``--peer debezium``): Debezium 3.6.3's embedded engine and MySQL
+     connector over the same binlog (``tests/debezium.py``: a child JVM whose small
+     Java ``ChangeConsumer`` writes JSON lines, fsync per batch, like ferry's JSONL
+     sink; no tombstones and no schema-change events, as ferry's JSONL writes none).
+     Timed from the JVM's spawn until the last change is in the file ("from start",
+     JVM start-up and JIT warm-up included) and from its first batch on ("steady");
+     CPU and peak RSS are the JVM process's. ferry's own rate from its process spawn
+     is reported beside it (``ferry_from_start``). Debezium streams from the server's
+     first binlog (it has no start position), so it needs the private source server,
+     started with the version string Debezium accepts for MariaDB.
 
 3. prints medians and writes ``bench/results/<name>.json``.
 
@@ -284,6 +295,7 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
             if target is not None and (position.file, position.pos) >= target:
                 marks["cpu_end"] = cpu_s()
                 marks["end"] = time.perf_counter()
+                marks["end_epoch"] = time.time()
                 done.set()
 
     base: type[Any] = ProcessSelector if config.source.decoder == "process" else MySQLSelector
@@ -386,6 +398,9 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),
         "decoder_peak_rss_mb": marks.get("decoder_rss_mb"),
         "rss_before_node_mb": rss_before,
+        "end_epoch": marks.get("end_epoch"),
+        # the whole process since its start (interpreter, imports) + the decoder child
+        "cpu_total_s": marks.get("cpu_end"),
     }
     if lag_mode:
         result.update(
@@ -481,7 +496,42 @@ def phase_producer(spec: dict[str, Any]) -> dict[str, Any]:
     return {"rows": n, "seconds": elapsed, "rows_per_s": n / elapsed, "avg_message_bytes": avg}
 
 
+def phase_debezium(spec: dict[str, Any]) -> dict[str, Any]:
+    """Real Debezium over the whole binlog (first file on), until every row change is written."""
+    from types import SimpleNamespace
+
+    from tests.debezium import Debezium
+
+    tmp = tempfile.mkdtemp(prefix="ferry-bench-dbz-")
+    dbz = Debezium(
+        SimpleNamespace(**spec["source"]),
+        tmp,
+        tables=[f"{wl.SCHEMA}.t"],
+        properties={
+            # ferry's JSONL sink writes one line per row change and nothing else
+            "tombstones.on.delete": "false",
+            "include.schema.changes": "false",
+        },
+    )
+    run = dbz.run(expect=spec["rows"], timeout_s=spec["timeout_s"])
+    shutil.rmtree(tmp, ignore_errors=True)
+    if run.count != spec["rows"]:
+        raise SystemExit(f"Debezium wrote {run.count} records, expected {spec['rows']}")
+    return {
+        "rows": run.count,
+        "seconds": run.last_record_s,
+        "rows_per_s": run.rows_per_s,
+        "steady_rows_per_s": run.steady_rows_per_s,
+        "warm_rows_per_s": run.warm_rows_per_s,
+        "first_record_s": run.first_record_s,
+        "cpu_s": run.cpu_s,
+        "peak_rss_mb": run.peak_rss_mb,
+        "handler": "java ChangeConsumer (tests/java/FerryDebeziumLines.java), plain java -cp",
+    }
+
+
 PHASES = {
+    "debezium": phase_debezium,
     "raw": phase_raw,
     "ferry": phase_ferry,
     "producer": phase_producer,
@@ -508,12 +558,17 @@ def run_phase(name: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str,
             "--",
         ]
         cmd += [sys.executable, __file__, "--phase", name, "--spec", json.dumps(spec)]
+    spawned_at = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit(f"phase {name} failed (exit {proc.returncode})")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    return dict(json.loads(lines[-1]))
+    result = dict(json.loads(lines[-1]))
+    if result.get("end_epoch") and result.get("rows"):
+        # from the phase process's spawn, as Debezium's rate is from its JVM's spawn
+        result["rows_per_s_from_start"] = result["rows"] / (result["end_epoch"] - spawned_at)
+    return result
 
 
 # ============================================================================ orchestration
@@ -537,6 +592,7 @@ def machine() -> str:
 
 
 def start_services(args: argparse.Namespace, base: Path) -> tuple[dict[str, Any], list[Any]]:
+    from tests.debezium import MARIADB_ARGS
     from tests.services import KafkaBroker, MariaDB, Redis
 
     own: list[Any] = []
@@ -544,7 +600,8 @@ def start_services(args: argparse.Namespace, base: Path) -> tuple[dict[str, Any]
     if args.mysql_url:
         found["source"] = conn_args_from_url(args.mysql_url)
     else:
-        db = MariaDB(base / "source").start()
+        # ferry reads the same binlog with either version string
+        db = MariaDB(base / "source", MARIADB_ARGS if args.peer == "debezium" else ()).start()
         own.append(db)
         found["source"] = {"host": db.host, "port": db.port, "user": db.user, "password": ""}
     if args.redis_url:
@@ -616,6 +673,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="lag mode duration")
     parser.add_argument("--big-txn", action="store_true", help="--rows inserts in ONE transaction")
     parser.add_argument("--txn-rows", type=int, default=500, help="rows per transaction")
+    parser.add_argument(
+        "--peer",
+        choices=["debezium"],
+        help="also run this CDC tool over the same binlog, in the same run (jsonl sink)",
+    )
     parser.add_argument("--parallelism", type=int, default=3)
     parser.add_argument("--batch-rows", type=int, default=1000)
     parser.add_argument("--batch-wait-ms", type=int, default=200)
@@ -638,6 +700,16 @@ def main() -> int:
         result = PHASES[args.phase](json.loads(args.spec))
         print(json.dumps(result))
         return 0
+
+    if args.peer == "debezium" and (args.mysql_url or args.rate or args.sink != "jsonl"):
+        parser.error(
+            "--peer debezium needs the private source server (it streams from the first binlog),"
+            " no --rate, and --sink jsonl (it writes JSON lines)"
+        )
+    if args.peer == "debezium":
+        from tests.debezium import classes_dir
+
+        classes_dir()  # Java, javac, the jars: fail before the workload is written
 
     from loguru import logger
 
@@ -669,6 +741,7 @@ def main() -> int:
         + (["thread"] if args.decoder == "thread" else [])
         + (["bigtxn"] if args.big_txn else [])
         + ([f"rate{int(args.rate)}"] if args.rate else [f"{args.rows}"])
+        + ([args.peer] if args.peer else [])
     )
     runs: list[dict[str, Any]] = []
     written: dict[str, Any] = {}
@@ -717,6 +790,8 @@ def main() -> int:
                 run["ferry"] = run_phase("ferry", spec, env)
                 if args.sink == "kafka":
                     run["producer"] = run_phase("producer", spec, env)
+                if args.peer == "debezium":
+                    run["debezium"] = run_phase("debezium", spec, env)
                 after = run_phase("raw", spec, env)
                 run["raw"] = mean_raw(before, after)
                 if args.sink == "mysql":
@@ -770,6 +845,14 @@ def summary_line(run: dict[str, Any]) -> str:
         parts.append(f"cpu raw/ferry {run['cpu_ratio']:.0%}")
     if "producer" in run:
         parts.append(f"producer {run['producer']['rows_per_s']:,.0f} msg/s")
+    if "debezium" in run:
+        d = run["debezium"]
+        parts.append(
+            f"from start: ferry {f.get('rows_per_s_from_start') or 0:,.0f} rows/s,"
+            f" debezium {d['rows_per_s']:,.0f} rows/s (steady {d['steady_rows_per_s']:,.0f},"
+            f" {d['cpu_s']:.0f} CPU s vs ferry {f.get('cpu_total_s') or 0:.0f},"
+            f" {d['peak_rss_mb']:.0f} MB)"
+        )
     if "lag_p99_ms" in f:
         parts.append(f"lag p50 {f['lag_p50_ms']:.0f} ms p99 {f['lag_p99_ms']:.0f} ms")
     decoder = f.get("decoder_peak_rss_mb")
@@ -802,6 +885,17 @@ def summarise(
         "retries": sum(r["ferry"].get("retries") or 0 for r in runs),
         "lag_p50_ms": med("ferry", "lag_p50_ms"),
         "lag_p99_ms": med("ferry", "lag_p99_ms"),
+        "ferry_cpu_s": med("ferry", "cpu_s"),
+        "ferry_cpu_total_s": med("ferry", "cpu_total_s"),
+        "ferry_rows_per_s_from_start": med("ferry", "rows_per_s_from_start"),
+        "debezium_rows_per_s": med("debezium", "rows_per_s"),
+        "debezium_steady_rows_per_s": med("debezium", "steady_rows_per_s"),
+        "debezium_warm_rows_per_s": med("debezium", "warm_rows_per_s"),
+        "debezium_first_record_s": med("debezium", "first_record_s"),
+        "debezium_cpu_s": med("debezium", "cpu_s"),
+        "debezium_peak_rss_mb": max(
+            (r["debezium"]["peak_rss_mb"] for r in runs if "debezium" in r), default=None
+        ),
     }
     return {
         "name": name,
@@ -853,6 +947,20 @@ def print_table(result: dict[str, Any]) -> None:
         f"(medians of {len(result['runs'])} runs; peak RSS = max over runs, node process"
         + (f"; the decoder process peaked at {decoder:.0f} MB)" if decoder else ")")
     )
+    if s.get("debezium_rows_per_s"):
+        print(
+            f"\n{'from process spawn':<24} {'rows/s':>9} {'steady rows/s':>14} {'CPU s':>7}"
+            f" {'peak RSS':>9}\n"
+            f"{'ferry':<24} {fmt(s['ferry_rows_per_s_from_start']):>9}"
+            f" {fmt(s['ferry_rows_per_s']):>14} {fmt(s['ferry_cpu_total_s'], '.1f'):>7}"
+            f" {s['peak_rss_mb'] + (decoder or 0):>6.0f} MB\n"
+            f"{'debezium 3.6.3 (java)':<24} {fmt(s['debezium_rows_per_s']):>9}"
+            f" {fmt(s['debezium_steady_rows_per_s']):>14} {fmt(s['debezium_cpu_s'], '.1f'):>7}"
+            f" {s['debezium_peak_rss_mb']:>6.0f} MB\n"
+            f"(ferry steady = from the dump connection; Debezium steady = from its first batch,"
+            f" {fmt(s['debezium_first_record_s'], '.1f')} s after spawn; CPU = whole processes;"
+            " ferry's RSS = node + decoder)"
+        )
 
 
 if __name__ == "__main__":

