@@ -19,6 +19,7 @@ from typing import Any
 
 from tests.ferryproc import FerryNode, ferry, ferry_status, wait_until, write_config
 from tests.integration.test_metrics import free_port, scrape
+from tests.integration.test_operations import jsonl_pipeline
 
 PASSWORDS = ("hunter2-Q7x", "hunter3-Z9k", "hunter4-M2p", "hunter5-W8d")
 
@@ -53,23 +54,6 @@ def run(server: Any, db: str, *statements: str) -> None:
                 cur.execute(sql)
     finally:
         conn.close()
-
-
-def jsonl_config(
-    tmp_path: Path, server: Any, db: str, redis: Any, prefix: str, **extra: Any
-) -> Path:
-    return write_config(
-        tmp_path / "jsonl.yaml",
-        pipeline_id="stmts",
-        mariadb=server,
-        schema=db,
-        redis_url=redis.url,
-        prefix=prefix,
-        sink={"type": "jsonl", "path": str(tmp_path / "out.jsonl")},
-        start="earliest",
-        server_id=4431,
-        **extra,
-    )
 
 
 def test_account_statements_never_leave_the_source(
@@ -171,7 +155,9 @@ def test_statement_format_dml_is_skipped_warned_and_counted(
 ) -> None:
     mariadb.execute(f"CREATE TABLE `{source_db}`.t (id INT PRIMARY KEY, v INT)")
     port = free_port()
-    config = jsonl_config(tmp_path, mariadb, source_db, redis_server, key_prefix, metrics_port=port)
+    config = jsonl_pipeline(
+        tmp_path, mariadb, source_db, redis_server, key_prefix, start="earliest", metrics_port=port
+    )
     out = tmp_path / "out.jsonl"
     node = FerryNode(config, "a").start()
     try:
@@ -206,7 +192,9 @@ def test_xa_transactions(
     tmp_path: Path, mariadb: Any, source_db: str, redis_server: Any, key_prefix: str
 ) -> None:
     mariadb.execute(f"CREATE TABLE `{source_db}`.t (id INT PRIMARY KEY)")
-    config = jsonl_config(tmp_path, mariadb, source_db, redis_server, key_prefix)
+    config = jsonl_pipeline(
+        tmp_path, mariadb, source_db, redis_server, key_prefix, start="earliest"
+    )
     out = tmp_path / "out.jsonl"
     node = FerryNode(config, "a").start()
     try:
