@@ -150,9 +150,4 @@ class TableCatalog:
             " WHERE CONSTRAINT_SCHEMA=%s AND TABLE_NAME=%s",
             (schema, table),
         )
-        found = set()
-        for (clause,) in rows:
-            match = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", str(clause))
-            if match:
-                found.add(match.group(1).replace("``", "`"))
-        return frozenset(found)
+        return vals.json_columns(str(clause) for (clause,) in rows)

@@ -118,6 +118,18 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     services.stop_quietly([svc])
 
 
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The real-world SQL corpus (../shared/realworld-sql; see tests/realworld.py)."""
+    from tests import realworld
+
+    found = realworld.corpus_dir()
+    if found is None:
+        unavailable("the real-world SQL corpus (../shared/realworld-sql) is not here")
+    assert found is not None
+    return found
+
+
 # --------------------------------------------------------------------------
 # per-test resources
 
