@@ -40,19 +40,27 @@ protocol loses precision or form, the column is read through an expression
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import json
+import re
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 import pymysql
 import pymysql.cursors
+from loguru import logger
 
 from pipeline.errors import FatalError
-from pipeline.model import JsonText, Position, ZeroDate
+from pipeline.model import DdlChange, JsonText, Position, RowChange, SnapshotProgress, ZeroDate
 
+from .batching import Piece
+from .statements import classify, references
+from .tables import unique_key
 from .values import json_columns, single_precision
 
 UTC = datetime.UTC
@@ -129,9 +137,8 @@ class TablePlan:
     table: str
     columns: tuple[str, ...]
     converters: tuple[Convert, ...]
-    select_list: str
-    key: tuple[str, ...]  # empty: no usable key (one pass, not resumable)
-    primary_key: tuple[str, ...]  # the table's primary key ('' columns: none) for RowChange
+    select_list: str  # the columns as read, then the key columns as stored
+    key: tuple[str, ...]  # the primary key, else a unique NOT NULL one; empty: none (one pass)
     estimated_rows: int
 
     @property
@@ -144,7 +151,7 @@ class Chunk:
     """Rows of one read, in key order, exact at ``position``."""
 
     rows: list[dict[str, Any]]
-    last_key: list[Any] | None  # key of the last row (driver values), None when no key
+    keys: list[list[Any]]  # each row's key as the driver gives it (for the next chunk's WHERE)
     position: Position
     done: bool  # the table has no rows after these
 
@@ -162,15 +169,6 @@ def plan_table(conn: Any, schema: str, table: str) -> TablePlan:
         if not columns:
             raise FatalError(f"snapshot: table {schema}.{table} does not exist on the source")
         cur.execute(
-            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS"
-            " WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s AND NON_UNIQUE=0"
-            " ORDER BY INDEX_NAME='PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
-            (schema, table),
-        )
-        indexes: dict[str, list[str]] = {}
-        for index, column in cur.fetchall():
-            indexes.setdefault(str(index), []).append(str(column))
-        cur.execute(
             "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s"
             " AND TABLE_NAME=%s",
             (schema, table),
@@ -183,13 +181,17 @@ def plan_table(conn: Any, schema: str, table: str) -> TablePlan:
             (schema, table),
         )
         json_text = json_columns(str(clause) for (clause,) in cur.fetchall())
-    nullable = {str(name) for name, _, _, null in columns if str(null) == "YES"}
-    primary = tuple(indexes.get("PRIMARY", ()))
-    key = primary
-    if not key:
-        key = next(
-            (tuple(cols) for cols in indexes.values() if not nullable.intersection(cols)), ()
-        )
+        try:  # information_schema shows what the user may see: make sure it may read it all
+            cur.execute(f"SELECT * FROM {_ident(schema)}.{_ident(table)} LIMIT 0")
+        except pymysql.err.MySQLError as exc:
+            code = exc.args[0] if exc.args else None
+            if code in (1142, 1143):  # SELECT (or a column of it) denied
+                raise FatalError(
+                    f"snapshot: cannot read {schema}.{table}: {exc.args[1]}; grant the source"
+                    " user SELECT on every included table"
+                ) from exc
+            raise
+    key = unique_key(lambda sql, args: _rows(conn, sql, args), schema, table)
     names, expressions, converters = [], [], []
     for name, data_type, _, _ in columns:
         kind = "json" if str(name) in json_text else str(data_type).lower()
@@ -202,11 +204,16 @@ def plan_table(conn: Any, schema: str, table: str) -> TablePlan:
         table,
         tuple(names),
         tuple(converters),
-        ", ".join(expressions),
+        ", ".join([*expressions, *(_ident(c) for c in key)]),
         key,
-        primary,
         int(row[0] or 0) if row else 0,
     )
+
+
+def _rows(conn: Any, sql: str, args: Any) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall())
 
 
 def _after(key: tuple[str, ...]) -> str:
@@ -255,7 +262,16 @@ class Reader:
             cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
             [(gtid,)] = cur.fetchall()  # all of it: the cursor may be unbuffered
             return Position(file, pos, str(gtid) if gtid else None)
-        cur.execute("FLUSH TABLES WITH READ LOCK")
+        try:
+            cur.execute("FLUSH TABLES WITH READ LOCK")
+        except pymysql.err.MySQLError as exc:
+            if exc.args and exc.args[0] in (1045, 1227):  # access denied: no RELOAD
+                raise FatalError(
+                    "snapshot on MySQL: FLUSH TABLES WITH READ LOCK was refused"
+                    f" ({exc.args[1]}); it takes the binlog position of each chunk's read"
+                    " view: grant the source user RELOAD (MariaDB needs no lock)"
+                ) from exc
+            raise
         try:
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             try:
@@ -284,10 +300,10 @@ class Reader:
                 raw = cur.fetchall()
             finally:
                 cur.execute("COMMIT")
-        key_at = [plan.columns.index(c) for c in plan.key]
-        converted = [_row(plan, values) for values in raw]
-        last = [raw[-1][i] for i in key_at] if raw else after
-        return Chunk(converted, last, position, done=len(raw) < rows)
+        width = len(plan.columns)
+        converted = [_row(plan, values[:width]) for values in raw]
+        keys = [list(values[width:]) for values in raw]
+        return Chunk(converted, keys, position, done=len(raw) < rows)
 
     def whole(self, plan: TablePlan, rows: int) -> tuple[Position, Iterator[list[dict[str, Any]]]]:
         """A table without a usable key: one read view, streamed in pieces of ``rows``.
@@ -307,7 +323,7 @@ class Reader:
                     raw = cur.fetchmany(rows)
                     if not raw:
                         return
-                    yield [_row(plan, values) for values in raw]
+                    yield [_row(plan, values) for values in raw]  # no key: no extra columns
             finally:
                 with contextlib.suppress(Exception):  # broken: the view is gone either way
                     cur.close()
@@ -321,3 +337,260 @@ def _row(plan: TablePlan, values: tuple[Any, ...]) -> dict[str, Any]:
         name: None if value is None else convert(value)
         for name, convert, value in zip(plan.columns, plan.converters, values, strict=True)
     }
+
+
+# -- the schedule: which chunk next, and when the stream may hand it out -------------------
+
+_TAGS: dict[type, str] = {
+    int: "i",
+    str: "s",
+    bytes: "b",
+    Decimal: "n",
+    datetime.datetime: "dt",
+    datetime.date: "d",
+    datetime.timedelta: "t",
+    float: "f",
+}
+
+
+def encode_key(values: list[Any]) -> str:
+    """A key as driver values, as JSON text that keeps their types (for the position)."""
+    out = []
+    for value in values:
+        tag = _TAGS.get(type(value), "s")
+        if tag == "b":
+            out.append([tag, base64.b64encode(value).decode()])
+        elif tag == "t":
+            out.append([tag, value // datetime.timedelta(microseconds=1)])
+        elif tag in ("dt", "d"):
+            out.append([tag, value.isoformat()])
+        elif tag in ("n", "f"):
+            out.append([tag, repr(value) if tag == "f" else str(value)])
+        else:
+            out.append([tag, value])
+    return json.dumps(out)
+
+
+def decode_key(text: str) -> list[Any]:
+    values: list[Any] = []
+    for tag, value in json.loads(text):
+        if tag == "b":
+            values.append(base64.b64decode(value))
+        elif tag == "t":
+            values.append(datetime.timedelta(microseconds=value))
+        elif tag == "dt":
+            values.append(datetime.datetime.fromisoformat(value))
+        elif tag == "d":
+            values.append(datetime.date.fromisoformat(value))
+        elif tag == "n":
+            values.append(Decimal(value))
+        elif tag == "f":
+            values.append(float(value))
+        else:
+            values.append(value)
+    return values
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A chunk read and not yet handed out: it waits until the stream reaches its position."""
+
+    plan: TablePlan
+    position: Position
+    rows: Iterator[list[dict[str, Any]]] | list[dict[str, Any]]
+    keys: list[list[Any]]  # per row, for a keyed table
+    done: bool  # the table ends with this chunk
+
+
+class Snapshotter:
+    """The snapshot of one selector: reads the next chunk, says when the stream may hand it out,
+    and cuts it into pieces that carry the progress (see the module docstring).
+
+    ``progress`` is the snapshot's state as of the stream's current point: positions
+    handed out carry it, so the committed position says where a restart continues.
+    """
+
+    def __init__(
+        self,
+        reader: Reader,
+        control: Callable[[], Any],
+        chunk_rows: int,
+        batch_rows: int,
+        progress: SnapshotProgress | None,
+        before_read: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._reader = reader
+        self._before_read = before_read
+        self._control = control
+        self.chunk_rows = chunk_rows
+        self.batch_rows = batch_rows
+        self.progress = progress if progress is not None and progress.tables else None
+        self._pending: _Pending | None = None
+        self._plans: dict[str, TablePlan] = {}
+
+    @property
+    def active(self) -> bool:
+        return self.progress is not None
+
+    def begin(self, request: str, tables: list[str], started: float) -> list[DdlChange]:
+        """Start a snapshot of ``tables`` ("schema.table"); returns the DDL that creates each
+        missing table on a sink that applies DDL (SHOW CREATE TABLE: the binlog may not
+        hold those statements), to hand out before any of their rows."""
+        estimates = []
+        ddls = []
+        conn = self._control()
+        for name in tables:
+            schema, _, table = name.partition(".")
+            plan = self._plan(name)
+            estimates.append((name, plan.estimated_rows))
+            with conn.cursor() as cur:
+                cur.execute(f"SHOW CREATE TABLE {_ident(schema)}.{_ident(table)}")
+                statement = str(cur.fetchone()[1])
+            ddls.append(_create_if_missing(schema, table, statement))
+        self.progress = SnapshotProgress(
+            request, tuple(tables), None, 0, (), tuple(estimates), started
+        )
+        self._pending = None
+        return ddls
+
+    def changed(self, tables: tuple[tuple[str, str], ...]) -> None:
+        """A DDL changed ``tables``: their plans are stale; a chunk read before it is too."""
+        names = {f"{schema}.{table}" for schema, table in tables}
+        for name in names:
+            self._plans.pop(name, None)
+        pending = self._pending
+        if pending is not None and f"{pending.plan.schema}.{pending.plan.table}" in names:
+            self._pending = None
+        progress = self.progress
+        if progress is not None and progress.table in names and (progress.rows or progress.after):
+            logger.warning(
+                "snapshot: {} changed (DDL) while it was read: reading it again from its start",
+                progress.table,
+            )
+            self.progress = replace(progress, after=None, rows=0)
+
+    def _plan(self, name: str) -> TablePlan:
+        plan = self._plans.get(name)
+        if plan is None:
+            schema, _, table = name.partition(".")
+            plan = self._plans[name] = plan_table(self._control(), schema, table)
+        return plan
+
+    def due(self, at: Position) -> bool:
+        """True when a chunk can be handed out now, with the stream at ``at`` (a transaction
+        boundary): reads the next chunk first when none is pending."""
+        if self.progress is None:
+            return False
+        if self._pending is None:
+            self._read()
+            if self._pending is None:
+                return False
+        pending = self._pending.position
+        if _order(at) > _order(pending):
+            # the stream passed the chunk's position without handing it out (it cannot
+            # between boundaries): read it again at a later position, never out of order
+            logger.warning(
+                "snapshot: stream at {} passed chunk at {}; reading it again", at, pending
+            )
+            self._pending = None
+            return False
+        return _order(at) == _order(pending)
+
+    def _read(self) -> None:
+        progress = self.progress
+        assert progress is not None
+        self._before_read()
+        while progress.tables:
+            name = progress.tables[0]
+            try:
+                plan = self._plan(name)
+            except FatalError:
+                logger.warning("snapshot: table {} no longer exists; skipped", name)
+                progress = self.progress = _next_table(progress, name, 0)
+                continue
+            if plan.resumable:
+                after = decode_key(progress.after) if progress.after else None
+                chunk = self._reader.chunk(plan, after, self.chunk_rows)
+                self._pending = _Pending(plan, chunk.position, chunk.rows, chunk.keys, chunk.done)
+            else:
+                if progress.rows:
+                    logger.warning(
+                        "snapshot: {} has no primary or unique NOT NULL key: it is read again"
+                        " from its start (its rows before the restart are delivered twice)",
+                        name,
+                    )
+                    progress = self.progress = replace(progress, rows=0)
+                position, pieces = self._reader.whole(plan, self.batch_rows)
+                self._pending = _Pending(plan, position, pieces, [], True)
+            return
+        self.progress = None
+
+    def pieces(self, ts: float) -> Generator[Piece, None, None]:
+        """Hand the pending chunk out as pieces of at most ``batch_rows`` rows, each at the
+        chunk's position with the progress after its last row. The stream must wait
+        until the iterator is exhausted."""
+        pending, self._pending = self._pending, None
+        assert pending is not None and self.progress is not None
+        plan, at = pending.plan, pending.position
+        name = f"{plan.schema}.{plan.table}"
+        rows_iter = [pending.rows] if isinstance(pending.rows, list) else pending.rows
+        for rows in rows_iter:
+            for start in range(0, len(rows), self.batch_rows):
+                part = rows[start : start + self.batch_rows]
+                if not part:
+                    continue
+                progress = self.progress
+                index = progress.rows
+                changes: list[Any] = [
+                    RowChange(
+                        plan.schema,
+                        plan.table,
+                        "read",
+                        None,
+                        row,
+                        plan.key,
+                        ts,
+                        at,
+                        None,
+                        index + i,
+                    )
+                    for i, row in enumerate(part)
+                ]
+                end = start + len(part) - 1
+                after = encode_key(pending.keys[end]) if pending.keys else None
+                progress = replace(progress, after=after, rows=progress.rows + len(part))
+                self.progress = progress
+                yield Piece(changes, replace(at, snapshot=progress))
+        if pending.done:
+            self.progress = _next_table(self.progress, name, self.progress.rows)
+            final = self.progress
+            if not final.tables:
+                self.progress = None
+            yield Piece([], replace(at, snapshot=final))
+
+
+def _next_table(progress: SnapshotProgress, name: str, rows: int) -> SnapshotProgress:
+    logger.info("snapshot: {} done ({} rows)", name, rows)
+    done = (*progress.done, (name, rows))
+    return replace(progress, tables=progress.tables[1:], after=None, rows=0, done=done)
+
+
+def _order(at: Position) -> tuple[int, int]:
+    """Binlog order: the file's sequence number (mysql-bin.000042 -> 42), then the offset."""
+    digits = re.search(r"(\d+)$", at.file)
+    return (int(digits.group(1)) if digits else 0, at.pos)
+
+
+def _create_if_missing(schema: str, table: str, statement: str) -> DdlChange:
+    sql = re.sub(r"^CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", statement, count=1)
+    parsed = classify(sql, schema)
+    return DdlChange(
+        schema,
+        sql,
+        time.time(),
+        Position("", 0),
+        kind="table",
+        tables=parsed.tables,
+        session={"sql_mode": "NO_AUTO_VALUE_ON_ZERO", "foreign_key_checks": "0"},
+        names=references(sql, parsed),
+    )

@@ -108,8 +108,8 @@ from pipeline.model import Change, DdlChange, RowChange
 
 FORMATS = ("debezium-json", "canal-json")
 
-_DEBEZIUM_OP = {"insert": "c", "update": "u", "delete": "d"}
-_CANAL_TYPE = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
+_DEBEZIUM_OP = {"insert": "c", "update": "u", "delete": "d", "read": "r"}
+_CANAL_TYPE = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE", "read": "INSERT"}
 
 
 def _hms(seconds: int, micros: int, negative: bool) -> str:
@@ -324,7 +324,8 @@ class DebeziumJson(Format):
                 f'"op":"{_DEBEZIUM_OP[change.op]}","ts_ms":{int(ts)},"source":'
                 f"{self._head}{int(change.ts * 1000)}{table}{file}"
                 f',"pos":{int(position.pos)},"row":{int(change.index)},'
-                f'"gtid":{"null" if gtid is None else _dumps(gtid)},"snapshot":"false"}},'
+                f'"gtid":{"null" if gtid is None else _dumps(gtid)},'
+                f'"snapshot":"{"true" if change.op == "read" else "false"}"}},'
                 '"transaction":null}'
             )
         except (TypeError, ValueError) as exc:
@@ -342,7 +343,7 @@ class DebeziumJson(Format):
         source["pos"] = change.position.pos
         source["row"] = row
         source["gtid"] = change.gtid
-        source["snapshot"] = "false"
+        source["snapshot"] = "true" if getattr(change, "op", "") == "read" else "false"
         return source
 
     def row_message(self, change: RowChange, now: int) -> dict[str, Any]:

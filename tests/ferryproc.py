@@ -77,8 +77,8 @@ def write_config(
             "user": mariadb.user,
             "password": mariadb.password,
             "server_id": server_id,
-            "start": start,
             "include": [f"{schema}.*"],
+            **({} if start is None else {"start": start}),  # None: the default (a snapshot)
         },
         "arbiter": {"url": redis_url, "key_prefix": prefix.rstrip(":"), "lock_ttl_ms": 2000},
         "sink": sink,
