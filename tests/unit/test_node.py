@@ -407,23 +407,12 @@ def test_redis_lost_its_data_the_node_refuses_to_guess(tmp_path: Path) -> None:
         thread.join(10)
 
 
-class CheckpointSink(MemorySink):
-    """A sink that remembers a checkpoint, like the MySQL sink."""
-
-    def __init__(self, checkpoint: SinkCheckpoint) -> None:
-        super().__init__()
-        self.stored = checkpoint
-
-    def checkpoint(self) -> SinkCheckpoint | None:
-        return self.stored
-
-
 def test_a_newer_sink_checkpoint_wins_and_lifts_the_epoch() -> None:
     txns = workload(20, seed=8)
     starts = [0]
     for txn in txns:
         starts.append(starts[-1] + len(txn))
-    sink = CheckpointSink(SinkCheckpoint(Position("memory", 10), epoch=7))
+    sink = MemorySink(checkpoint=SinkCheckpoint(Position("memory", 10), epoch=7))
     node, arbiter, _ = build(txns, sink)
     run_node(node, committed_at_end(arbiter, txns))
     assert [seq_of(c) for c in sink.changes] == list(range(starts[10], starts[20]))
