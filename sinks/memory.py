@@ -90,7 +90,8 @@ class FaultySink(MemorySink):
     * ``partial``: a failing load first writes the first half of the batch
       (what a crashed non-transactional target may leave behind);
     * ``slow_ms``: every load sleeps this long;
-    * ``fatal``: failures are FatalError instead of ResumableError.
+    * ``fatal``: failures are FatalError instead of ResumableError;
+    * ``checkpoint``: as for MemorySink (a failure is injected before the fence).
     """
 
     def __init__(
@@ -102,8 +103,9 @@ class FaultySink(MemorySink):
         partial: bool = False,
         slow_ms: float | Callable[[], float] = 0.0,
         fatal: bool = False,
+        checkpoint: bool | SinkCheckpoint = False,
     ) -> None:
-        super().__init__()
+        super().__init__(checkpoint=checkpoint)
         self.fail_loads = fail_loads or set()
         self.failure_probability = failure_probability
         self.partial = partial
