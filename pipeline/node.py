@@ -146,7 +146,8 @@ class Node:
                 try:
                     epoch = self._await_active()
                 except FatalError as exc:
-                    self._log.error("cannot work with the arbiter, exiting: {}", exc)
+                    where = self.config.arbiter.redacted_url()
+                    self._log.error("cannot work with the arbiter at {}, exiting: {}", where, exc)
                     return EXIT_FAIL
                 if epoch is None:
                     break
