@@ -15,12 +15,18 @@ the active node is
 
 Either way the stopped node, started again, comes back as a standby. The
 takeover times are printed (``pytest -s tests/integration/test_failover.py``).
+
+And the zombie of issue 13, deterministically, with two in-process nodes: ``a``
+freezes (clock and renewer stopped, like SIGSTOP) between its loader's lock check
+and the MySQL sink's fence; ``b`` takes over and writes; ``a`` wakes, its write is
+refused by the fence, and it steps down — the pipeline is never paused.
 """
 
 from __future__ import annotations
 
 import itertools
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +34,12 @@ from typing import Any
 
 import pytest
 
+from arbitrate.redis import RedisArbiter
+from pipeline.config import load_config
+from pipeline.model import Batch
+from pipeline.node import Node
+from selector.process import open_selector
+from sinks.mysql import MySQLSink
 from tests.delivery import Workload, assert_ordered_at_least_once, indexes
 from tests.ferryproc import (
     FerryNode,
@@ -39,6 +51,7 @@ from tests.ferryproc import (
     wait_until,
     write_config,
 )
+from tests.integration.test_arbitrate_redis import StallableClock
 
 LOCK_TTL_S = 2.0
 PARALLELISM = 3
@@ -248,3 +261,90 @@ def test_sigterm_active_node_hands_over_at_once_zero_duplicates(
         assert complete_events(target.out) == expected, "exactly once across the hand-over"
     else:
         target.assert_matches(workload)
+
+
+class FreezingMySQLSink(MySQLSink):
+    """The real MySQL sink; its ``freeze_at``-th load stops before the transaction (and so
+    before the fence) until ``thaw`` is set."""
+
+    def __init__(self, config: Any, pipeline_id: str, freeze_at: int) -> None:
+        super().__init__(config, pipeline_id)
+        self.freeze_at = freeze_at
+        self.calls = 0
+        self.frozen = threading.Event()
+        self.thaw = threading.Event()
+
+    def load(self, batch: Batch, epoch: int) -> None:
+        self.calls += 1
+        if self.calls == self.freeze_at:
+            self.frozen.set()
+            assert self.thaw.wait(120), "never thawed"
+        super().load(batch, epoch)
+
+
+def test_a_node_frozen_between_its_lock_check_and_the_sink_fence_steps_down(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    mariadb: Any,
+    source_db: str,
+    redis_server: Any,
+    key_prefix: str,
+) -> None:
+    workload = Workload(mariadb, source_db, seed=13)
+    target = Target("mysql", tmp_path, request)
+    path = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="zombie",
+        mariadb=mariadb,
+        schema=source_db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink=target.prepare(workload),
+        start=source_position(mariadb),
+        server_id=4412,
+        batch={"max_rows": 20, "max_wait_ms": 50},
+    )
+    config = load_config(path)
+    clock = StallableClock()
+    a_arbiter = RedisArbiter(config.arbiter, "zombie", "a", clock=clock)
+    b_arbiter = RedisArbiter(config.arbiter, "zombie", "b")
+    a_sink = FreezingMySQLSink(config.sink, "zombie", freeze_at=3)
+
+    def node(node_id: str, arbiter: RedisArbiter, sink: MySQLSink) -> Node:
+        def selector(store: Any) -> Any:
+            batch = config.pipeline.batch
+            return open_selector(config.source, batch.max_rows, batch.max_wait_ms, store, "zombie")
+
+        return Node(config, node_id, arbiter=arbiter, sink=sink, selector_factory=selector)
+
+    a = node("a", a_arbiter, a_sink)
+    b = node("b", b_arbiter, MySQLSink(config.sink, "zombie"))
+    threads = [threading.Thread(target=n.run, daemon=True) for n in (a, b)]
+    threads[0].start()
+    try:
+        wait_until(lambda: a.role == "active", 30, "a active")
+        workload.run(120)
+        wait_until(a_sink.frozen.is_set, 30, "a's third load")
+        a_arbiter.freeze_renewer()  # a stop-the-world pause: no renewal, time stands still
+        clock.frozen_at = clock()
+        threads[1].start()
+        wait_until(lambda: b.role == "active", 30, "b to take over")
+        workload.run(40)
+        checkpoint = f"SELECT epoch FROM `{target.db}`.ferry_checkpoint"
+        wait_until(lambda: target.server.execute(checkpoint)[0][0] == b_arbiter.epoch, 30, "b")
+        a_sink.thaw.set()  # a's load goes on to the fence while a still believes it is active
+        wait_until(lambda: a.role == "standby", 30, "a to step down")
+        clock.frozen_at = None
+        a_arbiter.unfreeze_renewer()
+        workload.run(40)
+        wait_until(lambda: target.caught_up(workload), 60, "the target to hold every change")
+        state = b_arbiter.get_state()
+        assert not state.paused, state.error
+        assert b.role == "active" and a.role == "standby"
+        target.assert_matches(workload)
+    finally:
+        a_sink.thaw.set()
+        for n in (a, b):
+            n.request_stop()
+        for thread in threads:
+            thread.join(30)
