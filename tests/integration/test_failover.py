@@ -44,10 +44,12 @@ from tests.delivery import Workload, assert_ordered_at_least_once, indexes
 from tests.ferryproc import (
     FerryNode,
     SteadyWriter,
+    assert_same_tables,
     complete_events,
     ferry_status,
     node_report,
     source_position,
+    tables_of,
     wait_until,
     write_config,
 )
@@ -89,28 +91,14 @@ class Target:
             "checkpoint_schema": self.db,
         }
 
-    def tables(self, server: Any, db: str) -> dict[str, tuple[tuple[Any, ...], ...]]:
-        return {
-            t: server.execute(f"SELECT * FROM `{db}`.`{t}` ORDER BY id") for t in Workload.TABLES
-        }
-
     def caught_up(self, workload: Workload) -> bool:
         if self.kind == "jsonl":
             return len(set(complete_events(self.out))) >= len(workload.expected)
-        return self.tables(workload.mariadb, workload.schema) == self.tables(self.server, self.db)
-
-    def checksums(self, server: Any, db: str) -> list[int]:
-        names = ", ".join(f"`{db}`.`{t}`" for t in Workload.TABLES)
-        return [int(checksum) for _, checksum in server.execute(f"CHECKSUM TABLE {names}")]
+        return tables_of(workload.mariadb, workload.schema) == tables_of(self.server, self.db)
 
     def assert_matches(self, workload: Workload) -> None:
         """The MySQL target holds exactly the source's rows: same rows, same checksums."""
-        source = self.tables(workload.mariadb, workload.schema)
-        assert self.tables(self.server, self.db) == source
-        assert sum(len(rows) for rows in source.values()) > 0
-        assert self.checksums(self.server, self.db) == self.checksums(
-            workload.mariadb, workload.schema
-        )
+        assert_same_tables(workload.mariadb, workload.schema, self.server, self.db)
 
 
 def holder(client: Any, key: str) -> Callable[[], str | None]:
