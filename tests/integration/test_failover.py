@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +35,6 @@ import pytest
 
 from arbitrate.redis import RedisArbiter
 from pipeline.config import load_config
-from pipeline.model import Batch
 from pipeline.node import Node
 from selector.process import open_selector
 from sinks.mysql import MySQLSink
@@ -53,6 +51,7 @@ from tests.ferryproc import (
     wait_until,
     write_config,
 )
+from tests.frozen import FrozenMidLoad, running
 from tests.integration.test_arbitrate_redis import StallableClock
 
 LOCK_TTL_S = 2.0
@@ -251,23 +250,8 @@ def test_sigterm_active_node_hands_over_at_once_zero_duplicates(
         target.assert_matches(workload)
 
 
-class FreezingMySQLSink(MySQLSink):
-    """The real MySQL sink; its ``freeze_at``-th load stops before the transaction (and so
-    before the fence) until ``thaw`` is set."""
-
-    def __init__(self, config: Any, pipeline_id: str, freeze_at: int) -> None:
-        super().__init__(config, pipeline_id)
-        self.freeze_at = freeze_at
-        self.calls = 0
-        self.frozen = threading.Event()
-        self.thaw = threading.Event()
-
-    def load(self, batch: Batch, epoch: int) -> None:
-        self.calls += 1
-        if self.calls == self.freeze_at:
-            self.frozen.set()
-            assert self.thaw.wait(120), "never thawed"
-        super().load(batch, epoch)
+class FreezingMySQLSink(FrozenMidLoad, MySQLSink):
+    """The real MySQL sink, frozen mid-load: before its transaction, so before the fence."""
 
 
 def test_a_node_frozen_between_its_lock_check_and_the_sink_fence_steps_down(
@@ -307,9 +291,8 @@ def test_a_node_frozen_between_its_lock_check_and_the_sink_fence_steps_down(
 
     a = node("a", a_arbiter, a_sink)
     b = node("b", b_arbiter, MySQLSink(config.sink, "zombie"))
-    threads = [threading.Thread(target=n.run, daemon=True) for n in (a, b)]
-    threads[0].start()
-    try:
+    with running(a, b) as threads:
+        threads[0].start()
         wait_until(lambda: a.role == "active", 30, "a active")
         workload.run(120)
         wait_until(a_sink.frozen.is_set, 30, "a's third load")
@@ -330,9 +313,3 @@ def test_a_node_frozen_between_its_lock_check_and_the_sink_fence_steps_down(
         assert not state.paused, state.error
         assert b.role == "active" and a.role == "standby"
         target.assert_matches(workload)
-    finally:
-        a_sink.thaw.set()
-        for n in (a, b):
-            n.request_stop()
-        for thread in threads:
-            thread.join(30)

@@ -31,6 +31,7 @@ from selector.memory import MemorySelector
 from sinks.base import SinkCheckpoint
 from sinks.memory import FaultySink, MemorySink
 from tests.delivery import assert_ordered_at_least_once
+from tests.frozen import FrozenMidLoad, running
 
 PIPELINE = "unit"
 
@@ -361,25 +362,8 @@ def test_lock_loss_returns_to_standby_and_a_standby_finishes_the_work() -> None:
     assert recorder.violations == []
 
 
-class FreezingSink(FaultySink):
-    """The shared, fenced target of two nodes; epoch 1's ``freeze_at``-th load stops after
-    the loader's lock check and before the fence, until ``thaw`` is set: a holder frozen
-    (GC pause, SIGSTOP, suspended VM) in the middle of a load."""
-
-    def __init__(self, freeze_at: int, **faults: Any) -> None:
-        super().__init__(checkpoint=True, **faults)
-        self.freeze_at = freeze_at
-        self.first_epoch_loads = 0
-        self.frozen = threading.Event()
-        self.thaw = threading.Event()
-
-    def load(self, batch: Any, epoch: int) -> None:
-        if epoch == 1:
-            self.first_epoch_loads += 1
-            if self.first_epoch_loads == self.freeze_at:
-                self.frozen.set()
-                assert self.thaw.wait(30), "never thawed"
-        super().load(batch, epoch)
+class FreezingSink(FrozenMidLoad, FaultySink):
+    """The shared, fenced target of two nodes, with epoch 1 frozen mid-load."""
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -423,14 +407,15 @@ def test_a_holder_frozen_mid_load_never_stops_its_successor(
     txns = workload(transactions, seed=seed)
     total = sum(len(t) for t in txns)
     hub = MemoryArbiterHub()
-    sink = FreezingSink(freeze_at, failure_probability=probability, seed=seed)
+    sink = FreezingSink(
+        freeze_at=freeze_at, checkpoint=True, failure_probability=probability, seed=seed
+    )
     shape = {"parallelism": parallelism, "max_rows": max_rows}
     a, a_arbiter, _ = build(txns, sink, hub=hub, node_id="a", **shape)
     b, b_arbiter, _ = build(txns, sink, hub=hub, node_id="b", **shape)
     recorder = Recorder(b_arbiter, sink, txns)
-    threads = [threading.Thread(target=n.run, daemon=True) for n in (a, b)]
-    threads[0].start()
-    try:
+    with running(a, b) as threads:
+        threads[0].start()
         wait_for(sink.frozen.is_set)
         threads[1].start()
         a_arbiter.freeze_renewer()
@@ -449,12 +434,6 @@ def test_a_holder_frozen_mid_load_never_stops_its_successor(
         wait_for(lambda: a.role == "standby")
         assert not b_arbiter.get_state().paused, b_arbiter.get_state().error
         assert b.role == "active"
-    finally:
-        sink.thaw.set()
-        for node in (a, b):
-            node.request_stop()
-        for thread in threads:
-            thread.join(10)
     epochs = [epoch for _, epoch, _ in sink.loads]
     assert epochs == sorted(epochs), "an epoch-1 write landed after the successor's"
     assert recorder.violations == []
