@@ -47,7 +47,6 @@ SelectorFactory = Callable[[PositionStore], Selector]
 Role = Literal["starting", "standby", "active", "stopped"]
 Outcome = Literal["stop", "paused", "lost", "crashed"]  # how one SelectTask ended
 
-EXIT_OK, EXIT_FAIL = 0, 1
 # A fatal arbiter error (auth, ACL) is tried this often, _FATAL_RETRY_S apart, before the
 # node exits: an operator fixing the password does not need a node that gave up at once.
 _FATAL_ATTEMPTS = 3
@@ -136,7 +135,8 @@ class Node:
     # --------------------------------------------------------------------- run
 
     def run(self) -> int:
-        """Run until asked to stop; returns the process exit status."""
+        """Run until asked to stop; returns the process exit status: 0, or 1 when the
+        arbiter refuses this node (see the module docstring)."""
         publisher = threading.Thread(target=self._publish_loop, name="status", daemon=True)
         publisher.start()
         try:
@@ -148,7 +148,7 @@ class Node:
                 except FatalError as exc:
                     where = self.config.arbiter.redacted_url()
                     self._log.error("cannot work with the arbiter at {}, exiting: {}", where, exc)
-                    return EXIT_FAIL
+                    return 1
                 if epoch is None:
                     break
                 self._lost.clear()
@@ -162,7 +162,7 @@ class Node:
             self._publish()
             self.arbiter.close()  # releases the lock if still held
             self._log.info("stopped")
-        return EXIT_OK
+        return 0
 
     def _await_active(self) -> int | None:
         """The epoch once this node holds the mainstem; None when asked to stop.
@@ -170,17 +170,16 @@ class Node:
         The arbiter rides out a Redis that is down by itself; what escapes it is fatal
         (authentication, permissions) and is raised after ``_FATAL_ATTEMPTS`` tries.
         """
-        attempt = 0
+        refusals = 0
         while True:
             try:
                 return self.arbiter.await_active(stop=self._stop.is_set)
             except FerryError as exc:
-                attempt += 1
-                if isinstance(exc, FatalError) and attempt >= _FATAL_ATTEMPTS:
-                    raise
-                self._log.debug(
-                    "arbiter refused ({}), try {}: {}", type(exc).__name__, attempt, exc
-                )
+                if isinstance(exc, FatalError):
+                    refusals += 1
+                    if refusals >= _FATAL_ATTEMPTS:
+                        raise
+                self._log.debug("arbiter error ({}), retrying: {}", type(exc).__name__, exc)
                 if self._stop.wait(_FATAL_RETRY_S):
                     return None
 
