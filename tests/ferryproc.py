@@ -207,11 +207,11 @@ class SteadyWriter:
         connection = self.workload.mariadb.connect(self.workload.schema)
         try:
             next_at = time.monotonic()
-            for round_ in itertools.count(1):
+            for rounds in itertools.count(1):
                 if self._stop.is_set():
                     break
                 self.workload.run(self.per_round, connection=connection)
-                if self.large_every and round_ % self.large_every == 0:
+                if self.large_every and rounds % self.large_every == 0:
                     low, high = self.large_rows
                     self.workload.run(1, max_rows=high, connection=connection, min_rows=low)
                 next_at += self.interval_s
