@@ -111,6 +111,11 @@ class Cluster:
         holder = self.holder()
         return holder[1] if holder else None
 
+    def committed_epoch(self) -> int:
+        """The epoch that committed the position now in Redis (0 when none)."""
+        record = self._read(lambda c: c.get(f"{self._keys}:position"))
+        return int(json.loads(record).get("epoch") or 0) if record else 0
+
     def standby(self, node_id: str) -> bool:
         """Running, and its latest report (fresh) says standby."""
         process = self.nodes[node_id].process
@@ -187,12 +192,22 @@ class Chaos:
 
 
 class NodeFaults:
-    """The faults that hit the active node; SIGKILL takeovers are timed."""
+    """The faults that hit the active node; SIGKILL takeovers are timed.
 
-    def __init__(self, cluster: Cluster, lock_ttl_s: float, rng: random.Random) -> None:
+    The freeze past the TTL aims at the worst moment: ``load()`` commits a large
+    transaction at the source and the freeze follows within 0.6 s, while the node is
+    likely loading it (maybe between its lock check and the sink's fence); the frozen
+    node wakes only after its successor committed (so wrote to the sink) — a VM
+    suspended for a while, not a blip.
+    """
+
+    def __init__(
+        self, cluster: Cluster, lock_ttl_s: float, rng: random.Random, load: Callable[[], None]
+    ) -> None:
         self.cluster = cluster
         self.ttl_s = lock_ttl_s
         self.random = rng
+        self.load = load
         self.kill_takeovers: list[float] = []
         self.takeovers: list[float] = []
 
@@ -219,18 +234,21 @@ class NodeFaults:
 
     def sigstop_past_ttl(self) -> str:
         node_id, epoch, node = self._active()
+        self.load()
+        time.sleep(self.random.uniform(0.0, 0.6))
         began = time.monotonic()
         node.signal(signal.SIGSTOP)
         try:
             successor, took = self.cluster.takeover(epoch)
             self.takeovers.append(took)
-            time.sleep(self.random.uniform(0.2, 2.0))  # the successor writes meanwhile
+            wait_until(lambda: self.cluster.committed_epoch() > epoch, 30, f"{successor} to commit")
+            time.sleep(self.random.uniform(0.0, 1.0))
         finally:
             node.signal(signal.SIGCONT)
         stopped = time.monotonic() - began
         return (
             f"SIGSTOP {node_id} for {stopped:.1f}s (TTL {self.ttl_s:.0f}s; {successor} active"
-            f" {took:.2f}s after the stop), then SIGCONT"
+            f" {took:.2f}s after the stop, then committed), then SIGCONT"
         )
 
     def sigstop_short(self) -> str:

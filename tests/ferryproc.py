@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import queue
 import signal
 import subprocess
 import sys
@@ -176,7 +177,8 @@ class SteadyWriter:
     """Writes ``Workload`` transactions in a thread, about ``rate`` per second, until stopped.
 
     With ``large_every`` N, every N-th round also writes one large transaction
-    (``large_rows`` rows: more than a batch holds, so the node splits it).
+    (``large_rows`` rows: more than a batch holds, so the node splits it);
+    ``write_large()`` asks for one now.
     """
 
     def __init__(
@@ -192,6 +194,7 @@ class SteadyWriter:
         self.interval_s = per_round / rate
         self.large_every = large_every
         self.large_rows = large_rows
+        self._large_now: queue.Queue[threading.Event] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self.error: BaseException | None = None
@@ -211,15 +214,24 @@ class SteadyWriter:
                 if self._stop.is_set():
                     break
                 self.workload.run(self.per_round, connection=connection)
+                low, high = self.large_rows
                 if self.large_every and rounds % self.large_every == 0:
-                    low, high = self.large_rows
                     self.workload.run(1, max_rows=high, connection=connection, min_rows=low)
+                while not self._large_now.empty():
+                    self.workload.run(1, max_rows=high, connection=connection, min_rows=low)
+                    self._large_now.get().set()
                 next_at += self.interval_s
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
         except BaseException as exc:  # reported by stop()
             self.error = exc
         finally:
             connection.close()
+
+    def write_large(self, timeout_s: float = 30) -> None:
+        """Have the writer commit one large transaction now; returns once it is committed."""
+        committed = threading.Event()
+        self._large_now.put(committed)
+        assert committed.wait(timeout_s), "the writer did not write the large transaction"
 
     def stop(self) -> int:
         """Stop writing; returns how many events were written in all."""

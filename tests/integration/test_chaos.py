@@ -59,7 +59,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 LOCK_TTL_S = 2.0  # write_config's arbiter.lock_ttl_ms
 PARALLELISM = 3
-MAX_ROWS = 50
+MAX_ROWS = 500
+LARGE_ROWS = (600, 2500)  # rows of a large transaction: several batches
 PIPELINE = "chaos"
 
 
@@ -121,7 +122,10 @@ class Soak:
             retry_backoff_max_ms=5000,
         )
         cluster = Cluster(config, ["n1", "n2", "n3"], self.redis.url, f"chaos:{PIPELINE}")
-        nodes = NodeFaults(cluster, LOCK_TTL_S, random.Random(self.seed))
+        writer = SteadyWriter(
+            self.workload, rate=150, per_round=5, large_every=100, large_rows=LARGE_ROWS
+        )
+        nodes = NodeFaults(cluster, LOCK_TTL_S, random.Random(self.seed), writer.write_large)
         faults = {**nodes.all(), "restart_redis": self.restart_redis, **sink_faults}
         chaos = Chaos(cluster, faults, self.seed, self.say)
         chaos.say(
@@ -130,7 +134,7 @@ class Soak:
         )
         cluster.start()
         try:
-            with SteadyWriter(self.workload, rate=150, per_round=5, large_every=100):
+            with writer:
                 chaos.run(self.minutes * 60)
             total = len(self.workload.expected)
             chaos.say(f"writer stopped after {total} row changes; waiting for the sink")
