@@ -7,7 +7,8 @@ faults injected one at a time, each printed with its time.
   pipeline must never pause itself, and a pause is recorded with its stored error.
 * ``Chaos`` — before each fault it waits until one node is active and the other two
   are standbys again (the pipeline recovered), then draws the next fault from a
-  shuffled bag (every kind once before any kind twice), and counts what survived.
+  shuffled bag (every kind ``weights[kind]`` times, default once, before any kind
+  comes again), and counts what survived.
 
 The fault functions themselves (which service to restart, which connection to kill)
 belong to the test that knows its services; the node faults are here.
@@ -153,10 +154,16 @@ class Chaos:
     (returns what it did, for the log)."""
 
     def __init__(
-        self, cluster: Cluster, faults: dict[str, Callable[[], str]], seed: int, say: Say
+        self,
+        cluster: Cluster,
+        faults: dict[str, Callable[[], str]],
+        seed: int,
+        say: Say,
+        weights: dict[str, int] | None = None,
     ) -> None:
         self.cluster = cluster
         self.faults = faults
+        self.weights = weights or {}
         self.random = random.Random(seed)
         self._say = say
         self._began = time.monotonic()
@@ -180,7 +187,9 @@ class Chaos:
             wait_until(self.cluster.recovered, 90, "one active node and two standbys")
             self.check()
             if not bag:
-                bag = sorted(self.faults)
+                bag = [
+                    kind for kind in sorted(self.faults) for _ in range(self.weights.get(kind, 1))
+                ]
                 self.random.shuffle(bag)
             kind = bag.pop()
             self.say(f"{kind}: {self.faults[kind]()}")

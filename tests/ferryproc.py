@@ -194,7 +194,7 @@ class SteadyWriter:
         self.interval_s = per_round / rate
         self.large_every = large_every
         self.large_rows = large_rows
-        self._large_now: queue.Queue[threading.Event] = queue.Queue()
+        self._large_now: queue.Queue[tuple[tuple[int, int], threading.Event]] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self.error: BaseException | None = None
@@ -214,12 +214,12 @@ class SteadyWriter:
                 if self._stop.is_set():
                     break
                 self.workload.run(self.per_round, connection=connection)
-                low, high = self.large_rows
                 if self.large_every and rounds % self.large_every == 0:
-                    self.workload.run(1, max_rows=high, connection=connection, min_rows=low)
+                    self._large_now.put((self.large_rows, threading.Event()))
                 while not self._large_now.empty():
+                    (low, high), committed = self._large_now.get()
                     self.workload.run(1, max_rows=high, connection=connection, min_rows=low)
-                    self._large_now.get().set()
+                    committed.set()
                 next_at += self.interval_s
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
         except BaseException as exc:  # reported by stop()
@@ -227,10 +227,11 @@ class SteadyWriter:
         finally:
             connection.close()
 
-    def write_large(self, timeout_s: float = 30) -> None:
-        """Have the writer commit one large transaction now; returns once it is committed."""
+    def write_large(self, rows: tuple[int, int], timeout_s: float = 30) -> None:
+        """Have the writer commit one transaction of ``rows`` (low, high) rows now; returns
+        once it is committed."""
         committed = threading.Event()
-        self._large_now.put(committed)
+        self._large_now.put((rows, committed))
         assert committed.wait(timeout_s), "the writer did not write the large transaction"
 
     def stop(self) -> int:

@@ -61,6 +61,7 @@ LOCK_TTL_S = 2.0  # write_config's arbiter.lock_ttl_ms
 PARALLELISM = 3
 MAX_ROWS = 500
 LARGE_ROWS = (600, 2500)  # rows of a large transaction: several batches
+BUSY_ROWS = (3000, 6000)  # the transaction a freeze past the TTL follows: ~10 loads
 PIPELINE = "chaos"
 
 
@@ -125,9 +126,12 @@ class Soak:
         writer = SteadyWriter(
             self.workload, rate=150, per_round=5, large_every=100, large_rows=LARGE_ROWS
         )
-        nodes = NodeFaults(cluster, LOCK_TTL_S, random.Random(self.seed), writer.write_large)
+        nodes = NodeFaults(
+            cluster, LOCK_TTL_S, random.Random(self.seed), lambda: writer.write_large(BUSY_ROWS)
+        )
         faults = {**nodes.all(), "restart_redis": self.restart_redis, **sink_faults}
-        chaos = Chaos(cluster, faults, self.seed, self.say)
+        # the zombie (issue 13) twice as often as the rest
+        chaos = Chaos(cluster, faults, self.seed, self.say, weights={"sigstop_past_ttl": 2})
         chaos.say(
             f"chaos soak, {self.variant} sink: {self.minutes:g} min of faults, seed {self.seed}"
             f" (FERRY_SOAK_SEED), {len(faults)} kinds: {', '.join(sorted(faults))}"
