@@ -32,6 +32,7 @@ from tests.ferryproc import FerryNode, wait_until
 from tests.services import untrack_process
 
 Say = Callable[[str], None]
+_ZOMBIE_HOLD_S = 10.0  # at most this long a frozen node waits for its successor's commit
 
 
 class Cluster:
@@ -207,7 +208,9 @@ class NodeFaults:
     transaction at the source and the freeze follows within 0.6 s, while the node is
     likely loading it (maybe between its lock check and the sink's fence); the frozen
     node wakes only after its successor committed (so wrote to the sink) — a VM
-    suspended for a while, not a blip.
+    suspended for a while, not a blip — or after ``_ZOMBIE_HOLD_S``: a node frozen
+    inside its MySQL transaction holds the checkpoint row, and its successor waits
+    for it (the README's limit).
     """
 
     def __init__(
@@ -250,14 +253,18 @@ class NodeFaults:
         try:
             successor, took = self.cluster.takeover(epoch)
             self.takeovers.append(took)
-            wait_until(lambda: self.cluster.committed_epoch() > epoch, 30, f"{successor} to commit")
+            deadline = time.monotonic() + _ZOMBIE_HOLD_S
+            while self.cluster.committed_epoch() <= epoch and time.monotonic() < deadline:
+                time.sleep(0.05)
+            committed = self.cluster.committed_epoch() > epoch
             time.sleep(self.random.uniform(0.0, 1.0))
         finally:
             node.signal(signal.SIGCONT)
         stopped = time.monotonic() - began
+        meanwhile = "committed" if committed else "waited for the frozen node's transaction"
         return (
             f"SIGSTOP {node_id} for {stopped:.1f}s (TTL {self.ttl_s:.0f}s; {successor} active"
-            f" {took:.2f}s after the stop, then committed), then SIGCONT"
+            f" {took:.2f}s after the stop, then {meanwhile}), then SIGCONT"
         )
 
     def sigstop_short(self) -> str:
