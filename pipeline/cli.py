@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from types import FrameType
 from typing import Any
 
 from loguru import logger
@@ -155,18 +153,10 @@ def build_node(config: FerryConfig, node_id: str, log_level: str = "INFO") -> An
 
 
 def cmd_run(args: argparse.Namespace, config: FerryConfig) -> int:
+    from pipeline.signals import StopSignals
+
     node = build_node(config, args.node_id, args.log_level or config.pipeline.log_level)
-    signals_seen: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        # No logging or I/O here: set flags; a second signal exits at once.
-        signals_seen.append(signum)
-        if len(signals_seen) > 1:
-            os._exit(128 + signum)
-        node.request_stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    StopSignals(node.request_stop).install()  # a second signal exits at once
     port = config.pipeline.metrics_port
     if port is not None:
         from pipeline.metrics import serve

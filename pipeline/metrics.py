@@ -30,13 +30,16 @@ it again, and that would put a cost on every row.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-ROLES = ("standby", "active", "stopped")
+if TYPE_CHECKING:
+    from pipeline.node import Role
+
+ROLES: tuple[Role, ...] = ("standby", "active", "stopped")  # "starting" is not exported
 _COUNTERS = (
     ("rows", "row changes acked (durably written by the sink)"),
     ("batches", "batches acked, empty ones included"),

@@ -100,9 +100,17 @@ class Position:
     def from_json(cls, text: str | bytes) -> Position:
         return cls.from_dict(json.loads(text))
 
-    def sort_key(self) -> tuple[str, int, int]:
-        """Order of positions on one server (binlog file names sort by sequence)."""
-        return (self.file, self.pos, self.row_offset)
+    def sort_key(self) -> tuple[str, int, int, int]:
+        """Order of positions on one server.
+
+        A binlog file name is ``<basename>.<sequence>``; the sequence is compared as a
+        number, because it gains a digit after 999999 (``mysql-bin.999999`` is followed
+        by ``mysql-bin.1000000``, which sorts first as a string).
+        """
+        stem, dot, sequence = self.file.rpartition(".")
+        if dot and sequence.isdigit():
+            return (stem, int(sequence), self.pos, self.row_offset)
+        return (self.file, -1, self.pos, self.row_offset)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Positional constructor call: half the pickling cost of a slots dataclass's default,

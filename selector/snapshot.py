@@ -575,10 +575,9 @@ def _next_table(progress: SnapshotProgress, name: str, rows: int) -> SnapshotPro
     return replace(progress, tables=progress.tables[1:], after=None, rows=0, done=done)
 
 
-def _order(at: Position) -> tuple[int, int]:
-    """Binlog order: the file's sequence number (mysql-bin.000042 -> 42), then the offset."""
-    digits = re.search(r"(\d+)$", at.file)
-    return (int(digits.group(1)) if digits else 0, at.pos)
+def _order(at: Position) -> tuple[str, int, int]:
+    """Binlog order of a stream point (a row offset plays no part between transactions)."""
+    return at.sort_key()[:3]
 
 
 def _create_if_missing(schema: str, table: str, statement: str) -> DdlChange:

@@ -60,9 +60,9 @@ import pymysql
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from pipeline.errors import FatalError, FencedError, FerryError, classify
+from pipeline.errors import FatalError, FerryError, classify
 from pipeline.model import Batch, DdlChange, Position, RowChange
-from sinks.base import Sink, SinkCheckpoint
+from sinks.base import Sink, SinkCheckpoint, fence
 from sinks.ddl import rewrite
 from sinks.merge import Merged, in_order, merge
 from sinks.redact import masked_key, masked_row, scrub
@@ -567,15 +567,7 @@ class MySQLSink(Sink):
             (self.pipeline_id,),
         )
         row = cur.fetchone()
-        stored = int(row[0]) if row else None
-        if stored is not None and stored > epoch:
-            raise FencedError(
-                f"MySQL sink: the target's checkpoint was written by epoch {stored}, newer than "
-                f"this node's epoch {epoch}: another node is active; batch not written",
-                pipeline=self.pipeline_id,
-                batch_id=batch.batch_id,
-                position=batch.position,
-            )
+        fence("MySQL sink", int(row[0]) if row else None, epoch, batch, self.pipeline_id)
 
     def _write_checkpoint(self, cur: Any, epoch: int, position: Position | None) -> None:
         cur.execute(
