@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Generator
 from typing import Any
 
@@ -96,6 +97,8 @@ class MySQLSelector(Selector):
         self._snapshot: Snapshotter | None = None  # one per opened stream, like the translator
         self._emitting: Generator[Piece, None, None] | None = None  # a chunk being handed out
         self._streaming = True  # False once an initial_only snapshot is complete
+        self._requests: deque[tuple[str, list[str]]] = deque()  # asked for, not yet started
+        self._started_requests: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -146,6 +149,7 @@ class MySQLSelector(Selector):
         if snapshot:
             self._begin_snapshot("initial", self._included_tables())
         elif at.snapshot is not None and at.snapshot.table:
+            self._started_requests.add(at.snapshot.request)
             logger.info(
                 "snapshot {} continues: {} after {} rows ({} more tables)",
                 at.snapshot.request,
@@ -432,6 +436,8 @@ class MySQLSelector(Selector):
             if self._stopping.is_set():
                 self._shutdown()
                 return self._ledger.hand_out(Piece([], None))
+            if not assembler.in_txn and self._start_requested():
+                continue
             if self._chunk_due():
                 assembler.flush()  # what the stream read before the chunk goes first
                 assert self._snapshot is not None
@@ -472,6 +478,22 @@ class MySQLSelector(Selector):
             self._translator.on_event(event)
 
     # -- snapshots ----------------------------------------------------------------------
+
+    def request_snapshot(self, request: str, tables: list[str]) -> None:
+        self._requests.append((request, list(tables)))  # started by select(), in its thread
+
+    def _start_requested(self) -> bool:
+        """Start the next requested snapshot, if none is running; True when one started."""
+        snapshot = self._snapshot
+        while self._requests and snapshot is not None and not snapshot.active:
+            request, tables = self._requests.popleft()
+            if request in self._started_requests:
+                continue
+            self._started_requests.add(request)
+            wanted = [t for t in tables if self.filter(*t.split(".", 1))]
+            self._begin_snapshot(request, wanted)
+            return True
+        return False
 
     def _begin_snapshot(self, request: str, tables: list[str]) -> None:
         """Start a snapshot at the stream's current point (see selector.snapshot)."""

@@ -263,6 +263,9 @@ class ProcessSelector(Selector):
         self._send(("ack", batch_id))
         return self._committed
 
+    def request_snapshot(self, request: str, tables: list[str]) -> None:
+        self._send(("snapshot", request, tables))  # a respawned child is asked again
+
     def rollback(self) -> None:
         self._in_flight.clear()
         child = self._child
@@ -377,6 +380,8 @@ def _child_main(
             try:
                 if command[0] == "ack":
                     selector.ack(command[1])
+                elif command[0] == "snapshot":
+                    selector.request_snapshot(command[1], command[2])
                 elif command[0] == "rollback":
                     selector.rollback()
                     failed = False

@@ -438,3 +438,84 @@ def test_a_table_the_user_cannot_read_pauses_with_the_reason(
         node.stop()
     assert f"{source_db}.plain" in status["error"] and "SELECT" in status["error"], status
     assert "snapshot" in ferry(config, "status").stdout
+
+
+def test_ferry_snapshot_of_a_table_added_later_survives_a_failover(
+    tmp_path: Path,
+    mariadb: Any,
+    source_db: str,
+    mariadb_target: Any,
+    target_db: str,
+    redis_server: Any,
+    key_prefix: str,
+) -> None:
+    """A table whose rows predate the pipeline's start: `ferry snapshot` copies it while
+    the stream goes on, through a SIGKILL of the node that started the snapshot."""
+    create(mariadb, source_db, {"plain": 60_000, "composite": 1000, "unique": 1000})
+    sink = {
+        "type": "mysql",
+        "host": mariadb_target.host,
+        "port": mariadb_target.port,
+        "user": mariadb_target.user,
+        "schema_map": {source_db: target_db},
+        "checkpoint_schema": target_db,
+    }
+    for table in KEYS:  # the target has the tables, not their rows
+        [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
+        mariadb_target.execute(ddl, database=target_db)
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="snap-adhoc",
+        mariadb=mariadb,
+        schema=source_db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink=sink,
+        start="latest",  # streaming only: the existing rows are not copied
+        server_id=4466,
+        batch={"max_rows": 1000, "max_wait_ms": 100},
+    )
+    settings = json.loads(config.read_text())
+    settings["source"]["snapshot_chunk_rows"] = 3000
+    config.write_text(json.dumps(settings))
+    excluded = ferry(config, "snapshot", "other_db.t")
+    assert excluded.returncode == 2 and "not replicated" in excluded.stderr
+    a = FerryNode(config, "a").start()
+    wait_until(lambda: ferry_status(config)["active_node"] == "a", 30, "a active")
+    b = FerryNode(config, "b").start()
+    writer = Writer(mariadb, source_db, {"plain": 60_000, "composite": 1000, "unique": 1000})
+    writer.start()
+    try:
+        asked = ferry(config, "snapshot", f"{source_db}.plain")
+        assert asked.returncode == 0, asked.stderr
+        again = ferry(config, "snapshot", f"{source_db}.plain")
+        assert again.returncode == 1 and "already running" in again.stderr
+        wait_until(
+            lambda: (
+                (s := snapshot_state(config))
+                and s["request"].startswith("snap-")
+                and 10_000 <= s["rows"] < 50_000
+            ),
+            120,
+            "the ad-hoc snapshot halfway",
+            interval_s=0.1,
+        )
+        a.signal(signal.SIGKILL)
+        a.wait(10)
+        wait_until(lambda: ferry_status(config)["active_node"] == "b", 30, "b active")
+        wait_until(
+            lambda: [r["state"] for r in ferry_status(config)["snapshot_requests"]] == ["done"],
+            120,
+            "the request done",
+            interval_s=0.5,
+        )
+        writer.stop()
+        [(file, pos, *_)] = mariadb.execute("SHOW MASTER STATUS")
+        wait_until(lambda: committed_at(config) >= (str(file), int(pos)), 60, "caught up")
+    finally:
+        writer.halt.set()
+        b.stop()
+    assert "snapshot snap-" in b.log(10**6) and "continues" in b.log(10**6)
+    assert realworld.rows_of(mariadb, source_db, "plain") == realworld.rows_of(
+        mariadb_target, target_db, "plain"
+    )
