@@ -25,13 +25,18 @@ Prints rows/s of each and ferry's share of the raw read, and writes
 # ruff: noqa: E402  (sys.path is fixed before the project imports)
 from __future__ import annotations
 
+import os
+import sys
+
+# bench/select.py would shadow the standard library's ``select``: drop bench/ from the path
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -178,11 +183,13 @@ PHASES = {"raw": phase_raw, "dump": phase_dump, "ferry": phase_ferry}
 
 
 def run_phase(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--phase", name, "--spec", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-    )
+    command = [sys.executable, __file__, "--phase", name, "--spec", json.dumps(spec)]
+    profile = os.environ.get("FERRY_BENCH_PROFILE")  # e.g. /tmp/prof: py-spy the ferry phase
+    if profile and name == "ferry":
+        out = f"{profile}-{int(time.time())}.txt"
+        command = ["py-spy", "record", "--format", "raw", "--subprocesses", "-r", "200", "-o", out,
+                   "--", *command]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
         raise SystemExit(f"phase {name} failed (exit {done.returncode})")

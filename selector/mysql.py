@@ -77,8 +77,10 @@ class MySQLSelector(Selector):
         batch_max_wait_ms: int,
         store: PositionStore,
         pipeline_id: str = "",
+        build_reads: bool = True,
     ) -> None:
         self.config = config
+        self.build_reads = build_reads  # False: snapshot rows ship as tuples (selector.process)
         self.max_rows = batch_max_rows
         self.max_wait_s = batch_max_wait_ms / 1000.0
         self.heartbeat_s = min(config.heartbeat_ms, batch_max_wait_ms) / 1000.0
@@ -372,6 +374,7 @@ class MySQLSelector(Selector):
             self.max_rows,
             at.snapshot,
             self._check_binlog_kept,
+            self.build_reads,
         )
 
     def _stream_error(self, exc: BaseException, at: Position) -> Exception:

@@ -357,7 +357,10 @@ def _child_main(
             diagnose=False,
         )
         store = MemoryPositionStore(start)
-        selector = MySQLSelector(config, max_rows, max_wait_ms, store, pipeline_id)
+        # snapshot rows are only shipped from here: the node builds their RowChanges
+        selector = MySQLSelector(
+            config, max_rows, max_wait_ms, store, pipeline_id, build_reads=False
+        )
     except Exception as exc:  # the process itself could not start: a retry may do better
         cause = f"{type(exc).__name__}: {exc}"
         send(("error", ResumableError(f"the binlog decoder process could not start: {cause}")))
