@@ -519,3 +519,50 @@ def test_ferry_snapshot_of_a_table_added_later_survives_a_failover(
     assert realworld.rows_of(mariadb, source_db, "plain") == realworld.rows_of(
         mariadb_target, target_db, "plain"
     )
+
+
+def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
+    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+) -> None:
+    source = make_mariadb()
+    source.execute("CREATE DATABASE shop")
+    create(source, "shop", {"plain": 3000, "composite": 1, "unique": 1})
+    out = tmp_path / "out.jsonl"
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="snap-purged",
+        mariadb=source,
+        schema="shop",
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink={"type": "jsonl", "path": str(out)},
+        start=None,
+        server_id=4467,
+    )
+    settings = json.loads(config.read_text())
+    settings["source"]["snapshot"] = "when_needed"
+    config.write_text(json.dumps(settings))
+
+    def reads() -> int:
+        return out.read_text().count('"op":"r"') if out.exists() else 0
+
+    node = FerryNode(config, "a").start()
+    try:
+        wait_until(lambda: (snapshot_state(config) or {}).get("state") == "complete", 60, "one")
+    finally:
+        node.stop()
+    first = reads()
+    assert first == 3002
+    # the binlog the committed position points into is purged while no node runs
+    source.execute("FLUSH BINARY LOGS")
+    source.execute("INSERT INTO shop.plain VALUES (999999, 1, 'after', NOW(6))")
+    [(newest, *_)] = source.execute("SHOW MASTER STATUS")
+    source.execute(f"PURGE BINARY LOGS TO '{newest}'")
+    node = FerryNode(config, "b").start()
+    try:
+        wait_until(lambda: reads() == first + 3003, 60, "a second snapshot")
+        status = ferry_status(config)
+        assert (status["state"], status["error"]) == ("running", ""), status
+    finally:
+        node.stop()
+    assert "no longer on the source (purged); snapshot.mode when_needed" in node.log(10**6)
