@@ -58,10 +58,10 @@ from .base import PositionStore, Selector
 from .batching import Assembler, Ledger, Piece
 from .checks import binlog_files, check_source, connect, master_status, require, server_checks
 from .config import FilePosStart, GtidStart, MySQLSourceConfig
-from .events import Translator, replace_gtid
+from .events import EVENTS, Translator, replace_gtid
 from .gtids import GtidTracker
 from .snapshot import Reader, Snapshotter
-from .stream import EVENTS, PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
+from .stream import PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
 from .tables import TableCatalog, TableFilter
 
 __all__ = ["MySQLSelector", "check_source"]

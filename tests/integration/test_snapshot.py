@@ -22,7 +22,14 @@ from typing import Any
 import pytest
 
 from tests import realworld
-from tests.ferryproc import FerryNode, ferry, ferry_status, wait_until, write_config
+from tests.ferryproc import (
+    FerryNode,
+    ferry,
+    ferry_status,
+    mysql_sink,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -200,18 +207,12 @@ def test_snapshot_under_writes_gives_exactly_the_source(
         "prefix": key_prefix,
         "start": None,  # no start: source.snapshot defaults to initial
         "batch": {"max_rows": 1000, "max_wait_ms": 100},
+        "source": {"snapshot_chunk_rows": 7000},  # many chunks, each under writes
     }
     to_mysql = write_config(
         tmp_path / "mysql.yaml",
         pipeline_id="snap-mysql",
-        sink={
-            "type": "mysql",
-            "host": mariadb_target.host,
-            "port": mariadb_target.port,
-            "user": mariadb_target.user,
-            "schema_map": {source_db: target_db},
-            "checkpoint_schema": target_db,
-        },
+        sink=mysql_sink(mariadb_target, source_db, target_db),
         server_id=4461,
         **common,
     )
@@ -223,10 +224,6 @@ def test_snapshot_under_writes_gives_exactly_the_source(
         server_id=4462,
         **common,
     )
-    for config in (to_mysql, to_jsonl):
-        settings = json.loads(config.read_text())
-        settings["source"]["snapshot_chunk_rows"] = 7000  # many chunks, each under writes
-        config.write_text(json.dumps(settings))
     writer = Writer(mariadb, source_db, ROWS)
     writer.start()
     time.sleep(0.5)
@@ -294,10 +291,8 @@ def test_a_standby_continues_a_killed_nodes_snapshot_where_it_was(
         start=None,
         server_id=4463,
         batch={"max_rows": 1000, "max_wait_ms": 100},
+        source={"snapshot_chunk_rows": 5000},
     )
-    settings = json.loads(config.read_text())
-    settings["source"]["snapshot_chunk_rows"] = 5000
-    config.write_text(json.dumps(settings))
     a = FerryNode(config, "a").start()
     wait_until(lambda: ferry_status(config)["active_node"] == "a", 30, "a active")
     b = FerryNode(config, "b").start()
@@ -357,21 +352,12 @@ def test_a_table_altered_during_its_snapshot_is_read_again_and_ends_right(
         schema=source_db,
         redis_url=redis_server.url,
         prefix=key_prefix,
-        sink={
-            "type": "mysql",
-            "host": mariadb_target.host,
-            "port": mariadb_target.port,
-            "user": mariadb_target.user,
-            "schema_map": {source_db: target_db},
-            "checkpoint_schema": target_db,
-        },
+        sink=mysql_sink(mariadb_target, source_db, target_db),
         start=None,
         server_id=4464,
         batch={"max_rows": 1000, "max_wait_ms": 100},
+        source={"snapshot_chunk_rows": 2000},
     )
-    settings = json.loads(config.read_text())
-    settings["source"]["snapshot_chunk_rows"] = 2000
-    config.write_text(json.dumps(settings))
     node = FerryNode(config, "a").start()
     try:
         wait_until(
@@ -425,10 +411,8 @@ def test_a_table_the_user_cannot_read_pauses_with_the_reason(
         sink={"type": "jsonl", "path": str(tmp_path / "out.jsonl")},
         start=None,
         server_id=4465,
+        source={"user": user, "password": "pw"},
     )
-    settings = json.loads(config.read_text())
-    settings["source"].update(user=user, password="pw")
-    config.write_text(json.dumps(settings))
     node = FerryNode(config, "a").start()
     try:
         status = wait_until(
@@ -452,14 +436,7 @@ def test_ferry_snapshot_of_a_table_added_later_survives_a_failover(
     """A table whose rows predate the pipeline's start: `ferry snapshot` copies it while
     the stream goes on, through a SIGKILL of the node that started the snapshot."""
     create(mariadb, source_db, {"plain": 60_000, "composite": 1000, "unique": 1000})
-    sink = {
-        "type": "mysql",
-        "host": mariadb_target.host,
-        "port": mariadb_target.port,
-        "user": mariadb_target.user,
-        "schema_map": {source_db: target_db},
-        "checkpoint_schema": target_db,
-    }
+    sink = mysql_sink(mariadb_target, source_db, target_db)
     for table in KEYS:  # the target has the tables, not their rows
         [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
         mariadb_target.execute(ddl, database=target_db)
@@ -474,10 +451,8 @@ def test_ferry_snapshot_of_a_table_added_later_survives_a_failover(
         start="latest",  # streaming only: the existing rows are not copied
         server_id=4466,
         batch={"max_rows": 1000, "max_wait_ms": 100},
+        source={"snapshot_chunk_rows": 3000},
     )
-    settings = json.loads(config.read_text())
-    settings["source"]["snapshot_chunk_rows"] = 3000
-    config.write_text(json.dumps(settings))
     excluded = ferry(config, "snapshot", "other_db.t")
     assert excluded.returncode == 2 and "not replicated" in excluded.stderr
     a = FerryNode(config, "a").start()
@@ -538,10 +513,8 @@ def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
         sink={"type": "jsonl", "path": str(out)},
         start=None,
         server_id=4467,
+        source={"snapshot": "when_needed"},
     )
-    settings = json.loads(config.read_text())
-    settings["source"]["snapshot"] = "when_needed"
-    config.write_text(json.dumps(settings))
 
     def reads() -> int:
         return out.read_text().count('"op":"r"') if out.exists() else 0
