@@ -388,19 +388,24 @@ def test_a_table_altered_during_its_snapshot_is_read_again_and_ends_right(
         ), table
 
 
+def restricted_user(server: Any, db: str) -> str:
+    """A replication user that may read all of `composite` and `unique` but only `plain.id`."""
+    user = f"snap{random.randrange(10**6)}"
+    server.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")
+    server.execute(
+        f"GRANT REPLICATION SLAVE, BINLOG MONITOR, REPLICATION CLIENT ON *.* TO '{user}'@'%'"
+    )
+    server.execute(f"GRANT SELECT ON `{db}`.composite TO '{user}'@'%'")
+    server.execute(f"GRANT SELECT ON `{db}`.`unique` TO '{user}'@'%'")
+    server.execute(f"GRANT SELECT (id) ON `{db}`.plain TO '{user}'@'%'")  # it sees the table
+    return user
+
+
 def test_a_table_the_user_cannot_read_pauses_with_the_reason(
     tmp_path: Path, mariadb: Any, source_db: str, redis_server: Any, key_prefix: str
 ) -> None:
     create(mariadb, source_db, {"plain": 10, "composite": 1, "unique": 1})
-    user = f"snap{random.randrange(10**6)}"
-    mariadb.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")
-    mariadb.execute(
-        f"GRANT REPLICATION SLAVE, BINLOG MONITOR, REPLICATION CLIENT ON *.* TO '{user}'@'%'"
-    )
-    # it may see the tables (a column privilege) but not read the whole of plain
-    mariadb.execute(f"GRANT SELECT ON `{source_db}`.composite TO '{user}'@'%'")
-    mariadb.execute(f"GRANT SELECT ON `{source_db}`.`unique` TO '{user}'@'%'")
-    mariadb.execute(f"GRANT SELECT (id) ON `{source_db}`.plain TO '{user}'@'%'")
+    user = restricted_user(mariadb, source_db)
     config = write_config(
         tmp_path / "pipeline.yaml",
         pipeline_id="snap-priv",
@@ -421,7 +426,32 @@ def test_a_table_the_user_cannot_read_pauses_with_the_reason(
     finally:
         node.stop()
     assert f"{source_db}.plain" in status["error"] and "SELECT" in status["error"], status
-    assert "snapshot" in ferry(config, "status").stdout
+
+
+def test_check_names_what_a_snapshot_needs(
+    tmp_path: Path, mariadb: Any, source_db: str, redis_server: Any, key_prefix: str
+) -> None:
+    """`ferry check` before a snapshot: the tables the user cannot read, and on MySQL the
+    RELOAD privilege each chunk's read lock needs."""
+    create(mariadb, source_db, {"plain": 1, "composite": 1, "unique": 1})
+    user = restricted_user(mariadb, source_db)
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="snap-check",
+        mariadb=mariadb,
+        schema=source_db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink={"type": "jsonl", "path": str(tmp_path / "out.jsonl")},
+        start=None,
+        source={"user": user, "password": "pw", "flavor": "mysql"},
+    )
+    done = ferry(config, "check")
+    assert done.returncode == 1, done.stdout
+    failed = [line for line in done.stdout.splitlines() if line.startswith("✗")]
+    assert any("snapshot: SELECT on the 3 included tables" in line for line in failed), failed
+    assert f"grant SELECT on {source_db}.plain" in done.stdout, done.stdout
+    assert any("RELOAD" in line for line in failed), failed
 
 
 def test_ferry_snapshot_of_a_table_added_later_survives_a_failover(
