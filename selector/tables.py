@@ -84,20 +84,31 @@ def unique_key(query: Query, schema: str, table: str) -> tuple[str, ...]:
     identifies: ferry uses it as the key (Kafka message keys, the MySQL sink's
     upserts and deletes, snapshot chunks) instead of the whole row.
     """
+    # two plain queries, not a join: information_schema joins go through internal temporary
+    # tables, and MariaDB 10.11 was seen crashing while dropping one (ha_maria::drop_table)
     rows = query(
-        "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.IS_NULLABLE FROM information_schema.STATISTICS s"
-        " JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA"
-        " AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME"
-        " WHERE s.TABLE_SCHEMA=%s AND s.TABLE_NAME=%s AND s.NON_UNIQUE=0"
-        " ORDER BY s.INDEX_NAME='PRIMARY' DESC, s.INDEX_NAME, s.SEQ_IN_INDEX",
+        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS"
+        " WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s AND NON_UNIQUE=0"
+        " ORDER BY INDEX_NAME='PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
         (schema, table),
     )
-    indexes: dict[str, list[tuple[str, str]]] = {}
-    for index, column, nullable in rows:
-        indexes.setdefault(str(index), []).append((str(column), str(nullable)))
+    if not rows:
+        return ()
+    nullable = {
+        str(column)
+        for column, null in query(
+            "SELECT COLUMN_NAME, IS_NULLABLE FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
+            (schema, table),
+        )
+        if str(null) == "YES"
+    }
+    indexes: dict[str, list[str]] = {}
+    for index, column in rows:
+        indexes.setdefault(str(index), []).append(str(column))
     for columns in indexes.values():
-        if all(nullable == "NO" for _, nullable in columns):
-            return tuple(column for column, _ in columns)
+        if not nullable.intersection(columns):
+            return tuple(columns)
     return ()
 
 

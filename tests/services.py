@@ -387,6 +387,7 @@ class MariaDB(_MySQLClient, _Process):
         self.install_db = install
 
     def _prepare(self) -> None:
+        (self.base_dir / "tmp").mkdir(parents=True, exist_ok=True)
         if (self.datadir / "mysql").is_dir():
             return
         self.datadir.mkdir(parents=True, exist_ok=True)
@@ -418,6 +419,9 @@ class MariaDB(_MySQLClient, _Process):
             "--bind-address=127.0.0.1",
             f"--pid-file={self.base_dir / 'mariadbd.pid'}",
             f"--log-error={self.error_log}",
+            # its own temporary directory: internal temporary tables of many servers (and
+            # whatever else runs) never meet in the shared /tmp
+            f"--tmpdir={self.base_dir / 'tmp'}",
             "--log-bin=mysql-bin",
             "--binlog-format=ROW",
             "--binlog-row-image=FULL",
