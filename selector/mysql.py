@@ -58,6 +58,7 @@ from .checks import binlog_files, check_source, connect, master_status, require,
 from .config import FilePosStart, GtidStart, MySQLSourceConfig
 from .events import Translator, replace_gtid
 from .gtids import GtidTracker
+from .schemas import SchemaHistory
 from .stream import EVENTS, PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
 from .tables import TableCatalog, TableFilter
 
@@ -88,6 +89,8 @@ class MySQLSelector(Selector):
         self._ctl: Any = None  # control connection (positions, information_schema)
         self._mariadb = False
         self._full_metadata = True
+        # table definitions as the DDL read so far made them; outlives reconnects (rewound)
+        self._history = SchemaHistory(self._query)
         self._stopping = threading.Event()
         self._started = False
 
@@ -289,6 +292,7 @@ class MySQLSelector(Selector):
         self._check_position(at)
         gtids = GtidTracker(self._mariadb, self._gtid_state_at(at))
         self._assembler = Assembler(self.max_rows, replace_gtid(at, gtids.current()))
+        self._history.rewind(at)  # DDL from here on is read again
         only, ignored = self.filter.exact_schemas()
         stream = Stream(
             self._settings(),
@@ -318,7 +322,7 @@ class MySQLSelector(Selector):
             assembler=self._assembler,
             gtids=gtids,
             stream=stream,
-            catalog=TableCatalog(self._query, self._mariadb, self._full_metadata),
+            catalog=TableCatalog(self._query, self._mariadb, self._full_metadata, self._history),
             table_filter=self.filter,
             mariadb=self._mariadb,
             last_ts=previous.last_ts if previous is not None else None,

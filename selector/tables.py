@@ -18,7 +18,10 @@ from typing import Any
 
 from pymysqlreplication import row_event as lib_row_event
 
+from pipeline.model import TableSchema
+
 from . import values as vals
+from .schemas import SchemaHistory, from_table_map
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -78,22 +81,34 @@ class TableFilter:
 
 
 class TableInfo:
-    """What the selector needs per table: key columns and how to read its row images."""
+    """What the selector needs per table: key columns, how to read its row images, and
+    the table's definition (``selector.schemas``) that travels with its row changes."""
 
-    __slots__ = ("plan", "primary_key")
+    __slots__ = ("definition", "plan", "primary_key")
 
-    def __init__(self, primary_key: tuple[str, ...], plan: vals.TablePlan) -> None:
+    def __init__(
+        self, primary_key: tuple[str, ...], plan: vals.TablePlan, definition: TableSchema
+    ) -> None:
         self.primary_key = primary_key
         self.plan = plan
+        self.definition = definition
 
 
 class TableCatalog:
-    """TableInfo per binlog table id, built from table maps (+ information_schema)."""
+    """TableInfo per binlog table id, built from table maps (+ information_schema), with
+    definitions from the schema history."""
 
-    def __init__(self, query: Query, mariadb: bool, full_metadata: bool) -> None:
+    def __init__(
+        self,
+        query: Query,
+        mariadb: bool,
+        full_metadata: bool,
+        history: SchemaHistory | None = None,
+    ) -> None:
         self._query = query
         self.mariadb = mariadb
         self.full_metadata = full_metadata
+        self.history = history if history is not None else SchemaHistory(query)
         self._tables: dict[int, TableInfo] = {}
 
     def get(self, table_id: int, table: Any, table_map: Any = None) -> TableInfo:
@@ -127,7 +142,19 @@ class TableCatalog:
             primary_key, unsigned = self._schema_info(table.schema, table.table)
         if self.mariadb and any(vals.may_hold_json_text(c) for c in columns):
             json_text = self._json_columns(table.schema, table.table)
-        return TableInfo(primary_key, vals.plan_for(columns, json_text, unsigned))
+        plan = vals.plan_for(columns, json_text, unsigned)
+        names = [c.name for c in columns] if self.full_metadata else None
+        definition = self.history.definition(table.schema, table.table, names)
+        if definition is None:
+            definition = from_table_map(
+                table.schema,
+                table.table,
+                columns,
+                primary_key,
+                json_text,
+                _nullable(getattr(table_map, "null_bitmask", None)),
+            )
+        return TableInfo(primary_key, plan, definition)
 
     def _schema_info(self, schema: str, table: str) -> tuple[tuple[str, ...], frozenset[str]]:
         """Primary key and unsigned columns from information_schema (no FULL metadata)."""
@@ -156,3 +183,10 @@ class TableCatalog:
             if match:
                 found.add(match.group(1).replace("``", "`"))
         return frozenset(found)
+
+
+def _nullable(bitmask: bytes | None) -> Callable[[int], bool]:
+    """Whether column ``i`` may be NULL, from a table map's null bitmap."""
+    if not bitmask:
+        return lambda _: True
+    return lambda i: bool(bitmask[i >> 3] >> (i & 7) & 1) if i >> 3 < len(bitmask) else True
