@@ -106,8 +106,8 @@ class Column:
     generated column), ``default`` the default value as written (string
     literals unquoted, ``CURRENT_TIMESTAMP`` as ``1970-01-01 00:00:00``; None when
     there is none, it is NULL or an expression) and ``enum_values`` the members
-    of an ENUM or SET as written, quotes included (``'a'``). ``column_type`` is
-    MySQL's own spelling of the type (``int(10) unsigned``, ``varchar(20)``).
+    of an ENUM or SET as written, quotes included (``'a'``). ``column_type`` is the
+    type as the DDL wrote it, dimensions included (``INT(10) UNSIGNED``, ``VARCHAR(20)``).
     """
 
     name: str

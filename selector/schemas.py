@@ -393,6 +393,7 @@ def _read_type(tokens: list[Token], i: int, draft: _ColumnDraft) -> tuple[int, b
     length: int | None = None
     scale: int | None = None
     options: list[str] = []
+    dimensions = ""
     if i < len(tokens) and tokens[i].text == "(":
         end = _closing(tokens, i)
         inner = tokens[i + 1 : end]
@@ -400,6 +401,7 @@ def _read_type(tokens: list[Token], i: int, draft: _ColumnDraft) -> tuple[int, b
             options = [t.text for t in inner if t.kind == "string"]
         else:
             numbers = [t.text for t in inner if t.kind == "number"]
+            dimensions = ",".join(numbers)
             if numbers:
                 whole = numbers[0].split(".")[0]
                 length = int(whole)
@@ -465,7 +467,7 @@ def _read_type(tokens: list[Token], i: int, draft: _ColumnDraft) -> tuple[int, b
         draft.charset = charset
     else:
         draft.charset = None
-    draft.column_type = _column_type(base, draft.length, draft.scale, options, suffixes)
+    draft.column_type = _column_type(name, dimensions, options)
     return i, base == "SERIAL"
 
 
@@ -475,58 +477,18 @@ _NUMBER_TYPES = frozenset(
     if jdbc in (SMALLINT, INTEGER, BIGINT, REAL, DOUBLE, FLOAT, DECIMAL, NUMERIC)
     and name not in ("YEAR", "SERIAL", "DOUBLE PRECISION", "FLOAT8 PRECISION")
 )
-_MYSQL_NAMES = {
-    "INTEGER": "int",
-    "INT1": "tinyint",
-    "INT2": "smallint",
-    "INT3": "mediumint",
-    "MIDDLEINT": "mediumint",
-    "INT4": "int",
-    "INT8": "bigint",
-    "DEC": "decimal",
-    "FIXED": "decimal",
-    "NUMERIC": "decimal",
-    "REAL": "double",
-    "DOUBLE PRECISION": "double",
-    "FLOAT8": "double",
-    "FLOAT4": "float",
-    "BOOL": "tinyint(1)",
-    "BOOLEAN": "tinyint(1)",
-    "CHARACTER": "char",
-    "CHAR VARYING": "varchar",
-    "CHARACTER VARYING": "varchar",
-    "NCHAR": "char",
-    "NATIONAL CHAR": "char",
-    "NATIONAL CHARACTER": "char",
-    "NVARCHAR": "varchar",
-    "NCHAR VARCHAR": "varchar",
-    "NCHAR VARYING": "varchar",
-    "NATIONAL VARCHAR": "varchar",
-    "NATIONAL CHAR VARYING": "varchar",
-    "NATIONAL CHARACTER VARYING": "varchar",
-    "LONG": "mediumtext",
-    "LONG VARCHAR": "mediumtext",
-    "LONG VARBINARY": "mediumblob",
-    "GEOMCOLLECTION": "geometrycollection",
-    "JSON": "longtext",
-}
 
 
-def _column_type(
-    base: str, length: int | None, scale: int | None, options: list[str], suffixes: set[str]
-) -> str:
-    """MySQL's own spelling of a type (``information_schema.COLUMNS.COLUMN_TYPE``), near enough
-    for canal-json's ``mysqlType``: ``int(10) unsigned``, ``decimal(10,2)``, ``enum('a','b')``."""
-    text = _MYSQL_NAMES.get(base, base.lower())
-    if base in ("ENUM", "SET"):
-        return f"{text}({','.join(options)})"
-    if "(" not in text and length is not None:
-        text += f"({length},{scale})" if scale is not None else f"({length})"
-    if "UNSIGNED" in suffixes or "ZEROFILL" in suffixes:
-        text += " unsigned"
-    if "ZEROFILL" in suffixes:
-        text += " zerofill"
-    return text
+def _column_type(name: str, dimensions: str, options: list[str]) -> str:
+    """The type as the DDL wrote it, with its dimensions (what Canal's table-meta store
+    keeps as ``mysqlType``): ``INTEGER``, ``INT(10) UNSIGNED``, ``VARCHAR(255)``,
+    ``ENUM('a','b')``, ``DECIMAL(10,2)``."""
+    words = name.split(" ")
+    modifiers = [w for w in words[1:] if w in _NUMBER_SUFFIXES or w == "BINARY"]
+    head = " ".join(w for w in words if w not in modifiers)  # DOUBLE PRECISION, CHAR VARYING
+    if options:
+        dimensions = ",".join(options)
+    return " ".join([f"{head}({dimensions})" if dimensions else head, *modifiers])
 
 
 def _read_default(tokens: list[Token], i: int, draft: _ColumnDraft) -> int:
