@@ -17,7 +17,7 @@ import math
 import re
 import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
@@ -991,15 +991,23 @@ class DebeziumJson(Format):
         return _encoded(key)
 
     def _ddl_messages(self, change: DdlChange, ns: int) -> list[Message]:
-        if change.kind == "routine" or _ddl_object(change) not in ("TABLE", "DATABASE", "INDEX"):
+        what = _ddl_object(change)
+        if change.kind == "routine" or what not in ("TABLE", "DATABASE", "INDEX"):
             return []  # Debezium writes no schema change for views, triggers and routines
+        ansi_quotes = "ANSI_QUOTES" in change.session.get("sql_mode", "")
+        ddl = normalize_ddl(change.statement, ansi_quotes)
+        if what == "INDEX":
+            # Debezium's event of CREATE/DROP INDEX names neither a table nor the statement's
+            # database: the session's, an empty table, no table changes
+            key = self._schema_change_key(change.schema)
+            return [(key, self._ddl_value(change, ns, ddl, [], change.schema, ""))]
         database = _database_of(change)
         key = self._schema_change_key(database)
         drops = [c for c in change.table_changes if c.kind == "DROP"]
         if drops and len(drops) == len(change.table_changes):
             # one message per dropped table, the statement rewritten for that table alone
             exists = " IF EXISTS" if re.search(r"\bIF\s+EXISTS\b", change.statement, re.I) else ""
-            names = ",".join(t for _, t in reversed(change.tables))
+            names = _table_names(c for c in drops)
             return [
                 (
                     key,
@@ -1014,9 +1022,10 @@ class DebeziumJson(Format):
                 )
                 for drop in drops
             ]
-        table = ",".join(t for _, t in change.tables if t) if change.kind == "table" else None
-        ansi_quotes = "ANSI_QUOTES" in change.session.get("sql_mode", "")
-        ddl = normalize_ddl(change.statement, ansi_quotes)
+        table = None
+        if change.kind == "table":
+            changed = change.table_changes or tuple(TableChange("ALTER", *t) for t in change.tables)
+            table = _table_names(changed)
         value = self._ddl_value(change, ns, ddl, list(change.table_changes), database, table)
         return [(key, value)]
 
@@ -1170,6 +1179,29 @@ def _column_json(column: Column, comments: bool) -> dict[str, Any]:
         "defaultValueExpression": column.default,
         "enumValues": list(column.enum_values) if column.enum_values else None,
     }
+
+
+def _java_hash(text: str) -> int:
+    """Java's String.hashCode (over UTF-16 code units), as an unsigned 32-bit number."""
+    value = 0
+    data = text.encode("utf-16-be")
+    for k in range(0, len(data), 2):
+        value = (31 * value + int.from_bytes(data[k : k + 2], "big")) & 0xFFFFFFFF
+    return value
+
+
+def _table_names(changes: Iterable[TableChange]) -> str:
+    """``source.table`` of a schema change: the tables it changed, joined by commas in the
+    order Debezium's HashSet of their ids gives (``DROP TABLE t1,t2,t3,t4`` -> t4,t3,t2,t1)."""
+    names: dict[str, tuple[str, str]] = {}
+    for change in changes:
+        names.setdefault(f"{change.schema}.{change.table}", (change.schema, change.table))
+    capacity = 16
+    while len(names) > capacity * 3 // 4:
+        capacity *= 2
+    spread = {key: (h ^ (h >> 16)) & (capacity - 1) for key in names for h in [_java_hash(key)]}
+    ordered = sorted(enumerate(names), key=lambda item: (spread[item[1]], item[0]))
+    return ",".join(names[key][1] for _, key in ordered)
 
 
 def _quoted(name: str) -> str:

@@ -400,3 +400,22 @@ def test_views_and_routines_have_no_schema_change_event() -> None:
 )
 def test_ddl_text_as_debezium_writes_it(statement: str, expected: str) -> None:
     assert normalize_ddl(statement) == expected
+
+
+def test_source_table_lists_tables_in_debeziums_set_order() -> None:
+    """Recorded: ``DROP TABLE t1,t2,t3,t4`` gives ``t4,t3,t2,t1``, ``ck, copy2`` keeps its order."""
+    from pipeline.model import TableChange
+    from sinks.debezium import _table_names
+
+    tables = [TableChange("DROP", "dbz_multitable_dbz_871", f"t{n}") for n in range(1, 5)]
+    assert _table_names(tables) == "t4,t3,t2,t1"
+    pair = [TableChange("DROP", "compat_types", t) for t in ("ck", "copy2")]
+    assert _table_names(pair) == "ck,copy2"
+
+
+def test_index_statements_name_the_sessions_database_only() -> None:
+    [(key, value)] = decoded(
+        fmt().messages(ddl_change("CREATE UNIQUE INDEX u ON shop.orders (id)"))
+    )
+    assert key == {"databaseName": "other"}
+    assert (value["source"]["table"], value["tableChanges"]) == ("", [])
