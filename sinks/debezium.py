@@ -211,7 +211,7 @@ _POINT = struct.Struct("<dd")
 class _Field:
     """How one column is encoded: its Connect schema and a converter of non-null values."""
 
-    __slots__ = ("convert", "default", "name", "optional", "schema", "zero")
+    __slots__ = ("convert", "default", "name", "optional", "plain", "schema", "zero")
 
     def __init__(
         self,
@@ -227,6 +227,8 @@ class _Field:
         self.optional = optional
         self.zero = zero  # Debezium's fallback for a NULL in a NOT NULL column
         self.default: Any = None
+        # the converter only checks the type: the binlog's values pass through as they are
+        self.plain = convert in _CHECKS
 
 
 class _Untyped(Exception):
@@ -363,7 +365,9 @@ class _Encoder:
         if base in ("INET4", "INET6"):
             return _schema("string", optional), _inet, ""
         if jdbc in (1, 12, -15, -9):  # CHAR, VARCHAR, NCHAR, NVARCHAR: text
-            return _schema("string", optional), _string, ""
+            # a text column of charset binary holds bytes (written as Latin-1 text)
+            text = _string if column.charset == "binary" else _text
+            return _schema("string", optional), text, ""
         if jdbc in (-2, -3, 2004):  # BINARY, VARBINARY, BLOB
             return self._binary(optional, column.length if jdbc == -2 else None)
         return _schema("string", optional), lambda v: _loose(v, self), ""  # unknown: by value
@@ -610,6 +614,11 @@ def _scaled(value: Any, scale: int) -> Decimal:
 
 
 def _decimal_bytes(value: Any, scale: int) -> str:
+    if type(value) is Decimal:  # the binlog's: already at the column's scale, most often
+        text = str(value)
+        point = text.find(".")
+        if "E" not in text and (len(text) - point - 1 == scale if point >= 0 else scale == 0):
+            return _b64(_twos_complement(int(text.replace(".", ""))))
     unscaled = int(_scaled(value, scale).scaleb(scale, context=_DECIMALS))
     return _b64(_twos_complement(unscaled))
 
@@ -693,6 +702,11 @@ def _string(value: Any) -> str:
     raise _Untyped
 
 
+def _text(value: Any) -> str:
+    """A text column's value (the decoder gives str; a transform may give anything)."""
+    return _string(value)
+
+
 def _enum(value: Any) -> str:
     return _enum_option(_string(value))
 
@@ -738,18 +752,29 @@ def _inet(value: Any) -> str:
     return str(ipaddress.ip_address(value))
 
 
+# converters that change nothing of a value of their column's own Python type
+_CHECKS = frozenset({_int, _to_float, _text})
+
+
 class _TableCodec:
     """One table definition's fields, key and schema names, for one Debezium format."""
 
-    __slots__ = ("convert", "fields", "key_fields", "prefix", "schemas")
+    __slots__ = ("convert", "fields", "int_key", "key_fields", "prefix", "schemas")
 
     def __init__(self, definition: TableSchema, encoder: _Encoder) -> None:
         self.fields = {c.name: encoder.field(c) for c in definition.columns}
         self.key_fields = [self.fields[n] for n in definition.primary_key if n in self.fields]
         # the columns that are not written as they are: a converter or a default
         self.convert = [
-            f for f in self.fields.values() if f.convert is not None or f.default is not None
+            f
+            for f in self.fields.values()
+            if (f.convert is not None and not f.plain) or f.default is not None
         ]
+        # ``{"id":`` when the key is one integer column: most keys, built without the encoder
+        single = self.key_fields[0] if len(self.key_fields) == 1 else None
+        self.int_key = None
+        if single is not None and single.convert is _int and single.default is None:
+            self.int_key = ("{" + _dumps(single.name) + ":").encode()
         self.schemas: dict[tuple[str, ...], dict[str, Any]] = {}
 
 
@@ -835,6 +860,10 @@ class DebeziumJson(Format):
     def _key_bytes(
         self, codec: _TableCodec, row: dict[str, Any], change: RowChange
     ) -> bytes | None:
+        if codec.int_key is not None and not self.options.schemas_enable:
+            value = row.get(codec.key_fields[0].name)
+            if type(value) is int:
+                return b"%s%d}" % (codec.int_key, value)
         key = self._key(codec, row)
         if key is None:
             return None
