@@ -859,6 +859,8 @@ class SchemaHistory:
         self._charsets: dict[str, str | None] = {}
         self._server_charset: str | None = None
         self._undo: list[_Undo] = []
+        # (table, row image columns) neither the history nor the server fits, until a DDL
+        self._misses: set[tuple[tuple[str, str], tuple[str, ...]]] = set()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -873,12 +875,22 @@ class SchemaHistory:
         (None: not known, e.g. without FULL row metadata): the history's, else the
         server's; None when neither has these columns (the caller falls back on the table
         map)."""
-        known = self._tables.get((schema, table))
+        key = (schema, table)
+        known = self._tables.get(key)
         if known is not None and _fits(known, names):
             return known
-        seeded = self._seed(schema, table)
-        if seeded is not None and _fits(seeded, names):
-            return seeded
+        miss = (key, tuple(names or ()))
+        if miss in self._misses:  # asked before since the last DDL of this table
+            return None
+        fetched = self._fetch(schema, table)
+        if fetched is not None and _fits(fetched, names):
+            self._tables[key] = fetched
+            return fetched
+        if known is None and fetched is not None:
+            self._tables[key] = fetched  # later DDL builds on what the server has
+        if len(self._misses) > 10_000:
+            self._misses.clear()
+        self._misses.add(miss)
         return None
 
     # -- moving forward ----------------------------------------------------------------
@@ -910,6 +922,7 @@ class SchemaHistory:
                 self._tables[undo.key] = undo.previous
 
     def _set(self, key: tuple[str, str], table: TableSchema | None, mark: Any) -> None:
+        self._misses = {m for m in self._misses if m[0] != key}
         if mark is not None:
             self._undo.append(_Undo(mark, key, self._tables.get(key)))
             if len(self._undo) > 10_000:
@@ -1041,6 +1054,13 @@ class SchemaHistory:
         return self._server_charset
 
     def _seed(self, schema: str, table: str) -> TableSchema | None:
+        """The server's definition of the table, kept as the history's (None: no table)."""
+        fetched = self._fetch(schema, table)
+        if fetched is not None:
+            self._tables[(schema, table)] = fetched
+        return fetched
+
+    def _fetch(self, schema: str, table: str) -> TableSchema | None:
         """The table's definition from ``SHOW CREATE TABLE`` (None: no such table)."""
         if self._query is None or not schema or not table:
             return None
@@ -1058,9 +1078,7 @@ class SchemaHistory:
         if isinstance(body, tuple):
             return None
         body.schema, body.table = schema, table
-        seeded = _json_columns(body.build(), self._query)
-        self._tables[(schema, table)] = seeded
-        return seeded
+        return _json_columns(body.build(), self._query)
 
 
 def _database_charset(tokens: list[Token]) -> str | None:

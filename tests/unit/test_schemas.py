@@ -213,3 +213,21 @@ def test_from_table_map() -> None:
     assert (got["d"]["length"], got["d"]["scale"]) == (12, 2)
     assert got["s"]["charset"] == "utf8mb4"
     assert table.columns[3].enum_values == ("'a'", "'b'")
+
+
+def test_the_server_is_asked_once_per_misfit_until_the_next_ddl() -> None:
+    asked = []
+
+    def query(sql: str, args: Any) -> list[tuple[Any, ...]]:
+        asked.append(sql)
+        return [("t", "CREATE TABLE `t` (`a` int(11) DEFAULT NULL)")] if "SHOW" in sql else []
+
+    h = SchemaHistory(query)
+    h._server_charset = "utf8mb4"
+    created("CREATE TABLE t (a INT, b INT)", h=h)
+    assert h.definition("shop", "t", ["a", "b", "c"]) is None
+    assert h.definition("shop", "t", ["a", "b", "c"]) is None
+    assert asked.count("SHOW CREATE TABLE `shop`.`t`") == 1
+    assert [c.name for c in h.get("shop", "t").columns] == ["a", "b"]  # the history's, kept
+    h.apply("ALTER TABLE t ADD c INT", "shop")
+    assert h.definition("shop", "t", ["a", "b", "c"]) is not None
