@@ -42,10 +42,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from pipeline.model import Column, Position, TableChange, TableSchema
+from pipeline.model import SPATIAL_TYPES, Column, Position, TableChange, TableSchema
 
 from .statements import Statement, Token, classify, tokenize, unwrap_set_statement
 
@@ -102,21 +102,7 @@ _DATA_TYPES: dict[str, int] = {
         NVARCHAR,
     ),
     **dict.fromkeys(("ENUM", "SET"), CHAR),
-    **dict.fromkeys(
-        (
-            "GEOMETRY",
-            "POINT",
-            "LINESTRING",
-            "POLYGON",
-            "MULTIPOINT",
-            "MULTILINESTRING",
-            "MULTIPOLYGON",
-            "GEOMETRYCOLLECTION",
-            "GEOMCOLLECTION",
-            "JSON",
-        ),
-        OTHER,
-    ),
+    **dict.fromkeys((*SPATIAL_TYPES, "JSON"), OTHER),
 }
 # second words that belong to the type name
 _SECOND_WORDS = {
@@ -276,39 +262,10 @@ class _ColumnDraft:
 
     @classmethod
     def of(cls, column: Column) -> _ColumnDraft:
-        return cls(
-            column.name,
-            column.type_name,
-            column.jdbc_type,
-            column.length,
-            column.scale,
-            column.optional,
-            column.charset,
-            column.auto_increment,
-            column.generated,
-            column.comment,
-            column.default,
-            column.enum_values,
-            column.column_type,
-        )
+        return cls(**{f.name: getattr(column, f.name) for f in fields(cls)})
 
     def build(self, position: int) -> Column:
-        return Column(
-            self.name,
-            self.type_name,
-            self.jdbc_type,
-            position,
-            self.length,
-            self.scale,
-            self.optional,
-            self.charset,
-            self.auto_increment,
-            self.generated,
-            self.comment,
-            self.default,
-            self.enum_values,
-            self.column_type,
-        )
+        return Column(position=position, **{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass
@@ -713,21 +670,11 @@ class _Alter:
         elif word == "DROP":
             self._drop(rest)
         elif word == "MODIFY":
-            rest = self._skip(rest, "COLUMN")
-            rest = self._skip_if_exists(rest)
-            k = self.draft.index(_name(rest[0]))
-            if k is None:
-                raise DdlUnreadable("MODIFY of an unknown column")
-            column = self.draft.columns[k]
+            rest, column = self._existing(rest)
             _, stop = _read_column(rest[1:], column)
             self._place(column.name, rest[1 + stop :])
         elif word == "CHANGE":
-            rest = self._skip(rest, "COLUMN")
-            rest = self._skip_if_exists(rest)
-            k = self.draft.index(_name(rest[0]))
-            if k is None:
-                raise DdlUnreadable("CHANGE of an unknown column")
-            column = self.draft.columns[k]
+            rest, column = self._existing(rest)
             column.default = None
             _, stop = _read_column(rest[2:], column)
             new_name = _name(rest[1])
@@ -736,6 +683,15 @@ class _Alter:
             self._place(new_name, rest[2 + stop :])
         elif word == "RENAME":
             self._rename(rest)
+
+    def _existing(self, rest: list[Token]) -> tuple[list[Token], _ColumnDraft]:
+        """``[COLUMN] [IF EXISTS] name …`` of MODIFY/CHANGE: the rest from the name, and the
+        column (Debezium edits it: what the new definition does not say stays)."""
+        rest = self._skip_if_exists(self._skip(rest, "COLUMN"))
+        k = self.draft.index(_name(rest[0]))
+        if k is None:
+            raise DdlUnreadable("MODIFY/CHANGE of an unknown column")
+        return rest, self.draft.columns[k]
 
     @staticmethod
     def _skip(tokens: list[Token], word: str) -> list[Token]:

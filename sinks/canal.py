@@ -66,7 +66,15 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from pipeline.model import Change, Column, DdlChange, RowChange, TableSchema, ZeroDate
+from pipeline.model import (
+    SPATIAL_TYPES,
+    Change,
+    Column,
+    DdlChange,
+    RowChange,
+    TableSchema,
+    ZeroDate,
+)
 from sinks.debezium import _base_type, _guess_definition, _sql_literal
 from sinks.formats import Format, Message, _encoded, _ms, encode_key, encode_timedelta, now_ns
 
@@ -90,19 +98,6 @@ _INTEGERS = {
 }
 _TEXTS = frozenset({"TINYTEXT", "TEXT", "MEDIUMTEXT", "LONGTEXT", "LONG", "LONG VARCHAR", "JSON"})
 _BLOBS = frozenset({"TINYBLOB", "BLOB", "MEDIUMBLOB", "LONGBLOB", "LONG VARBINARY"})
-_SPATIAL = frozenset(
-    {
-        "GEOMETRY",
-        "POINT",
-        "LINESTRING",
-        "POLYGON",
-        "MULTIPOINT",
-        "MULTILINESTRING",
-        "MULTIPOLYGON",
-        "GEOMETRYCOLLECTION",
-        "GEOMCOLLECTION",
-    }
-)
 
 
 def java_double(value: float) -> str:
@@ -184,7 +179,7 @@ def _field(column: Column) -> _Field:
     if base == "SET":
         members = [_sql_literal(o) for o in column.enum_values]
         return _Field(mysql_type, _fixed(-7), -2, lambda v: _set_mask(v, members))
-    if base in _SPATIAL:
+    if base in SPATIAL_TYPES:
         return _Field(mysql_type, _fixed(2004), -2, _latin1)
     if base in ("UUID", "INET4", "INET6"):
         return _Field(mysql_type, _fixed(1), 1, _address if base != "UUID" else _uuid)

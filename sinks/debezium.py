@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import FatalError
 from pipeline.model import (
+    SPATIAL_TYPES,
     Change,
     Column,
     DdlChange,
@@ -355,11 +356,10 @@ class _Encoder:
                 "string", optional, "io.debezium.data.EnumSet", parameters={"allowed": allowed}
             )
             return schema, lambda v: _set(v, members), ""
-        # Debezium's geometry schemas are optional whatever the column says
         if base == "POINT":
-            return _POINT_SCHEMA(True), _point, None
-        if base in _GEOMETRIES:
-            return _GEOMETRY_SCHEMA(True), _geometry, None
+            return _geometry_schema(True), _point, None
+        if base in SPATIAL_TYPES:  # POINT is caught above
+            return _geometry_schema(False), _geometry, None
         if base == "UUID":
             return _schema("string", optional, "io.debezium.data.Uuid"), _uuid, ""
         if base in ("INET4", "INET6"):
@@ -507,18 +507,6 @@ def _java_round(value: float) -> int:
 
 
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_GEOMETRIES = frozenset(
-    {
-        "GEOMETRY",
-        "LINESTRING",
-        "POLYGON",
-        "MULTIPOINT",
-        "MULTILINESTRING",
-        "MULTIPOLYGON",
-        "GEOMETRYCOLLECTION",
-        "GEOMCOLLECTION",
-    }
-)
 _TYPE_SUFFIXES = (" UNSIGNED", " ZEROFILL", " SIGNED", " BINARY", " PRECISION")
 
 
@@ -531,33 +519,23 @@ def _base_type(type_name: str) -> tuple[str, bool]:
     return base, unsigned
 
 
-def _GEOMETRY_SCHEMA(optional: bool) -> dict[str, Any]:
+def _geometry_schema(point: bool) -> dict[str, Any]:
+    """Debezium's Geometry (``wkb``, ``srid``) and Point (``x``, ``y`` too) structs; optional
+    whatever the column says, as Debezium's."""
+    fields: list[dict[str, Any]] = [
+        {"type": "bytes", "optional": point, "field": "wkb"},
+        _opt("int32", "srid"),
+    ]
+    if point:
+        xy = [{"type": "double", "optional": False, "field": axis} for axis in ("x", "y")]
+        fields = xy + fields
     return {
         "type": "struct",
-        "fields": [
-            {"type": "bytes", "optional": False, "field": "wkb"},
-            {"type": "int32", "optional": True, "field": "srid"},
-        ],
-        "optional": optional,
-        "name": "io.debezium.data.geometry.Geometry",
+        "fields": fields,
+        "optional": True,
+        "name": f"io.debezium.data.geometry.{'Point' if point else 'Geometry'}",
         "version": 1,
-        "doc": "Geometry",
-    }
-
-
-def _POINT_SCHEMA(optional: bool) -> dict[str, Any]:
-    return {
-        "type": "struct",
-        "fields": [
-            {"type": "double", "optional": False, "field": "x"},
-            {"type": "double", "optional": False, "field": "y"},
-            {"type": "bytes", "optional": True, "field": "wkb"},
-            {"type": "int32", "optional": True, "field": "srid"},
-        ],
-        "optional": optional,
-        "name": "io.debezium.data.geometry.Point",
-        "version": 1,
-        "doc": "Geometry (POINT)",
+        "doc": "Geometry (POINT)" if point else "Geometry",
     }
 
 
@@ -1001,10 +979,10 @@ class DebeziumJson(Format):
                 {**row, "field": "after"},
                 _SOURCE_SCHEMA,
                 _TRANSACTION_SCHEMA,
-                {"type": "string", "optional": False, "field": "op"},
-                {"type": "int64", "optional": True, "field": "ts_ms"},
-                {"type": "int64", "optional": True, "field": "ts_us"},
-                {"type": "int64", "optional": True, "field": "ts_ns"},
+                _opt("string", "op", False),
+                _opt("int64", "ts_ms"),
+                _opt("int64", "ts_us"),
+                _opt("int64", "ts_ns"),
             ],
             "optional": False,
             "name": f"{name}.Envelope",
@@ -1325,13 +1303,26 @@ def _guessed(
     return found
 
 
+def _opt(kind: str, name: str, optional: bool = True) -> dict[str, Any]:
+    return {"type": kind, "optional": optional, "field": name}
+
+
+def _array(items: str, name: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": {"type": items, "optional": False},
+        "optional": True,
+        "field": name,
+    }
+
+
 _SOURCE_SCHEMA: dict[str, Any] = {
     "type": "struct",
     "fields": [
-        {"type": "string", "optional": False, "field": "version"},
-        {"type": "string", "optional": False, "field": "connector"},
-        {"type": "string", "optional": False, "field": "name"},
-        {"type": "int64", "optional": False, "field": "ts_ms"},
+        _opt("string", "version", False),
+        _opt("string", "connector", False),
+        _opt("string", "name", False),
+        _opt("int64", "ts_ms", False),
         {
             "type": "string",
             "optional": True,
@@ -1344,18 +1335,18 @@ _SOURCE_SCHEMA: dict[str, Any] = {
             "default": "false",
             "field": "snapshot",
         },
-        {"type": "string", "optional": False, "field": "db"},
-        {"type": "string", "optional": True, "field": "sequence"},
-        {"type": "int64", "optional": True, "field": "ts_us"},
-        {"type": "int64", "optional": True, "field": "ts_ns"},
-        {"type": "string", "optional": True, "field": "table"},
-        {"type": "int64", "optional": False, "field": "server_id"},
-        {"type": "string", "optional": True, "field": "gtid"},
-        {"type": "string", "optional": False, "field": "file"},
-        {"type": "int64", "optional": False, "field": "pos"},
-        {"type": "int32", "optional": False, "field": "row"},
-        {"type": "int64", "optional": True, "field": "thread"},
-        {"type": "string", "optional": True, "field": "query"},
+        _opt("string", "db", False),
+        _opt("string", "sequence"),
+        _opt("int64", "ts_us"),
+        _opt("int64", "ts_ns"),
+        _opt("string", "table"),
+        _opt("int64", "server_id", False),
+        _opt("string", "gtid"),
+        _opt("string", "file", False),
+        _opt("int64", "pos", False),
+        _opt("int32", "row", False),
+        _opt("int64", "thread"),
+        _opt("string", "query"),
     ],
     "optional": False,
     "name": "io.debezium.connector.mysql.Source",
@@ -1365,9 +1356,9 @@ _SOURCE_SCHEMA: dict[str, Any] = {
 _TRANSACTION_SCHEMA: dict[str, Any] = {
     "type": "struct",
     "fields": [
-        {"type": "string", "optional": False, "field": "id"},
-        {"type": "int64", "optional": False, "field": "total_order"},
-        {"type": "int64", "optional": False, "field": "data_collection_order"},
+        _opt("string", "id", False),
+        _opt("int64", "total_order", False),
+        _opt("int64", "data_collection_order", False),
     ],
     "optional": True,
     "name": "event.block",
@@ -1376,24 +1367,11 @@ _TRANSACTION_SCHEMA: dict[str, Any] = {
 }
 _SCHEMA_CHANGE_KEY_SCHEMA: dict[str, Any] = {
     "type": "struct",
-    "fields": [{"type": "string", "optional": False, "field": "databaseName"}],
+    "fields": [_opt("string", "databaseName", False)],
     "optional": False,
     "name": "io.debezium.connector.mysql.SchemaChangeKey",
     "version": 1,
 }
-
-
-def _opt(kind: str, name: str, optional: bool = True) -> dict[str, Any]:
-    return {"type": kind, "optional": optional, "field": name}
-
-
-def _array(items: str, name: str) -> dict[str, Any]:
-    return {
-        "type": "array",
-        "items": {"type": items, "optional": False},
-        "optional": True,
-        "field": name,
-    }
 
 
 _COLUMN_SCHEMA: dict[str, Any] = {
