@@ -1,12 +1,14 @@
-"""Table metadata the selector needs: include/exclude filters, key columns, row-image plans.
+"""Table metadata the selector needs: include/exclude filters, key columns, row-image plans,
+and the table's definition that travels with its row changes.
 
 A table's metadata comes from its binlog table map (with
 ``binlog_row_metadata=FULL``: column names, signedness, charsets, key) and,
 where the binlog says too little, from the source's ``information_schema``:
 MariaDB's JSON columns (LONGTEXT with a ``json_valid`` check), and the key and
-signedness when the metadata is MINIMAL. It is cached per table id and
-forgotten on every DDL, rotation and reconnect, since ids and columns change
-then.
+signedness when the metadata is MINIMAL. Its definition (``pipeline.model.TableSchema``)
+comes from the schema history (``selector.schemas``), else from the table map. It is
+cached per table id and forgotten on every DDL, rotation and reconnect, since ids and
+columns change then.
 """
 
 from __future__ import annotations
