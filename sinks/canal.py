@@ -305,17 +305,16 @@ class CanalJson(Format):
         return found[1]
 
     def messages(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[Message]:
+        return [(encode_key(change), self.values(change, now, batch_id)[0])]
+
+    def values(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[bytes]:
         ns = now_ns() if now is None else now
         if isinstance(change, DdlChange):
-            message = self.ddl_message(change, ns // 1_000_000, batch_id)
-        else:
-            message = self.row_message(change, ns // 1_000_000, batch_id)
-        return [(encode_key(change), _encoded(message))]
+            return [_encoded(self.ddl_message(change, ns // 1_000_000, batch_id))]
+        return [_encoded(self.row_message(change, ns // 1_000_000, batch_id))]
 
     def encode(self, change: Change, now: int | None = None) -> bytes:
-        value = self.messages(change, now)[0][1]
-        assert value is not None
-        return value
+        return self.values(change, now)[0]
 
     def row_message(self, change: RowChange, now: int, batch_id: int = 0) -> dict[str, Any]:
         fields = self._table(change)

@@ -899,6 +899,9 @@ class DebeziumJson(Format):
             return [(key, value), (key, None)]
         return [(key, value)]
 
+    def values(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[bytes]:
+        return [value for _, value in self.messages(change, now) if value is not None]
+
     def encode(self, change: Change, now: int | None = None) -> bytes:
         for _, value in self.messages(change, now):
             if value is not None:
@@ -1279,28 +1282,23 @@ def _loose_schema(name: str) -> dict[str, Any]:
 
 
 def _guess_definition(change: RowChange) -> TableSchema:
-    """A stand-in definition for a change that carries none: every column untyped."""
+    """A stand-in definition for a change that carries none: every column untyped (one per
+    table and set of columns)."""
     image = change.row
-    columns = tuple(
-        Column(name, "", 1111, k + 1, optional=name not in change.primary_key)
-        for k, name in enumerate(image)
-    )
-    return _guessed(change.schema, change.table, columns, change.primary_key)
+    args = (change.schema, change.table, tuple(image), change.primary_key)
+    found = _GUESSED.get(args)
+    if found is None:
+        columns = tuple(
+            Column(name, "", 1111, k + 1, optional=name not in change.primary_key)
+            for k, name in enumerate(image)
+        )
+        if len(_GUESSED) > 1000:
+            _GUESSED.clear()
+        found = _GUESSED[args] = TableSchema(change.schema, change.table, columns, args[3])
+    return found
 
 
 _GUESSED: dict[tuple[Any, ...], TableSchema] = {}
-
-
-def _guessed(
-    schema: str, table: str, columns: tuple[Column, ...], key: tuple[str, ...]
-) -> TableSchema:
-    args = (schema, table, columns, key)
-    found = _GUESSED.get(args)
-    if found is None:
-        if len(_GUESSED) > 1000:
-            _GUESSED.clear()
-        found = _GUESSED[args] = TableSchema(schema, table, columns, key)
-    return found
 
 
 def _opt(kind: str, name: str, optional: bool = True) -> dict[str, Any]:

@@ -342,6 +342,10 @@ class Format:
         ns = now_ns() if now is None else now
         return [(self.key(change), self.encode(change, ns))]
 
+    def values(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[bytes]:
+        """The values of ``change``'s messages without tombstones (for sinks without keys)."""
+        return [self.encode(change, now)]
+
     def key(self, change: Change) -> bytes | None:
         return encode_key(change)
 

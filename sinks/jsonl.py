@@ -94,7 +94,7 @@ class JsonlSink(Sink):
         if batch.is_empty:
             return
         now = now_ns()
-        messages = self._format.messages
+        values = self._format.values
         touched: dict[str, BinaryIO] = {}
         rotate = self.config.rotate_bytes
         try:
@@ -105,8 +105,7 @@ class JsonlSink(Sink):
                 lines = [
                     value
                     for change in batch.changes
-                    for _, value in messages(change, now, batch.batch_id)
-                    if value is not None
+                    for value in values(change, now, batch.batch_id)
                 ]
                 if lines:
                     lines.append(b"")
@@ -118,9 +117,8 @@ class JsonlSink(Sink):
                     if rotate is not None and handle.tell() >= rotate:
                         handle = self._rotate(path)
                     touched[path] = handle
-                    for _, value in messages(change, now, batch.batch_id):
-                        if value is not None:
-                            handle.write(value + b"\n")
+                    for value in values(change, now, batch.batch_id):
+                        handle.write(value + b"\n")
             for handle in touched.values():
                 handle.flush()
                 if self.config.fsync:
