@@ -58,6 +58,11 @@ class Arbiter(ABC):
     * ``commit_position(position, epoch)`` stores the position only if
       ``epoch`` is current and this node still holds the lock — atomically —
       else it raises ``FencedError``.
+    * ``pause_on_error(epoch, error)`` pauses the pipeline only if ``epoch`` is
+      current and this node holds the lock — the same atomic check as a commit —
+      else it raises ``FencedError``: a node that was replaced (a zombie) cannot
+      stop the pipeline its successor runs. ``pause`` (the operator's) is
+      unconditional.
     * ``release()`` gives the lock up and wakes waiting standbys at once.
     """
 
@@ -116,7 +121,12 @@ class Arbiter(ABC):
 
     @abstractmethod
     def pause(self, reason: str, error: str = "") -> None:
-        """Pause the pipeline; ``error`` is stored for `ferry status`."""
+        """Pause the pipeline (an operator's pause, unconditional); ``error`` is stored for
+        `ferry status`."""
+
+    @abstractmethod
+    def pause_on_error(self, epoch: int, error: str) -> None:
+        """Pause the pipeline because of ``error``, fenced like ``commit_position``."""
 
     @abstractmethod
     def resume(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from loguru import logger
 
+from pipeline.errors import FencedError
 from pipeline.model import Position
 
 from .base import PipelineState, PipelineStatus
@@ -145,6 +146,20 @@ def build_status(
         position=position,
         position_epoch=position_epoch,
         nodes=nodes,
+    )
+
+
+NOT_HOLDER = "does not hold the mainstem"
+STALE_EPOCH = "holds an epoch that is no longer current"
+
+
+def fenced(arbiter: Any, epoch: int, why: str, position: Position | None = None) -> FencedError:
+    """The refusal of a fenced operation (commit, pause on error) by a node that is not the
+    current holder; ``why`` is ``NOT_HOLDER`` or ``STALE_EPOCH``."""
+    return FencedError(
+        f"fenced: node {arbiter.node_id} with epoch {epoch} {why}",
+        pipeline=arbiter.pipeline_id,
+        position=position,
     )
 
 

@@ -32,15 +32,18 @@ from typing import Any
 
 from loguru import logger
 
-from pipeline.errors import FatalError, FencedError, ResumableError
+from pipeline.errors import FatalError, ResumableError
 from pipeline.model import Position
 
 from .base import Arbiter, PipelineState, PipelineStatus
 from .common import (
+    NOT_HOLDER,
+    STALE_EPOCH,
     announce_lost,
     announce_state,
     build_status,
     encode_report,
+    fenced,
     mainstem_value,
     parse_position_record,
     parse_state,
@@ -274,21 +277,18 @@ class MemoryArbiter(Arbiter):
 
     # -- positions -----------------------------------------------------------------------
 
+    def _holder_store(self, epoch: int, position: Position | None = None) -> _Store:
+        """The store, if this node holds the mainstem with ``epoch``; call under ``hub.cond``."""
+        store = self.hub.store(self.pipeline_id)
+        if self.hub.mainstem(store) != mainstem_value(epoch, self.node_id):
+            raise fenced(self, epoch, NOT_HOLDER, position)
+        if store.epoch != epoch:
+            raise fenced(self, epoch, STALE_EPOCH, position)
+        return store
+
     def commit_position(self, position: Position, epoch: int) -> None:
         with self.hub.cond:
-            store = self.hub.store(self.pipeline_id)
-            if self.hub.mainstem(store) != mainstem_value(epoch, self.node_id):
-                raise FencedError(
-                    f"fenced: node {self.node_id} does not hold the mainstem with epoch {epoch}",
-                    pipeline=self.pipeline_id,
-                    position=position,
-                )
-            if store.epoch != epoch:
-                raise FencedError(
-                    f"fenced: epoch {epoch} is not current ({store.epoch})",
-                    pipeline=self.pipeline_id,
-                    position=position,
-                )
+            store = self._holder_store(epoch, position)
             store.position = position_record(position, epoch, self.node_id, time.time())
         self._log.debug("position committed: {} epoch={}", position, epoch)
 
@@ -338,14 +338,22 @@ class MemoryArbiter(Arbiter):
     def pause(self, reason: str, error: str = "") -> None:
         self._set_state("paused", reason, error)
 
+    def pause_on_error(self, epoch: int, error: str) -> None:
+        self._set_state("paused", "error", error, holder_epoch=epoch)
+
     def resume(self) -> None:
         self._set_state("running", "", "")
 
-    def _set_state(self, state: str, reason: str, error: str) -> None:
+    def _set_state(
+        self, state: str, reason: str, error: str, holder_epoch: int | None = None
+    ) -> None:
+        """Store the permit; with ``holder_epoch``, only as the holder of that epoch."""
         with self.hub.cond:
-            self.hub.store(self.pipeline_id).state = state_fields(
-                state, reason, error, self.hub.now_ms / 1000
-            )
+            if holder_epoch is None:
+                store = self.hub.store(self.pipeline_id)
+            else:
+                store = self._holder_store(holder_epoch)
+            store.state = state_fields(state, reason, error, self.hub.now_ms / 1000)
             self.hub.cond.notify_all()
         announce_state(self, state, reason, self._log)
 

@@ -53,6 +53,7 @@ Fencing and Redis restarts (Redis may come back empty):
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import threading
 import time
@@ -68,15 +69,18 @@ from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from pipeline.errors import FatalError, FencedError, FerryError, classify
+from pipeline.errors import FatalError, FerryError, classify
 from pipeline.model import Position
 
 from .base import Arbiter, PipelineState, PipelineStatus
 from .common import (
+    NOT_HOLDER,
+    STALE_EPOCH,
     announce_lost,
     announce_state,
     build_status,
     encode_report,
+    fenced,
     mainstem_value,
     parse_position_record,
     parse_state,
@@ -99,13 +103,21 @@ redis.call('SET', KEYS[1], epoch .. ':' .. ARGV[1], 'PX', ARGV[2])
 return {1, epoch}
 """
 
-# KEYS: mainstem, epoch. ARGV: value, epoch, ttl_ms. -> 1 renewed, 0 not ours, -1 stale epoch.
-_RENEW = """
+# The holder check of every fenced script. KEYS: mainstem, epoch, ... ARGV: value, epoch, ...
+# -> 0 not the holder, -1 epoch not current (else the script goes on).
+_HOLDER = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return -1 end
+"""
+
+# KEYS: mainstem, epoch. ARGV: value, epoch, ttl_ms. -> 1 renewed, 0 not ours, -1 stale epoch.
+_RENEW = (
+    _HOLDER
+    + """
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
+)
 
 # KEYS: mainstem. ARGV: value, channel. -> 1 released, 0 not ours (nothing done).
 _RELEASE = """
@@ -117,12 +129,24 @@ return 1
 
 # KEYS: mainstem, epoch, position. ARGV: value, epoch, record.
 # -> 1 stored, 0 not the holder, -1 epoch not current.
-_COMMIT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return -1 end
+_COMMIT = (
+    _HOLDER
+    + """
 redis.call('SET', KEYS[3], ARGV[3])
 return 1
 """
+)
+
+# KEYS: mainstem, epoch, state. ARGV: value, epoch, channel, then the state hash's
+# field/value pairs. -> 1 paused, 0 not the holder, -1 epoch not current.
+_PAUSE_ON_ERROR = (
+    _HOLDER
+    + """
+redis.call('HSET', KEYS[3], unpack(ARGV, 4))
+redis.call('PUBLISH', ARGV[3], 'state')
+return 1
+"""
+)
 
 # KEYS: epoch. ARGV: floor. -> the counter afterwards.
 _RAISE_FLOOR = """
@@ -225,6 +249,7 @@ class RedisArbiter(Arbiter):
         self._renew = self._client.register_script(_RENEW)
         self._release = self._client.register_script(_RELEASE)
         self._commit = self._client.register_script(_COMMIT)
+        self._pause_on_error = self._client.register_script(_PAUSE_ON_ERROR)
         self._raise_floor = self._client.register_script(_RAISE_FLOOR)
         self._set_position = self._client.register_script(_SET_POSITION)
         self._mutex = threading.Lock()  # guards _hold transitions
@@ -415,16 +440,7 @@ class RedisArbiter(Arbiter):
         except Exception as exc:
             raise self._error(exc, position) from exc
         if result != 1:
-            why = (
-                "does not hold the mainstem"
-                if result == 0
-                else "holds an epoch that is no longer current"
-            )
-            raise FencedError(
-                f"fenced: node {self.node_id} with epoch {epoch} {why}",
-                pipeline=self.pipeline_id,
-                position=position,
-            )
+            raise fenced(self, epoch, NOT_HOLDER if result == 0 else STALE_EPOCH, position)
         self._log.debug("position committed: {} epoch={}", position, epoch)
 
     def load_position(self) -> Position | None:
@@ -500,6 +516,26 @@ class RedisArbiter(Arbiter):
 
     def pause(self, reason: str, error: str = "") -> None:
         self._set_state("paused", reason, error)
+
+    def pause_on_error(self, epoch: int, error: str) -> None:
+        fields = state_fields("paused", "error", error, time.time())
+        try:
+            result = int(
+                self._pause_on_error(
+                    keys=[self.keys["mainstem"], self.keys["epoch"], self.keys["state"]],
+                    args=[
+                        mainstem_value(epoch, self.node_id),
+                        epoch,
+                        self.keys["notify"],
+                        *itertools.chain.from_iterable(fields.items()),
+                    ],
+                )
+            )
+        except Exception as exc:
+            raise self._error(exc) from exc
+        if result != 1:
+            raise fenced(self, epoch, NOT_HOLDER if result == 0 else STALE_EPOCH)
+        announce_state(self, "paused", "error", self._log)
 
     def resume(self) -> None:
         self._set_state("running", "", "")

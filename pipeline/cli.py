@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from types import FrameType
 from typing import Any
 
 from loguru import logger
@@ -155,18 +153,10 @@ def build_node(config: FerryConfig, node_id: str, log_level: str = "INFO") -> An
 
 
 def cmd_run(args: argparse.Namespace, config: FerryConfig) -> int:
+    from pipeline.signals import StopSignals
+
     node = build_node(config, args.node_id, args.log_level or config.pipeline.log_level)
-    signals_seen: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        # No logging or I/O here: set flags; a second signal exits at once.
-        signals_seen.append(signum)
-        if len(signals_seen) > 1:
-            os._exit(128 + signum)
-        node.request_stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    StopSignals(node.request_stop).install()  # a second signal exits at once
     port = config.pipeline.metrics_port
     if port is not None:
         from pipeline.metrics import serve
@@ -177,7 +167,14 @@ def cmd_run(args: argparse.Namespace, config: FerryConfig) -> int:
             raise FatalError(f"cannot serve metrics on port {port}: {exc}") from exc
         logger.info("metrics on http://{}:{}/metrics", *server.server_address[:2])
     logger.info("node {} starting for pipeline {}", args.node_id, config.pipeline.id)
-    return int(node.run())
+    from pipeline.progress import SnapshotProgressDisplay
+
+    progress = SnapshotProgressDisplay(node.report)
+    progress.start()
+    try:
+        return int(node.run())
+    finally:
+        progress.stop()
 
 
 def cmd_status(args: argparse.Namespace, config: FerryConfig) -> int:
@@ -254,6 +251,8 @@ def render_status(data: dict[str, Any]) -> str:
             "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
         ]
         for node in nodes:
+            lines += _snapshot_lines(node.get("snapshot"))
+        for node in nodes:
             skipped = node.get("skipped") or {}
             dml = {k: v for k, v in skipped.items() if k.startswith("dml ")}
             if dml:
@@ -271,6 +270,31 @@ def render_status(data: dict[str, Any]) -> str:
     else:
         lines.append("nodes     none seen (no node running?)")
     return "\n".join(lines)
+
+
+def _snapshot_lines(snapshot: dict[str, Any] | None) -> list[str]:
+    """The snapshot a node reports: one line overall, one per table."""
+    if not snapshot:
+        return []
+    eta = snapshot.get("eta_s")
+    lines = [
+        f"snapshot  {snapshot['request']} {snapshot['state']}: {snapshot['rows']:,}"
+        f" of ~{snapshot['estimate']:,} rows, {snapshot['rows_per_s']:,.0f} rows/s"
+        + ("" if eta in (None, 0) else f", ETA {_duration(float(eta))}")
+    ]
+    for name, table in (snapshot.get("tables") or {}).items():
+        share = 100 * table["rows"] / table["estimate"] if table["estimate"] else 100
+        lines.append(
+            f"  {name}  {table['state']}  {table['rows']:,} / ~{table['estimate']:,}"
+            f" ({min(share, 100):.0f}%)"
+        )
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def cmd_pause(args: argparse.Namespace, config: FerryConfig) -> int:

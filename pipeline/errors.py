@@ -6,8 +6,12 @@
                       Redis unavailable). The node rolls back and retries with
                       backoff; beyond ``pipeline.max_retries`` it pauses.
   ``FatalError``      retrying cannot help (auth, unknown column, data too
-                      long, bad config, purged binlog, fenced). The node pauses
-                      the pipeline with the error stored in its status.
+                      long, bad config, purged binlog). The node pauses the
+                      pipeline with the error stored in its status.
+
+``FencedError`` (fatal) and ``NotActiveError`` (resumable) are neither retried nor
+paused for: they mean another node is, or may be, active, and the node steps down
+to standby (see ``pipeline.task``).
 
 Driver exceptions are mapped with :func:`classify`. This module imports nothing
 from the project; driver modules are imported lazily so that a missing
@@ -85,7 +89,7 @@ class ConfigError(FatalError):
 
 
 class FencedError(FatalError):
-    """A write came from a node whose epoch is no longer current."""
+    """A write came from a node whose epoch is no longer current; it steps down."""
 
 
 class NotActiveError(ResumableError):

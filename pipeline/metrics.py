@@ -30,13 +30,16 @@ it again, and that would put a cost on every row.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-ROLES = ("standby", "active", "stopped")
+if TYPE_CHECKING:
+    from pipeline.node import Role
+
+ROLES: tuple[Role, ...] = ("standby", "active", "stopped")  # "starting" is not exported
 _COUNTERS = (
     ("rows", "row changes acked (durably written by the sink)"),
     ("batches", "batches acked, empty ones included"),
@@ -81,6 +84,7 @@ class NodeCollector(Collector):
             kind, _, table = str(key).partition(" ")
             skipped.add_metric([*values, kind, table], float(count))
         yield skipped
+        yield from _snapshot_metrics(report.get("snapshot"), labels, values)
         role = str(report.get("role", ""))
         active = GaugeMetricFamily(
             "ferry_active", "1 while this node holds the mainstem", labels=labels
@@ -98,6 +102,29 @@ class NodeCollector(Collector):
         )
         epoch.add_metric(values, float(report.get("epoch") or 0))
         yield epoch
+
+
+def _snapshot_metrics(
+    snapshot: dict[str, Any] | None, labels: list[str], values: list[str]
+) -> Iterator[Metric]:
+    """Rows read and estimated per table of the snapshot the node reports, and its ETA."""
+    rows = GaugeMetricFamily(
+        "ferry_snapshot_rows", "rows a snapshot has read, per table", labels=[*labels, "table"]
+    )
+    estimate = GaugeMetricFamily(
+        "ferry_snapshot_rows_estimate",
+        "rows a snapshot expects per table (information_schema, at its start)",
+        labels=[*labels, "table"],
+    )
+    eta = GaugeMetricFamily(
+        "ferry_snapshot_eta_seconds", "estimated time a running snapshot needs", labels=labels
+    )
+    for name, table in ((snapshot or {}).get("tables") or {}).items():
+        rows.add_metric([*values, name], float(table["rows"]))
+        estimate.add_metric([*values, name], float(table["estimate"]))
+    if snapshot and snapshot.get("eta_s") is not None:
+        eta.add_metric(values, float(snapshot["eta_s"]))
+    yield from (rows, estimate, eta)
 
 
 def serve(

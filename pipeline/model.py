@@ -23,8 +23,47 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Op = Literal["insert", "update", "delete"]
-OPS: tuple[Op, ...] = ("insert", "update", "delete")
+Op = Literal["insert", "update", "delete", "read"]  # read: a row copied by a snapshot
+OPS: tuple[Op, ...] = ("insert", "update", "delete", "read")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotProgress:
+    """Where a running snapshot is; committed with the position, so a restart continues it.
+
+    ``request`` names what asked for it (``initial``, or a ``ferry snapshot`` request
+    id). ``tables`` are the ``schema.table`` names still to read, the one being read
+    first; ``after`` is the key of its last row handed out (JSON text written by the
+    selector; None: from its start); ``rows`` counts its rows handed out.
+    ``done`` holds finished tables with their row counts, ``estimates`` the row
+    estimates taken when the snapshot started (for progress), ``started`` its unix
+    time.
+    """
+
+    request: str
+    tables: tuple[str, ...]
+    after: str | None = None
+    rows: int = 0
+    done: tuple[tuple[str, int], ...] = ()
+    estimates: tuple[tuple[str, int], ...] = ()
+    started: float = 0.0
+
+    @property
+    def table(self) -> str | None:
+        """The table being read, None when every table is done."""
+        return self.tables[0] if self.tables else None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SnapshotProgress:
+        return cls(
+            request=str(data["request"]),
+            tables=tuple(data.get("tables") or ()),
+            after=data.get("after"),
+            rows=int(data.get("rows") or 0),
+            done=tuple((str(t), int(n)) for t, n in data.get("done") or ()),
+            estimates=tuple((str(t), int(n)) for t, n in data.get("estimates") or ()),
+            started=float(data.get("started") or 0.0),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +75,13 @@ class Position:
     gtid_set: str | None = None
     row_offset: int = 0
     ts: float = 0.0  # event time (unix seconds) of the last change covered; 0 if unknown
+    snapshot: SnapshotProgress | None = None  # a snapshot running at this point, if any
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.snapshot is None:
+            del data["snapshot"]  # the form positions had before snapshots existed
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -51,20 +94,30 @@ class Position:
             gtid_set=data.get("gtid_set") or None,
             row_offset=int(data.get("row_offset") or 0),
             ts=float(data.get("ts") or 0.0),
+            snapshot=SnapshotProgress.from_dict(data["snapshot"]) if data.get("snapshot") else None,
         )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Position:
         return cls.from_dict(json.loads(text))
 
-    def sort_key(self) -> tuple[str, int, int]:
-        """Order of positions on one server (binlog file names sort by sequence)."""
-        return (self.file, self.pos, self.row_offset)
+    def sort_key(self) -> tuple[str, int, int, int]:
+        """Order of positions on one server.
+
+        A binlog file name is ``<basename>.<sequence>``; the sequence is compared as a
+        number, because it gains a digit after 999999 (``mysql-bin.999999`` is followed
+        by ``mysql-bin.1000000``, which sorts first as a string).
+        """
+        stem, dot, sequence = self.file.rpartition(".")
+        if dot and sequence.isdigit():
+            return (stem, int(sequence), self.pos, self.row_offset)
+        return (self.file, -1, self.pos, self.row_offset)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Positional constructor call: half the pickling cost of a slots dataclass's default,
         # which matters because batches cross a process boundary (selector.process).
-        return (Position, (self.file, self.pos, self.gtid_set, self.row_offset, self.ts))
+        fields = (self.file, self.pos, self.gtid_set, self.row_offset, self.ts, self.snapshot)
+        return (Position, fields)
 
     def __str__(self) -> str:
         text = f"{self.file}:{self.pos}"
@@ -72,6 +125,8 @@ class Position:
             text += f"+{self.row_offset}"
         if self.gtid_set:
             text += f" gtid={self.gtid_set}"
+        if self.snapshot is not None and self.snapshot.table:
+            text += f" snapshot={self.snapshot.table}+{self.snapshot.rows}"
         return text
 
 

@@ -2,11 +2,17 @@
 
 Life of a node (``Node.run``)::
 
-    standby ──await_active──▶ active(epoch) ──lock lost──▶ standby
+    standby ──await_active──▶ active(epoch) ──lock lost or fenced──▶ standby
                                  │  task crashed → backoff, new task, same epoch
                                  │  paused (operator or fatal error) → drain, wait for resume,
                                  │                   new task from the committed position
                                  └─ stop signal  → drain within grace, release lock, exit 0
+
+A fenced operation (a commit, a sink write, a pause on error) that is refused means
+another node took over: the node steps down (releases what it may still hold) and
+waits as a standby; it never pauses the pipeline for it. A fatal arbiter error
+while waiting (wrong Redis password, missing ACL rights) is retried a few times,
+then the node logs why and exits with status 1, so a supervisor shows it.
 
 Shutdown order (and why): stop selecting (nothing new enters) → let in-flight
 batches finish and be acked, bounded by ``shutdown_grace_ms`` → halt the rest
@@ -21,13 +27,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 from loguru import logger
 
 from arbitrate.base import Arbiter
 from pipeline.config import FerryConfig
-from pipeline.errors import FatalError, FerryError, classify
+from pipeline.errors import FatalError, FencedError, FerryError, NotActiveError, classify
 from pipeline.model import Position
 from pipeline.recovery import EpochBehind, Start, StateFile, choose_start
 from pipeline.stages import Stages
@@ -37,6 +44,13 @@ from selector.base import PositionStore, Selector
 from sinks.base import Sink
 
 SelectorFactory = Callable[[PositionStore], Selector]
+Role = Literal["starting", "standby", "active", "stopped"]
+Outcome = Literal["stop", "paused", "lost", "crashed"]  # how one SelectTask ended
+
+# A fatal arbiter error (auth, ACL) is tried this often, _FATAL_RETRY_S apart, before the
+# node exits: an operator fixing the password does not need a node that gave up at once.
+_FATAL_ATTEMPTS = 3
+_FATAL_RETRY_S = 1.0
 
 
 class FencedPositionStore(PositionStore):
@@ -88,7 +102,7 @@ class Node:
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._wake = threading.Event()
-        self._role = "starting"
+        self._role: Role = "starting"
         self._epoch: int | None = None
         self._selector: Selector | None = None
         self._task: SelectTask | None = None
@@ -98,7 +112,11 @@ class Node:
     # ----------------------------------------------------------------- control
 
     def request_stop(self) -> None:
-        """Ask the node to shut down gracefully. Safe from a signal handler (sets flags only)."""
+        """Ask the node to shut down gracefully, from any thread.
+
+        Not from a signal handler: ``Event.set`` takes a lock the interrupted thread may
+        hold (see ``pipeline.signals``).
+        """
         self._stop.set()
         self._wake.set()
 
@@ -107,7 +125,7 @@ class Node:
         self._wake.set()
 
     @property
-    def role(self) -> str:
+    def role(self) -> Role:
         return self._role
 
     @property
@@ -117,7 +135,8 @@ class Node:
     # --------------------------------------------------------------------- run
 
     def run(self) -> int:
-        """Run until asked to stop; returns the process exit status."""
+        """Run until asked to stop; returns the process exit status: 0, or 1 when the
+        arbiter refuses this node (see the module docstring)."""
         publisher = threading.Thread(target=self._publish_loop, name="status", daemon=True)
         publisher.start()
         try:
@@ -125,11 +144,11 @@ class Node:
                 self._set_role("standby")
                 self._log.info("standby: waiting for the mainstem")
                 try:
-                    epoch = self.arbiter.await_active(stop=self._stop.is_set)
-                except FerryError as exc:
-                    self._log.warning("arbiter unavailable, retrying: {}", exc)
-                    self._stop.wait(1.0)
-                    continue
+                    epoch = self._await_active()
+                except FatalError as exc:
+                    where = self.config.arbiter.redacted_url()
+                    self._log.error("cannot work with the arbiter at {}, exiting: {}", where, exc)
+                    return 1
                 if epoch is None:
                     break
                 self._lost.clear()
@@ -145,14 +164,34 @@ class Node:
             self._log.info("stopped")
         return 0
 
+    def _await_active(self) -> int | None:
+        """The epoch once this node holds the mainstem; None when asked to stop.
+
+        The arbiter rides out a Redis that is down by itself; what escapes it is fatal
+        (authentication, permissions) and is raised after ``_FATAL_ATTEMPTS`` tries.
+        """
+        refusals = 0
+        while True:
+            try:
+                return self.arbiter.await_active(stop=self._stop.is_set)
+            except FerryError as exc:
+                if isinstance(exc, FatalError):
+                    refusals += 1
+                    if refusals >= _FATAL_ATTEMPTS:
+                        raise
+                self._log.debug("arbiter error ({}), retrying: {}", type(exc).__name__, exc)
+                if self._stop.wait(_FATAL_RETRY_S):
+                    return None
+
     def _serve(self, epoch: int) -> None:
         """Replicate while this node holds the mainstem with ``epoch``."""
         log = self._log.bind(epoch=epoch)
-        attempt = 0
+        attempt = 0  # failed starts in a row
         while not self._stop.is_set() and not self._lost.is_set():
+            outcome: Outcome | None = None
             try:
                 if not self._wait_permit():
-                    return
+                    break
                 self.sink.open()
                 start = choose_start(self.arbiter, self.sink, self._state, epoch)
                 log.info(
@@ -162,11 +201,6 @@ class Node:
                     origin=start.origin,
                 )
                 outcome = self._run_task(epoch, start)
-                attempt = 0
-                if outcome in ("stop", "lost"):
-                    return
-                if outcome == "paused":
-                    continue
             except EpochBehind as exc:
                 log.warning("{}: releasing the mainstem to take a higher epoch", exc)
                 self.arbiter.release()
@@ -174,20 +208,34 @@ class Node:
             except Exception as exc:
                 error = classify(exc)
                 attempt += 1
-                if isinstance(error, FatalError) or attempt > self._settings.max_retries:
-                    self._pause(error)
-                    continue
-                delay_s = self._backoff_s(attempt)
-                self.stats.on_retry()
-                log.warning("cannot start ({}); retry {} in {:.1f}s", error, attempt, delay_s)
-                self._stop.wait(delay_s)
+                if isinstance(error, FencedError | NotActiveError):
+                    log.warning("cannot start: {}", error)
+                    self._lost.set()
+                elif isinstance(error, FatalError) or attempt > self._settings.max_retries:
+                    self._pause(epoch, error)
+                    attempt = 0  # a resume starts a fresh retry budget
+                else:
+                    self.stats.on_retry()
+                    log.warning("cannot start ({}); retry {}", error, attempt)
             finally:
                 self._stop_selector()
                 self.sink.close()
-            if not self._stop.is_set():
+            if outcome in ("stop", "lost"):
+                break
+            if outcome is not None:  # paused (wait for resume) or crashed: a fresh budget
+                attempt = 0
+            if outcome != "paused":  # one backoff per failed start or crashed task
                 self._stop.wait(self._backoff_s(max(attempt, 1)))
+        if self._lost.is_set():
+            self._step_down()
 
-    def _run_task(self, epoch: int, start: Start) -> str:
+    def _step_down(self) -> None:
+        """Back to standby: give up the mainstem if it is still (believed to be) held."""
+        self._lost.set()
+        self.arbiter.release()
+        self._log.warning("stepped down: another node is or may be active; back to standby")
+
+    def _run_task(self, epoch: int, start: Start) -> Outcome:
         """Run one SelectTask until stop, pause, loss or crash; returns which."""
         store = FencedPositionStore(self.arbiter, epoch, start.position, self._state)
         self._selector = self._selector_factory(store)
@@ -200,7 +248,7 @@ class Node:
             epoch=epoch,
             settings=self._settings,
             stats=self.stats,
-            on_fatal=self._pause,
+            on_fatal=partial(self._pause, epoch),
         )
         self._task = task
         task.start()
@@ -218,16 +266,16 @@ class Node:
                         else f"in-flight batches not done within {grace_s:.1f}s are replayed",
                     )
                     return "stop"
-                if self._paused():
-                    # Resume must restart from the committed (or operator-set) position.
-                    drained = task.drain(self._settings.shutdown_grace_ms / 1000)
-                    self._log.info("paused: selecting stopped (in-flight acked: {})", drained)
-                    return "paused"
                 if self._lost.is_set() or task.lost or not self.arbiter.check():
                     self._log.warning("lost the mainstem: stopping, back to standby")
                     self._lost.set()
                     task.halt()
                     return "lost"
+                if self._paused():
+                    # Resume must restart from the committed (or operator-set) position.
+                    drained = task.drain(self._settings.shutdown_grace_ms / 1000)
+                    self._log.info("paused: selecting stopped (in-flight acked: {})", drained)
+                    return "paused"
                 if task.crashed:
                     self._log.error("a node thread crashed: restarting from the committed position")
                     task.halt()
@@ -253,23 +301,32 @@ class Node:
     def _wait_permit(self) -> bool:
         """Block while the pipeline is paused; False when stopping or the lock was lost."""
         while not self.arbiter.wait_for_permit(0.5):
-            if self._stop.is_set() or self._lost.is_set() or not self.arbiter.check():
+            if self._stop.is_set():
+                return False
+            if self._lost.is_set() or not self.arbiter.check():
+                self._lost.set()
                 return False
         return not self._stop.is_set()
 
-    def _pause(self, error: FerryError) -> None:
-        self._log.error("pipeline paused: {}", error)
+    def _pause(self, epoch: int, error: FerryError) -> None:
+        """Pause the pipeline for ``error`` — only as the holder of ``epoch``, else step down."""
         try:
-            self.arbiter.pause("error", error=str(error))
+            self.arbiter.pause_on_error(epoch, str(error))
+        except (FencedError, NotActiveError) as exc:
+            self._log.warning("not pausing for {}: {}", error, exc)
+            self._on_lost()  # the node steps down; the task is halted
+            return
         except FerryError as exc:  # Redis down: the stored error is lost, the log keeps it
-            self._log.error("could not store the pause: {}", exc)
+            self._log.error("could not store the pause ({}): {}", exc, error)
+            return
+        self._log.error("pipeline paused: {}", error)
 
     def _backoff_s(self, attempt: int) -> float:
         return self._settings.retry_delay_ms(attempt) / 1000
 
     # ------------------------------------------------------------------ status
 
-    def _set_role(self, role: str) -> None:
+    def _set_role(self, role: Role) -> None:
         self._role = role
         self._wake.set()
 

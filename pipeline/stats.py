@@ -15,7 +15,7 @@ from typing import Any
 from loguru import logger
 
 from pipeline.errors import FerryError
-from pipeline.model import Batch, Position, Skipped
+from pipeline.model import Batch, Position, Skipped, SnapshotProgress
 
 _SKIPPED_WHY = {
     "dml": "statement-format {verb} on {table} skipped: its changes are NOT replicated; ferry"
@@ -23,6 +23,35 @@ _SKIPPED_WHY = {
     "account": "account/privilege statements ({verb}) are skipped: they never leave the source",
     "other": "statements that change no replicated data ({verb}) are skipped",
 }
+
+
+def snapshot_report(progress: SnapshotProgress | None, at: float) -> dict[str, Any] | None:
+    """A snapshot's progress for status and metrics: rows per table, rate, ETA."""
+    if progress is None:
+        return None
+    done = dict(progress.done)
+    tables: dict[str, dict[str, Any]] = {}
+    read = total = 0
+    for name, estimate in progress.estimates:
+        rows = done.get(name, progress.rows if name == progress.table else 0)
+        state = "done" if name in done else "reading" if name == progress.table else "waiting"
+        tables[name] = {"rows": rows, "estimate": max(estimate, rows), "state": state}
+        read += rows
+        total += max(estimate, rows)
+    elapsed = max(at - progress.started, 1e-3)
+    rate = read / elapsed
+    remaining = max(total - read, 0)
+    complete = not progress.tables
+    return {
+        "request": progress.request,
+        "state": "complete" if complete else "running",
+        "table": progress.table,
+        "rows": read,
+        "estimate": max(total, read),
+        "rows_per_s": round(rate, 1),
+        "eta_s": 0 if complete else round(remaining / rate) if rate > 0 else None,
+        "tables": tables,
+    }
 
 
 def skipped_key(skipped: Skipped) -> str:
@@ -42,6 +71,8 @@ class Stats:
         self.last_error_at = 0.0
         self.ack_lag_ms: float | None = None  # now - first event time, at the last ack
         self.skipped: dict[str, int] = {}  # skipped_key -> statements not passed on
+        self.snapshot_progress: SnapshotProgress | None = None  # of the last acked position
+        self._snapshot_seen = 0.0  # when it was last acked
         self._rate_mark = (time.monotonic(), 0)
         self.rows_per_s = 0.0
 
@@ -51,6 +82,9 @@ class Stats:
             self.batches_total += 1
             if position is not None:
                 self.position = position
+                if position.snapshot is not None:
+                    self.snapshot_progress = position.snapshot
+                    self._snapshot_seen = time.time()
             if batch.first_event_ts is not None:
                 self.ack_lag_ms = max(0.0, (time.time() - batch.first_event_ts) * 1000)
             elif batch.is_empty:
@@ -95,4 +129,5 @@ class Stats:
                 "last_error": self.last_error,
                 "last_error_at": self.last_error_at,
                 "skipped": dict(self.skipped),
+                "snapshot": snapshot_report(self.snapshot_progress, self._snapshot_seen),
             }

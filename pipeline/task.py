@@ -1,25 +1,30 @@
 """One activation of a node: Otter's SelectTask, in Python.
 
-Threads (all owned here, all stopping on ``halt()``)::
+Threads (all owned here, all stopping when the task is halted or lost)::
 
-    ProcessSelect   select → version check → slot → buffer + stage pool
+    ProcessSelect   select → rollback-version check → slot → buffer + stage pool
     stage pool      extract → transform, concurrently across batches
     Loader          sink.load in process-id order → termin event
     ProcessTermin   buffer order: ack, or roll back everything in flight
+
+The rollback protocol lives in one small state, :class:`RollbackState`, guarded by
+``_cond`` together with the buffer: a *phase* with asserted transitions, the
+*rollback version* (Otter's ``rversion``: bumped by every rollback, carried by every
+entry and termin event), the failed load of the current round, the retry count and
+the end of the backoff.
 
 Invariants, and why they hold:
 
 * **Acks are in order and never pass a failure.** ProcessTermin consumes the
   buffer front to back and acks an entry only after its own success event;
-  after a failure it acks nothing until the buffer has drained and the
-  selector was rolled back.
+  after a failure (phase ``rolling_back``) it acks nothing until the buffer has
+  drained and the selector was rolled back.
 * **Loads are in order.** One Loader thread takes batches in process-id order.
-  After a failed batch it loads nothing more of that round (same rollback
-  version), so the sink never sees a change after a gap.
+  After a failed load it loads nothing more of that rollback version
+  (``failed_load``), so the sink never sees a change after a gap.
 * **No batch from before a rollback is handed out after it** (the window
-  Otter left open). ``_cond`` guards the rollback version, ``_can_start`` and
-  the buffer together: ProcessSelect reads the version inside the same lock
-  that stops ``select()`` from overlapping ``selector.rollback()``
+  Otter left open). ProcessSelect reads the rollback version inside the same
+  lock that stops ``select()`` from overlapping ``selector.rollback()``
   (``_selector_lock``), and re-checks it atomically with enqueueing. A
   rollback bumps the version under ``_cond`` first, so a batch selected
   before it is either already in the buffer (and drained as stale) or
@@ -32,6 +37,15 @@ Invariants, and why they hold:
   waiting ``max_wait_ms`` for rows (Python locks are not fair), which capped
   throughput at one batch per wait. Only ProcessTermin acks and rolls back, so
   those two never overlap.
+* **Only the holder pauses; a fence never pauses.** A ``FencedError`` or a
+  ``NotActiveError`` — from the sink, the arbiter or the position store — and
+  any error that surfaces after the task was halted or lost the mainstem mean
+  "another node is (or may be) active": the task steps down (phase ``lost``)
+  and the node returns to standby. Only an error met while the task still
+  provably holds the mainstem may pause the pipeline, and that pause is itself
+  fenced by the epoch in the arbiter (``Arbiter.pause_on_error``), so a node
+  that froze past its lock TTL and woke up cannot stop its successor, whatever
+  instant it froze at.
 """
 
 from __future__ import annotations
@@ -41,11 +55,11 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from loguru import logger
 
@@ -64,9 +78,52 @@ from pipeline.stats import Stats
 from selector.base import Selector
 from sinks.base import Sink
 
-_TICK_S = 0.2  # how long any wait lasts before re-checking halt / lock ownership
+_TICK_S = 0.2  # how long any wait lasts before re-checking the phase / lock ownership
 _PERMIT_CACHE_S = 0.1  # how long a "running" permit is trusted before asking Redis again
 _UNMATCHED_GRACE_S = 1.0  # how long a later termin may arrive before the expected one
+
+Phase = Literal["selecting", "select_failed", "rolling_back", "draining", "halted", "lost"]
+
+# Who moves the phase:
+#   selecting     → select_failed  ProcessSelect: select() raised; the error waits in the buffer
+#   selecting     → rolling_back   ProcessTermin: a failure in buffer order (version bumped)
+#   select_failed → rolling_back   ProcessTermin: it reached the select error
+#   rolling_back  → rolling_back   ProcessTermin: another failure while rolling back
+#   rolling_back  → selecting      ProcessTermin: buffer drained, selector rewound, backoff over
+#   selecting, select_failed → draining   the node: graceful stop or pause (ack what is done)
+#   draining      → halted         the buffer drained, or a failure (nothing acks past it)
+#   any but lost  → halted         halt(), or drain() during a rollback (nothing to ack)
+#   any but lost  → lost           the mainstem is gone or this epoch is fenced: step down
+_NEXT: Mapping[Phase, frozenset[Phase]] = {
+    "selecting": frozenset({"select_failed", "rolling_back", "draining", "halted", "lost"}),
+    "select_failed": frozenset({"rolling_back", "draining", "halted", "lost"}),
+    "rolling_back": frozenset({"rolling_back", "selecting", "halted", "lost"}),
+    "draining": frozenset({"halted", "lost"}),
+    "halted": frozenset({"halted", "lost"}),
+    "lost": frozenset(),
+}
+_ENDED: frozenset[Phase] = frozenset({"halted", "lost"})
+
+
+@dataclass(slots=True)
+class RollbackState:
+    """The rollback protocol's state (guarded by ``SelectTask._cond``)."""
+
+    phase: Phase = "selecting"
+    rollback_version: int = 0
+    # (rollback version, process id) of the first load that failed in that round: the
+    # Loader loads nothing later of the same version.
+    failed_load: tuple[int, int] | None = None
+    retries: int = 0  # failures since the last ack: the retry budget spent
+    resume_at: float = 0.0  # monotonic time at which a rollback's backoff ends
+
+    def to(self, phase: Phase) -> None:
+        assert phase in _NEXT[self.phase], f"task phase {self.phase} -> {phase}"
+        self.phase = phase
+
+    @property
+    def ended(self) -> bool:
+        return self.phase in _ENDED
 
 
 class SchedulingError(FatalError):
@@ -79,7 +136,7 @@ class Entry:
 
     batch: Batch | None
     process_id: int  # 0 for entries that wait for no termin event
-    rversion: int
+    rollback_version: int
     need_wait: bool
     error: FerryError | None = None  # a select failure, carried in buffer order
 
@@ -89,7 +146,7 @@ class Termin:
     """The end of one batch's stages: success, or failure with the error."""
 
     process_id: int
-    rversion: int
+    rollback_version: int
     ok: bool
     error: FerryError | None = None
 
@@ -120,19 +177,10 @@ class SelectTask:
         self._log = logger.bind(epoch=epoch)
 
         self._cond = threading.Condition()
-        self._rversion = 0
-        self._can_start = True
-        self._selecting = True
+        self._state = RollbackState()
         self._buffer: deque[Entry] = deque()
         self._buffer_cap = settings.parallelism * 4  # empty batches take no slot
-        self._rollback_pending = False
-        self._failed_round: int | None = None  # version of a round failed by a termin event
-        self._resume_at = 0.0
-        self._failures = 0
-        self._permit_until = 0.0  # monotonic time until which the permit is not re-read
 
-        self._halted = threading.Event()
-        self._lost = threading.Event()
         self._selector_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(settings.parallelism)
         self._in_flight = 0  # need-wait batches holding a slot (for tests and status)
@@ -140,7 +188,6 @@ class SelectTask:
         self._termins: queue.Queue[Termin] = queue.Queue()
         self._stash: dict[int, Termin] = {}
         self._loads: queue.Queue[tuple[Entry, Future[Batch]]] = queue.Queue()
-        self._loader_failed_round: int | None = None
         self._pids = itertools.count(1)
         self._pool = ThreadPoolExecutor(settings.parallelism, thread_name_prefix="ferry-stage")
         self._threads = [
@@ -158,14 +205,19 @@ class SelectTask:
             thread.start()
 
     @property
+    def phase(self) -> Phase:
+        return self._state.phase
+
+    @property
     def lost(self) -> bool:
-        """True when this task found it no longer holds the mainstem (fenced or not active)."""
-        return self._lost.is_set()
+        """True when this task stepped down: the mainstem is gone or its epoch was fenced."""
+        return self._state.phase == "lost"
 
     @property
     def crashed(self) -> bool:
         """A thread ended while the task was not halted: the node must restart the task."""
-        return not self._halted.is_set() and not all(t.is_alive() for t in self._threads)
+        running = self._state.phase not in ("draining", *_ENDED)  # ProcessSelect ends on drain
+        return running and not all(t.is_alive() for t in self._threads)
 
     @property
     def max_in_flight(self) -> int:
@@ -178,22 +230,26 @@ class SelectTask:
         """
         deadline = time.monotonic() + grace_s
         with self._cond:
-            self._selecting = False
+            state = self._state
+            if state.phase in ("selecting", "select_failed"):
+                state.to("draining")
+            elif state.phase == "rolling_back":  # nothing in the buffer may be acked
+                state.to("halted")
             self._cond.notify_all()
-            while self._buffer and not self._halted.is_set():
+            while self._buffer and state.phase == "draining":
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(min(remaining, _TICK_S))
-            drained = not self._buffer
+            drained = not self._buffer and state.phase == "draining"
         self.halt()
         return drained
 
     def halt(self) -> None:
         """Stop every thread now: nothing more is selected, loaded or acked."""
-        self._halted.set()
         with self._cond:
-            self._selecting = False
+            if self._state.phase != "lost":
+                self._state.to("halted")
             self._cond.notify_all()
 
     def join(self, timeout_s: float) -> None:
@@ -217,8 +273,11 @@ class SelectTask:
 
         return run
 
+    def _ended(self) -> bool:
+        return self._state.ended
+
     def _alive(self) -> bool:
-        if self._halted.is_set() or self._lost.is_set():
+        if self._state.ended:
             return False
         if not self._arbiter.check():
             self._lose("the mainstem is no longer held by this node")
@@ -226,37 +285,49 @@ class SelectTask:
         return True
 
     def _lose(self, why: str) -> None:
-        if not self._lost.is_set():
-            self._log.warning("stopping: {}", why)
-        self._lost.set()
-        self.halt()
+        """Step down: this task may no longer be the one the pipeline runs on."""
+        with self._cond:
+            if self._state.phase == "lost":
+                return
+            self._state.to("lost")
+            self._cond.notify_all()
+        self._log.warning("stepping down: {}", why)
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the task ends or the phase changes."""
+        with self._cond:
+            if not self._state.ended:
+                self._cond.wait(seconds)
 
     # ------------------------------------------------------------ ProcessSelect
 
     def _select_loop(self) -> None:
+        permit_until = 0.0  # monotonic time until which the permit is not re-read
         while self._alive():
             with self._cond:
-                if not self._selecting:
+                phase = self._state.phase
+                if phase == "draining":
                     return
-                if not self._can_start:
+                if phase != "selecting":  # a rollback is on: wait for ProcessTermin
                     self._cond.wait(_TICK_S)
+                    permit_until = 0.0  # a rollback may have ended in a pause
                     continue
-            if time.monotonic() >= self._permit_until:
+            if time.monotonic() >= permit_until:
                 try:
                     if not self._arbiter.wait_for_permit(_TICK_S):
                         continue  # paused: in-flight batches still finish and are acked
                 except FerryError:  # Redis unreachable: the lock check decides what happens
-                    self._halted.wait(_TICK_S)
+                    self._sleep(_TICK_S)
                     continue
                 # A Redis round trip per batch cost the select thread ~5-10% of its time
                 # (waiting for the GIL back after the reply); a pause is seen within this.
-                self._permit_until = time.monotonic() + _PERMIT_CACHE_S
+                permit_until = time.monotonic() + _PERMIT_CACHE_S
             try:
                 with self._selector_lock:
                     with self._cond:
-                        if not (self._can_start and self._selecting):
+                        if self._state.phase != "selecting":
                             continue
-                        version = self._rversion
+                        version = self._state.rollback_version
                     batch = self._selector.select()
             except Exception as exc:
                 self._post_error(classify(exc))
@@ -287,9 +358,10 @@ class SelectTask:
     def _enqueue(self, entry: Entry) -> bool:
         """Append to the buffer unless a rollback happened since the batch was selected."""
         with self._cond:
-            while len(self._buffer) >= self._buffer_cap and not self._halted.is_set():
+            while len(self._buffer) >= self._buffer_cap and not self._state.ended:
                 self._cond.wait(_TICK_S)
-            if entry.rversion != self._rversion or not (self._can_start and self._selecting):
+            state = self._state
+            if entry.rollback_version != state.rollback_version or state.phase != "selecting":
                 self._log.debug("dropping batch {} selected before a rollback", _bid(entry))
                 return False
             self._buffer.append(entry)
@@ -300,16 +372,25 @@ class SelectTask:
             return True
 
     def _post_error(self, error: FerryError) -> None:
-        """A select failure: queue it in order and stop selecting until termin rolled back."""
+        """A select failure: queue it in order and stop selecting until termin rolled back.
+
+        A failure after selecting stopped (drain, halt) is dropped: it is not this task's
+        to handle any more.
+        """
         with self._cond:
-            self._buffer.append(Entry(None, 0, self._rversion, need_wait=False, error=error))
-            self._can_start = False
+            state = self._state
+            if state.phase != "selecting":
+                self._log.debug("select failed after selecting stopped: {}", error)
+                return
+            entry = Entry(None, 0, state.rollback_version, need_wait=False, error=error)
+            self._buffer.append(entry)
+            state.to("select_failed")
             self._cond.notify_all()
 
     # ------------------------------------------------------------------- Loader
 
     def _load_loop(self) -> None:
-        while not self._halted.is_set():
+        while not self._ended():
             try:
                 entry, future = self._loads.get(timeout=_TICK_S)
             except queue.Empty:
@@ -319,86 +400,105 @@ class SelectTask:
                 self._termins.put(termin)
 
     def _load(self, entry: Entry, future: Future[Batch]) -> Termin | None:
+        version = entry.rollback_version
+
         def failed(error: FerryError) -> Termin:
-            self._loader_failed_round = entry.rversion
-            return Termin(entry.process_id, entry.rversion, ok=False, error=error)
+            with self._cond:
+                self._state.failed_load = (version, entry.process_id)
+            return Termin(entry.process_id, version, ok=False, error=_context(error, entry))
 
         while True:
             try:
                 batch = future.result(timeout=_TICK_S)
                 break
             except FutureTimeout:
-                if self._halted.is_set():
+                if self._ended():
                     future.cancel()
                     return None
             except Exception as exc:
-                return failed(_context(classify(exc), entry))
+                return failed(classify(exc))
         with self._cond:
-            stale = entry.rversion != self._rversion
-        if stale or self._loader_failed_round == entry.rversion:
+            stale = version != self._state.rollback_version
+            failed_load = self._state.failed_load
+        if stale or (failed_load is not None and failed_load[0] == version):
             error = ResumableError("discarded: an earlier batch of its round failed")
-            return Termin(entry.process_id, entry.rversion, ok=False, error=_context(error, entry))
+            return Termin(entry.process_id, version, ok=False, error=_context(error, entry))
+        # Between this check and the sink's own fence the process may freeze (GC, SIGSTOP,
+        # a suspended VM) past the lock TTL: only a sink that fences by epoch (MySQL) can
+        # refuse the write then; its FencedError makes this task step down.
         if not self._alive():
             return None
         try:
             self._sink.load(batch, self._epoch)
         except Exception as exc:
-            return failed(_context(classify(exc), entry))
-        return Termin(entry.process_id, entry.rversion, ok=True)
+            return failed(classify(exc))
+        return Termin(entry.process_id, version, ok=True)
 
     # ------------------------------------------------------------ ProcessTermin
 
     def _termin_loop(self) -> None:
-        while not self._halted.is_set():
+        while not self._ended():
             with self._cond:
                 entry = self._buffer[0] if self._buffer else None
-                finish_rollback = entry is None and self._rollback_pending
-                if entry is None and not finish_rollback:
+                if entry is None and self._state.phase != "rolling_back":
                     self._cond.wait(_TICK_S)
                     continue
             try:
-                if finish_rollback:
+                if entry is None:
                     self._finish_rollback()
                 else:
-                    assert entry is not None
                     self._process(entry)
-            except (FencedError, NotActiveError) as exc:
-                self._lose(str(exc))
             except Exception as exc:
-                self._rollback(classify(exc), by_event=False)
+                self._fail(classify(exc))
 
     def _process(self, entry: Entry) -> None:
+        # Only this thread starts a rollback: the phase read here holds for this entry.
+        rolling_back = self._state.phase == "rolling_back"
         try:
-            if entry.error is not None:
-                self._rollback(entry.error, by_event=True, round_=entry.rversion)
+            if rolling_back:
+                self._discard(entry)
+            elif entry.error is not None:
+                self._fail(entry.error)
             elif not entry.need_wait:
-                if not self._rollback_pending:
-                    self._ack(entry)
+                self._ack(entry)
             else:
                 termin = self._await_termin(entry)
-                if termin is None:  # halted while waiting
+                if termin is None:  # the task ended while waiting
                     return
                 self._free_slot()
-                if self._rollback_pending:
-                    if termin.ok and self._failed_round == entry.rversion:
-                        raise SchedulingError(
-                            f"batch {_bid(entry)} succeeded after a failed batch of its round"
-                        )
-                elif not termin.ok:
+                if not termin.ok:
                     assert termin.error is not None
-                    self._rollback(termin.error, by_event=True, round_=entry.rversion)
+                    self._fail(termin.error)
                 else:
                     self._ack(entry)
         finally:
-            if not self._halted.is_set():
-                with self._cond:
-                    if self._buffer and self._buffer[0] is entry:
-                        self._buffer.popleft()
-                    self._cond.notify_all()
+            with self._cond:
+                if not self._state.ended and self._buffer and self._buffer[0] is entry:
+                    self._buffer.popleft()
+                self._cond.notify_all()
+
+    def _discard(self, entry: Entry) -> None:
+        """An entry selected before the rollback: wait for its load to end (its slot), drop it."""
+        if not entry.need_wait:
+            return
+        termin = self._await_termin(entry)
+        if termin is None:
+            return
+        self._free_slot()
+        failed = self._state.failed_load
+        if (
+            termin.ok
+            and failed is not None
+            and failed[0] == entry.rollback_version
+            and entry.process_id > failed[1]
+        ):
+            raise SchedulingError(
+                f"batch {_bid(entry)} succeeded after a failed batch of its round"
+            )
 
     def _await_termin(self, entry: Entry) -> Termin | None:
         deadline: float | None = None
-        while not self._halted.is_set():
+        while not self._ended():
             if entry.process_id in self._stash:
                 return self._stash.pop(entry.process_id)
             try:
@@ -406,7 +506,9 @@ class SelectTask:
             except queue.Empty:
                 if deadline is not None and time.monotonic() > deadline:
                     error = ResumableError(f"termin of process {entry.process_id} never arrived")
-                    return Termin(entry.process_id, entry.rversion, False, _context(error, entry))
+                    return Termin(
+                        entry.process_id, entry.rollback_version, False, _context(error, entry)
+                    )
                 continue
             if termin.process_id == entry.process_id:
                 return termin
@@ -423,36 +525,51 @@ class SelectTask:
         batch = entry.batch
         assert batch is not None
         position = self._selector.ack(batch.batch_id)
-        self._failures = 0
+        with self._cond:
+            self._state.retries = 0
         self._stats.on_ack(batch, position)
         self._log.trace("acked batch {} at {}", batch.batch_id, position)
 
-    def _rollback(self, error: FerryError, *, by_event: bool, round_: int | None = None) -> None:
-        """Stop selecting, bump the version; the drain and selector rollback follow."""
-        self._permit_until = 0.0  # a rollback may end in a pause: read the permit again
-        with self._cond:
-            self._can_start = False
-            self._rversion += 1
-            if not self._rollback_pending:
-                self._failed_round = round_ if by_event else None
-            self._rollback_pending = True
-            self._cond.notify_all()
-        self._failures += 1
-        self._stats.on_rollback(error)
+    def _fail(self, error: FerryError) -> None:
+        """A failure in buffer order: step down, end a drain, or roll back (and maybe pause).
+
+        See the module docstring: a fence, a lost lock, or an error after the task
+        ended never pauses.
+        """
+        if isinstance(error, FencedError | NotActiveError):
+            self._lose(str(error))
+            return
+        if not self._alive():
+            self._log.debug("ignoring a failure after the task ended: {}", error)
+            return
         bound = self._log.bind(batch=error.batch_id, position=str(error.position or "-"))
-        if isinstance(error, FatalError) or self._failures > self._settings.max_retries:
+        with self._cond:
+            state = self._state
+            if state.phase == "draining":  # nothing acks past a failure: the drain is over
+                state.to("halted")
+                self._cond.notify_all()
+                bound.warning("stopping the drain at a failure (replayed later): {}", error)
+                return
+            state.to("rolling_back")
+            state.rollback_version += 1
+            state.retries += 1
+            retries = state.retries
+            give_up = isinstance(error, FatalError) or retries > self._settings.max_retries
+            if give_up:
+                state.retries = 0  # a resume starts a fresh retry budget
+            delay_ms = self._settings.retry_delay_ms(1 if give_up else retries)
+            state.resume_at = time.monotonic() + delay_ms / 1000
+            self._cond.notify_all()
+        self._stats.on_rollback(error)
+        if give_up:
             why = "fatal" if isinstance(error, FatalError) else "retries exhausted"
             bound.error("rollback ({}), pausing the pipeline: {}", why, error)
-            self._failures = 0  # a resume starts a fresh retry budget
-            self._resume_at = 0.0
             self._on_fatal(error)
             return
-        delay_ms = self._settings.retry_delay_ms(self._failures)
-        self._resume_at = time.monotonic() + delay_ms / 1000
         self._stats.on_retry()
         bound.warning(
             "rollback, retry {}/{} in {} ms: {}",
-            self._failures,
+            retries,
             self._settings.max_retries,
             delay_ms,
             error,
@@ -460,18 +577,19 @@ class SelectTask:
 
     def _finish_rollback(self) -> None:
         """The buffer drained after a rollback: rewind the selector, wait the backoff, go on."""
+        if self._ended():  # the node stops the selector; a rewind now would race it
+            return
         with self._selector_lock:
             self._selector.rollback()
         committed = self._selector.committed
         self._log.info("rolled back to {}", committed if committed else "the start position")
-        while not self._halted.is_set() and time.monotonic() < self._resume_at:
-            self._halted.wait(min(_TICK_S, self._resume_at - time.monotonic()))
-        self._permit_until = 0.0
         with self._cond:
-            self._rollback_pending = False
-            self._failed_round = None
-            self._can_start = True
-            self._cond.notify_all()
+            state = self._state
+            while state.phase == "rolling_back" and time.monotonic() < state.resume_at:
+                self._cond.wait(min(_TICK_S, state.resume_at - time.monotonic()))
+            if state.phase == "rolling_back":
+                state.to("selecting")
+                self._cond.notify_all()
 
 
 def _bid(entry: Entry) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class FilePosStart(BaseModel):
@@ -20,6 +20,7 @@ class GtidStart(BaseModel):
 
 
 StartSpec = Literal["latest", "earliest"] | FilePosStart | GtidStart
+SnapshotMode = Literal["initial", "never", "when_needed", "initial_only"]
 
 _GLOB = re.compile(r"^[^.\s]+\.[^.\s]+$")
 
@@ -66,6 +67,33 @@ class MySQLSourceConfig(BaseModel):
     flavor: Literal["auto", "mysql", "mariadb"] = Field(
         "auto", description="server flavour; auto detects it from VERSION()"
     )
+    snapshot: SnapshotMode | None = Field(
+        None,
+        description="copy the rows that exist before streaming (Debezium's words): initial"
+        " (a new pipeline snapshots the included tables, then streams), never (stream from"
+        " `start`), when_needed (also when the committed position was purged),"
+        " initial_only (snapshot, then stop streaming). Default: initial, or never when"
+        " `start` is set",
+    )
+    snapshot_chunk_rows: int = Field(
+        10000, ge=1, description="rows per snapshot chunk (one query, held in memory at most)"
+    )
+
+    @property
+    def snapshot_mode(self) -> SnapshotMode:
+        """The snapshot mode in effect: an explicit ``start`` means "stream from there"."""
+        if self.snapshot is not None:
+            return self.snapshot
+        return "never" if "start" in self.model_fields_set else "initial"
+
+    @model_validator(mode="after")
+    def _start_or_snapshot(self) -> MySQLSourceConfig:
+        if "start" in self.model_fields_set and self.snapshot not in (None, "never"):
+            raise ValueError(
+                f"source.start and source.snapshot: {self.snapshot} do not go together: a"
+                " snapshot streams from its own position; remove one of them"
+            )
+        return self
 
     @field_validator("include", "exclude")
     @classmethod

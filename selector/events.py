@@ -29,6 +29,7 @@ ROLLBACK``; MySQL: ``XA START`` … likewise):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -158,8 +159,13 @@ class Translator:
         table_filter: TableFilter,
         mariadb: bool,
         last_ts: float | None = None,
+        on_ddl: Callable[[tuple[tuple[str, str], ...]], None] | None = None,
     ) -> None:
         self.file, self.pos = at.file, at.pos
+        # a running snapshot's progress as of this point of the stream: every position
+        # made here carries it (selector.snapshot), so a commit says where to continue
+        self.snapshot = at.snapshot
+        self.on_ddl = on_ddl
         self.assembler = assembler
         self.gtids = gtids
         self.stream = stream
@@ -172,7 +178,8 @@ class Translator:
         self._prepared: dict[tuple[bytes, bytes, int], _Prepared] = {}
 
     def here(self, pos: int | None = None, ts: float = 0.0) -> Position:
-        return Position(self.file, self.pos if pos is None else pos, self.gtids.current(), 0, ts)
+        at = self.pos if pos is None else pos
+        return Position(self.file, at, self.gtids.current(), 0, ts, self.snapshot)
 
     def cap(self, position: Position | None) -> Position | None:
         """``position``, or the start of the oldest unresolved prepared XA transaction before it."""
@@ -277,6 +284,8 @@ class Translator:
         # every DDL moves the schema history, also of tables not replicated: a CREATE TABLE
         # … LIKE or a RENAME may bring one in
         changes = self.catalog.history.apply(event.query, schema, start)
+        if self.on_ddl is not None:
+            self.on_ddl(statement.tables)
         if not self.filter.wanted(statement.tables):
             assembler.abort()
             assembler.advance(self.here(ts=ts))

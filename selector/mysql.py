@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Generator
 from typing import Any
 
 import pymysql
@@ -50,7 +51,7 @@ from pymysqlreplication.event import (
 )
 
 from pipeline.errors import FatalError, ResumableError, classify
-from pipeline.model import Batch, Position
+from pipeline.model import Batch, Position, TableChange
 
 from .base import PositionStore, Selector
 from .batching import Assembler, Ledger, Piece
@@ -59,6 +60,7 @@ from .config import FilePosStart, GtidStart, MySQLSourceConfig
 from .events import Translator, replace_gtid
 from .gtids import GtidTracker
 from .schemas import SchemaHistory
+from .snapshot import Reader, Snapshotter
 from .stream import EVENTS, PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
 from .tables import TableCatalog, TableFilter
 
@@ -93,6 +95,10 @@ class MySQLSelector(Selector):
         self._history = SchemaHistory(self._query)
         self._stopping = threading.Event()
         self._started = False
+        self._reader: Reader | None = None  # snapshot reads (selector.snapshot)
+        self._snapshot: Snapshotter | None = None  # one per opened stream, like the translator
+        self._emitting: Generator[Piece, None, None] | None = None  # a chunk being handed out
+        self._streaming = True  # False once an initial_only snapshot is complete
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -109,8 +115,22 @@ class MySQLSelector(Selector):
             "mariadb" in str(version).lower() if flavor == "auto" else flavor == "mariadb"
         )
         committed = self._ledger.load()
+        mode = self.config.snapshot_mode
+        snapshot = committed is None and mode != "never"
         if committed is None:
-            self._ledger.origin = self._resolve_start()
+            # a snapshot streams from where its first chunk is read: the binlog's end now
+            self._ledger.origin = self._latest() if snapshot else self._resolve_start()
+        elif mode == "when_needed" and not self._available(committed):
+            logger.warning(
+                "the committed position {} is no longer on the source (purged);"
+                " snapshot.mode when_needed: taking a new snapshot",
+                committed,
+            )
+            self._ledger.committed = None
+            self._ledger.origin = self._latest()
+            snapshot = True
+        elif mode == "initial_only" and committed.snapshot is None:
+            self._streaming = False  # the snapshot was done: nothing more to read
         at = self._ledger.resume_point
         assert at is not None
         logger.info(
@@ -119,9 +139,23 @@ class MySQLSelector(Selector):
             version,
             "mariadb" if self._mariadb else "mysql",
             at,
-            "committed" if committed is not None else f"start={self._start_text()}",
+            "committed"
+            if committed is not None and not snapshot
+            else "snapshot"
+            if snapshot
+            else f"start={self._start_text()}",
         )
         self._open(at)
+        if snapshot:
+            self._begin_snapshot("initial", self._included_tables())
+        elif at.snapshot is not None and at.snapshot.table:
+            logger.info(
+                "snapshot {} continues: {} after {} rows ({} more tables)",
+                at.snapshot.request,
+                at.snapshot.table,
+                at.snapshot.rows,
+                len(at.snapshot.tables) - 1,
+            )
         self._started = True
 
     @property
@@ -199,9 +233,7 @@ class MySQLSelector(Selector):
     def _resolve_start(self) -> Position:
         start = self.config.start
         if start == "latest":
-            status = self._master_status()
-            gtid = status[4] if not self._mariadb and len(status) > 4 and status[4] else None
-            return Position(str(status[0]), int(status[1]), gtid or None)
+            return self._latest()
         if start == "earliest":
             first = self._binlogs()[0][0]
             gtid = None
@@ -326,6 +358,21 @@ class MySQLSelector(Selector):
             table_filter=self.filter,
             mariadb=self._mariadb,
             last_ts=previous.last_ts if previous is not None else None,
+            on_ddl=self._on_ddl,
+        )
+        if self._emitting is not None:
+            self._emitting.close()  # a chunk half handed out is read again from the position
+            self._emitting = None
+        if self._reader is None:
+            self._reader = Reader(lambda **extra: connect(self.config, **extra), self._mariadb)
+        self._snapshot = Snapshotter(
+            self._reader,
+            self._control,
+            self.config.snapshot_chunk_rows,
+            self.max_rows,
+            at.snapshot,
+            self._check_binlog_kept,
+            self._history.definition,
         )
 
     def _stream_error(self, exc: BaseException, at: Position) -> Exception:
@@ -380,9 +427,24 @@ class MySQLSelector(Selector):
         while True:
             if assembler.ready:
                 return self._hand_out(assembler.ready.popleft())
+            if self._emitting is not None:  # a chunk: the stream waits until it is all out
+                piece = next(self._emitting, None)
+                if piece is not None:
+                    return self._hand_out(piece)
+                self._emitting = None
+                self._chunk_done()
+                continue
             if self._stopping.is_set():
                 self._shutdown()
                 return self._ledger.hand_out(Piece([], None))
+            if self._chunk_due():
+                assembler.flush()  # what the stream read before the chunk goes first
+                assert self._snapshot is not None
+                self._emitting = self._snapshot.pieces(time.time())
+                continue
+            if not self._streaming:
+                self._stopping.wait(max(0.0, deadline - time.monotonic()))
+                return self._hand_out(Piece([], None))
             if not assembler.in_txn and time.monotonic() >= deadline:
                 assembler.flush()
                 piece = assembler.ready.popleft() if assembler.ready else Piece([], None)
@@ -413,6 +475,82 @@ class MySQLSelector(Selector):
                 continue
             assert self._translator is not None  # set with the stream it reads
             self._translator.on_event(event)
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def _begin_snapshot(self, request: str, tables: list[str]) -> None:
+        """Start a snapshot at the stream's current point (see selector.snapshot)."""
+        translator, snapshot = self._translator, self._snapshot
+        assert translator is not None and snapshot is not None
+        ddls = snapshot.begin(request, tables, time.time())
+        translator.snapshot = snapshot.progress
+        here = translator.here()
+        logger.info("snapshot {} of {} tables from {}", request, len(tables), here)
+        for ddl in ddls:  # tables the target may lack come first, as DDL
+            ddl.position = here
+            ddl.verb, ddl.object = "CREATE", "TABLE"
+            ddl.table_changes = tuple(
+                TableChange("CREATE", schema, table, self._history.definition(schema, table))
+                for schema, table in ddl.tables
+            )
+            self._assembler.ready.append(Piece([ddl], here))
+        if not tables:
+            self._chunk_done()
+
+    def _chunk_due(self) -> bool:
+        """A snapshot chunk is due: the stream is at a transaction boundary at its position."""
+        translator, snapshot = self._translator, self._snapshot
+        if snapshot is None or not snapshot.active or translator is None:
+            return False
+        return not self._assembler.in_txn and snapshot.due(translator.here())
+
+    def _chunk_done(self) -> None:
+        """A chunk is all out: the stream's positions carry the progress after it."""
+        translator, snapshot = self._translator, self._snapshot
+        assert translator is not None and snapshot is not None
+        translator.snapshot = snapshot.progress
+        if not snapshot.active and self.config.snapshot_mode == "initial_only":
+            logger.info("snapshot complete; source.snapshot is initial_only: streaming stops")
+            self._streaming = False
+            self._close()
+
+    def _on_ddl(self, tables: tuple[tuple[str, str], ...]) -> None:
+        if self._snapshot is not None:
+            self._snapshot.changed(tables)
+
+    def _included_tables(self) -> list[str]:
+        rows = self._query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES"
+            " WHERE TABLE_TYPE='BASE TABLE' AND TABLE_SCHEMA NOT IN"
+            " ('mysql', 'information_schema', 'performance_schema', 'sys')"
+            " ORDER BY TABLE_SCHEMA, TABLE_NAME"
+        )
+        return [f"{schema}.{table}" for schema, table in rows if self.filter(schema, table)]
+
+    def _latest(self) -> Position:
+        status = self._master_status()
+        gtid = status[4] if not self._mariadb and len(status) > 4 and status[4] else None
+        return Position(str(status[0]), int(status[1]), gtid or None)
+
+    def _available(self, at: Position) -> bool:
+        try:
+            self._check_position(at)
+        except FatalError:
+            return False
+        return True
+
+    def _check_binlog_kept(self) -> None:
+        """Before each chunk: the binlog a restart would need must still be there."""
+        at = self._ledger.resume_point
+        if at is not None and not self._available(at):
+            raise FatalError(
+                f"the binlog at the committed position {at} was purged during the snapshot:"
+                " a restart could not resume from it. Keep binlogs longer"
+                " (binlog_expire_logs_seconds / expire_logs_days) than the snapshot takes,"
+                " then start it again (source.snapshot: when_needed does so by itself)",
+                pipeline=self.pipeline_id or None,
+                position=at,
+            )
 
     def _hand_out(self, piece: Piece) -> Batch:
         if self._translator is not None:  # an unresolved prepared XA holds the position back

@@ -20,6 +20,15 @@ Who owns what:
 * A child that dies or stops answering is a ResumableError; the node rolls
   back, and ``rollback`` starts a new child at the committed position. A child
   whose parent dies exits too (PR_SET_PDEATHSIG, and a parent-pid check).
+
+Life cycle across threads: ``stop()`` may come from any thread, while ProcessTermin
+respawns the child in ``rollback`` and acks. The child, its command queue and its
+pipe are attached and detached together under ``_life``; a detached child is ended
+before its queue is dropped, because a child still unpickling its start arguments
+opens the queue's named semaphores (a dropped queue unlinks them: FileNotFoundError
+in ``SemLock._rebuild``, the child exits 1). Nothing is sent to a detached queue, and
+nothing here raises a FatalError for a child that could not start, died, or was
+stopped meanwhile: that is a ResumableError (a rollback starts a new child).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from multiprocessing.process import BaseProcess
@@ -71,9 +81,11 @@ class ProcessSelector(Selector):
         self.prefetch_bytes = prefetch_bytes
         self.log_level = log_level
         self._context = multiprocessing.get_context("spawn")  # never fork a threaded parent
+        self._life = threading.Lock()  # guards the next four (see the module docstring)
         self._child: BaseProcess | None = None
         self._commands: Any = None
         self._out: Any = None
+        self._stopping = False
         self._token = 0
         self._in_flight: deque[tuple[int, Position | None]] = deque()
         self._committed: Position | None = None
@@ -81,7 +93,6 @@ class ProcessSelector(Selector):
         # anything was committed must reopen there, not at a new `latest`.
         self._origin: Position | None = None
         self._last_ts: float | None = None
-        self._stopping = False
         # a select may legitimately take a reconnect (connect_timeout_ms) in the child
         wait_ms = batch_max_wait_ms + config.heartbeat_ms + config.connect_timeout_ms
         self._answer_s = wait_ms / 1000 + _ANSWER_GRACE_S
@@ -91,29 +102,43 @@ class ProcessSelector(Selector):
     def _spawn(self) -> None:
         """Start a child at the committed position and wait until its selector started."""
         self._kill_child()
-        self._commands = self._context.Queue()
-        # A pipe, not a Queue: the child pickles and writes in its main thread (a Queue's
-        # feeder thread fights the decoder for the child's GIL). The OS buffer bounds the
-        # read-ahead; a full pipe blocks the child, which is the backpressure wanted.
-        self._out, out_writer = self._context.Pipe(duplex=False)
-        _grow_pipe(out_writer.fileno(), self.prefetch_bytes)
-        self._child = self._context.Process(
-            target=_child_main,
-            args=(
-                self.config,
-                self.max_rows,
-                self.max_wait_ms,
-                self._committed or self._origin,
-                self.pipeline_id,
-                self._commands,
-                out_writer,
-                self.log_level,
-            ),
-            name=f"ferry-decoder-{self.pipeline_id}",
-            daemon=True,
-        )
-        self._child.start()
-        out_writer.close()  # the child holds the write end now
+        try:
+            with self._life:
+                if self._stopping:
+                    raise ResumableError(
+                        "the binlog decoder was stopped", pipeline=self.pipeline_id or None
+                    )
+                commands = self._context.Queue()
+                # A pipe, not a Queue: the child pickles and writes in its main thread (a
+                # Queue's feeder thread fights the decoder for the child's GIL). The OS buffer
+                # bounds the read-ahead; a full pipe blocks the child: the backpressure wanted.
+                out, out_writer = self._context.Pipe(duplex=False)
+                _grow_pipe(out_writer.fileno(), self.prefetch_bytes)
+                child = self._context.Process(
+                    target=_child_main,
+                    args=(
+                        self.config,
+                        self.max_rows,
+                        self.max_wait_ms,
+                        self._committed or self._origin,
+                        self.pipeline_id,
+                        commands,
+                        out_writer,
+                        self.log_level,
+                    ),
+                    name=f"ferry-decoder-{self.pipeline_id}",
+                    daemon=True,
+                )
+                child.start()
+                out_writer.close()  # the child holds the write end now
+                self._child, self._commands, self._out = child, commands, out
+        except FerryError:
+            raise
+        except Exception as exc:  # no fd, no memory, no /dev/shm: may pass; never fatal
+            raise ResumableError(
+                f"cannot start the binlog decoder process: {type(exc).__name__}: {exc}",
+                pipeline=self.pipeline_id or None,
+            ) from exc
         deadline = time.monotonic() + self.config.connect_timeout_ms / 1000 + _ANSWER_GRACE_S
         while True:
             item = self._receive(deadline, "start")
@@ -126,20 +151,24 @@ class ProcessSelector(Selector):
 
     def _receive(self, deadline: float, what: str) -> tuple[Any, ...]:
         while True:
-            out = self._out  # stop() from another thread may close and drop it meanwhile
+            with self._life:  # stop() from another thread may detach both meanwhile
+                child, out = self._child, self._out
+            if child is None or out is None:
+                state = "was stopped" if self._stopping else "is not running"
+                raise ResumableError(
+                    f"the binlog decoder process {state} during {what}",
+                    pipeline=self.pipeline_id or None,
+                )
             try:
-                if out is not None and out.poll(0.2):
+                if out.poll(0.2):
                     return out.recv()
             except EOFError:  # the child closed its end: it is exiting
-                if self._child is not None:
-                    self._child.join(1)
+                child.join(1)
             except OSError:  # closed under us by stop(): reported like a child that exited
                 pass
-            child = self._child
-            if child is None or not child.is_alive():
-                code = child.exitcode if child is not None else None
+            if not child.is_alive():
                 raise ResumableError(
-                    f"the binlog decoder process exited (code {code}) during {what}",
+                    f"the binlog decoder process exited ({_exit_cause(child)}) during {what}",
                     pipeline=self.pipeline_id or None,
                 )
             if time.monotonic() > deadline:
@@ -148,25 +177,33 @@ class ProcessSelector(Selector):
                     pipeline=self.pipeline_id or None,
                 )
 
+    def _send(self, command: tuple[Any, ...]) -> None:
+        """Forward a command to the child; a dead or detached child needs none (it is
+        respawned at the committed position)."""
+        with self._life:
+            if self._child is not None and self._child.is_alive():
+                self._commands.put(command)
+
     def _kill_child(self) -> None:
-        child, self._child = self._child, None
+        with self._life:
+            child, commands, out = self._child, self._commands, self._out
+            self._child = self._commands = self._out = None
         if child is not None and child.is_alive():
             with contextlib.suppress(Exception):
-                self._commands.put(("stop",))
-        if self._out is not None:
+                commands.put(("stop",))
+        if out is not None:
             # A child blocked writing to a full pipe never reads "stop": closing our end
             # breaks its write at once, so a stop (and the lock release after it) is not
             # held up by the join below.
-            self._out.close()
+            out.close()
         if child is not None:
             child.join(2)
             if child.is_alive():
                 child.kill()
                 child.join(2)
-        if self._commands is not None:
-            self._commands.cancel_join_thread()  # never block on unread data of a dead child
-            self._commands.close()
-        self._commands = self._out = None
+        if commands is not None:  # only now: the child may have been unpickling it
+            commands.cancel_join_thread()  # never block on unread data of a dead child
+            commands.close()
 
     # --------------------------------------------------------------- Selector
 
@@ -175,27 +212,25 @@ class ProcessSelector(Selector):
             self._committed = self.store.load()
         except Exception as exc:
             raise classify(exc, f"cannot load the committed position: {exc}") from exc
-        self._stopping = False
+        with self._life:
+            self._stopping = False
         self._in_flight.clear()
         self._origin = None
         self._spawn()
 
     def stop(self) -> None:
-        self._stopping = True
+        with self._life:
+            self._stopping = True  # no child is started after this
         self._kill_child()
 
     def select(self) -> Batch:
-        if self._child is None:
-            if self._stopping:
-                return Batch(0)  # stop() interrupted the stream: nothing to hand out
-            raise FatalError("select() before start()")
         deadline = time.monotonic() + self._answer_s
         while True:
             try:
                 item = self._receive(deadline, "select")
             except ResumableError:
                 if self._stopping:
-                    return Batch(0)
+                    return Batch(0)  # stop() interrupted the stream: nothing to hand out
                 raise
             kind = item[0]
             if kind == "batch":
@@ -225,8 +260,7 @@ class ProcessSelector(Selector):
                 ) from exc
             self._committed = position
         self._in_flight.popleft()
-        if self._child is not None and self._child.is_alive():  # a dead one is respawned
-            self._commands.put(("ack", batch_id))
+        self._send(("ack", batch_id))
         return self._committed
 
     def rollback(self) -> None:
@@ -236,7 +270,7 @@ class ProcessSelector(Selector):
             self._spawn()
             return
         self._token += 1
-        self._commands.put(("rollback", self._token))
+        self._send(("rollback", self._token))
         deadline = time.monotonic() + self._answer_s
         try:
             while self._receive(deadline, "rollback") != ("rolled_back", self._token):
@@ -251,11 +285,19 @@ class ProcessSelector(Selector):
     @property
     def decoder_pid(self) -> int | None:
         """Pid of the decoder process (for operators and tests)."""
-        return self._child.pid if self._child is not None else None
+        child = self._child
+        return child.pid if child is not None else None
 
     @property
     def committed(self) -> Position | None:
         return self._committed
+
+
+def _exit_cause(child: BaseProcess) -> str:
+    code = child.exitcode
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def _grow_pipe(fd: int, size: int) -> None:
@@ -282,23 +324,12 @@ def _child_main(
     log_level: str,
 ) -> None:
     """The decoder process: select ahead, obey ack / rollback / stop in queue order."""
-    from .mysql import MySQLSelector
-    from .store import MemoryPositionStore
-
     _die_with_parent()
     # The ledger holds every un-acked batch, so the default gen0 threshold (700) makes the
     # cyclic GC rescan a growing heap many times a batch; measured: 77-79% -> 79-81% of raw.
     gc.set_threshold(100_000, 50, 100)
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    logger.remove()
-    logger.add(
-        sys.stderr,
-        level=log_level,
-        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} " + pipeline_id + "/decoder {message}",
-        backtrace=False,
-        diagnose=False,
-    )
 
     def send(item: tuple[Any, ...]) -> bool:
         """Blocks while the pipe is full; a vanished parent breaks the pipe (or PDEATHSIG)."""
@@ -308,10 +339,29 @@ def _child_main(
         except OSError:
             return False
 
-    selector = MySQLSelector(config, max_rows, max_wait_ms, MemoryPositionStore(start), pipeline_id)
+    try:
+        from .mysql import MySQLSelector
+        from .store import MemoryPositionStore
+
+        logger.remove()
+        logger.add(
+            sys.stderr,
+            level=log_level,
+            format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} "
+            + pipeline_id
+            + "/decoder {message}",
+            backtrace=False,
+            diagnose=False,
+        )
+        store = MemoryPositionStore(start)
+        selector = MySQLSelector(config, max_rows, max_wait_ms, store, pipeline_id)
+    except Exception as exc:  # the process itself could not start: a retry may do better
+        cause = f"{type(exc).__name__}: {exc}"
+        send(("error", ResumableError(f"the binlog decoder process could not start: {cause}")))
+        return
     try:
         selector.start()
-    except Exception as exc:
+    except Exception as exc:  # the source's verdict: resumable (unreachable) or fatal (auth)
         send(("error", _picklable(exc)))
         return
     send(("started", selector.resume_point))

@@ -40,7 +40,6 @@ position comes from ``information_schema``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -48,6 +47,7 @@ from typing import Any
 from pipeline.model import SPATIAL_TYPES, Column, Position, TableChange, TableSchema
 
 from .statements import Statement, Token, classify, tokenize, unwrap_set_statement
+from .values import json_columns
 
 Query = Callable[[str, Any], list[tuple[Any, ...]]]
 
@@ -1063,11 +1063,7 @@ def _json_columns(table: TableSchema, query: Query) -> TableSchema:
         " WHERE CONSTRAINT_SCHEMA=%s AND TABLE_NAME=%s",
         (table.schema, table.table),
     )
-    found = set()
-    for (clause,) in rows:
-        match = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", str(clause))
-        if match:
-            found.add(match.group(1).replace("``", "`"))
+    found = json_columns(str(clause) for (clause,) in rows)
     if not found:
         return table
     columns = tuple(

@@ -82,6 +82,30 @@ class TableFilter:
         return only, ignored or None
 
 
+def unique_key(query: Query, schema: str, table: str) -> tuple[str, ...]:
+    """A table's first unique index whose columns are all NOT NULL (by index name), or ().
+
+    A table without a primary key but with such an index has rows that index
+    identifies: ferry uses it as the key (Kafka message keys, the MySQL sink's
+    upserts and deletes, snapshot chunks) instead of the whole row.
+    """
+    rows = query(
+        "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.IS_NULLABLE FROM information_schema.STATISTICS s"
+        " JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA"
+        " AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME"
+        " WHERE s.TABLE_SCHEMA=%s AND s.TABLE_NAME=%s AND s.NON_UNIQUE=0"
+        " ORDER BY s.INDEX_NAME='PRIMARY' DESC, s.INDEX_NAME, s.SEQ_IN_INDEX",
+        (schema, table),
+    )
+    indexes: dict[str, list[tuple[str, str]]] = {}
+    for index, column, nullable in rows:
+        indexes.setdefault(str(index), []).append((str(column), str(nullable)))
+    for columns in indexes.values():
+        if all(nullable == "NO" for _, nullable in columns):
+            return tuple(column for column, _ in columns)
+    return ()
+
+
 class TableInfo:
     """What the selector needs per table: key columns, how to read its row images, and
     the table's definition (``selector.schemas``) that travels with its row changes."""
@@ -142,6 +166,8 @@ class TableCatalog:
         unsigned: frozenset[str] = frozenset()
         if not self.full_metadata:
             primary_key, unsigned = self._schema_info(table.schema, table.table)
+        if not primary_key:  # a unique NOT NULL key identifies rows as well
+            primary_key = unique_key(self._query, table.schema, table.table)
         if self.mariadb and any(vals.may_hold_json_text(c) for c in columns):
             json_text = self._json_columns(table.schema, table.table)
         plan = vals.plan_for(columns, json_text, unsigned)
@@ -179,12 +205,7 @@ class TableCatalog:
             " WHERE CONSTRAINT_SCHEMA=%s AND TABLE_NAME=%s",
             (schema, table),
         )
-        found = set()
-        for (clause,) in rows:
-            match = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", str(clause))
-            if match:
-                found.add(match.group(1).replace("``", "`"))
-        return frozenset(found)
+        return vals.json_columns(str(clause) for (clause,) in rows)
 
 
 def _nullable(bitmask: bytes | None) -> Callable[[int], bool]:

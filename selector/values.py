@@ -54,8 +54,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -205,6 +206,16 @@ def plan_for(
     )
 
 
+def json_columns(check_clauses: Iterable[str]) -> frozenset[str]:
+    """MariaDB's JSON columns, from a table's check constraints: ``json_valid(`col`)``."""
+    found = set()
+    for clause in check_clauses:
+        match = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", clause)
+        if match:
+            found.add(match.group(1).replace("``", "`"))
+    return frozenset(found)
+
+
 def may_hold_json_text(column: Any) -> bool:
     """A MariaDB JSON column is LONGTEXT in the binlog (BLOB, 4-byte length, with a charset)."""
     return (
@@ -277,7 +288,7 @@ def _image(columns: list[Column], data: bytes, pos: int) -> tuple[dict[str, Any]
             row[column.name], pos = _time2(column, data, pos)
         elif kind == K_FLOAT:
             assert column.unpack is not None
-            row[column.name] = _single(column.unpack(data, pos)[0])
+            row[column.name] = single_precision(column.unpack(data, pos)[0])
             pos += 4
         elif kind == K_ENUM:
             index = int.from_bytes(data[pos : pos + column.width], "little")
@@ -339,7 +350,7 @@ def _decode_json(value: Any) -> Any:
     return value
 
 
-def _single(value: float) -> float:
+def single_precision(value: float) -> float:
     """The shortest decimal whose single-precision value is ``value`` (a FLOAT column)."""
     for digits in (6, 7, 8):
         shorter = float(f"{value:.{digits}g}")

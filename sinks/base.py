@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from pipeline.errors import FencedError
 from pipeline.model import Batch, Position
 
 
@@ -35,7 +36,9 @@ class Sink(ABC):
     * ``load`` is called one batch at a time, in binlog order, from one thread.
     * A sink that stores a checkpoint (``checkpoint()`` not None) writes it in
       the same transaction as the data and rejects a batch whose ``epoch`` is
-      older than the stored one with ``FencedError``.
+      older than the stored one with ``FencedError`` (:func:`fence`), writing
+      nothing of it. That check, not the node's lock check before ``load``, is
+      what stops a node that froze mid-load and woke up after a takeover.
     * Failures are raised as ``ResumableError`` or ``FatalError`` (use
       ``pipeline.errors.classify``); a failure is never swallowed.
     * ``close()`` is idempotent and is not guaranteed to be called (a node may
@@ -74,3 +77,20 @@ class Sink(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections and files. Idempotent."""
+
+
+def fence(
+    target: str, stored_epoch: int | None, epoch: int, batch: Batch, pipeline_id: str
+) -> None:
+    """The sink-side fence: a checkpoint written by a newer epoch refuses ``batch``.
+
+    Call it inside the transaction that writes the batch, after locking the checkpoint.
+    """
+    if stored_epoch is not None and stored_epoch > epoch:
+        raise FencedError(
+            f"{target}: the target's checkpoint was written by epoch {stored_epoch}, newer than"
+            f" this node's epoch {epoch}: another node is active; batch not written",
+            pipeline=pipeline_id,
+            batch_id=batch.batch_id,
+            position=batch.position,
+        )

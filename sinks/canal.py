@@ -78,7 +78,8 @@ from pipeline.model import (
 from sinks.debezium import _base_type, _guess_definition, _sql_literal
 from sinks.formats import Format, Message, _encoded, _ms, encode_key, encode_timedelta, now_ns
 
-_CANAL_TYPE = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
+# a row a snapshot copied is an INSERT, as Canal's own full-copy tools write it
+_CANAL_TYPE = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE", "read": "INSERT"}
 # sqlType of the integer types, and the type an UNSIGNED value above the signed range gets
 _INTEGERS = {
     "TINYINT": (-6, 5, 1 << 7),

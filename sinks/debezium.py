@@ -945,9 +945,12 @@ class DebeziumJson(Format):
         head = self._heads.get(table_key)
         if head is None:
             head = self._heads[table_key] = (
-                f',"snapshot":"false","db":{_dumps(change.schema)},"sequence":null,"ts_us":',
+                f',"db":{_dumps(change.schema)},"sequence":null,"ts_us":',
                 f',"table":{_dumps(change.table)},"server_id":',
             )
+        # a row a snapshot copied: "true" (Debezium also marks its first and last rows
+        # "first"/"last"; ferry's snapshot hands rows out in chunks and does not know them)
+        snapshot = "true" if change.op == "read" else "false"
         event = change.event
         position = change.position
         ms = int(change.ts * 1000)
@@ -961,7 +964,7 @@ class DebeziumJson(Format):
         gtid = "null" if change.gtid is None else _dumps(change.gtid)
         return (
             f'{{"version":"{_VERSION}","connector":"mysql","name":{self._name},"ts_ms":{ms}'
-            f'{head[0]}{ms * 1000},"ts_ns":{ms * 1_000_000}{head[1]}'
+            f',"snapshot":"{snapshot}"{head[0]}{ms * 1000},"ts_ns":{ms * 1_000_000}{head[1]}'
             f'{server_id},"gtid":{gtid},"file":{file},"pos":{pos},"row":{row},'
             '"thread":null,"query":null}'
         )

@@ -156,7 +156,7 @@ from pipeline.model import (
 FORMATS = ("debezium-json", "ferry-json", "canal-json")
 Message = tuple[bytes | None, bytes | None]  # (key, value); a None value is a tombstone
 
-DEBEZIUM_OP = {"insert": "c", "update": "u", "delete": "d"}
+DEBEZIUM_OP = {"insert": "c", "update": "u", "delete": "d", "read": "r"}
 
 
 # -- the JSON encoder --------------------------------------------------------------------
@@ -403,7 +403,8 @@ class FerryJson(Format):
                 f'"op":"{DEBEZIUM_OP[change.op]}","ts_ms":{int(ts)},"source":'
                 f"{self._head}{int(change.ts * 1000)}{table}{file}"
                 f',"pos":{int(position.pos)},"row":{int(change.index)},'
-                f'"gtid":{"null" if gtid is None else _dumps(gtid)},"snapshot":"false"}},'
+                f'"gtid":{"null" if gtid is None else _dumps(gtid)},'
+                f'"snapshot":"{"true" if change.op == "read" else "false"}"}},'
                 '"transaction":null}'
             )
         except (TypeError, ValueError) as exc:
@@ -421,7 +422,7 @@ class FerryJson(Format):
         source["pos"] = change.position.pos
         source["row"] = row
         source["gtid"] = change.gtid
-        source["snapshot"] = "false"
+        source["snapshot"] = "true" if getattr(change, "op", "") == "read" else "false"
         return source
 
     def row_message(self, change: RowChange, now: int) -> dict[str, Any]:

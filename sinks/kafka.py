@@ -36,6 +36,7 @@ from sinks.base import Sink
 from sinks.debezium import DebeziumOptions
 from sinks.formats import ddl_info, get_format, now_ns
 from sinks.producers import Failure, ProducerAdapter, make_producer
+from sinks.redact import masked_key
 
 _PLACEHOLDERS = {"schema", "table", "pipeline"}
 
@@ -205,24 +206,41 @@ class KafkaSink(Sink):
         except FerryError as exc:  # a value the formats cannot encode
             send_error = exc
         except Exception as exc:  # refused at once: too large, queue blocked, closed
-            send_error = self._failure(Failure(topic or "?", key, exc), 1)
+            send_error = self._failure(Failure(topic or "?", key, exc), 1, batch)
         # Wait for every send already made, even after a failure: nothing of this
         # batch may still be in flight when the batch is retried.
         outcome = producer.confirm(self._confirm_timeout)
         if send_error is not None:
             raise send_error
         if outcome.failures:
-            raise self._failure(_worst(outcome.failures), len(outcome.failures))
+            raise self._failure(_worst(outcome.failures), len(outcome.failures), batch)
         if outcome.confirmed != sent:
             raise ResumableError(
                 f"kafka sink ({self.config.client}): {sent - outcome.confirmed} of {sent}"
                 f" sends not confirmed within {self._confirm_timeout:.0f} s"
             )
 
-    def _failure(self, failure: Failure, count: int) -> FerryError:
-        key = "null" if failure.key is None else failure.key.decode("utf-8", "replace")[:200]
+    def _failure(self, failure: Failure, count: int, batch: Batch) -> FerryError:
+        """A send failure, naming the row by its table and masked key (never raw key bytes:
+        a key column may hold a secret, and errors reach logs and `ferry status`)."""
         more = f" ({count} sends failed)" if count > 1 else ""
-        return self._error(failure.error, f"send to topic {failure.topic!r} key {key} failed{more}")
+        what = "a message"
+        for change in batch.changes:
+            if self.topic_for(change) == failure.topic and failure.key in self._keys(change):
+                if isinstance(change, RowChange):
+                    key = masked_key(change.primary_key, change.key()) if change.primary_key else ""
+                    what = f"the {change.op} of {change.schema}.{change.table} {key}".rstrip()
+                else:
+                    what = f"the DDL of schema {change.schema}"
+                break
+        return self._error(failure.error, f"send of {what} to topic {failure.topic!r} failed{more}")
+
+    def _keys(self, change: Change) -> list[bytes | None]:
+        """The keys of a change's messages (a key change has two), to find a failed send's."""
+        try:
+            return [key for key, _ in self._format.messages(change, 0)]
+        except FerryError:
+            return []
 
     def _create_topics(self, batch: Batch) -> None:
         assert self._producer is not None

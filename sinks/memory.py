@@ -11,8 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.errors import FatalError, ResumableError
-from pipeline.model import Batch, Change
-from sinks.base import Sink
+from pipeline.model import Batch, Change, Position
+from sinks.base import Sink, SinkCheckpoint, fence
 
 
 class MemorySinkConfig(BaseModel):
@@ -21,11 +21,23 @@ class MemorySinkConfig(BaseModel):
 
 
 class MemorySink(Sink):
-    """Keeps every loaded change in order, with the batch id and epoch it came with."""
+    """Keeps every loaded change in order, with the batch id and epoch it came with.
+
+    With ``checkpoint`` (True, or a checkpoint to start from) it is the twin of the
+    MySQL sink's fencing: a load stores its position and epoch together with its
+    changes, atomically, and a load whose epoch is older than the stored one raises
+    ``FencedError`` and writes nothing (:func:`sinks.base.fence`).
+    """
 
     config_model = MemorySinkConfig
 
-    def __init__(self, config: MemorySinkConfig | None = None, pipeline_id: str = "test") -> None:
+    def __init__(
+        self,
+        config: MemorySinkConfig | None = None,
+        pipeline_id: str = "test",
+        *,
+        checkpoint: bool | SinkCheckpoint = False,
+    ) -> None:
         super().__init__(config or MemorySinkConfig(), pipeline_id)
         self.changes: list[Change] = []
         self.loads: list[tuple[int, int, int]] = []  # (batch_id, epoch, changes) per load
@@ -33,6 +45,10 @@ class MemorySink(Sink):
         self._lock = threading.Lock()
         self._loading = 0
         self.max_concurrent_loads = 0
+        self.fenced = bool(checkpoint)
+        start = checkpoint if isinstance(checkpoint, SinkCheckpoint) else None
+        self._stored_epoch = start.epoch if start else 0
+        self._stored_position: Position | None = start.position if start else None
 
     def open(self) -> None:
         self.opened = True
@@ -48,9 +64,19 @@ class MemorySink(Sink):
                 self._loading -= 1
 
     def _write(self, batch: Batch, epoch: int) -> None:
-        with self._lock:
+        with self._lock:  # one transaction: fence, data, checkpoint
+            if self.fenced:
+                fence("memory sink", self._stored_epoch, epoch, batch, self.pipeline_id)
+                self._stored_epoch = epoch
+                self._stored_position = batch.position or self._stored_position
             self.changes.extend(batch.changes)
             self.loads.append((batch.batch_id, epoch, len(batch.changes)))
+
+    def checkpoint(self) -> SinkCheckpoint | None:
+        with self._lock:
+            if self._stored_position is None:
+                return None
+            return SinkCheckpoint(self._stored_position, self._stored_epoch)
 
     def close(self) -> None:
         self.opened = False
@@ -64,7 +90,8 @@ class FaultySink(MemorySink):
     * ``partial``: a failing load first writes the first half of the batch
       (what a crashed non-transactional target may leave behind);
     * ``slow_ms``: every load sleeps this long;
-    * ``fatal``: failures are FatalError instead of ResumableError.
+    * ``fatal``: failures are FatalError instead of ResumableError;
+    * ``checkpoint``: as for MemorySink (a failure is injected before the fence).
     """
 
     def __init__(
@@ -76,8 +103,9 @@ class FaultySink(MemorySink):
         partial: bool = False,
         slow_ms: float | Callable[[], float] = 0.0,
         fatal: bool = False,
+        checkpoint: bool | SinkCheckpoint = False,
     ) -> None:
-        super().__init__()
+        super().__init__(checkpoint=checkpoint)
         self.fail_loads = fail_loads or set()
         self.failure_probability = failure_probability
         self.partial = partial

@@ -156,7 +156,7 @@ def _image(change: RowChange, which: str) -> dict[str, Any]:
 def _single(change: RowChange) -> list[Merged]:
     """One change as actions without merging (a key change is delete + insert)."""
     s, t, pk = change.schema, change.table, change.primary_key
-    if change.op == "insert":
+    if change.op == "insert" or change.op == "read":  # a snapshot's row: written like an insert
         return [Merged(s, t, "insert", pk, None, _image(change, "after"))]
     if change.op == "delete":
         return [Merged(s, t, "delete", pk, _image(change, "before"), None)]
@@ -177,7 +177,7 @@ def merge(changes: Iterable[RowChange]) -> list[Merged]:
         pk = change.primary_key
         if not pk:
             table.passthrough.extend(_single(change))
-        elif change.op == "insert":
+        elif change.op == "insert" or change.op == "read":
             table.insert(pk, _image(change, "after"))
         elif change.op == "delete":
             table.delete(pk, _image(change, "before"))

@@ -25,18 +25,22 @@ batch by comparing positions (an operator may rewind on purpose); the node
 resumes from the later of its own and the sink's checkpoint.
 
 Values are sent as driver parameters: SET values as comma-joined strings, JSON
-(dict/list) as ``json.dumps``; the session runs with ``time_zone='+00:00'``
-because the binlog reader decodes TIMESTAMP columns as naive UTC.
+text as is; the session runs with ``time_zone='+00:00'`` because TIMESTAMP
+values are UTC instants. What the target's own columns require is read once
+per table from its information_schema (:class:`TargetTable`): generated
+columns are never written, FLOAT columns are matched and written so the same
+single-precision value is stored.
 
-DDL (``ddl: apply``): fenced by a checkpoint read first, then run after
-``USE <mapped schema>`` (the statement's default schema, through
-``schema_map``), then the checkpoint is written (DDL commits implicitly, so it
-cannot share the transaction). Limits: the statement text is not rewritten —
-names qualified with a *mapped* source schema, and tables renamed by
-``table_map``, cannot be applied and raise ``FatalError`` (apply by hand, then
-use ``ddl: skip``); errors that mean "already done" (table/column/index
-exists, unknown table on DROP…) are logged and passed, so a DDL replayed after
-a crash between its apply and the checkpoint does not stop the pipeline.
+DDL (``ddl`` for databases/tables/views/indexes, ``routines`` for triggers,
+procedures, functions and events: ``apply``, ``skip`` or ``fail``): fenced by
+a checkpoint read first, then run in the source session's settings
+(``DdlChange.session``) after ``USE <mapped schema>`` (not for a database
+statement, whose database may not exist yet), with mapped schema and table
+names rewritten where the selector found them (:mod:`sinks.ddl`), then the
+checkpoint is written (DDL commits implicitly, so it cannot share the
+transaction). Errors that mean "already done" (table/column/index exists,
+unknown table on DROP…) are logged and passed, so a DDL replayed after a
+crash between its apply and the checkpoint does not stop the pipeline.
 """
 
 from __future__ import annotations
@@ -56,11 +60,12 @@ import pymysql
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from pipeline.errors import FatalError, FencedError, FerryError, classify
+from pipeline.errors import FatalError, FerryError, classify
 from pipeline.model import Batch, DdlChange, Position, RowChange
-from sinks.base import Sink, SinkCheckpoint
+from sinks.base import Sink, SinkCheckpoint, fence
 from sinks.ddl import rewrite
 from sinks.merge import Merged, in_order, merge
+from sinks.redact import masked_key, masked_row, scrub
 
 
 class MySQLSinkConfig(BaseModel):
@@ -127,9 +132,6 @@ class MySQLSinkConfig(BaseModel):
 
 
 # --- statement building (pure) -------------------------------------------------------
-
-#: Column names whose values are masked in error messages and logs.
-SECRET_COLUMN = re.compile(r"pass|pwd|secret|token|key|salt|credential|private", re.IGNORECASE)
 
 #: Source session settings a DDL runs with on the target (see DdlChange.session).
 _DDL_SESSION = frozenset(
@@ -393,35 +395,11 @@ def build_statements(
     return out
 
 
-def mask(column: str, value: Any, limit: int = 80) -> str:
-    """A value for an error message: masked for secret-like columns, shortened otherwise."""
-    if value is not None and SECRET_COLUMN.search(column):
-        return "***"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _masked_row(row: dict[str, Any]) -> str:
-    return "{" + ", ".join(f"{c}: {mask(c, v)}" for c, v in row.items()) + "}"
-
-
-def _scrub(message: str, actions: Sequence[Merged]) -> str:
-    """Remove values of secret-like columns that the server may quote in its message."""
-    dup = re.search(r"Duplicate entry '.*' for key '([^']*)'", message)
-    if dup and SECRET_COLUMN.search(dup.group(1)):
-        message = message[: dup.start()] + f"Duplicate entry '***' for key '{dup.group(1)}'"
-    for action in actions[:1000]:
-        for column, value in action.row.items():
-            if isinstance(value, str) and len(value) >= 3 and SECRET_COLUMN.search(column):
-                message = message.replace(value, "***")
-    return message
-
-
 def describe_failure(stmt: Statement, exc: BaseException) -> str:
     """Table, key, statement and (masked) row of a failed statement."""
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     server = str(exc.args[1]) if code is not None and len(exc.args) > 1 else str(exc)
-    server = _scrub(server, stmt.actions)
+    server = scrub(server, (action.row for action in stmt.actions))
     at_row = re.search(r"at row (\d+)", server)
     index = int(at_row.group(1)) - 1 if at_row else (0 if len(stmt.actions) == 1 else None)
     first = stmt.actions[0]
@@ -432,7 +410,7 @@ def describe_failure(stmt: Statement, exc: BaseException) -> str:
         action = stmt.actions[index]
         if action.primary_key:
             parts.append(f"key {_key_text(action)}")
-        parts.append(f"row {_masked_row(action.row)}")
+        parts.append(f"row {masked_row(action.row)}")
     else:
         keys = [_key_text(a) for a in stmt.actions[:5]]
         more = "…" if len(stmt.actions) > 5 else ""
@@ -442,8 +420,7 @@ def describe_failure(stmt: Statement, exc: BaseException) -> str:
 
 
 def _key_text(action: Merged) -> str:
-    pairs = zip(action.primary_key, action.key(), strict=True)
-    return "(" + ", ".join(f"{c}={mask(c, v)}" for c, v in pairs) + ")"
+    return masked_key(action.primary_key, action.key())
 
 
 def _code(exc: BaseException | None) -> int | None:
@@ -590,15 +567,7 @@ class MySQLSink(Sink):
             (self.pipeline_id,),
         )
         row = cur.fetchone()
-        stored = int(row[0]) if row else None
-        if stored is not None and stored > epoch:
-            raise FencedError(
-                f"MySQL sink: the target's checkpoint was written by epoch {stored}, newer than "
-                f"this node's epoch {epoch}: another node is active; batch not written",
-                pipeline=self.pipeline_id,
-                batch_id=batch.batch_id,
-                position=batch.position,
-            )
+        fence("MySQL sink", int(row[0]) if row else None, epoch, batch, self.pipeline_id)
 
     def _write_checkpoint(self, cur: Any, epoch: int, position: Position | None) -> None:
         cur.execute(

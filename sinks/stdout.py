@@ -81,8 +81,9 @@ def text_line(change: Change) -> str:
         return f"DDL    {change.schema} {statement} {where}"
     name = f"{change.schema}.{change.table}"
     key = encode_key(change).decode("utf-8")
-    if change.op == "insert":
-        return f"INSERT {name} {key} {_json(change.after)} {where}"
+    if change.op == "insert" or change.op == "read":
+        verb = "INSERT" if change.op == "insert" else "READ  "  # read: copied by a snapshot
+        return f"{verb} {name} {key} {_json(change.after)} {where}"
     if change.op == "delete":
         return f"DELETE {name} {key} {where}"
     before, after = change.before or {}, change.after or {}

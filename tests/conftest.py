@@ -42,10 +42,29 @@ from tests.services import (
 )
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
+_SOAK_MINUTES = 1.5  # per sink variant, in CI
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--minutes",
+        type=float,
+        default=None,
+        help=f"chaos soak: minutes of faults per sink variant (default $FERRY_SOAK_MINUTES"
+        f" or {_SOAK_MINUTES})",
+    )
+
+
+def soak_minutes(config: pytest.Config) -> float:
+    minutes = config.getoption("--minutes") or os.environ.get("FERRY_SOAK_MINUTES")
+    return float(minutes or _SOAK_MINUTES)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if item.get_closest_marker("chaos") is not None:
+            # the per-test timeout grows with the soak: faults, then setup and catch-up
+            item.add_marker(pytest.mark.timeout(int(soak_minutes(config) * 60) + 420))
         try:
             Path(str(item.path)).relative_to(_INTEGRATION_DIR)
         except ValueError:
@@ -116,6 +135,18 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     svc = _get(lambda: services.kafka_service(base))
     yield svc
     services.stop_quietly([svc])
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The real-world SQL corpus (../shared/realworld-sql; see tests/realworld.py)."""
+    from tests import realworld
+
+    found = realworld.corpus_dir()
+    if found is None:
+        unavailable("the real-world SQL corpus (../shared/realworld-sql) is not here")
+    assert found is not None
+    return found
 
 
 # --------------------------------------------------------------------------

@@ -33,6 +33,34 @@ def assert_ordered_at_least_once(
     assert expected == total, f"delivery ended at #{expected} of {total}"
 
 
+def assert_every_change_in_order_per_key(delivered: list[Event], expected: list[Event]) -> int:
+    """At-least-once delivery through failovers, per key; returns the number of repeats.
+
+    Every expected change arrives; the first delivery of each change comes after the first
+    deliveries of every earlier change of its key (table, id); anything else is a repeat
+    of a change already delivered (a replay of a batch that was in flight). A frozen node
+    that wakes up mid-load may repeat its batch after its successor's newer writes: that
+    is a repeat too, which is why repeats are not required to be in order.
+    """
+    where = {event: i for i, event in enumerate(expected)}
+    seen: set[Event] = set()
+    newest: dict[tuple[str, int], int] = {}
+    repeats = 0
+    for event in delivered:
+        index = where.get(event)
+        assert index is not None, f"delivered a change that never happened: {event}"
+        if event in seen:
+            repeats += 1
+            continue
+        seen.add(event)
+        key = (event[0], event[2])
+        assert index > newest.get(key, -1), f"{event} first arrived after a later change of its key"
+        newest[key] = index
+    missing = [event for event in expected if event not in seen]
+    assert not missing, f"{len(missing)} changes never arrived, e.g. {missing[:5]}"
+    return repeats
+
+
 def indexes(delivered: list[Event], expected: list[Event]) -> list[int]:
     """Map delivered events to their index in the expected list (each event is unique)."""
     where = {event: i for i, event in enumerate(expected)}
@@ -44,32 +72,40 @@ def indexes(delivered: list[Event], expected: list[Event]) -> list[int]:
 _OPS = {"c": "insert", "u": "update", "d": "delete", "r": "insert"}
 
 
+def event_of(message: dict[str, Any]) -> Event | None:
+    """(table, op, id, seq) of a debezium-json row change; None for a DDL message."""
+    if message.get("op") not in _OPS:
+        return None
+    row = message["after"] if message["after"] is not None else message["before"]
+    return (message["source"]["table"], _OPS[message["op"]], row["id"], row["seq"])
+
+
 def jsonl_events(path: Path) -> list[Event]:
     """(table, op, id, seq) of every row change in a debezium-json lines file."""
-    events: list[Event] = []
     if not path.exists():
-        return events
-    for line in path.read_text(encoding="utf-8").splitlines():
-        message = json.loads(line)
-        if "op" not in message or message["op"] not in _OPS:
-            continue  # DDL line
-        row = message["after"] if message["after"] is not None else message["before"]
-        events.append((message["source"]["table"], _OPS[message["op"]], row["id"], row["seq"]))
-    return events
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [e for e in (event_of(json.loads(line)) for line in lines) if e is not None]
 
 
 class Workload:
     """Random inserts/updates/deletes over a few tables; remembers every event it caused.
 
-    Each write sets ``seq`` to a fresh number, so every event is unique.
+    Each write sets ``seq`` to a fresh number, so every event is unique. ``keys`` ids per
+    table; with ``key_changes`` (a probability) an update may also move a row to a free id
+    (the event is keyed by the new id, as the sinks key it).
     """
 
     TABLES = ("orders", "items", "users")
 
-    def __init__(self, mariadb: Any, schema: str, seed: int = 0) -> None:
+    def __init__(
+        self, mariadb: Any, schema: str, seed: int = 0, keys: int = 50, key_changes: float = 0.0
+    ) -> None:
         self.mariadb = mariadb
         self.schema = schema
         self.random = random.Random(seed)
+        self.keys = keys
+        self.key_changes = key_changes
         self.expected: list[Event] = []
         self.live: dict[str, dict[int, int]] = {t: {} for t in self.TABLES}
         self.seq = 0
@@ -79,14 +115,17 @@ class Workload:
                 " note VARCHAR(64), amount DECIMAL(12,2))"
             )
 
-    def run(self, transactions: int, max_rows: int = 4, connection: Any = None) -> None:
+    def run(
+        self, transactions: int, max_rows: int = 4, connection: Any = None, min_rows: int = 1
+    ) -> None:
         own = connection is None
         conn = connection or self.mariadb.connect(self.schema)
         try:
             with conn.cursor() as cursor:
                 for _ in range(transactions):
                     cursor.execute("BEGIN")
-                    events = [self._write(cursor) for _ in range(self.random.randint(1, max_rows))]
+                    rows = self.random.randint(min_rows, max_rows)
+                    events = [self._write(cursor) for _ in range(rows)]
                     cursor.execute("COMMIT")
                     self.expected.extend(events)
         finally:
@@ -95,12 +134,21 @@ class Workload:
 
     def _write(self, cursor: Any) -> Event:
         table = self.random.choice(self.TABLES)
-        key = self.random.randrange(50)
+        key = self.random.randrange(self.keys)
         rows = self.live[table]
         self.seq += 1
         if key in rows and self.random.random() < 0.25:
             cursor.execute(f"DELETE FROM `{table}` WHERE id = %s", (key,))
             return (table, "delete", key, rows.pop(key))
+        if self.key_changes and key in rows and self.random.random() < self.key_changes:
+            new = self.random.randrange(self.keys)
+            if new not in rows:
+                cursor.execute(
+                    f"UPDATE `{table}` SET id = %s, seq = %s WHERE id = %s", (new, self.seq, key)
+                )
+                del rows[key]
+                rows[new] = self.seq
+                return (table, "update", new, self.seq)
         if key in rows:
             cursor.execute(
                 f"UPDATE `{table}` SET seq = %s, amount = amount + 1 WHERE id = %s", (self.seq, key)

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import queue
 import signal
 import subprocess
 import sys
@@ -77,8 +79,8 @@ def write_config(
             "user": mariadb.user,
             "password": mariadb.password,
             "server_id": server_id,
-            "start": start,
             "include": [f"{schema}.*"],
+            **({} if start is None else {"start": start}),  # None: the default (a snapshot)
         },
         "arbiter": {"url": redis_url, "key_prefix": prefix.rstrip(":"), "lock_ttl_ms": 2000},
         "sink": sink,
@@ -172,12 +174,27 @@ def node_report(status: dict[str, Any], node_id: str) -> dict[str, Any] | None:
 
 
 class SteadyWriter:
-    """Writes ``Workload`` transactions in a thread, about ``rate`` per second, until stopped."""
+    """Writes ``Workload`` transactions in a thread, about ``rate`` per second, until stopped.
 
-    def __init__(self, workload: Workload, rate: float = 300, per_round: int = 5) -> None:
+    With ``large_every`` N, every N-th round also writes one large transaction
+    (``large_rows`` rows: more than a batch holds, so the node splits it);
+    ``write_large()`` asks for one now.
+    """
+
+    def __init__(
+        self,
+        workload: Workload,
+        rate: float = 300,
+        per_round: int = 5,
+        large_every: int = 0,
+        large_rows: tuple[int, int] = (200, 600),
+    ) -> None:
         self.workload = workload
         self.per_round = per_round
         self.interval_s = per_round / rate
+        self.large_every = large_every
+        self.large_rows = large_rows
+        self._large_now: queue.Queue[tuple[tuple[int, int], threading.Event]] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self.error: BaseException | None = None
@@ -193,14 +210,29 @@ class SteadyWriter:
         connection = self.workload.mariadb.connect(self.workload.schema)
         try:
             next_at = time.monotonic()
-            while not self._stop.is_set():
+            for rounds in itertools.count(1):
+                if self._stop.is_set():
+                    break
                 self.workload.run(self.per_round, connection=connection)
+                if self.large_every and rounds % self.large_every == 0:
+                    self._large_now.put((self.large_rows, threading.Event()))
+                while not self._large_now.empty():
+                    (low, high), committed = self._large_now.get()
+                    self.workload.run(1, max_rows=high, connection=connection, min_rows=low)
+                    committed.set()
                 next_at += self.interval_s
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
         except BaseException as exc:  # reported by stop()
             self.error = exc
         finally:
             connection.close()
+
+    def write_large(self, rows: tuple[int, int], timeout_s: float = 30) -> None:
+        """Have the writer commit one transaction of ``rows`` (low, high) rows now; returns
+        once it is committed."""
+        committed = threading.Event()
+        self._large_now.put((rows, committed))
+        assert committed.wait(timeout_s), "the writer did not write the large transaction"
 
     def stop(self) -> int:
         """Stop writing; returns how many events were written in all."""
@@ -214,6 +246,24 @@ class SteadyWriter:
     @property
     def written(self) -> int:
         return len(self.workload.expected)
+
+
+def tables_of(server: Any, db: str) -> dict[str, tuple[tuple[Any, ...], ...]]:
+    """Every row of the workload's tables, by table, in id order."""
+    return {t: server.execute(f"SELECT * FROM `{db}`.`{t}` ORDER BY id") for t in Workload.TABLES}
+
+
+def assert_same_tables(source: Any, source_db: str, target: Any, target_db: str) -> None:
+    """The target holds exactly the source's rows: same rows, same CHECKSUM TABLE."""
+
+    def checksums(server: Any, db: str) -> list[int]:
+        names = ", ".join(f"`{db}`.`{t}`" for t in Workload.TABLES)
+        return [int(checksum) for _, checksum in server.execute(f"CHECKSUM TABLE {names}")]
+
+    rows = tables_of(source, source_db)
+    assert tables_of(target, target_db) == rows
+    assert sum(len(table) for table in rows.values()) > 0
+    assert checksums(target, target_db) == checksums(source, source_db)
 
 
 def mysql_target(mariadb: Any, target: Any, source_db: str, target_db: str) -> dict[str, Any]:

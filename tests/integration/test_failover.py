@@ -15,6 +15,11 @@ the active node is
 
 Either way the stopped node, started again, comes back as a standby. The
 takeover times are printed (``pytest -s tests/integration/test_failover.py``).
+
+And the zombie of issue 13, deterministically, with two in-process nodes: ``a``
+freezes (clock and renewer stopped, like SIGSTOP) between its loader's lock check
+and the MySQL sink's fence; ``b`` takes over and writes; ``a`` wakes, its write is
+refused by the fence, and it steps down — the pipeline is never paused.
 """
 
 from __future__ import annotations
@@ -28,17 +33,26 @@ from typing import Any
 
 import pytest
 
+from arbitrate.redis import RedisArbiter
+from pipeline.config import load_config
+from pipeline.node import Node
+from selector.process import open_selector
+from sinks.mysql import MySQLSink
 from tests.delivery import Workload, assert_ordered_at_least_once, indexes
 from tests.ferryproc import (
     FerryNode,
     SteadyWriter,
+    assert_same_tables,
     complete_events,
     ferry_status,
     node_report,
     source_position,
+    tables_of,
     wait_until,
     write_config,
 )
+from tests.frozen import FrozenMidLoad, running
+from tests.integration.test_arbitrate_redis import StallableClock
 
 LOCK_TTL_S = 2.0
 PARALLELISM = 3
@@ -76,28 +90,14 @@ class Target:
             "checkpoint_schema": self.db,
         }
 
-    def tables(self, server: Any, db: str) -> dict[str, tuple[tuple[Any, ...], ...]]:
-        return {
-            t: server.execute(f"SELECT * FROM `{db}`.`{t}` ORDER BY id") for t in Workload.TABLES
-        }
-
     def caught_up(self, workload: Workload) -> bool:
         if self.kind == "jsonl":
             return len(set(complete_events(self.out))) >= len(workload.expected)
-        return self.tables(workload.mariadb, workload.schema) == self.tables(self.server, self.db)
-
-    def checksums(self, server: Any, db: str) -> list[int]:
-        names = ", ".join(f"`{db}`.`{t}`" for t in Workload.TABLES)
-        return [int(checksum) for _, checksum in server.execute(f"CHECKSUM TABLE {names}")]
+        return tables_of(workload.mariadb, workload.schema) == tables_of(self.server, self.db)
 
     def assert_matches(self, workload: Workload) -> None:
         """The MySQL target holds exactly the source's rows: same rows, same checksums."""
-        source = self.tables(workload.mariadb, workload.schema)
-        assert self.tables(self.server, self.db) == source
-        assert sum(len(rows) for rows in source.values()) > 0
-        assert self.checksums(self.server, self.db) == self.checksums(
-            workload.mariadb, workload.schema
-        )
+        assert_same_tables(workload.mariadb, workload.schema, self.server, self.db)
 
 
 def holder(client: Any, key: str) -> Callable[[], str | None]:
@@ -247,4 +247,69 @@ def test_sigterm_active_node_hands_over_at_once_zero_duplicates(
     if kind == "jsonl":
         assert complete_events(target.out) == expected, "exactly once across the hand-over"
     else:
+        target.assert_matches(workload)
+
+
+class FreezingMySQLSink(FrozenMidLoad, MySQLSink):
+    """The real MySQL sink, frozen mid-load: before its transaction, so before the fence."""
+
+
+def test_a_node_frozen_between_its_lock_check_and_the_sink_fence_steps_down(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    mariadb: Any,
+    source_db: str,
+    redis_server: Any,
+    key_prefix: str,
+) -> None:
+    workload = Workload(mariadb, source_db, seed=13)
+    target = Target("mysql", tmp_path, request)
+    path = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="zombie",
+        mariadb=mariadb,
+        schema=source_db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink=target.prepare(workload),
+        start=source_position(mariadb),
+        server_id=4412,
+        batch={"max_rows": 20, "max_wait_ms": 50},
+    )
+    config = load_config(path)
+    clock = StallableClock()
+    a_arbiter = RedisArbiter(config.arbiter, "zombie", "a", clock=clock)
+    b_arbiter = RedisArbiter(config.arbiter, "zombie", "b")
+    a_sink = FreezingMySQLSink(config.sink, "zombie", freeze_at=3)
+
+    def node(node_id: str, arbiter: RedisArbiter, sink: MySQLSink) -> Node:
+        def selector(store: Any) -> Any:
+            batch = config.pipeline.batch
+            return open_selector(config.source, batch.max_rows, batch.max_wait_ms, store, "zombie")
+
+        return Node(config, node_id, arbiter=arbiter, sink=sink, selector_factory=selector)
+
+    a = node("a", a_arbiter, a_sink)
+    b = node("b", b_arbiter, MySQLSink(config.sink, "zombie"))
+    with running(a, b) as threads:
+        threads[0].start()
+        wait_until(lambda: a.role == "active", 30, "a active")
+        workload.run(120)
+        wait_until(a_sink.frozen.is_set, 30, "a's third load")
+        a_arbiter.freeze_renewer()  # a stop-the-world pause: no renewal, time stands still
+        clock.frozen_at = clock()
+        threads[1].start()
+        wait_until(lambda: b.role == "active", 30, "b to take over")
+        workload.run(40)
+        checkpoint = f"SELECT epoch FROM `{target.db}`.ferry_checkpoint"
+        wait_until(lambda: target.server.execute(checkpoint)[0][0] == b_arbiter.epoch, 30, "b")
+        a_sink.thaw.set()  # a's load goes on to the fence while a still believes it is active
+        wait_until(lambda: a.role == "standby", 30, "a to step down")
+        clock.frozen_at = None
+        a_arbiter.unfreeze_renewer()
+        workload.run(40)
+        wait_until(lambda: target.caught_up(workload), 60, "the target to hold every change")
+        state = b_arbiter.get_state()
+        assert not state.paused, state.error
+        assert b.role == "active" and a.role == "standby"
         target.assert_matches(workload)

@@ -163,7 +163,7 @@ def test_message_too_large_is_fatal(kafka_broker: Any, kafka_topic: str, client:
     finally:
         sink.close()
     text = str(info.value)
-    assert kafka_topic in text and "key [42]" in text
+    assert kafka_topic in text and "shop.orders (id=42)" in text
     assert info.value.batch_id == 5
 
 

@@ -9,15 +9,19 @@
   active, and after a fatal sink error paused the pipeline; ``ferry resume``
   clears the error;
 * ``ferry check`` fails with the fix on a server with ``binlog_format=STATEMENT``
-  and passes on a well-configured one.
+  and passes on a well-configured one;
+* ``ferry run`` with a wrong Redis password says why once and exits 1.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from tests.delivery import Workload
 from tests.ferryproc import (
@@ -338,3 +342,35 @@ def test_a_batch_finishing_after_position_set_does_not_overwrite_it(
     finally:
         blocker.close()
         node.stop()
+
+
+def test_run_with_a_wrong_redis_password_exits_1_saying_why(
+    tmp_path: Path, mariadb: Any, source_db: str, make_redis: Callable[..., Any]
+) -> None:
+    server = make_redis()
+    # Set after start: the harness's readiness check pings without a password.
+    admin = redis.Redis(port=server.port)
+    admin.config_set("requirepass", "right-pw")
+    admin.close()
+    url = f"redis://:wrong-pw@127.0.0.1:{server.port}/0"
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="badauth",
+        mariadb=mariadb,
+        schema=source_db,
+        redis_url=url,
+        prefix="ferrytest",
+        sink={"type": "jsonl", "path": str(tmp_path / "out.jsonl")},
+    )
+    node = FerryNode(config, "a").start()
+    try:
+        began = time.monotonic()
+        assert node.wait(30) == 1
+        took_s = time.monotonic() - began
+    finally:
+        node.stop()
+    log = node.log(20000)
+    assert took_s < 15, f"gave up after {took_s:.1f}s"
+    why = [line for line in log.splitlines() if "invalid username-password pair" in line]
+    assert len(why) == 1 and "cannot work with the arbiter" in why[0], log
+    assert "wrong-pw" not in log and "right-pw" not in log

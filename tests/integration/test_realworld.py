@@ -23,19 +23,9 @@ import pytest
 
 from selector.statements import classify
 from tests import realworld
-from tests.conftest import unavailable
 from tests.ferryproc import FerryNode, ferry_status, wait_until
 
 pytestmark = [pytest.mark.realworld, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def corpus() -> Path:
-    found = realworld.corpus_dir()
-    if found is None:
-        unavailable("the real-world SQL corpus (../shared/realworld-sql) is not here")
-    assert found is not None
-    return found
 
 
 def pipeline(

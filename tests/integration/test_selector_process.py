@@ -180,3 +180,82 @@ def test_the_decoder_exits_when_its_parent_is_killed(mariadb: Any, source_db: st
         parent.wait()
         if parent.stdout:
             parent.stdout.close()
+
+
+def decoder_alive(pid: int | None) -> bool:
+    if pid is None or not Path(f"/proc/{pid}").exists():
+        return False
+    return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+@pytest.mark.parametrize("first", ["stop", "rollback"])
+def test_a_respawn_racing_stop_ends_resumable_with_no_child_left(
+    started: Any, first: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """ProcessTermin respawns the decoder in rollback() while the node stops the selector.
+
+    A stop used to drop (and so unlink) the command queue of a child still unpickling its
+    start arguments — FileNotFoundError in SemLock._rebuild, "exited (code 1) during
+    start" — or to leave the new child running after stop() returned."""
+    sel, _, _ = started
+    old = sel.decoder_pid
+    os.kill(old, signal.SIGSTOP)  # a decoder that ignores "stop": stop() waits, then kills
+    outcome: dict[str, Any] = {}
+
+    def rollback() -> None:
+        try:
+            sel.rollback()  # the child does not answer: a new one is spawned
+            outcome["rollback"] = "returned"
+        except Exception as exc:
+            outcome["rollback"] = exc
+
+    threads = {
+        "stop": threading.Thread(target=sel.stop),
+        "rollback": threading.Thread(target=rollback),
+    }
+    if first == "rollback":
+        os.kill(old, signal.SIGKILL)  # rollback spawns at once ...
+        threads["rollback"].start()
+        while sel.decoder_pid in (None, old):  # ... and stop comes while the child starts
+            time.sleep(0.001)
+        threads["stop"].start()
+    else:
+        threads["stop"].start()
+        time.sleep(0.3)  # stop() is waiting for the stopped decoder to exit
+        threads["rollback"].start()
+    for thread in threads.values():
+        thread.join(30)
+    spawned = [pid for pid in (sel.decoder_pid,) if pid is not None]
+    assert isinstance(outcome["rollback"], ResumableError), outcome
+    assert "stopped" in str(outcome["rollback"])
+    assert not spawned and not decoder_alive(old), "stop() left a decoder process running"
+    assert "FileNotFoundError" not in capfd.readouterr().err
+
+
+def test_an_ack_while_stop_tears_the_child_down_does_not_raise(started: Any) -> None:
+    """The ack saw a live child, then stop() detached and closed its queue before the ack
+    forwarded to it: that raised AttributeError/ValueError, classified fatal (a pause)."""
+    sel, workload, store = started
+    workload.run(20)
+    batch = sel.select()
+    while batch.is_empty:
+        sel.ack(batch.batch_id)
+        batch = sel.select()
+    child = sel._child
+    alive = child.is_alive
+    stopper = threading.Thread(target=sel.stop)
+
+    def teardown_between_check_and_use() -> bool:
+        was = alive()
+        if not stopper.is_alive() and stopper.ident is None:
+            stopper.start()  # the teardown runs between the ack's check and its use
+            deadline = time.monotonic() + 3
+            while sel._commands is not None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return was
+
+    child.is_alive = teardown_between_check_and_use
+    assert sel.ack(batch.batch_id) == batch.position
+    stopper.join(10)
+    assert store.load() == batch.position
+    assert not decoder_alive(child.pid)

@@ -181,6 +181,37 @@ def scenario_pause_resume_wakes_waiter(world: World) -> None:
     assert (state.paused, state.reason, state.error) == (False, "", "")
 
 
+def scenario_only_the_holder_pauses_on_error(world: World) -> None:
+    """A node that was replaced (a zombie) cannot pause the pipeline its successor runs;
+    the holder can; the operator's pause needs no lock."""
+    old, new, cli = world.arbiter("old"), world.arbiter("new"), world.arbiter("cli")
+    old_epoch = old.await_active()
+    assert old_epoch is not None
+    world.freeze(old)
+    world.elapse(world.ttl_ms + 100)
+    new_epoch = new.await_active(stop=timed_stop(5))
+    assert new_epoch is not None and new_epoch > old_epoch
+    assert old.check(), "the stalled node still believes it is active"
+    with pytest.raises(FencedError):
+        old.pause_on_error(old_epoch, "FencedError: the sink's checkpoint is newer")
+    with pytest.raises(FencedError):
+        cli.pause_on_error(new_epoch, "not the holder")  # the epoch alone is not enough
+    assert not new.get_state().paused
+
+    new.pause_on_error(new_epoch, "Data too long for column 'note'")
+    state = new.get_state()
+    assert (state.paused, state.reason, state.error) == (
+        True,
+        "error",
+        "Data too long for column 'note'",
+    )
+    assert cli.wait_for_permit(0.05) is False
+    cli.resume()
+    cli.pause("maintenance")  # the operator's pause needs no lock
+    assert cli.get_state().paused
+    world.thaw(old)
+
+
 def scenario_status_and_staleness(world: World) -> None:
     active, standby = world.arbiter("a", status_stale_ms=300), world.arbiter("b")
     epoch = active.await_active()
@@ -317,6 +348,7 @@ SCENARIOS = [
     scenario_stalled_holder_is_fenced,
     scenario_release_wakes_standby,
     scenario_pause_resume_wakes_waiter,
+    scenario_only_the_holder_pauses_on_error,
     scenario_status_and_staleness,
     scenario_operator_position_only_while_paused,
     scenario_operator_position_fences_the_holder,

@@ -419,3 +419,9 @@ def test_index_statements_name_the_sessions_database_only() -> None:
     )
     assert key == {"databaseName": "other"}
     assert (value["source"]["table"], value["tableChanges"]) == ("", [])
+
+
+def test_a_row_a_snapshot_copied_is_a_read() -> None:
+    [(key, value)] = decoded(fmt().messages(row_change("read", after={"id": 1})))
+    assert key == {"id": 1}
+    assert (value["op"], value["source"]["snapshot"], value["before"]) == ("r", "true", None)

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from loguru import logger
 
 from arbitrate.memory import MemoryArbiter, MemoryArbiterHub
 from pipeline.config import FerryConfig
@@ -30,6 +31,7 @@ from selector.memory import MemorySelector
 from sinks.base import SinkCheckpoint
 from sinks.memory import FaultySink, MemorySink
 from tests.delivery import assert_ordered_at_least_once
+from tests.frozen import FrozenMidLoad, running
 
 PIPELINE = "unit"
 
@@ -360,6 +362,85 @@ def test_lock_loss_returns_to_standby_and_a_standby_finishes_the_work() -> None:
     assert recorder.violations == []
 
 
+class FreezingSink(FrozenMidLoad, FaultySink):
+    """The shared, fenced target of two nodes, with epoch 1 frozen mid-load."""
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    transactions=st.integers(30, 120),
+    parallelism=st.integers(1, 4),
+    max_rows=st.integers(1, 6),
+    freeze_at=st.integers(1, 8),
+    successor_wrote=st.booleans(),
+    load_thaws_first=st.booleans(),
+    probability=st.sampled_from([0.0, 0.1]),
+    seed=st.integers(0, 2**16),
+)
+@example(  # the schedule of issue 13: the zombie's refused write used to pause the pipeline
+    transactions=60,
+    parallelism=3,
+    max_rows=5,
+    freeze_at=3,
+    successor_wrote=True,
+    load_thaws_first=True,
+    probability=0.0,
+    seed=0,
+)
+def test_a_holder_frozen_mid_load_never_stops_its_successor(
+    transactions: int,
+    parallelism: int,
+    max_rows: int,
+    freeze_at: int,
+    successor_wrote: bool,
+    load_thaws_first: bool,
+    probability: float,
+    seed: int,
+) -> None:
+    """Node a freezes between its lock check and the sink's fence; b takes over; a wakes.
+
+    Whatever a does on waking — its write refused by the sink's fence (b wrote first) or
+    let through (b has not written yet: harmless, b rewrites from the committed position),
+    its ack refused by the arbiter — it steps down to standby; the pipeline is never paused,
+    b delivers everything, and no epoch-1 write lands after an epoch-2 write.
+    """
+    txns = workload(transactions, seed=seed)
+    total = sum(len(t) for t in txns)
+    hub = MemoryArbiterHub()
+    sink = FreezingSink(
+        freeze_at=freeze_at, checkpoint=True, failure_probability=probability, seed=seed
+    )
+    shape = {"parallelism": parallelism, "max_rows": max_rows}
+    a, a_arbiter, _ = build(txns, sink, hub=hub, node_id="a", **shape)
+    b, b_arbiter, _ = build(txns, sink, hub=hub, node_id="b", **shape)
+    recorder = Recorder(b_arbiter, sink, txns)
+    with running(a, b) as threads:
+        threads[0].start()
+        wait_for(sink.frozen.is_set)
+        threads[1].start()
+        a_arbiter.freeze_renewer()
+        hub.advance(a_arbiter.config.lock_ttl_ms + 1)
+        wait_for(lambda: b.role == "active")
+        if successor_wrote:
+            wait_for(lambda: any(epoch == 2 for _, epoch, _ in sink.loads))
+        if load_thaws_first:  # the load goes on while a still believes it holds the lock
+            sink.thaw.set()
+            time.sleep(0.05)
+            a_arbiter.unfreeze_renewer()
+        else:
+            a_arbiter.unfreeze_renewer()
+            sink.thaw.set()
+        wait_for(committed_at_end(b_arbiter, txns), 30)
+        wait_for(lambda: a.role == "standby")
+        assert not b_arbiter.get_state().paused, b_arbiter.get_state().error
+        assert b.role == "active"
+    epochs = [epoch for _, epoch, _ in sink.loads]
+    assert epochs == sorted(epochs), "an epoch-1 write landed after the successor's"
+    assert recorder.violations == []
+    delivered = [seq_of(c) for c in sink.changes]
+    assert_ordered_at_least_once(delivered, total)
+
+
 def test_graceful_stop_acks_in_flight_releases_and_a_restart_resumes_exactly() -> None:
     txns = workload(200, seed=5)
     total = sum(len(t) for t in txns)
@@ -407,23 +488,12 @@ def test_redis_lost_its_data_the_node_refuses_to_guess(tmp_path: Path) -> None:
         thread.join(10)
 
 
-class CheckpointSink(MemorySink):
-    """A sink that remembers a checkpoint, like the MySQL sink."""
-
-    def __init__(self, checkpoint: SinkCheckpoint) -> None:
-        super().__init__()
-        self.stored = checkpoint
-
-    def checkpoint(self) -> SinkCheckpoint | None:
-        return self.stored
-
-
 def test_a_newer_sink_checkpoint_wins_and_lifts_the_epoch() -> None:
     txns = workload(20, seed=8)
     starts = [0]
     for txn in txns:
         starts.append(starts[-1] + len(txn))
-    sink = CheckpointSink(SinkCheckpoint(Position("memory", 10), epoch=7))
+    sink = MemorySink(checkpoint=SinkCheckpoint(Position("memory", 10), epoch=7))
     node, arbiter, _ = build(txns, sink)
     run_node(node, committed_at_end(arbiter, txns))
     assert [seq_of(c) for c in sink.changes] == list(range(starts[10], starts[20]))
@@ -466,3 +536,69 @@ def test_status_is_published_with_counters(parallelism: int) -> None:
     assert report["rollbacks_total"] == 0
     status = arbiter.status()
     assert any(n["node_id"] == "n1" for n in status.nodes)
+
+
+class RecordingEvent(threading.Event):
+    """The node's stop event, recording how long each wait on it was asked to last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
+def test_a_failed_start_waits_its_backoff_once() -> None:
+    txns = workload(5, seed=11)
+    starts: list[int] = []
+
+    def hook(op: str, n: int) -> None:
+        if op == "start":
+            starts.append(n)
+            if len(starts) <= 2:
+                raise ResumableError("source unreachable")
+
+    node, arbiter, _ = build(
+        txns, MemorySink(), selector_hook=hook, retry_backoff_ms=7, retry_backoff_max_ms=7
+    )
+    stop = node._stop = RecordingEvent()
+    run_node(node, committed_at_end(arbiter, txns))
+    assert len(starts) == 3
+    assert stop.waits.count(0.007) == 2, f"one backoff per failed start: {stop.waits}"
+
+
+class RefusingArbiter(MemoryArbiter):
+    """A Redis that refuses this node's credentials."""
+
+    def __init__(self, hub: MemoryArbiterHub) -> None:
+        super().__init__(hub, PIPELINE, "n1")
+        self.attempts = 0
+
+    def await_active(self, stop: Any = None) -> int | None:
+        self.attempts += 1
+        raise FatalError("AuthenticationError: invalid username-password pair")
+
+
+def test_a_fatal_arbiter_error_while_standby_exits_1_after_a_bounded_retry() -> None:
+    arbiter = RefusingArbiter(MemoryArbiterHub())
+    said: list[str] = []
+    handler = logger.add(lambda message: said.append(str(message)), level="INFO")
+    node = Node(
+        make_config(),
+        "n1",
+        arbiter=arbiter,
+        sink=MemorySink(),
+        selector_factory=lambda store: MemorySelector([], store=store),
+    )
+    began = time.monotonic()
+    try:
+        assert node.run() == 1
+    finally:
+        logger.remove(handler)
+    assert 1 < arbiter.attempts <= 5
+    assert time.monotonic() - began < 10
+    assert node.role == "stopped"
+    why = [line for line in said if "invalid username-password pair" in line]
+    assert len(why) == 1 and "cannot work with the arbiter" in why[0], said

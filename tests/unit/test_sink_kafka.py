@@ -142,9 +142,22 @@ def test_one_failed_send_fails_the_batch_naming_topic_and_key() -> None:
     with pytest.raises(ResumableError) as info:
         s.load(batch(row(1), row(2), row(3), batch_id=7), epoch=1)
     text = str(info.value)
-    assert "ferry.shop.orders" in text and "key [2]" in text
+    assert "ferry.shop.orders" in text and "insert of shop.orders (id=2)" in text
     assert info.value.batch_id == 7 and info.value.position == POS
     assert isinstance(info.value.__cause__, RequestTimedOutError)
+
+
+def test_a_failed_send_never_shows_a_secret_key() -> None:
+    s, f = sink()
+    f.last.fail[0] = MessageSizeTooLargeError("too big")
+    token = "tok-9f8e7d6c5b4a"
+    change = RowChange(
+        "shop", "sessions", "insert", None, {"api_token": token}, ("api_token",), 1.0, POS
+    )
+    with pytest.raises(FatalError) as info:
+        s.load(batch(change), epoch=1)
+    assert "shop.sessions (api_token=***)" in str(info.value)
+    assert token not in str(info.value) and token not in repr(info.value.__cause__)
 
 
 def test_unconfirmed_send_without_error_fails_the_batch() -> None:
@@ -159,7 +172,7 @@ def test_fatal_failure_wins_over_resumable_ones() -> None:
     s, f = sink()
     f.last.fail[0] = RequestTimedOutError("slow")
     f.last.fail[2] = MessageSizeTooLargeError("too big")
-    with pytest.raises(FatalError, match=r"key \[3\].*\(2 sends failed\)"):
+    with pytest.raises(FatalError, match=r"\(id=3\).*\(2 sends failed\)"):
         s.load(batch(row(1), row(2), row(3)), epoch=1)
 
 
@@ -167,7 +180,7 @@ def test_send_refused_at_once_still_waits_for_earlier_sends() -> None:
     s, f = sink()
     producer = f.last
     producer.raise_on_send[2] = MessageSizeTooLargeError("record too large")
-    with pytest.raises(FatalError, match=r"topic 'ferry.shop.orders' key \[3\]"):
+    with pytest.raises(FatalError, match=r"shop.orders \(id=3\) to topic 'ferry.shop.orders'"):
         s.load(batch(row(1), row(2), row(3), row(4)), epoch=1)
     assert producer.confirms == [2]  # the two earlier sends were waited for
     assert len(producer.sent) == 2  # nothing sent after the refusal

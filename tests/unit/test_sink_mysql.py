@@ -20,9 +20,9 @@ from sinks.mysql import (
     build_statements,
     describe_failure,
     ident,
-    mask,
     to_db,
 )
+from sinks.redact import mask
 from sinks.registry import sink_class
 
 POS = Position("mysql-bin.000001", 4)

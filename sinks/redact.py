@@ -1,0 +1,47 @@
+"""What a sink may show of a row in an error or a log line: one rule for every sink.
+
+Row values can be secrets (tokens, password hashes, API keys). Errors reach
+logs, ``ferry status`` and the operator's terminal, so values of columns whose
+name looks secret (``pass``, ``token``, ``key``, ``salt``, …) are masked, and
+every other value is shortened. A server's own message may quote a value (a
+duplicate-key error quotes the key): :func:`scrub` removes those.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+#: Column names whose values are masked in error messages and logs.
+SECRET_COLUMN = re.compile(r"pass|pwd|secret|token|key|salt|credential|private", re.IGNORECASE)
+
+
+def mask(column: str, value: Any, limit: int = 80) -> str:
+    """A value for an error message: masked for secret-like columns, shortened otherwise."""
+    if value is not None and SECRET_COLUMN.search(column):
+        return "***"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def masked_row(row: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{c}: {mask(c, v)}" for c, v in row.items()) + "}"
+
+
+def masked_key(columns: Iterable[str], values: Iterable[Any]) -> str:
+    return "(" + ", ".join(f"{c}={mask(c, v)}" for c, v in zip(columns, values, strict=True)) + ")"
+
+
+def scrub(message: str, rows: Iterable[dict[str, Any]]) -> str:
+    """Remove values of secret-like columns that a server quoted in its message."""
+    dup = re.search(r"Duplicate entry '.*' for key '([^']*)'", message)
+    if dup and SECRET_COLUMN.search(dup.group(1)):
+        message = message[: dup.start()] + f"Duplicate entry '***' for key '{dup.group(1)}'"
+    for n, row in enumerate(rows):
+        if n >= 1000:
+            break
+        for column, value in row.items():
+            if isinstance(value, str) and len(value) >= 3 and SECRET_COLUMN.search(column):
+                message = message.replace(value, "***")
+    return message
