@@ -41,6 +41,20 @@ class PipelineStatus:
     nodes: list[dict[str, Any]] = field(default_factory=list)  # each node's report, + "stale"
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest:
+    """A `ferry snapshot` request: kept in the arbiter until the snapshot is done.
+
+    ``state``: ``pending`` (no node has started it), ``running`` (its progress is in
+    the committed position: a restart or a standby continues it), ``done``.
+    """
+
+    request: str
+    tables: tuple[str, ...]
+    state: str = "pending"
+    requested_at: float = 0.0
+
+
 class Arbiter(ABC):
     """One per node and pipeline.
 
@@ -131,6 +145,18 @@ class Arbiter(ABC):
     @abstractmethod
     def resume(self) -> None:
         """Resume the pipeline and clear a stored error."""
+
+    @abstractmethod
+    def request_snapshot(self, tables: list[str]) -> SnapshotRequest:
+        """Store a new snapshot request (pending) for the active node to start."""
+
+    @abstractmethod
+    def snapshot_requests(self) -> list[SnapshotRequest]:
+        """Every stored snapshot request, oldest first."""
+
+    @abstractmethod
+    def set_snapshot_state(self, request: str, state: str) -> None:
+        """Move a request to ``running`` or ``done`` (unknown requests are ignored)."""
 
     @abstractmethod
     def publish_status(self, report: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ once and the twin cannot drift from the real thing.
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,7 +18,7 @@ from loguru import logger
 from pipeline.errors import FencedError
 from pipeline.model import Position
 
-from .base import PipelineState, PipelineStatus
+from .base import PipelineState, PipelineStatus, SnapshotRequest
 
 # Fields of a node report as published by `publish_status` (others are kept too).
 REPORT_FIELDS = (
@@ -189,3 +191,28 @@ def announce_lost(
             callback()
         except Exception:
             log.exception("on_lost callback {} failed", callback)
+
+
+def new_snapshot_request(tables: list[str], now: float) -> SnapshotRequest:
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(now))
+    return SnapshotRequest(f"snap-{stamp}-{secrets.token_hex(2)}", tuple(tables), "pending", now)
+
+
+def encode_snapshot_request(request: SnapshotRequest) -> str:
+    data = {"tables": list(request.tables), "state": request.state, "at": request.requested_at}
+    return json.dumps(data)
+
+
+def decode_snapshot_requests(fields: Mapping[str, str]) -> list[SnapshotRequest]:
+    requests = []
+    for request, text in fields.items():
+        data = json.loads(text)
+        requests.append(
+            SnapshotRequest(
+                str(request),
+                tuple(data.get("tables") or ()),
+                str(data.get("state") or "pending"),
+                float(data.get("at") or 0.0),
+            )
+        )
+    return sorted(requests, key=lambda r: (r.requested_at, r.request))

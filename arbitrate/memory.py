@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loguru import logger
@@ -35,16 +35,19 @@ from loguru import logger
 from pipeline.errors import FatalError, ResumableError
 from pipeline.model import Position
 
-from .base import Arbiter, PipelineState, PipelineStatus
+from .base import Arbiter, PipelineState, PipelineStatus, SnapshotRequest
 from .common import (
     NOT_HOLDER,
     STALE_EPOCH,
     announce_lost,
     announce_state,
     build_status,
+    decode_snapshot_requests,
     encode_report,
+    encode_snapshot_request,
     fenced,
     mainstem_value,
+    new_snapshot_request,
     parse_position_record,
     parse_state,
     position_record,
@@ -64,6 +67,7 @@ class _Store:
     position: str | None = None
     state: dict[str, str] | None = None
     reports: dict[str, tuple[dict[str, str], float]] = field(default_factory=dict)
+    snapshots: dict[str, str] = field(default_factory=dict)  # request id -> encoded request
 
 
 @dataclass
@@ -370,6 +374,25 @@ class MemoryArbiter(Arbiter):
             fields = encode_report(report, defaults)
             store = self.hub.store(self.pipeline_id)
             store.reports[self.node_id] = (fields, self.hub.now_ms + self.config.status_ttl_ms)
+
+    def request_snapshot(self, tables: list[str]) -> SnapshotRequest:
+        with self.hub.cond:
+            request = new_snapshot_request(tables, self.hub.now_ms / 1000)
+            self.hub.store(self.pipeline_id).snapshots[request.request] = encode_snapshot_request(
+                request
+            )
+            return request
+
+    def snapshot_requests(self) -> list[SnapshotRequest]:
+        with self.hub.cond:
+            return decode_snapshot_requests(self.hub.store(self.pipeline_id).snapshots)
+
+    def set_snapshot_state(self, request: str, state: str) -> None:
+        with self.hub.cond:
+            stored = self.hub.store(self.pipeline_id).snapshots
+            if request in stored:
+                [found] = decode_snapshot_requests({request: stored[request]})
+                stored[request] = encode_snapshot_request(replace(found, state=state))
 
     def status(self) -> PipelineStatus:
         with self.hub.cond:

@@ -20,6 +20,8 @@ key                           type    holds
                                       (values JSON-encoded); PX ``status_ttl_ms`` so
                                       dead nodes age out; stale after
                                       ``status_stale_ms`` without an update
+``P:snapshots``               hash    `ferry snapshot` requests: id -> JSON ``{"tables":
+                                      [...], "state": pending|running|done, "at": T}``
 ``P:notify``                  pubsub  channel: ``released`` (mainstem given up),
                                       ``state`` (permit changed)
 ============================  ======  =================================================
@@ -58,7 +60,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import redis
@@ -72,16 +74,19 @@ from redis.sentinel import Sentinel
 from pipeline.errors import FatalError, FerryError, classify
 from pipeline.model import Position
 
-from .base import Arbiter, PipelineState, PipelineStatus
+from .base import Arbiter, PipelineState, PipelineStatus, SnapshotRequest
 from .common import (
     NOT_HOLDER,
     STALE_EPOCH,
     announce_lost,
     announce_state,
     build_status,
+    decode_snapshot_requests,
     encode_report,
+    encode_snapshot_request,
     fenced,
     mainstem_value,
+    new_snapshot_request,
     parse_position_record,
     parse_state,
     position_record,
@@ -236,7 +241,8 @@ class RedisArbiter(Arbiter):
         self._ttl_ms = config.lock_ttl_ms
         base = f"{config.key_prefix.rstrip(':')}:{pipeline_id}"
         self.keys = {
-            name: f"{base}:{name}" for name in ("mainstem", "epoch", "position", "state", "notify")
+            name: f"{base}:{name}"
+            for name in ("mainstem", "epoch", "position", "state", "notify", "snapshots")
         }
         self._status_prefix = f"{base}:status:"
         self._client = connect(config)
@@ -552,6 +558,33 @@ class RedisArbiter(Arbiter):
         announce_state(self, state, reason, self._log)
 
     # -- status --------------------------------------------------------------------------
+
+    def request_snapshot(self, tables: list[str]) -> SnapshotRequest:
+        request = new_snapshot_request(tables, time.time())
+        try:
+            self._client.hset(
+                self.keys["snapshots"], request.request, encode_snapshot_request(request)
+            )
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return request
+
+    def snapshot_requests(self) -> list[SnapshotRequest]:
+        try:
+            fields = self._client.hgetall(self.keys["snapshots"])
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return decode_snapshot_requests(fields)
+
+    def set_snapshot_state(self, request: str, state: str) -> None:
+        try:
+            text = self._client.hget(self.keys["snapshots"], request)
+            if text is not None:
+                [found] = decode_snapshot_requests({request: text})
+                updated = replace(found, state=state)
+                self._client.hset(self.keys["snapshots"], request, encode_snapshot_request(updated))
+        except Exception as exc:
+            raise self._error(exc) from exc
 
     def publish_status(self, report: dict[str, Any]) -> None:
         defaults = {

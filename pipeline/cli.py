@@ -90,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="validate the config, then check the source, Redis and the sink",
     )
+    snapshot = commands.add_parser(
+        "snapshot",
+        parents=[common],
+        help="ask the active node to snapshot these tables while streaming goes on",
+    )
+    snapshot.add_argument(
+        "tables", nargs="+", metavar="SCHEMA.TABLE", help="included tables to copy again"
+    )
     return parser
 
 
@@ -181,6 +189,7 @@ def cmd_status(args: argparse.Namespace, config: FerryConfig) -> int:
     arbiter = build_arbiter(config, "cli")
     try:
         status = arbiter.status()
+        requests = arbiter.snapshot_requests()
     finally:
         arbiter.close()
     data = {
@@ -194,6 +203,11 @@ def cmd_status(args: argparse.Namespace, config: FerryConfig) -> int:
         "position": status.position.to_dict() if status.position else None,
         "position_epoch": status.position_epoch,
         "nodes": status.nodes,
+        "snapshot_requests": [
+            {"request": r.request, "tables": list(r.tables), "state": r.state}
+            for r in requests
+            if r.state != "done" or time.time() - r.requested_at < 86400
+        ],
     }
     if args.json:
         print(json.dumps(data, indent=2, default=str))
@@ -252,6 +266,10 @@ def render_status(data: dict[str, Any]) -> str:
         ]
         for node in nodes:
             lines += _snapshot_lines(node.get("snapshot"))
+        for request in data.get("snapshot_requests") or ():
+            lines.append(
+                f"request   {request['request']} {request['state']}: {', '.join(request['tables'])}"
+            )
         for node in nodes:
             skipped = node.get("skipped") or {}
             dml = {k: v for k, v in skipped.items() if k.startswith("dml ")}
@@ -394,7 +412,65 @@ def cmd_check(args: argparse.Namespace, config: FerryConfig) -> int:
     return EXIT_OK if run_checks(config) else EXIT_FAIL
 
 
+def cmd_snapshot(args: argparse.Namespace, config: FerryConfig) -> int:
+    """Store a snapshot request; the active node (or the next one) carries it out."""
+    from selector.checks import connect
+    from selector.snapshot import plan_table
+    from selector.tables import TableFilter
+
+    source = config.source
+    wanted = TableFilter(source.include, source.exclude)
+    tables = []
+    for name in args.tables:
+        schema, dot, table = name.partition(".")
+        if not dot or not schema or not table:
+            print(f"ferry: {name!r} is not SCHEMA.TABLE", file=sys.stderr)
+            return EXIT_USAGE
+        if not wanted(schema, table):
+            print(
+                f"ferry: {name} is not replicated (source.include / source.exclude):"
+                " add it to source.include first",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        tables.append(name)
+    try:
+        conn = connect(source)
+    except Exception as exc:
+        raise FerryError(f"cannot reach the source to check the tables: {exc}") from exc
+    try:
+        for name in tables:
+            plan_table(conn, *name.split(".", 1))  # exists, and the user may read it all
+    finally:
+        conn.close()
+    arbiter = build_arbiter(config, "cli")
+    try:
+        busy = [r for r in arbiter.snapshot_requests() if r.state in ("pending", "running")]
+        committed = arbiter.load_position()
+        if busy or (committed is not None and committed.snapshot is not None):
+            what = (
+                f"{busy[0].request} ({', '.join(busy[0].tables)}, {busy[0].state})"
+                if busy
+                else f"{committed.snapshot.request} ({committed.snapshot.table})"
+            )
+            print(
+                f"ferry: a snapshot is already running: {what}; `ferry status -c {args.config}`"
+                " shows its progress; ask again when it is done",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
+        request = arbiter.request_snapshot(tables)
+    finally:
+        arbiter.close()
+    print(
+        f"snapshot {request.request} of {', '.join(tables)} requested; the active node starts it"
+        f" within a second; `ferry status -c {args.config}` shows its progress"
+    )
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, FerryConfig], int]] = {
+    "snapshot": cmd_snapshot,
     "run": cmd_run,
     "status": cmd_status,
     "pause": cmd_pause,

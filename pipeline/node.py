@@ -280,10 +280,47 @@ class Node:
                     self._log.error("a node thread crashed: restarting from the committed position")
                     task.halt()
                     return "crashed"
+                self._reconcile_snapshots()
         finally:
             task.halt()
             self._stop_selector()  # wakes a select() blocked on the stream
             task.join(timeout_s=10)
+
+    def _reconcile_snapshots(self) -> None:
+        """Start `ferry snapshot` requests and record how far they are.
+
+        The truth is the committed position: a request whose progress it carries is
+        running (a restart or a standby continues it from there); one that was
+        running and whose progress has left it is done. A pending request is handed
+        to the selector again each time (it ignores a request it has started), so a
+        takeover, a respawned decoder or a lost message never loses one.
+        """
+        selector = self._selector
+        if selector is None:
+            return
+        try:
+            requests = self.arbiter.snapshot_requests()
+        except FerryError:  # Redis trouble: the next tick tries again
+            return
+        committed = selector.committed
+        progress = committed.snapshot if committed is not None else None
+        for request in requests:
+            ours = progress is not None and progress.request == request.request
+            finished = ours and progress is not None and not progress.tables
+            try:
+                if finished and request.state != "done":
+                    self.arbiter.set_snapshot_state(request.request, "done")
+                    self._log.info("snapshot {} done", request.request)
+                elif ours and request.state == "pending":
+                    self.arbiter.set_snapshot_state(request.request, "running")
+                elif request.state == "running" and not ours and committed is not None:
+                    self.arbiter.set_snapshot_state(request.request, "done")
+                    self._log.info("snapshot {} done", request.request)
+                elif request.state == "pending":
+                    selector.request_snapshot(request.request, list(request.tables))
+            except FerryError as exc:
+                self._log.warning("snapshot request {}: {}", request.request, exc)
+                return
 
     def _stop_selector(self) -> None:
         if self._selector is not None:

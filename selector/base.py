@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from pipeline.errors import FatalError
 from pipeline.model import Batch, Position
 
 
@@ -74,3 +75,11 @@ class Selector(ABC):
     @abstractmethod
     def committed(self) -> Position | None:
         """The committed position (what a restart resumes from)."""
+
+    def request_snapshot(self, request: str, tables: list[str]) -> None:
+        """Start a snapshot of ``tables`` ("schema.table") once no other is running.
+
+        Idempotent per ``request``: a request already started (or continued from the
+        committed position) is not started again. May be called from any thread.
+        """
+        raise FatalError(f"{type(self).__name__} cannot take snapshots")

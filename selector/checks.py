@@ -136,9 +136,55 @@ def check_source(config: MySQLSourceConfig) -> list[Check]:
             (f"connect to {where}", False, f"{error.message}; check host, port, user, password")
         ]
     try:
-        return [(f"connect to {where}", True, ""), *server_checks(conn, config.user)]
+        checks = [(f"connect to {where}", True, ""), *server_checks(conn, config.user)]
+        if config.snapshot_mode != "never":
+            checks += snapshot_checks(conn, config)
+        return checks
     finally:
         conn.close()
+
+
+def snapshot_checks(conn: Any, config: MySQLSourceConfig) -> list[Check]:
+    """A snapshot reads every included table whole; on MySQL it also takes a brief global
+    read lock per chunk (RELOAD; see selector.snapshot)."""
+    from .tables import TableFilter
+
+    wanted = TableFilter(config.include, config.exclude)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES"
+            " WHERE TABLE_TYPE='BASE TABLE' AND TABLE_SCHEMA NOT IN"
+            " ('mysql', 'information_schema', 'performance_schema', 'sys')"
+        )
+        tables = [(str(s), str(t)) for s, t in cur.fetchall() if wanted(str(s), str(t))]
+        unreadable = []
+        for schema, table in tables:
+            try:
+                cur.execute(f"SELECT * FROM `{schema}`.`{table}` LIMIT 0")
+            except pymysql.err.MySQLError:
+                unreadable.append(f"{schema}.{table}")
+        cur.execute("SELECT VERSION()")
+        mariadb = "mariadb" in str(cur.fetchone()[0]).lower()
+        cur.execute("SHOW GRANTS")
+        grants = " ".join(str(row[0]).upper() for row in cur.fetchall())
+    checks: list[Check] = [
+        (
+            f"snapshot: SELECT on the {len(tables)} included tables",
+            not unreadable,
+            "" if not unreadable else f"grant SELECT on {', '.join(unreadable[:5])}",
+        )
+    ]
+    flavour = config.flavor if config.flavor != "auto" else "mariadb" if mariadb else "mysql"
+    if flavour == "mysql":
+        reload_ok = bool(re.search(r"\b(ALL PRIVILEGES|RELOAD)\b", grants))
+        checks.append(
+            (
+                "snapshot on MySQL: RELOAD (a brief FLUSH TABLES WITH READ LOCK per chunk)",
+                reload_ok,
+                "" if reload_ok else f"GRANT RELOAD ON *.* TO '{config.user}'@'%'",
+            )
+        )
+    return checks
 
 
 def require(checks: list[Check]) -> list[str]:

@@ -59,6 +59,21 @@ from .statements import Statement, classify, references
 from .stream import Stream
 from .tables import TableCatalog, TableFilter
 
+#: The events the translator understands: all the selector asks the server for.
+EVENTS = [
+    QueryEvent,
+    XidEvent,
+    GtidEvent,
+    MariadbGtidEvent,
+    RotateEvent,
+    HeartbeatLogEvent,
+    TableMapEvent,
+    WriteRowsEvent,
+    UpdateRowsEvent,
+    DeleteRowsEvent,
+    XAPrepareEvent,
+]
+
 # MariaDB Gtid_log_event flags
 _FL_STANDALONE = 1
 _FL_PREPARED_XA = 64

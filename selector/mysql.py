@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Generator
 from typing import Any
 
@@ -57,11 +58,11 @@ from .base import PositionStore, Selector
 from .batching import Assembler, Ledger, Piece
 from .checks import binlog_files, check_source, connect, master_status, require, server_checks
 from .config import FilePosStart, GtidStart, MySQLSourceConfig
-from .events import Translator, replace_gtid
+from .events import EVENTS, Translator, replace_gtid
 from .gtids import GtidTracker
 from .schemas import SchemaHistory
 from .snapshot import Reader, Snapshotter
-from .stream import EVENTS, PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
+from .stream import PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
 from .tables import TableCatalog, TableFilter
 
 __all__ = ["MySQLSelector", "check_source"]
@@ -77,8 +78,10 @@ class MySQLSelector(Selector):
         batch_max_wait_ms: int,
         store: PositionStore,
         pipeline_id: str = "",
+        build_reads: bool = True,
     ) -> None:
         self.config = config
+        self.build_reads = build_reads  # False: snapshot rows ship as tuples (selector.process)
         self.max_rows = batch_max_rows
         self.max_wait_s = batch_max_wait_ms / 1000.0
         self.heartbeat_s = min(config.heartbeat_ms, batch_max_wait_ms) / 1000.0
@@ -99,6 +102,8 @@ class MySQLSelector(Selector):
         self._snapshot: Snapshotter | None = None  # one per opened stream, like the translator
         self._emitting: Generator[Piece, None, None] | None = None  # a chunk being handed out
         self._streaming = True  # False once an initial_only snapshot is complete
+        self._requests: deque[tuple[str, list[str]]] = deque()  # asked for, not yet started
+        self._started_requests: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -149,6 +154,7 @@ class MySQLSelector(Selector):
         if snapshot:
             self._begin_snapshot("initial", self._included_tables())
         elif at.snapshot is not None and at.snapshot.table:
+            self._started_requests.add(at.snapshot.request)
             logger.info(
                 "snapshot {} continues: {} after {} rows ({} more tables)",
                 at.snapshot.request,
@@ -372,7 +378,8 @@ class MySQLSelector(Selector):
             self.max_rows,
             at.snapshot,
             self._check_binlog_kept,
-            self._history.definition,
+            self.build_reads,
+            definition=self._history.definition,
         )
 
     def _stream_error(self, exc: BaseException, at: Position) -> Exception:
@@ -437,6 +444,8 @@ class MySQLSelector(Selector):
             if self._stopping.is_set():
                 self._shutdown()
                 return self._ledger.hand_out(Piece([], None))
+            if not assembler.in_txn and self._start_requested():
+                continue
             if self._chunk_due():
                 assembler.flush()  # what the stream read before the chunk goes first
                 assert self._snapshot is not None
@@ -477,6 +486,22 @@ class MySQLSelector(Selector):
             self._translator.on_event(event)
 
     # -- snapshots ----------------------------------------------------------------------
+
+    def request_snapshot(self, request: str, tables: list[str]) -> None:
+        self._requests.append((request, list(tables)))  # started by select(), in its thread
+
+    def _start_requested(self) -> bool:
+        """Start the next requested snapshot, if none is running; True when one started."""
+        snapshot = self._snapshot
+        while self._requests and snapshot is not None and not snapshot.active:
+            request, tables = self._requests.popleft()
+            if request in self._started_requests:
+                continue
+            self._started_requests.add(request)
+            wanted = [t for t in tables if self.filter(*t.split(".", 1))]
+            self._begin_snapshot(request, wanted)
+            return True
+        return False
 
     def _begin_snapshot(self, request: str, tables: list[str]) -> None:
         """Start a snapshot at the stream's current point (see selector.snapshot)."""

@@ -263,6 +263,9 @@ class ProcessSelector(Selector):
         self._send(("ack", batch_id))
         return self._committed
 
+    def request_snapshot(self, request: str, tables: list[str]) -> None:
+        self._send(("snapshot", request, tables))  # a respawned child is asked again
+
     def rollback(self) -> None:
         self._in_flight.clear()
         child = self._child
@@ -354,7 +357,10 @@ def _child_main(
             diagnose=False,
         )
         store = MemoryPositionStore(start)
-        selector = MySQLSelector(config, max_rows, max_wait_ms, store, pipeline_id)
+        # snapshot rows are only shipped from here: the node builds their RowChanges
+        selector = MySQLSelector(
+            config, max_rows, max_wait_ms, store, pipeline_id, build_reads=False
+        )
     except Exception as exc:  # the process itself could not start: a retry may do better
         cause = f"{type(exc).__name__}: {exc}"
         send(("error", ResumableError(f"the binlog decoder process could not start: {cause}")))
@@ -377,6 +383,8 @@ def _child_main(
             try:
                 if command[0] == "ack":
                     selector.ack(command[1])
+                elif command[0] == "snapshot":
+                    selector.request_snapshot(command[1], command[2])
                 elif command[0] == "rollback":
                     selector.rollback()
                     failed = False

@@ -52,8 +52,10 @@ from decimal import Decimal
 from typing import Any
 
 import pymysql
+import pymysql.converters
 import pymysql.cursors
 from loguru import logger
+from pymysql.constants import FIELD_TYPE
 
 from pipeline.errors import FatalError
 from pipeline.model import (
@@ -121,6 +123,31 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _iso_datetime(text: str) -> Any:
+    """DATETIME/TIMESTAMP text as the driver's decoder, 20x faster (C); zero dates stay text."""
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return text
+
+
+def _iso_date(text: str) -> Any:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        return text
+
+
+# pymysql's decoders, with C-speed parsing of the temporal types that dominate wide reads
+_DECODERS = {
+    **pymysql.converters.conversions,
+    FIELD_TYPE.DATETIME: _iso_datetime,
+    FIELD_TYPE.TIMESTAMP: _iso_datetime,
+    FIELD_TYPE.DATE: _iso_date,
+}
+
+_UTC_SESSION = "SET SESSION time_zone='+00:00'"  # TIMESTAMPs are read as UTC instants
+
 # DATA_TYPE -> (select expression template, converter)
 _READ: dict[str, tuple[str, Convert]] = {
     "float": ("CAST({c} AS DOUBLE)", _float),
@@ -144,7 +171,7 @@ class TablePlan:
     schema: str
     table: str
     columns: tuple[str, ...]
-    converters: tuple[Convert, ...]
+    converting: tuple[tuple[int, Convert], ...]  # the columns whose driver value is converted
     select_list: str  # the columns as read, then the key columns as stored
     key: tuple[str, ...]  # the primary key, else a unique NOT NULL one; empty: none (one pass)
     estimated_rows: int
@@ -158,7 +185,7 @@ class TablePlan:
 class Chunk:
     """Rows of one read, in key order, exact at ``position``."""
 
-    rows: list[dict[str, Any]]
+    rows: list[tuple[Any, ...]]  # converted values, in the plan's column order
     keys: list[list[Any]]  # each row's key as the driver gives it (for the next chunk's WHERE)
     position: Position
     done: bool  # the table has no rows after these
@@ -211,7 +238,7 @@ def plan_table(conn: Any, schema: str, table: str) -> TablePlan:
         schema,
         table,
         tuple(names),
-        tuple(converters),
+        tuple((i, c) for i, c in enumerate(converters) if c is not _plain),
         ", ".join([*expressions, *(_ident(c) for c in key)]),
         key,
         int(row[0] or 0) if row else 0,
@@ -250,7 +277,9 @@ class Reader:
 
     def _connection(self) -> Any:
         if self._conn is None:
-            self._conn = self._connect(init_command="SET SESSION time_zone='+00:00'")
+            self._conn = self._connect(
+                init_command="SET SESSION time_zone='+00:00'", conv=_DECODERS
+            )
         return self._conn
 
     def close(self) -> None:
@@ -309,29 +338,31 @@ class Reader:
             finally:
                 cur.execute("COMMIT")
         width = len(plan.columns)
-        converted = [_row(plan, values[:width]) for values in raw]
+        converted = [_convert(plan, values[:width]) for values in raw]
         keys = [list(values[width:]) for values in raw]
         return Chunk(converted, keys, position, done=len(raw) < rows)
 
-    def whole(self, plan: TablePlan, rows: int) -> tuple[Position, Iterator[list[dict[str, Any]]]]:
+    def whole(self, plan: TablePlan, rows: int) -> tuple[Position, Iterator[list[tuple[Any, ...]]]]:
         """A table without a usable key: one read view, streamed in pieces of ``rows``.
 
         The view stays open until the iterator is exhausted (or closed).
         """
         conn = self._connect(
-            init_command="SET SESSION time_zone='+00:00'", cursorclass=pymysql.cursors.SSCursor
+            init_command=_UTC_SESSION,
+            cursorclass=pymysql.cursors.SSCursor,
+            conv=_DECODERS,
         )
         cur = conn.cursor()
         position = self._begin(cur)
         cur.execute(f"SELECT {plan.select_list} FROM {_ident(plan.schema)}.{_ident(plan.table)}")
 
-        def pieces() -> Iterator[list[dict[str, Any]]]:
+        def pieces() -> Iterator[list[tuple[Any, ...]]]:
             try:
                 while True:
                     raw = cur.fetchmany(rows)
                     if not raw:
                         return
-                    yield [_row(plan, values) for values in raw]  # no key: no extra columns
+                    yield [_convert(plan, values) for values in raw]  # no key: no extra columns
             finally:
                 with contextlib.suppress(Exception):  # broken: the view is gone either way
                     cur.close()
@@ -340,11 +371,44 @@ class Reader:
         return position, pieces()
 
 
-def _row(plan: TablePlan, values: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        name: None if value is None else convert(value)
-        for name, convert, value in zip(plan.columns, plan.converters, values, strict=True)
-    }
+def _convert(plan: TablePlan, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row as the binlog decoder would give its values (only some columns need it)."""
+    if not plan.converting:
+        return values
+    out = list(values)
+    for index, convert in plan.converting:
+        if out[index] is not None:
+            out[index] = convert(out[index])
+    return tuple(out)
+
+
+class Reads(list):
+    """A chunk's rows as ``read`` RowChanges, pickled as column names plus value tuples.
+
+    Chunks cross from the decoder process to the node: value tuples pickle in two
+    thirds of the time of RowChanges with dicts, and the node builds the RowChanges
+    faster than it unpickles them. With ``build=False`` (the decoder process, which
+    only ships them) the list stays empty until it is unpickled on the other side.
+    """
+
+    def __init__(self, meta: tuple[Any, ...], rows: list[tuple[Any, ...]], build: bool) -> None:
+        super().__init__(build_reads(meta, rows) if build else ())
+        self.meta = meta
+        self.rows = rows
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (build_reads, (self.meta, self.rows))
+
+
+def build_reads(meta: tuple[Any, ...], rows: list[tuple[Any, ...]]) -> list[RowChange]:
+    """RowChanges of a chunk's value tuples; ``meta`` = (schema, table, key, ts, position,
+    columns, index of the first row, the table's definition)."""
+    schema, table, key, ts, at, columns, first, definition = meta
+    return [
+        RowChange(schema, table, "read", None, dict(zip(columns, values, strict=True)), key, ts,
+                  at, None, first + i, definition)
+        for i, values in enumerate(rows)
+    ]  # fmt: skip
 
 
 # -- the schedule: which chunk next, and when the stream may hand it out -------------------
@@ -405,7 +469,7 @@ class _Pending:
 
     plan: TablePlan
     position: Position
-    rows: Iterator[list[dict[str, Any]]] | list[dict[str, Any]]
+    rows: Iterator[list[tuple[Any, ...]]] | list[tuple[Any, ...]]
     keys: list[list[Any]]  # per row, for a keyed table
     done: bool  # the table ends with this chunk
 
@@ -426,8 +490,10 @@ class Snapshotter:
         batch_rows: int,
         progress: SnapshotProgress | None,
         before_read: Callable[[], None] = lambda: None,
+        build_reads: bool = True,
         definition: Callable[[str, str, list[str]], TableSchema | None] = lambda *_: None,
     ) -> None:
+        self.build_reads = build_reads  # False in the decoder process (see Reads)
         self._reader = reader
         self._definition = definition  # the table's definition for rows of these columns
         self._before_read = before_read
@@ -550,24 +616,18 @@ class Snapshotter:
                 if not part:
                     continue
                 progress = self.progress
-                index = progress.rows
                 defn = self._definition(plan.schema, plan.table, list(plan.columns))
-                changes: list[Any] = [
-                    RowChange(
-                        plan.schema,
-                        plan.table,
-                        "read",
-                        None,
-                        row,
-                        plan.key,
-                        ts,
-                        at,
-                        None,
-                        index + i,
-                        defn,
-                    )
-                    for i, row in enumerate(part)
-                ]
+                meta = (
+                    plan.schema,
+                    plan.table,
+                    plan.key,
+                    ts,
+                    at,
+                    plan.columns,
+                    progress.rows,
+                    defn,
+                )
+                changes = Reads(meta, part, self.build_reads)
                 end = start + len(part) - 1
                 after = encode_key(pending.keys[end]) if pending.keys else None
                 progress = replace(progress, after=after, rows=progress.rows + len(part))

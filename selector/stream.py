@@ -22,38 +22,8 @@ from typing import Any
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import (
-    GtidEvent,
-    HeartbeatLogEvent,
-    MariadbGtidEvent,
-    QueryEvent,
-    RotateEvent,
-    XAPrepareEvent,
-    XidEvent,
-)
-from pymysqlreplication.row_event import (
-    DeleteRowsEvent,
-    TableMapEvent,
-    UpdateRowsEvent,
-    WriteRowsEvent,
-)
 
 from pipeline.errors import ResumableError
-
-#: The events the selector asks the server for.
-EVENTS = [
-    QueryEvent,
-    XidEvent,
-    GtidEvent,
-    MariadbGtidEvent,
-    RotateEvent,
-    HeartbeatLogEvent,
-    TableMapEvent,
-    WriteRowsEvent,
-    UpdateRowsEvent,
-    DeleteRowsEvent,
-    XAPrepareEvent,
-]
 
 PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: position gone or invalid
 

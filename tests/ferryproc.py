@@ -59,9 +59,11 @@ def write_config(
     sink: dict[str, Any],
     start: Any = "latest",
     server_id: int = 4401,
+    source: dict[str, Any] | None = None,
     **pipeline: Any,
 ) -> Path:
-    """A pipeline file; ``pipeline`` overrides the fast test defaults of `pipeline:`."""
+    """A pipeline file; ``pipeline`` overrides the fast test defaults of `pipeline:`,
+    ``source`` adds to `source:` (``start=None`` leaves `source.start` out)."""
     settings: dict[str, Any] = {
         "id": pipeline_id,
         "parallelism": 3,
@@ -81,6 +83,7 @@ def write_config(
             "server_id": server_id,
             "include": [f"{schema}.*"],
             **({} if start is None else {"start": start}),  # None: the default (a snapshot)
+            **(source or {}),
         },
         "arbiter": {"url": redis_url, "key_prefix": prefix.rstrip(":"), "lock_ttl_ms": 2000},
         "sink": sink,
@@ -271,6 +274,11 @@ def mysql_target(mariadb: Any, target: Any, source_db: str, target_db: str) -> d
     for table in Workload.TABLES:
         [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
         target.execute(ddl, database=target_db)
+    return mysql_sink(target, source_db, target_db)
+
+
+def mysql_sink(target: Any, source_db: str, target_db: str) -> dict[str, Any]:
+    """The `sink:` section that writes ``source_db``'s tables into ``target_db`` on ``target``."""
     return {
         "type": "mysql",
         "host": target.host,

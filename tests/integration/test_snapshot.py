@@ -22,7 +22,14 @@ from typing import Any
 import pytest
 
 from tests import realworld
-from tests.ferryproc import FerryNode, ferry, ferry_status, wait_until, write_config
+from tests.ferryproc import (
+    FerryNode,
+    ferry,
+    ferry_status,
+    mysql_sink,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -200,18 +207,12 @@ def test_snapshot_under_writes_gives_exactly_the_source(
         "prefix": key_prefix,
         "start": None,  # no start: source.snapshot defaults to initial
         "batch": {"max_rows": 1000, "max_wait_ms": 100},
+        "source": {"snapshot_chunk_rows": 7000},  # many chunks, each under writes
     }
     to_mysql = write_config(
         tmp_path / "mysql.yaml",
         pipeline_id="snap-mysql",
-        sink={
-            "type": "mysql",
-            "host": mariadb_target.host,
-            "port": mariadb_target.port,
-            "user": mariadb_target.user,
-            "schema_map": {source_db: target_db},
-            "checkpoint_schema": target_db,
-        },
+        sink=mysql_sink(mariadb_target, source_db, target_db),
         server_id=4461,
         **common,
     )
@@ -224,10 +225,6 @@ def test_snapshot_under_writes_gives_exactly_the_source(
         server_id=4462,
         **common,
     )
-    for config in (to_mysql, to_jsonl):
-        settings = json.loads(config.read_text())
-        settings["source"]["snapshot_chunk_rows"] = 7000  # many chunks, each under writes
-        config.write_text(json.dumps(settings))
     writer = Writer(mariadb, source_db, ROWS)
     writer.start()
     time.sleep(0.5)
@@ -295,10 +292,8 @@ def test_a_standby_continues_a_killed_nodes_snapshot_where_it_was(
         start=None,
         server_id=4463,
         batch={"max_rows": 1000, "max_wait_ms": 100},
+        source={"snapshot_chunk_rows": 5000},
     )
-    settings = json.loads(config.read_text())
-    settings["source"]["snapshot_chunk_rows"] = 5000
-    config.write_text(json.dumps(settings))
     a = FerryNode(config, "a").start()
     wait_until(lambda: ferry_status(config)["active_node"] == "a", 30, "a active")
     b = FerryNode(config, "b").start()
@@ -358,21 +353,12 @@ def test_a_table_altered_during_its_snapshot_is_read_again_and_ends_right(
         schema=source_db,
         redis_url=redis_server.url,
         prefix=key_prefix,
-        sink={
-            "type": "mysql",
-            "host": mariadb_target.host,
-            "port": mariadb_target.port,
-            "user": mariadb_target.user,
-            "schema_map": {source_db: target_db},
-            "checkpoint_schema": target_db,
-        },
+        sink=mysql_sink(mariadb_target, source_db, target_db),
         start=None,
         server_id=4464,
         batch={"max_rows": 1000, "max_wait_ms": 100},
+        source={"snapshot_chunk_rows": 2000},
     )
-    settings = json.loads(config.read_text())
-    settings["source"]["snapshot_chunk_rows"] = 2000
-    config.write_text(json.dumps(settings))
     node = FerryNode(config, "a").start()
     try:
         wait_until(
@@ -403,19 +389,24 @@ def test_a_table_altered_during_its_snapshot_is_read_again_and_ends_right(
         ), table
 
 
+def restricted_user(server: Any, db: str) -> str:
+    """A replication user that may read all of `composite` and `unique` but only `plain.id`."""
+    user = f"snap{random.randrange(10**6)}"
+    server.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")
+    server.execute(
+        f"GRANT REPLICATION SLAVE, BINLOG MONITOR, REPLICATION CLIENT ON *.* TO '{user}'@'%'"
+    )
+    server.execute(f"GRANT SELECT ON `{db}`.composite TO '{user}'@'%'")
+    server.execute(f"GRANT SELECT ON `{db}`.`unique` TO '{user}'@'%'")
+    server.execute(f"GRANT SELECT (id) ON `{db}`.plain TO '{user}'@'%'")  # it sees the table
+    return user
+
+
 def test_a_table_the_user_cannot_read_pauses_with_the_reason(
     tmp_path: Path, mariadb: Any, source_db: str, redis_server: Any, key_prefix: str
 ) -> None:
     create(mariadb, source_db, {"plain": 10, "composite": 1, "unique": 1})
-    user = f"snap{random.randrange(10**6)}"
-    mariadb.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")
-    mariadb.execute(
-        f"GRANT REPLICATION SLAVE, BINLOG MONITOR, REPLICATION CLIENT ON *.* TO '{user}'@'%'"
-    )
-    # it may see the tables (a column privilege) but not read the whole of plain
-    mariadb.execute(f"GRANT SELECT ON `{source_db}`.composite TO '{user}'@'%'")
-    mariadb.execute(f"GRANT SELECT ON `{source_db}`.`unique` TO '{user}'@'%'")
-    mariadb.execute(f"GRANT SELECT (id) ON `{source_db}`.plain TO '{user}'@'%'")
+    user = restricted_user(mariadb, source_db)
     config = write_config(
         tmp_path / "pipeline.yaml",
         pipeline_id="snap-priv",
@@ -426,10 +417,8 @@ def test_a_table_the_user_cannot_read_pauses_with_the_reason(
         sink={"type": "jsonl", "path": str(tmp_path / "out.jsonl")},
         start=None,
         server_id=4465,
+        source={"user": user, "password": "pw"},
     )
-    settings = json.loads(config.read_text())
-    settings["source"].update(user=user, password="pw")
-    config.write_text(json.dumps(settings))
     node = FerryNode(config, "a").start()
     try:
         status = wait_until(
@@ -438,4 +427,146 @@ def test_a_table_the_user_cannot_read_pauses_with_the_reason(
     finally:
         node.stop()
     assert f"{source_db}.plain" in status["error"] and "SELECT" in status["error"], status
-    assert "snapshot" in ferry(config, "status").stdout
+
+
+def test_check_names_what_a_snapshot_needs(
+    tmp_path: Path, mariadb: Any, source_db: str, redis_server: Any, key_prefix: str
+) -> None:
+    """`ferry check` before a snapshot: the tables the user cannot read, and on MySQL the
+    RELOAD privilege each chunk's read lock needs."""
+    create(mariadb, source_db, {"plain": 1, "composite": 1, "unique": 1})
+    user = restricted_user(mariadb, source_db)
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="snap-check",
+        mariadb=mariadb,
+        schema=source_db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink={"type": "jsonl", "path": str(tmp_path / "out.jsonl")},
+        start=None,
+        source={"user": user, "password": "pw", "flavor": "mysql"},
+    )
+    done = ferry(config, "check")
+    assert done.returncode == 1, done.stdout
+    failed = [line for line in done.stdout.splitlines() if line.startswith("✗")]
+    assert any("snapshot: SELECT on the 3 included tables" in line for line in failed), failed
+    assert f"grant SELECT on {source_db}.plain" in done.stdout, done.stdout
+    assert any("RELOAD" in line for line in failed), failed
+
+
+def test_ferry_snapshot_of_a_table_added_later_survives_a_failover(
+    tmp_path: Path,
+    mariadb: Any,
+    source_db: str,
+    mariadb_target: Any,
+    target_db: str,
+    redis_server: Any,
+    key_prefix: str,
+) -> None:
+    """A table whose rows predate the pipeline's start: `ferry snapshot` copies it while
+    the stream goes on, through a SIGKILL of the node that started the snapshot."""
+    create(mariadb, source_db, {"plain": 60_000, "composite": 1000, "unique": 1000})
+    sink = mysql_sink(mariadb_target, source_db, target_db)
+    for table in KEYS:  # the target has the tables, not their rows
+        [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
+        mariadb_target.execute(ddl, database=target_db)
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="snap-adhoc",
+        mariadb=mariadb,
+        schema=source_db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink=sink,
+        start="latest",  # streaming only: the existing rows are not copied
+        server_id=4466,
+        batch={"max_rows": 1000, "max_wait_ms": 100},
+        source={"snapshot_chunk_rows": 3000},
+    )
+    excluded = ferry(config, "snapshot", "other_db.t")
+    assert excluded.returncode == 2 and "not replicated" in excluded.stderr
+    a = FerryNode(config, "a").start()
+    wait_until(lambda: ferry_status(config)["active_node"] == "a", 30, "a active")
+    b = FerryNode(config, "b").start()
+    writer = Writer(mariadb, source_db, {"plain": 60_000, "composite": 1000, "unique": 1000})
+    writer.start()
+    try:
+        asked = ferry(config, "snapshot", f"{source_db}.plain")
+        assert asked.returncode == 0, asked.stderr
+        again = ferry(config, "snapshot", f"{source_db}.plain")
+        assert again.returncode == 1 and "already running" in again.stderr
+        wait_until(
+            lambda: (
+                (s := snapshot_state(config))
+                and s["request"].startswith("snap-")
+                and 10_000 <= s["rows"] < 50_000
+            ),
+            120,
+            "the ad-hoc snapshot halfway",
+            interval_s=0.1,
+        )
+        a.signal(signal.SIGKILL)
+        a.wait(10)
+        wait_until(lambda: ferry_status(config)["active_node"] == "b", 30, "b active")
+        wait_until(
+            lambda: [r["state"] for r in ferry_status(config)["snapshot_requests"]] == ["done"],
+            120,
+            "the request done",
+            interval_s=0.5,
+        )
+        writer.stop()
+        [(file, pos, *_)] = mariadb.execute("SHOW MASTER STATUS")
+        wait_until(lambda: committed_at(config) >= (str(file), int(pos)), 60, "caught up")
+    finally:
+        writer.halt.set()
+        b.stop()
+    assert "snapshot snap-" in b.log(10**6) and "continues" in b.log(10**6)
+    assert realworld.rows_of(mariadb, source_db, "plain") == realworld.rows_of(
+        mariadb_target, target_db, "plain"
+    )
+
+
+def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
+    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+) -> None:
+    source = make_mariadb()
+    source.execute("CREATE DATABASE shop")
+    create(source, "shop", {"plain": 3000, "composite": 1, "unique": 1})
+    out = tmp_path / "out.jsonl"
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="snap-purged",
+        mariadb=source,
+        schema="shop",
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink={"type": "jsonl", "path": str(out)},
+        start=None,
+        server_id=4467,
+        source={"snapshot": "when_needed"},
+    )
+
+    def reads() -> int:
+        return out.read_text().count('"op":"r"') if out.exists() else 0
+
+    node = FerryNode(config, "a").start()
+    try:
+        wait_until(lambda: (snapshot_state(config) or {}).get("state") == "complete", 60, "one")
+    finally:
+        node.stop()
+    first = reads()
+    assert first == 3002
+    # the binlog the committed position points into is purged while no node runs
+    source.execute("FLUSH BINARY LOGS")
+    source.execute("INSERT INTO shop.plain VALUES (999999, 1, 'after', NOW(6))")
+    [(newest, *_)] = source.execute("SHOW MASTER STATUS")
+    source.execute(f"PURGE BINARY LOGS TO '{newest}'")
+    node = FerryNode(config, "b").start()
+    try:
+        wait_until(lambda: reads() == first + 3003, 60, "a second snapshot")
+        status = ferry_status(config)
+        assert (status["state"], status["error"]) == ("running", ""), status
+    finally:
+        node.stop()
+    assert "no longer on the source (purged); snapshot.mode when_needed" in node.log(10**6)

@@ -84,11 +84,11 @@ def test_snapshot_and_stream_give_the_same_values(corpus: Path, make_mariadb: An
         for schema, table in realworld.base_tables(source, dbs):
             plan = plan_table(reader._connection(), schema, table)
             if plan.resumable:
-                chunk = reader.chunk(plan, None, 100_000)
-                rows = chunk.rows
+                values = reader.chunk(plan, None, 100_000).rows
             else:
                 _, pieces = reader.whole(plan, 1000)
-                rows = [row for piece in pieces for row in piece]
+                values = [row for piece in pieces for row in piece]
+            rows = [dict(zip(plan.columns, row, strict=True)) for row in values]
             read = collections.Counter(as_row(r, plan.columns) for r in rows)
             want = collections.Counter(
                 as_row(r, plan.columns) for r in from_binlog.get((schema, table), [])

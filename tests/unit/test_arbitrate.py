@@ -343,7 +343,26 @@ def scenario_close_releases(world: World) -> None:
     assert standby.await_active(stop=timed_stop(2)) is not None
 
 
+def scenario_snapshot_requests(world: World) -> None:
+    """`ferry snapshot` requests are kept for whichever node is active; their state moves."""
+    cli, node = world.arbiter("cli"), world.arbiter("node")
+    assert node.snapshot_requests() == []
+    first = cli.request_snapshot(["shop.orders", "shop.items"])
+    second = cli.request_snapshot(["shop.users"])
+    assert first.request != second.request and first.request.startswith("snap-")
+    stored = {r.request: (r.tables, r.state) for r in node.snapshot_requests()}
+    assert stored == {
+        first.request: (("shop.orders", "shop.items"), "pending"),
+        second.request: (("shop.users",), "pending"),
+    }
+    node.set_snapshot_state(first.request, "running")
+    node.set_snapshot_state("snap-unknown", "done")  # ignored
+    states = {r.request: r.state for r in cli.snapshot_requests()}
+    assert states == {first.request: "running", second.request: "pending"}
+
+
 SCENARIOS = [
+    scenario_snapshot_requests,
     scenario_race_one_winner_epochs_increase,
     scenario_stalled_holder_is_fenced,
     scenario_release_wakes_standby,
