@@ -432,7 +432,7 @@ def phase_producer(spec: dict[str, Any]) -> dict[str, Any]:
     from pipeline.model import Position
     from selector.mysql import MySQLSelector
     from selector.store import MemoryPositionStore
-    from sinks.formats import encode_key, get_format, now_ms
+    from sinks.formats import get_format, now_ns
     from sinks.kafka import KafkaSinkConfig
     from sinks.producers import make_producer
 
@@ -443,13 +443,13 @@ def phase_producer(spec: dict[str, Any]) -> dict[str, Any]:
     sel.start()
     topic = spec["topic"].format(schema=wl.SCHEMA, table="t", pipeline=pipeline_id)
     fmt = get_format("debezium-json", pipeline_id)
-    now = now_ms()
-    messages: list[tuple[bytes, bytes]] = []
+    now = now_ns()
+    messages: list[tuple[bytes | None, bytes | None]] = []
     end = tuple(spec["end"])
     while True:
         batch = sel.select()
         for change in batch.changes:
-            messages.append((encode_key(change), fmt.encode(change, now)))
+            messages += fmt.messages(change, now)
         sel.ack(batch.batch_id)
         pos: Position | None = batch.position
         if pos is not None and (pos.file, pos.pos) >= end:

@@ -41,7 +41,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from pipeline.model import Batch, Position, RowChange
-from sinks.formats import encode_key, get_format
+from sinks.formats import get_format
 from sinks.jsonl import JsonlSink, JsonlSinkConfig
 from sinks.kafka import KafkaSink, KafkaSinkConfig
 from sinks.producers import make_producer
@@ -119,7 +119,9 @@ def sink_config(bootstrap: str, client: str) -> KafkaSinkConfig:
     )
 
 
-def raw_producer(bootstrap: str, client: str, messages: list[tuple[bytes, bytes]]) -> float:
+def raw_producer(
+    bootstrap: str, client: str, messages: list[tuple[bytes | None, bytes | None]]
+) -> float:
     config = sink_config(bootstrap, client)
     topic = config.topic
     producer = make_producer(config, "bench-raw")
@@ -160,15 +162,16 @@ def pipelined_bound(bootstrap: str, client: str, batches: list[Batch], rows: int
     sink.load(Batch(0, batches[0].changes[:1], batches[0].position), 1)
     producer = sink._producer
     assert producer is not None
-    encode = get_format("debezium-json", "bench").encode
+    encode = get_format("debezium-json", "bench").messages
 
     def run() -> None:
         for batch in batches:
-            now = int(time.time() * 1000)
+            now = time.time_ns()
             for change in batch.changes:
                 topic = sink.topic_for(change)
                 assert topic is not None
-                producer.send(topic, encode_key(change), encode(change, now))
+                for key, value in encode(change, now):
+                    producer.send(topic, key, value)
         outcome = producer.confirm(120)
         assert outcome.confirmed == rows and not outcome.failures
 
@@ -223,15 +226,14 @@ def main() -> None:
         for n, i in enumerate(range(0, len(rows), args.batch), start=1)
     ]
     fmt = get_format("debezium-json", "bench")
-    now = int(time.time() * 1000)
-    messages = [(encode_key(r), fmt.encode(r, now)) for r in rows]
-    size = sum(len(v) for _, v in messages) / len(messages)
+    now = time.time_ns()
+    messages = [m for r in rows for m in fmt.messages(r, now)]
+    size = sum(len(v or b"") for _, v in messages) / len(messages)
     print(f"{args.rows} rows, narrow 5-column table, debezium-json ~{size:.0f} bytes/message")
 
     def encode_all() -> None:
         for r in rows:
-            encode_key(r)
-            fmt.encode(r, now)
+            fmt.messages(r, now)
 
     print(f"{'encode only (key + debezium-json)':44s} {rate(len(rows), encode_all):>10,.0f} rows/s")
 

@@ -200,7 +200,7 @@ def _sink_text(sink: Any) -> str:
     if sink.type == "mysql":
         return f"mysql {sink.user}@{sink.host}:{sink.port} ddl={sink.ddl}"
     if sink.type == "jsonl":
-        return f"jsonl {sink.path}"
+        return f"jsonl {sink.path} format={sink.format}"
     return f"stdout format={sink.format}"
 
 

@@ -19,6 +19,7 @@ Position semantics (the invariant every part relies on):
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -147,6 +148,113 @@ class JsonText(str):
     __slots__ = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a table's definition, as a DDL statement wrote it.
+
+    The vocabulary is Debezium's (its ``tableChanges`` columns), because that is
+    what consumers of schema changes already read: ``type_name`` is the type as
+    spelled, upper case, with its modifiers (``INTEGER UNSIGNED``, ``BOOL``,
+    ``VARCHAR BINARY``, ``DOUBLE PRECISION``), ``length``/``scale`` the written
+    dimensions (DATETIME(6): length 6; DECIMAL without any: 10, 0; ENUM: 1; SET:
+    2n-1), ``generated`` means auto-increment (Debezium's meaning, not a
+    generated column), ``default`` the default value as written (string
+    literals unquoted, ``CURRENT_TIMESTAMP`` as ``1970-01-01 00:00:00``; None when
+    there is none, it is NULL or an expression) and ``enum_values`` the members
+    of an ENUM or SET as written, quotes included (``'a'``). ``column_type`` is the
+    type as the DDL wrote it, dimensions included (``INT(10) UNSIGNED``, ``VARCHAR(20)``).
+    """
+
+    name: str
+    type_name: str
+    jdbc_type: int  # java.sql.Types
+    position: int  # 1-based
+    length: int | None = None
+    scale: int | None = None
+    optional: bool = True
+    charset: str | None = None
+    auto_increment: bool = False
+    generated: bool = False
+    comment: str | None = None
+    default: str | None = None
+    enum_values: tuple[str, ...] = ()
+    column_type: str = ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Column, tuple(getattr(self, f) for f in Column.__slots__))
+
+
+#: ``Column.type_name`` of the spatial types
+SPATIAL_TYPES = frozenset(
+    {
+        "GEOMETRY",
+        "POINT",
+        "LINESTRING",
+        "POLYGON",
+        "MULTIPOINT",
+        "MULTILINESTRING",
+        "MULTIPOLYGON",
+        "GEOMETRYCOLLECTION",
+        "GEOMCOLLECTION",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class TableSchema:
+    """A table's definition at one point of the binlog: its columns, key and charset.
+
+    One object per table version, shared by every row change of that table (and
+    pickled once per batch). ``primary_key`` is the key Debezium would use: the
+    primary key, else the first unique key (see ``selector.schemas``).
+    """
+
+    schema: str
+    table: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    charset: str | None = None
+    comment: str | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (self.schema, self.table, self.columns, self.primary_key, self.charset, self.comment)
+        return (_interned_table, args)
+
+    def column(self, name: str) -> Column | None:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        return None
+
+
+# Unpickled definitions are interned: every batch unpickles its own copy, and sinks cache
+# per-table encoders by identity, so equal definitions must come back as one object.
+_TABLES: weakref.WeakValueDictionary[tuple[Any, ...], TableSchema] = weakref.WeakValueDictionary()
+
+
+def _interned_table(*args: Any) -> TableSchema:
+    found = _TABLES.get(args)
+    if found is None:
+        found = TableSchema(*args)
+        _TABLES[args] = found
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEvent:
+    """The binlog event a row change came from, for formats that name it (Debezium's
+    ``source.pos``/``row``/``server_id``): where the rows event starts, the server
+    that wrote it, and the transaction index of its first row. One object per rows
+    event, shared by its rows."""
+
+    pos: int
+    server_id: int
+    first_index: int = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SourceEvent, (self.pos, self.server_id, self.first_index))
+
+
 @dataclass(slots=True)
 class RowChange:
     """One row changed by one binlog row event.
@@ -169,10 +277,15 @@ class RowChange:
     position: Position
     gtid: str | None = None
     index: int = 0  # of this change in its transaction (what a row_offset counts)
+    # The table's definition when the change was made (None: unknown, e.g. rows a test or
+    # a transform built); formats that carry column types read it.
+    definition: TableSchema | None = None
+    event: SourceEvent | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         fields = (self.schema, self.table, self.op, self.before, self.after, self.primary_key)
-        return (RowChange, (*fields, self.ts, self.position, self.gtid, self.index))
+        more = (self.ts, self.position, self.gtid, self.index, self.definition, self.event)
+        return (RowChange, (*fields, *more))
 
     @property
     def row(self) -> dict[str, Any]:
@@ -190,6 +303,18 @@ class RowChange:
 
 
 DdlKind = Literal["database", "table", "routine"]
+
+
+@dataclass(frozen=True, slots=True)
+class TableChange:
+    """What a DDL statement did to one table: ``CREATE``, ``ALTER`` (also a rename: the
+    new name, with the definition) or ``DROP``, with the definition after it (None for
+    ``DROP``, or when it could not be known)."""
+
+    kind: Literal["CREATE", "ALTER", "DROP"]
+    schema: str
+    table: str
+    definition: TableSchema | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +357,14 @@ class DdlChange:
     tables: tuple[tuple[str, str], ...] = ()
     session: dict[str, str] = field(default_factory=dict)
     names: tuple[NameRef, ...] = ()
+    # The tables' definitions after the statement (see selector.schemas for how they are
+    # known), and the event itself: its start position and the server that wrote it.
+    table_changes: tuple[TableChange, ...] = ()
+    event: SourceEvent | None = None
+    # what the statement works on, as the classifier names it: TABLE, INDEX, VIEW,
+    # SEQUENCE, DATABASE, TRIGGER, PROCEDURE, ... ('' when unknown)
+    object: str = ""
+    verb: str = ""  # CREATE, ALTER, DROP, RENAME, TRUNCATE ('' when unknown)
 
 
 Change = RowChange | DdlChange

@@ -26,6 +26,7 @@ from pipeline.config import (
     RenameTransform,
 )
 from selector.config import MySQLSourceConfig
+from sinks.debezium import DebeziumOptions
 from sinks.jsonl import JsonlSinkConfig
 from sinks.kafka import KafkaSinkConfig
 from sinks.mysql import MySQLSinkConfig
@@ -42,6 +43,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("sink (type: mysql)", MySQLSinkConfig),
     ("sink (type: jsonl)", JsonlSinkConfig),
     ("sink (type: stdout)", StdoutSinkConfig),
+    ("sink.debezium (kafka and jsonl, format: debezium-json; Debezium's names)", DebeziumOptions),
     ("columns[] (extract: column filters)", ColumnFilter),
     ("transforms[] (type: rename)", RenameTransform),
     ("transforms[] (type: drop_columns)", DropColumnsTransform),
@@ -91,7 +93,8 @@ def reference() -> str:
             if name == "type" and title.startswith(("sink", "transforms", "source")):
                 continue
             description = (field.description or "").replace("|", "\\|")
-            out.append(f"| `{name}` | {_type(field)} | {_default(field)} | {description} |")
+            shown = field.alias or name  # Debezium's dotted option names are aliases
+            out.append(f"| `{shown}` | {_type(field)} | {_default(field)} | {description} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

@@ -50,7 +50,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from pipeline.model import DdlChange, Position, RowChange, Skipped
+from pipeline.model import DdlChange, Position, RowChange, Skipped, SourceEvent
 
 from . import values as vals
 from .batching import Assembler
@@ -296,6 +296,9 @@ class Translator:
         self.pos = end
         self.gtids.commit()
         self.catalog.forget()  # columns and ids change with DDL
+        # every DDL moves the schema history, also of tables not replicated: a CREATE TABLE
+        # … LIKE or a RENAME may bring one in
+        changes = self.catalog.history.apply(event.query, schema, start)
         if self.on_ddl is not None:
             self.on_ddl(statement.tables)
         if not self.filter.wanted(statement.tables):
@@ -312,6 +315,10 @@ class Translator:
             tables=statement.tables,
             session=session_of(event, self.mariadb),
             names=references(event.query, statement),
+            table_changes=changes,
+            event=SourceEvent(end - event.packet.event_size, event.packet.server_id),
+            object=statement.object,
+            verb=statement.verb,
         )
         assembler.ddl(ddl, self.here(ts=ts))
 
@@ -389,20 +396,22 @@ class Translator:
             index = assembler.txn_done + len(assembler.txn or ())
         schema, table, pk = event.schema, event.table, info.primary_key
         gtid = self.gtids.pending
-        position = Position(start.file, start.pos, start.gtid_set, 0, ts)
+        at = Position(start.file, start.pos, start.gtid_set, 0, ts)
+        ev = SourceEvent(packet.log_pos - packet.event_size, packet.server_id, index)
+        defn = info.definition
         if kind is WriteRowsEvent:
             changes = [
-                RowChange(schema, table, "insert", None, row, pk, ts, position, gtid, index + i)
+                RowChange(schema, table, "insert", None, row, pk, ts, at, gtid, index + i, defn, ev)
                 for i, row in enumerate(rows)
             ]
         elif kind is UpdateRowsEvent:
             changes = [
-                RowChange(schema, table, "update", old, new, pk, ts, position, gtid, index + i)
+                RowChange(schema, table, "update", old, new, pk, ts, at, gtid, index + i, defn, ev)
                 for i, (old, new) in enumerate(rows)
             ]
         else:
             changes = [
-                RowChange(schema, table, "delete", row, None, pk, ts, position, gtid, index + i)
+                RowChange(schema, table, "delete", row, None, pk, ts, at, gtid, index + i, defn, ev)
                 for i, row in enumerate(rows)
             ]
         if xa_rows is not None:

@@ -52,7 +52,7 @@ from pymysqlreplication.event import (
 )
 
 from pipeline.errors import FatalError, ResumableError, classify
-from pipeline.model import Batch, Position
+from pipeline.model import Batch, Position, TableChange
 
 from .base import PositionStore, Selector
 from .batching import Assembler, Ledger, Piece
@@ -60,6 +60,7 @@ from .checks import binlog_files, check_source, connect, master_status, require,
 from .config import FilePosStart, GtidStart, MySQLSourceConfig
 from .events import EVENTS, Translator, replace_gtid
 from .gtids import GtidTracker
+from .schemas import SchemaHistory
 from .snapshot import Reader, Snapshotter
 from .stream import PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
 from .tables import TableCatalog, TableFilter
@@ -93,6 +94,8 @@ class MySQLSelector(Selector):
         self._ctl: Any = None  # control connection (positions, information_schema)
         self._mariadb = False
         self._full_metadata = True
+        # table definitions as the DDL read so far made them; outlives reconnects (rewound)
+        self._history = SchemaHistory(self._query)
         self._stopping = threading.Event()
         self._started = False
         self._reader: Reader | None = None  # snapshot reads (selector.snapshot)
@@ -327,6 +330,7 @@ class MySQLSelector(Selector):
         self._check_position(at)
         gtids = GtidTracker(self._mariadb, self._gtid_state_at(at))
         self._assembler = Assembler(self.max_rows, replace_gtid(at, gtids.current()))
+        self._history.rewind(at)  # DDL from here on is read again
         only, ignored = self.filter.exact_schemas()
         stream = Stream(
             self._settings(),
@@ -356,7 +360,7 @@ class MySQLSelector(Selector):
             assembler=self._assembler,
             gtids=gtids,
             stream=stream,
-            catalog=TableCatalog(self._query, self._mariadb, self._full_metadata),
+            catalog=TableCatalog(self._query, self._mariadb, self._full_metadata, self._history),
             table_filter=self.filter,
             mariadb=self._mariadb,
             last_ts=previous.last_ts if previous is not None else None,
@@ -375,6 +379,7 @@ class MySQLSelector(Selector):
             at.snapshot,
             self._check_binlog_kept,
             self.build_reads,
+            definition=self._history.definition,
         )
 
     def _stream_error(self, exc: BaseException, at: Position) -> Exception:
@@ -508,6 +513,11 @@ class MySQLSelector(Selector):
         logger.info("snapshot {} of {} tables from {}", request, len(tables), here)
         for ddl in ddls:  # tables the target may lack come first, as DDL
             ddl.position = here
+            ddl.verb, ddl.object = "CREATE", "TABLE"
+            ddl.table_changes = tuple(
+                TableChange("CREATE", schema, table, self._history.definition(schema, table))
+                for schema, table in ddl.tables
+            )
             self._assembler.ready.append(Piece([ddl], here))
         if not tables:
             self._chunk_done()

@@ -58,7 +58,15 @@ from loguru import logger
 from pymysql.constants import FIELD_TYPE
 
 from pipeline.errors import FatalError
-from pipeline.model import DdlChange, JsonText, Position, RowChange, SnapshotProgress, ZeroDate
+from pipeline.model import (
+    DdlChange,
+    JsonText,
+    Position,
+    RowChange,
+    SnapshotProgress,
+    TableSchema,
+    ZeroDate,
+)
 
 from .batching import Piece
 from .statements import classify, references
@@ -394,11 +402,11 @@ class Reads(list):
 
 def build_reads(meta: tuple[Any, ...], rows: list[tuple[Any, ...]]) -> list[RowChange]:
     """RowChanges of a chunk's value tuples; ``meta`` = (schema, table, key, ts, position,
-    columns, index of the first row)."""
-    schema, table, key, ts, at, columns, first = meta
+    columns, index of the first row, the table's definition)."""
+    schema, table, key, ts, at, columns, first, definition = meta
     return [
         RowChange(schema, table, "read", None, dict(zip(columns, values, strict=True)), key, ts,
-                  at, None, first + i)
+                  at, None, first + i, definition)
         for i, values in enumerate(rows)
     ]  # fmt: skip
 
@@ -483,9 +491,11 @@ class Snapshotter:
         progress: SnapshotProgress | None,
         before_read: Callable[[], None] = lambda: None,
         build_reads: bool = True,
+        definition: Callable[[str, str, list[str]], TableSchema | None] = lambda *_: None,
     ) -> None:
         self.build_reads = build_reads  # False in the decoder process (see Reads)
         self._reader = reader
+        self._definition = definition  # the table's definition for rows of these columns
         self._before_read = before_read
         self._control = control
         self.chunk_rows = chunk_rows
@@ -606,7 +616,17 @@ class Snapshotter:
                 if not part:
                     continue
                 progress = self.progress
-                meta = (plan.schema, plan.table, plan.key, ts, at, plan.columns, progress.rows)
+                defn = self._definition(plan.schema, plan.table, list(plan.columns))
+                meta = (
+                    plan.schema,
+                    plan.table,
+                    plan.key,
+                    ts,
+                    at,
+                    plan.columns,
+                    progress.rows,
+                    defn,
+                )
                 changes = Reads(meta, part, self.build_reads)
                 end = start + len(part) - 1
                 after = encode_key(pending.keys[end]) if pending.keys else None

@@ -158,7 +158,7 @@ _MODIFIERS = frozenset(
 def classify(sql: str, default_schema: str = "") -> Statement:
     """The kind of ``sql`` and what it changes; ``default_schema`` is the session's database."""
     tokens = tokenize(sql)
-    tokens = _unwrap_set_statement(tokens)
+    tokens = unwrap_set_statement(tokens)
     if not tokens or tokens[0].kind != "word":
         return Statement("other", "")
     verb = tokens[0].upper
@@ -222,7 +222,7 @@ def _is_database_name(token: Token) -> bool:
     return token.kind == "quoted" or (token.kind == "word" and token.upper not in _DATABASE_OPTIONS)
 
 
-def _unwrap_set_statement(tokens: list[Token]) -> list[Token]:
+def unwrap_set_statement(tokens: list[Token]) -> list[Token]:
     """MariaDB's ``SET STATEMENT var=value[, …] FOR <statement>``: the inner statement."""
     if len(tokens) > 2 and tokens[0].upper == "SET" and tokens[1].upper == "STATEMENT":
         depth = 0

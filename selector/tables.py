@@ -1,12 +1,14 @@
-"""Table metadata the selector needs: include/exclude filters, key columns, row-image plans.
+"""Table metadata the selector needs: include/exclude filters, key columns, row-image plans,
+and the table's definition that travels with its row changes.
 
 A table's metadata comes from its binlog table map (with
 ``binlog_row_metadata=FULL``: column names, signedness, charsets, key) and,
 where the binlog says too little, from the source's ``information_schema``:
 MariaDB's JSON columns (LONGTEXT with a ``json_valid`` check), and the key and
-signedness when the metadata is MINIMAL. It is cached per table id and
-forgotten on every DDL, rotation and reconnect, since ids and columns change
-then.
+signedness when the metadata is MINIMAL. Its definition (``pipeline.model.TableSchema``)
+comes from the schema history (``selector.schemas``), else from the table map. It is
+cached per table id and forgotten on every DDL, rotation and reconnect, since ids and
+columns change then.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from typing import Any
 
 from pymysqlreplication import row_event as lib_row_event
 
+from pipeline.model import TableSchema
+
 from . import values as vals
+from .schemas import SchemaHistory, from_table_map
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -113,22 +118,34 @@ def unique_key(query: Query, schema: str, table: str) -> tuple[str, ...]:
 
 
 class TableInfo:
-    """What the selector needs per table: key columns and how to read its row images."""
+    """What the selector needs per table: key columns, how to read its row images, and
+    the table's definition (``selector.schemas``) that travels with its row changes."""
 
-    __slots__ = ("plan", "primary_key")
+    __slots__ = ("definition", "plan", "primary_key")
 
-    def __init__(self, primary_key: tuple[str, ...], plan: vals.TablePlan) -> None:
+    def __init__(
+        self, primary_key: tuple[str, ...], plan: vals.TablePlan, definition: TableSchema
+    ) -> None:
         self.primary_key = primary_key
         self.plan = plan
+        self.definition = definition
 
 
 class TableCatalog:
-    """TableInfo per binlog table id, built from table maps (+ information_schema)."""
+    """TableInfo per binlog table id, built from table maps (+ information_schema), with
+    definitions from the schema history."""
 
-    def __init__(self, query: Query, mariadb: bool, full_metadata: bool) -> None:
+    def __init__(
+        self,
+        query: Query,
+        mariadb: bool,
+        full_metadata: bool,
+        history: SchemaHistory | None = None,
+    ) -> None:
         self._query = query
         self.mariadb = mariadb
         self.full_metadata = full_metadata
+        self.history = history if history is not None else SchemaHistory(query)
         self._tables: dict[int, TableInfo] = {}
 
     def get(self, table_id: int, table: Any, table_map: Any = None) -> TableInfo:
@@ -164,7 +181,19 @@ class TableCatalog:
             primary_key = unique_key(self._query, table.schema, table.table)
         if self.mariadb and any(vals.may_hold_json_text(c) for c in columns):
             json_text = self._json_columns(table.schema, table.table)
-        return TableInfo(primary_key, vals.plan_for(columns, json_text, unsigned))
+        plan = vals.plan_for(columns, json_text, unsigned)
+        names = [c.name for c in columns] if self.full_metadata else None
+        definition = self.history.definition(table.schema, table.table, names)
+        if definition is None:
+            definition = from_table_map(
+                table.schema,
+                table.table,
+                columns,
+                primary_key,
+                json_text,
+                _nullable(getattr(table_map, "null_bitmask", None)),
+            )
+        return TableInfo(primary_key, plan, definition)
 
     def _schema_info(self, schema: str, table: str) -> tuple[tuple[str, ...], frozenset[str]]:
         """Primary key and unsigned columns from information_schema (no FULL metadata)."""
@@ -188,3 +217,10 @@ class TableCatalog:
             (schema, table),
         )
         return vals.json_columns(str(clause) for (clause,) in rows)
+
+
+def _nullable(bitmask: bytes | None) -> Callable[[int], bool]:
+    """Whether column ``i`` may be NULL, from a table map's null bitmap."""
+    if not bitmask:
+        return lambda _: True
+    return lambda i: bool(bitmask[i >> 3] >> (i & 7) & 1) if i >> 3 < len(bitmask) else True

@@ -1,63 +1,118 @@
-"""Message formats: ``debezium-json`` and ``canal-json``, with one shared value encoder.
+"""Message formats: ``debezium-json``, ``ferry-json`` and ``canal-json``.
 
-Every sink that writes JSON (Kafka, JSONL, stdout ``json``) goes through this
-module, so a value is encoded the same way everywhere.
+Every sink that writes JSON (Kafka, JSONL, stdout ``json``) goes through this module,
+so a value is encoded the same way everywhere. A format turns one change into one or
+more messages, ``(key, value)`` byte strings (:meth:`Format.messages`); a value of
+``None`` is a tombstone.
 
-Value encoding (both formats, keys included)
-============================================
+* ``debezium-json``: what Debezium 3.x's MySQL connector writes through Kafka Connect's
+  JsonConverter, field for field and value for value (checked against Debezium 3.6.3 by
+  ``tests/integration/test_debezium_compat.py``), with Debezium's options
+  (:class:`DebeziumOptions`, the same names and values).
+* ``ferry-json``: ferry's own readable encoding in Debezium's envelope: ISO dates,
+  exact decimals as strings, JSON columns as text, keys as JSON arrays. Every value
+  reads back to exactly what the source stored.
+* ``canal-json``: Canal's ``FlatMessage``, every value a string as Canal writes it.
 
-Every value decodes back to the exact value the source stored, given the
-column's type (``selector.values`` says which Python type each column type
-becomes):
+Value encodings
+===============
 
-=============================  =========================================================
-Python value (column type)     JSON
-=============================  =========================================================
-``None``                       ``null``
-``int`` (integers, YEAR, BIT)  number, exact (BIGINT UNSIGNED up to 2^64-1 is written as
-                               is; JavaScript readers lose precision above 2^53). YEAR
-                               0000 is ``0``; BIT(n) is the bits as an unsigned number
-``float`` (FLOAT, DOUBLE)      number; a FLOAT is written as the shortest decimal of its
-                               single-precision value (``3.14``), which reads back to
-                               the same FLOAT
-``bool``                       ``true``/``false``
-``Decimal`` (DECIMAL)          string, exact, never in exponent form: ``"12.50"``
-``datetime`` (DATETIME,        ISO-8601 string, microseconds kept when non-zero:
-TIMESTAMP)                     ``"2024-05-01T13:45:00.123456"``; a TIMESTAMP is an
-                               instant in UTC and carries ``+00:00``
-``date`` (DATE)                ``"2024-05-01"``
-``ZeroDate`` (zero or partial  the string MySQL shows: ``"0000-00-00"``,
-DATE/DATETIME/TIMESTAMP)       ``"2015-00-21"``, ``"0000-00-00 00:00:00"`` (a space, no
-                               ``T``: not a valid ISO date, on purpose)
-``timedelta`` (TIME)           ``"HH:MM:SS[.ffffff]"``, hours may exceed 24 and the value
-                               may be negative: ``"-838:59:59"``, ``"-00:00:00.010000"``
-``time``                       ``"HH:MM:SS[.ffffff]"``
-``str`` (CHAR/TEXT/ENUM)       string; 4-byte UTF-8 (emoji) kept as is, not escaped
-``JsonText`` (JSON)            a string holding the document's text exactly as stored
-                               (MariaDB) or as MySQL prints it: parse it to get the value
-``bytes`` (BINARY, VARBINARY,  base64 string (standard alphabet, padded); BINARY(n) has
-BLOB, MariaDB UUID/INET6,      all n bytes. Spatial values are MySQL's internal format:
-GEOMETRY and subtypes)         a 4-byte little-endian SRID, then the WKB
-``set`` (SET)                  JSON array of the members, sorted
-``dict``/``list``              nested JSON (values a transform built; the binlog gives
-                               JSON columns as ``JsonText``)
-=============================  =========================================================
+One row per column type, one column per encoding (debezium-json with its default
+options; the options change the columns marked ¹ ² ³ ⁴, see below). The Python value
+is what ``selector.values`` decodes; "the DDL" is the table definition that travels
+with each row change (``pipeline.model.TableSchema``, see ``selector.schemas``).
 
-Any other type raises ``FatalError`` naming the type.
+=====================  ====================  =========================  ======================
+column type            ferry-json            debezium-json              canal-json (strings)
+=====================  ====================  =========================  ======================
+TINYINT…BIGINT         number, exact         number (int16/32/64)       ``"42"``
+BIGINT UNSIGNED        number, up to 2^64-1  number, **wraps** to        ``"18446744073709551615"``
+                                             signed 64 bit (``-1``) ³
+BOOL/BOOLEAN (DDL)     number                ``true``/``false``         ``"1"``
+DECIMAL(p,s)           ``"12.50"``           base64 of the unscaled     ``"12.50"``
+                                             two's complement ¹
+FLOAT                  shortest float32      the same; FLOAT(M,D)       ``"3.14"`` (Java's
+                       decimal: ``3.14``     widened to double          Float.toString)
+DOUBLE, REAL           number                number (REAL: a float32)   ``"1.0E20"`` (Java's)
+DATE                   ``"2024-05-01"``      days since 1970-01-01 ²    ``"2024-05-01"``
+DATETIME(n)            ``"2024-05-01T13:     ms since the epoch          ``"2024-05-01
+                       45:00.123456"``       (n ≤ 3), µs (n > 3) ²      13:45:00.123"`` (n digits)
+TIMESTAMP(n)           ``"…T11:45:00+00:     ``"2024-05-01T11:45:       ``"2024-05-01
+                       00"`` (UTC)           00.123Z"`` (UTC, n digits) 11:45:00.123"`` (UTC)
+TIME(n)                ``"-838:59:59"``      µs, signed ²               ``"-838:59:59.00"``
+YEAR                   number (0000: ``0``)  number (0000: ``1900``)    ``"2024"``, ``"0000"``
+zero/partial date      ``"0000-00-00"``      ``null`` (NOT NULL: 0 /    ``"0000-00-00"``
+                                             ``"1970-01-01T00:00:00Z"``)
+years 1-99             as stored             20xx / 19xx (Debezium's    as stored
+                                             time adjuster)
+CHAR/VARCHAR/TEXT      string                string                     string
+… CHARACTER SET binary base64                string (bytes as Latin-1)  string (Latin-1)
+ENUM                   ``"a,b"``             ``"a\\,b"`` (commas       ``"2"`` (its index, as
+                                             escaped, as Debezium)      Canal's reader keeps it)
+SET                    ``["a","c"]``         ``"a,c"`` (DDL order)      ``"5"`` (bit mask)
+BIT(1) / BIT(n)        number                ``true`` / base64, little  ``"1"`` / ``"513"``
+                                             endian
+BINARY/VARBINARY/BLOB  base64                base64 ⁴                   string (Latin-1)
+JSON                   the text as stored    the text as stored         the text as stored
+GEOMETRY, POINT…       base64 of SRID+WKB    ``{"wkb":…,"srid":…}``     SRID+WKB as Latin-1
+                                             (POINT: also x, y)
+MariaDB UUID / INET6   base64 (16 bytes)     ``"0e0a…-…"`` / ``"::1"``  ``"0e0a…-…"`` / ``"::1"``
+                                             (Debezium cannot read
+                                             these tables)
+NULL                   ``null``              ``null``, or the column's  ``null``
+                                             DEFAULT (JsonConverter's
+                                             replace.null.with.default)
+=====================  ====================  =========================  ======================
 
-Keys
-====
+Options (``sink.debezium``, Debezium's names): ¹ ``decimal.handling.mode`` ``string``
+→ ``"12.50"``, ``double`` → ``12.5``; ² ``time.precision.mode`` ``connect`` → DATE
+days, DATETIME ms whatever ``n``, TIME ms of the day (``null`` outside 0-24 h, as
+Debezium); ³ ``bigint.unsigned.handling.mode`` ``precise`` → Decimal (base64,
+scale 0); ⁴ ``binary.handling.mode`` ``base64`` / ``base64-url-safe`` / ``hex`` →
+strings. A value whose Python type does not fit its column (a transform masked it),
+or a column the definition lacks, is encoded by its Python type (the ferry-json
+column, with Debezium's temporal numbers).
 
-The message key is the primary-key values as a compact JSON array, in key
-column order: ``[42]``, ``["eu",7]``. Equal keys give equal bytes, so one key
-always lands in one partition. A table without a primary key gets the key ``[]``:
-all its changes go to one partition and keep their order. DDL messages are keyed
-``[schema]``.
+debezium-json messages
+======================
 
-debezium-json
-=============
+Key: the key columns as a JSON object (``{"id":1}``; the key is the primary key, else
+the first unique key, as Debezium); ``null`` for a table without one. Value::
 
-Debezium's JSON envelope without the schema part::
+    {"before":…, "after":…, "source":{"version", "connector":"mysql", "name":<topic.prefix>,
+     "ts_ms", "snapshot":"false", "db", "sequence":null, "ts_us", "ts_ns", "table",
+     "server_id", "gtid", "file", "pos", "row", "thread":null, "query":null},
+     "transaction":null, "op":"c"|"u"|"d", "ts_ms", "ts_us", "ts_ns"}
+
+``source.pos`` is the start of the rows event, ``row`` the row's index in it,
+``server_id`` the server that wrote the event, ``ts_*`` the event's time (whole
+seconds); the envelope's ``ts_*`` are processing time. A delete is followed by a
+tombstone (same key, value ``null``) unless ``tombstones.on.delete`` is false; an
+update that changes the key becomes a delete of the old key, its tombstone, and a
+create of the new key (compacted topics keep no stale row). With ``schemas.enable``
+each key and value is ``{"schema":…,"payload":…}`` as JsonConverter writes it.
+
+Schema changes (DDL of tables and databases; views, triggers and routines have none, as
+in Debezium): key ``{"databaseName":db}``, value ``{"source":…, "ts_ms",
+"databaseName", "schemaName":null, "ddl", "tableChanges":[{"type":"CREATE"|"ALTER"|
+"DROP", "id":"\\"db\\".\\"t\\"", "table":{"defaultCharsetName", "primaryKeyColumnNames",
+"columns":[{"name", "jdbcType", "nativeType", "typeName", "typeExpression",
+"charsetName", "length", "scale", "position", "optional", "autoIncremented",
+"generated", "comment", "defaultValueExpression", "enumValues"}], "comment"}}]}``.
+``databaseName`` is the statement's database (``db.t`` names it), not the session's.
+``DROP TABLE a, b`` is one message per table, each with the statement rewritten to
+``DROP TABLE `db`.`a``` as Debezium does.
+
+Where ferry differs from Debezium on purpose: ``source.version`` is ferry's,
+``source.name`` is ``topic.prefix`` (default: the pipeline id), ``source.gtid``
+holds the GTID ferry read (Debezium's MySQL connector reads no MariaDB GTIDs and
+writes ``null``), and tables Debezium cannot read (MariaDB UUID, INET4, INET6
+columns) are replicated.
+
+ferry-json
+==========
+
+Debezium's envelope without the schema part, ferry's values (the table above)::
 
     {"before": {...}|null, "after": {...}|null, "op": "c"|"u"|"d", "ts_ms": <now ms>,
      "source": {"connector": "mysql", "name": <pipeline>, "server_id": <id, if known>,
@@ -66,7 +121,9 @@ Debezium's JSON envelope without the schema part::
                 "snapshot": "false"},
      "transaction": null}
 
-DDL (Debezium's schema-change message)::
+Keys: the primary-key values as a compact JSON array, in key column order (``[42]``,
+``["eu",7]``); ``[]`` for a table without a primary key (all its changes land in one
+partition, in order). DDL::
 
     {"source": {... "table": <parsed table or null>}, "ts_ms": <now ms>,
      "databaseName": <schema>, "ddl": <statement>, "tableChanges": []}
@@ -74,22 +131,8 @@ DDL (Debezium's schema-change message)::
 canal-json
 ==========
 
-Canal's flat message (``FlatMessage``), one row per message::
-
-    {"data": [{...}], "old": [{<changed columns: old values>}]|null,
-     "type": "INSERT"|"UPDATE"|"DELETE", "database": ..., "table": ...,
-     "pkNames": [...]|null, "isDdl": false, "sql": "", "es": <event ms>,
-     "ts": <now ms>, "mysqlType": null, "sqlType": null}
-
-Differences from Canal, on purpose: values keep their JSON types and use the
-encoding table above (Canal writes every value as a string), and ``mysqlType`` /
-``sqlType`` are ``null`` because the row changes carry no column types. For a
-delete, ``data`` holds the deleted row. DDL::
-
-    {"data": null, "old": null, "type": "CREATE"|"ALTER"|"DROP"|"RENAME"|"TRUNCATE"|
-     "QUERY"…, "database": ..., "table": <parsed table or "">, "pkNames": null,
-     "isDdl": true, "sql": <statement>, "es": ..., "ts": ..., "mysqlType": null,
-     "sqlType": null}
+``sinks.canal`` has the message, and where ferry follows Canal and where Canal's own
+output is ambiguous. debezium-json's converters are in ``sinks.debezium``.
 """
 
 from __future__ import annotations
@@ -104,12 +147,19 @@ from decimal import Decimal
 from typing import Any
 
 from pipeline.errors import FatalError
-from pipeline.model import Change, DdlChange, RowChange
+from pipeline.model import (
+    Change,
+    DdlChange,
+    RowChange,
+)
 
-FORMATS = ("debezium-json", "canal-json")
+FORMATS = ("debezium-json", "ferry-json", "canal-json")
+Message = tuple[bytes | None, bytes | None]  # (key, value); a None value is a tombstone
 
-_DEBEZIUM_OP = {"insert": "c", "update": "u", "delete": "d", "read": "r"}
-_CANAL_TYPE = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE", "read": "INSERT"}
+DEBEZIUM_OP = {"insert": "c", "update": "u", "delete": "d", "read": "r"}
+
+
+# -- the JSON encoder --------------------------------------------------------------------
 
 
 def _hms(seconds: int, micros: int, negative: bool) -> str:
@@ -128,7 +178,7 @@ def encode_timedelta(value: dt.timedelta) -> str:
 
 
 def _default(value: Any) -> Any:
-    """json.dumps hook for the types JSON lacks (see the module table)."""
+    """json.dumps hook for the types JSON lacks (ferry-json's column of the table)."""
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, dt.date | dt.time):  # datetime is a date
@@ -208,7 +258,14 @@ def _dumps(value: Any) -> str:
 
 
 def dumps(value: Any) -> bytes:
-    """Encode any message or value with the shared encoder, as compact UTF-8 JSON."""
+    """Encode any message or value with the ferry-json encoder, as compact UTF-8 JSON."""
+    try:
+        return _dumps(value).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise FatalError(f"cannot encode message: {exc}") from exc
+
+
+def _encoded(value: Any) -> bytes:
     try:
         return _dumps(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
@@ -216,7 +273,7 @@ def dumps(value: Any) -> bytes:
 
 
 def encode_key(change: Change) -> bytes:
-    """Message key: primary-key values as a compact JSON array (``[schema]`` for DDL)."""
+    """ferry-json's key: primary-key values as a compact JSON array (``[schema]`` for DDL)."""
     if isinstance(change, DdlChange):
         return dumps([change.schema])
     columns = change.primary_key
@@ -259,12 +316,19 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
+def now_ns() -> int:
+    return time.time_ns()
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# -- formats -----------------------------------------------------------------------------
+
+
 class Format:
-    """Encodes changes into message values; one instance per sink."""
+    """Encodes changes into messages; one instance per sink."""
 
     name = ""
 
@@ -272,12 +336,25 @@ class Format:
         self.pipeline = pipeline
         self.server_id = server_id
 
+    def messages(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[Message]:
+        """The messages of ``change`` in order; ``now`` (ns) defaults to the current time;
+        ``batch_id`` is the batch's (canal-json's ``id``)."""
+        ns = now_ns() if now is None else now
+        return [(self.key(change), self.encode(change, ns))]
+
+    def values(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[bytes]:
+        """The values of ``change``'s messages without tombstones (for sinks without keys)."""
+        return [self.encode(change, now)]
+
+    def key(self, change: Change) -> bytes | None:
+        return encode_key(change)
+
     def encode(self, change: Change, now: int | None = None) -> bytes:
-        """The message value of ``change``; ``now`` (ms) defaults to the current time."""
-        ts = now_ms() if now is None else now
+        """The value of ``change``'s (first) message; ``now`` in ns."""
+        ns = now_ns() if now is None else now
         if isinstance(change, RowChange):
-            return dumps(self.row_message(change, ts))
-        return dumps(self.ddl_message(change, ts))
+            return dumps(self.row_message(change, ns // 1_000_000))
+        return dumps(self.ddl_message(change, ns // 1_000_000))
 
     def row_message(self, change: RowChange, now: int) -> dict[str, Any]:
         raise NotImplementedError
@@ -286,8 +363,10 @@ class Format:
         raise NotImplementedError
 
 
-class DebeziumJson(Format):
-    name = "debezium-json"
+class FerryJson(Format):
+    """ferry's readable encoding in Debezium's envelope (see the module docstring)."""
+
+    name = "ferry-json"
 
     def __init__(self, pipeline: str, server_id: int | None = None) -> None:
         super().__init__(pipeline, server_id)
@@ -306,7 +385,7 @@ class DebeziumJson(Format):
         """
         if type(change) is not RowChange:
             return super().encode(change, now)
-        ts = now_ms() if now is None else now
+        ts = now_ms() if now is None else now // 1_000_000
         table_key = (change.schema, change.table)
         table = self._tables.get(table_key)
         if table is None:
@@ -321,7 +400,7 @@ class DebeziumJson(Format):
             text = (
                 f'{{"before":{"null" if before is None else _dumps(_image(before))},'
                 f'"after":{"null" if after is None else _dumps(_image(after))},'
-                f'"op":"{_DEBEZIUM_OP[change.op]}","ts_ms":{int(ts)},"source":'
+                f'"op":"{DEBEZIUM_OP[change.op]}","ts_ms":{int(ts)},"source":'
                 f"{self._head}{int(change.ts * 1000)}{table}{file}"
                 f',"pos":{int(position.pos)},"row":{int(change.index)},'
                 f'"gtid":{"null" if gtid is None else _dumps(gtid)},'
@@ -350,7 +429,7 @@ class DebeziumJson(Format):
         return {
             "before": _image(change.before),
             "after": _image(change.after),
-            "op": _DEBEZIUM_OP[change.op],
+            "op": DEBEZIUM_OP[change.op],
             "ts_ms": now,
             "source": self._source(change, change.table, change.index),
             "transaction": None,
@@ -367,57 +446,21 @@ class DebeziumJson(Format):
         }
 
 
-class CanalJson(Format):
-    name = "canal-json"
+def get_format(
+    name: str,
+    pipeline: str,
+    server_id: int | None = None,
+    debezium: Any = None,
+) -> Format:
+    """The formatter called ``name`` (one of FORMATS); ``debezium``: its DebeziumOptions."""
+    if name == "debezium-json":
+        from sinks.debezium import DebeziumJson
 
-    def row_message(self, change: RowChange, now: int) -> dict[str, Any]:
-        old = None
-        if change.op == "update" and change.before is not None and change.after is not None:
-            after = change.after
-            changed = {k: v for k, v in change.before.items() if k not in after or after[k] != v}
-            old = [_image(changed)]
-        return {
-            "data": [_image(change.row)],
-            "old": old,
-            "type": _CANAL_TYPE[change.op],
-            "database": change.schema,
-            "table": change.table,
-            "pkNames": list(change.primary_key) or None,
-            "isDdl": False,
-            "sql": "",
-            "es": _ms(change.ts),
-            "ts": now,
-            "mysqlType": None,
-            "sqlType": None,
-        }
+        return DebeziumJson(pipeline, server_id, debezium)
+    if name == "ferry-json":
+        return FerryJson(pipeline, server_id)
+    if name == "canal-json":
+        from sinks.canal import CanalJson
 
-    def ddl_message(self, change: DdlChange, now: int) -> dict[str, Any]:
-        verb, table = ddl_info(change.statement)
-        return {
-            "data": None,
-            "old": None,
-            "type": verb,
-            "database": change.schema,
-            "table": table or "",
-            "pkNames": None,
-            "isDdl": True,
-            "sql": change.statement,
-            "es": _ms(change.ts),
-            "ts": now,
-            "mysqlType": None,
-            "sqlType": None,
-        }
-
-
-_FORMATS: dict[str, Callable[..., Format]] = {
-    "debezium-json": DebeziumJson,
-    "canal-json": CanalJson,
-}
-
-
-def get_format(name: str, pipeline: str, server_id: int | None = None) -> Format:
-    """The formatter called ``name`` (one of FORMATS)."""
-    try:
-        return _FORMATS[name](pipeline, server_id)
-    except KeyError:
-        raise FatalError(f"unknown message format {name!r}; known: {', '.join(FORMATS)}") from None
+        return CanalJson(pipeline, server_id)
+    raise FatalError(f"unknown message format {name!r}; known: {', '.join(FORMATS)}")

@@ -1,4 +1,4 @@
-"""JSON-lines file sink: one debezium-json line per change (see ``JsonlSink``)."""
+"""JSON-lines file sink: one line per message, in any format (see ``JsonlSink``)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
-from sinks.formats import ddl_info, get_format, now_ms
+from sinks.debezium import DebeziumOptions
+from sinks.formats import ddl_info, get_format, now_ns
 
 
 class JsonlSinkConfig(BaseModel):
-    """`sink: {type: jsonl}` — one debezium-json line per change, fsynced per batch."""
+    """`sink: {type: jsonl}` — one JSON line per message, fsynced per batch."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["jsonl"]
+    format: Literal["debezium-json", "ferry-json", "canal-json"] = Field(
+        "debezium-json",
+        description="message format (see sink (type: kafka)); a line holds a message's value,"
+        " tombstones are left out",
+    )
+    debezium: DebeziumOptions = Field(
+        default_factory=DebeziumOptions,  # type: ignore[arg-type]
+        description="Debezium's options for format debezium-json, see sink.debezium",
+    )
     path: str = Field(
         description="output file; may contain {schema} and {table} for a file per table"
     )
@@ -30,7 +40,8 @@ class JsonlSinkConfig(BaseModel):
 
 
 class JsonlSink(Sink):
-    """Appends one debezium-json line per change (DDL included) and fsyncs before returning.
+    """Appends one line per message (the value; DDL included, tombstones left out) and fsyncs
+    before returning.
 
     Delivery is at-least-once: a batch that failed and is re-delivered may
     repeat lines already written. A crash can leave a partial last line; it is
@@ -48,7 +59,7 @@ class JsonlSink(Sink):
 
     def __init__(self, config: JsonlSinkConfig, pipeline_id: str) -> None:
         super().__init__(config, pipeline_id)
-        self._format = get_format("debezium-json", pipeline_id)
+        self._format = get_format(config.format, pipeline_id, debezium=config.debezium)
         self._files: dict[str, BinaryIO] = {}
         self._per_table = "{schema}" in config.path or "{table}" in config.path
 
@@ -82,8 +93,8 @@ class JsonlSink(Sink):
     def load(self, batch: Batch, epoch: int) -> None:
         if batch.is_empty:
             return
-        now = now_ms()
-        encode = self._format.encode
+        now = now_ns()
+        values = self._format.values
         touched: dict[str, BinaryIO] = {}
         rotate = self.config.rotate_bytes
         try:
@@ -91,9 +102,14 @@ class JsonlSink(Sink):
                 # one file, no rotation: encode the batch, then one write
                 path = self.config.path
                 handle = touched[path] = self._file(path)
-                lines = [encode(change, now) for change in batch.changes]
-                lines.append(b"")
-                handle.write(b"\n".join(lines))
+                lines = [
+                    value
+                    for change in batch.changes
+                    for value in values(change, now, batch.batch_id)
+                ]
+                if lines:
+                    lines.append(b"")
+                    handle.write(b"\n".join(lines))
             else:
                 for change in batch.changes:
                     path = self._path(change)
@@ -101,7 +117,8 @@ class JsonlSink(Sink):
                     if rotate is not None and handle.tell() >= rotate:
                         handle = self._rotate(path)
                     touched[path] = handle
-                    handle.write(encode(change, now) + b"\n")
+                    for value in values(change, now, batch.batch_id):
+                        handle.write(value + b"\n")
             for handle in touched.values():
                 handle.flush()
                 if self.config.fsync:

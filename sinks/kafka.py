@@ -1,4 +1,4 @@
-"""Kafka sink: one message per row change, keyed by primary key, on either Kafka client.
+"""Kafka sink: one message per row change (plus tombstones), keyed by the key, on either client.
 
 Choosing the client (``sink.client``):
 
@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pipeline.errors import FatalError, FerryError, ResumableError, classify
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
-from sinks.formats import ddl_info, encode_key, get_format, now_ms
+from sinks.debezium import DebeziumOptions
+from sinks.formats import ddl_info, get_format, now_ns
 from sinks.producers import Failure, ProducerAdapter, make_producer
 from sinks.redact import masked_key
 
@@ -51,8 +52,14 @@ class KafkaSinkConfig(BaseModel):
         "ferry.{schema}.{table}",
         description="topic name or template with {schema}, {table}, {pipeline}",
     )
-    format: Literal["debezium-json", "canal-json"] = Field(
-        "debezium-json", description="message format"
+    format: Literal["debezium-json", "ferry-json", "canal-json"] = Field(
+        "debezium-json",
+        description="message format: debezium-json (Debezium 3.x's, options in sink.debezium),"
+        " ferry-json (readable values) or canal-json (Canal's FlatMessage)",
+    )
+    debezium: DebeziumOptions = Field(
+        default_factory=DebeziumOptions,  # type: ignore[arg-type]
+        description="Debezium's options for format debezium-json, see sink.debezium",
     )
     client: Literal["kafka-python", "confluent-kafka"] = Field(
         "kafka-python",
@@ -121,7 +128,7 @@ class KafkaSink(Sink):
         super().__init__(config, pipeline_id)
         self._factory = producer_factory
         self._producer: ProducerAdapter | None = None
-        self._format = get_format(config.format, pipeline_id)
+        self._format = get_format(config.format, pipeline_id, debezium=config.debezium)
         self._topics: dict[tuple[str, str], str] = {}
         self._created: set[str] = set()
         # Every send ends (confirmed or failed) within the delivery timeout; the
@@ -178,10 +185,10 @@ class KafkaSink(Sink):
         assert producer is not None
         if self.config.create_topics:
             self._create_topics(batch)
-        encode = self._format.encode
+        messages = self._format.messages
         topic_for = self.topic_for
         send = producer.send
-        now = now_ms()
+        now = now_ns()
         sent = 0
         send_error: FerryError | None = None
         topic: str | None = None
@@ -191,9 +198,11 @@ class KafkaSink(Sink):
                 topic = topic_for(change)
                 if topic is None:
                     continue
-                key = encode_key(change)
-                send(topic, key, encode(change, now))
-                sent += 1
+                # one change may be several messages: a delete and its tombstone (value
+                # None), an update of the key as delete + tombstone + create
+                for key, value in messages(change, now, batch.batch_id):
+                    send(topic, key, value)
+                    sent += 1
         except FerryError as exc:  # a value the formats cannot encode
             send_error = exc
         except Exception as exc:  # refused at once: too large, queue blocked, closed
@@ -217,7 +226,7 @@ class KafkaSink(Sink):
         more = f" ({count} sends failed)" if count > 1 else ""
         what = "a message"
         for change in batch.changes:
-            if self.topic_for(change) == failure.topic and encode_key(change) == failure.key:
+            if self.topic_for(change) == failure.topic and failure.key in self._keys(change):
                 if isinstance(change, RowChange):
                     key = masked_key(change.primary_key, change.key()) if change.primary_key else ""
                     what = f"the {change.op} of {change.schema}.{change.table} {key}".rstrip()
@@ -225,6 +234,13 @@ class KafkaSink(Sink):
                     what = f"the DDL of schema {change.schema}"
                 break
         return self._error(failure.error, f"send of {what} to topic {failure.topic!r} failed{more}")
+
+    def _keys(self, change: Change) -> list[bytes | None]:
+        """The keys of a change's messages (a key change has two), to find a failed send's."""
+        try:
+            return [key for key, _ in self._format.messages(change, 0)]
+        except FerryError:
+            return []
 
     def _create_topics(self, batch: Batch) -> None:
         assert self._producer is not None

@@ -58,7 +58,7 @@ class ProducerAdapter(ABC):
     """
 
     @abstractmethod
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
+    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None: ...
 
     @abstractmethod
     def confirm(self, timeout: float) -> Outcome: ...
@@ -120,7 +120,7 @@ class KafkaPythonProducer(ProducerAdapter):
         self._producer = KafkaProducer(**self._options)
         self._futures: list[tuple[Any, str, bytes | None]] = []
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         self._futures.append((self._producer.send(topic, value=value, key=key), topic, key))
 
     def confirm(self, timeout: float) -> Outcome:
@@ -210,7 +210,7 @@ class ConfluentProducer(ProducerAdapter):
                 Failure(message.topic(), message.key(), KafkaException(error))
             )
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         while True:
             try:
                 self._producer.produce(topic, value, key, on_delivery=self._delivered)

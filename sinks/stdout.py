@@ -1,4 +1,4 @@
-"""Standard-output sink: readable text lines or debezium-json lines (see ``StdoutSink``)."""
+"""Standard-output sink: readable text lines or ferry-json lines (see ``StdoutSink``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, DdlChange
 from sinks.base import Sink
-from sinks.formats import dumps, encode_key, get_format, now_ms
+from sinks.formats import dumps, encode_key, get_format, now_ns
 
 
 class StdoutSinkConfig(BaseModel):
@@ -19,11 +19,13 @@ class StdoutSinkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["stdout"]
-    format: Literal["text", "json"] = Field("text", description="text lines or debezium-json")
+    format: Literal["text", "json"] = Field(
+        "text", description="readable text lines, or json: ferry-json lines (readable values)"
+    )
 
 
 class StdoutSink(Sink):
-    """Prints each change: one readable line (``text``) or one debezium-json line (``json``).
+    """Prints each change: one readable line (``text``) or one ferry-json line (``json``).
 
     Text lines look like::
 
@@ -32,7 +34,7 @@ class StdoutSink(Sink):
         DELETE shop.orders [1] @mysql-bin.000003:1790
         DDL    shop ALTER TABLE orders ADD note TEXT @mysql-bin.000003:2001
 
-    Values use the shared JSON encoding of ``sinks.formats``.
+    Values use ferry-json's encoding (``sinks.formats``).
     """
 
     config_model = StdoutSinkConfig
@@ -43,7 +45,7 @@ class StdoutSink(Sink):
     ) -> None:
         super().__init__(config, pipeline_id)
         self._stream = stream
-        self._format = get_format("debezium-json", pipeline_id)
+        self._format = get_format("ferry-json", pipeline_id)
 
     def open(self) -> None:
         pass
@@ -52,7 +54,7 @@ class StdoutSink(Sink):
         if batch.is_empty:
             return
         stream = self._stream or sys.stdout
-        now = now_ms()
+        now = now_ns()
         if self.config.format == "json":
             lines = [self._format.encode(c, now).decode("utf-8") for c in batch.changes]
         else:

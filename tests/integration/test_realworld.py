@@ -124,7 +124,8 @@ def test_every_script_replicates_exactly(
         redis_server,
         key_prefix,
         dbs,
-        {"type": "jsonl", "path": str(out)},
+        # ferry-json: the readable encoding that realworld.decode reads back
+        {"type": "jsonl", "path": str(out), "format": "ferry-json"},
     )
     run_with_one_restart(to_mysql, redis_server, key_prefix, "rw-mysql", end)
     run_with_one_restart(to_jsonl, redis_server, key_prefix, "rw-jsonl", end)

@@ -220,7 +220,8 @@ def test_snapshot_under_writes_gives_exactly_the_source(
     to_jsonl = write_config(
         tmp_path / "jsonl.yaml",
         pipeline_id="snap-jsonl",
-        sink={"type": "jsonl", "path": str(out)},
+        # ferry-json: the readable values as_json_values compares with
+        sink={"type": "jsonl", "path": str(out), "format": "ferry-json"},
         server_id=4462,
         **common,
     )
@@ -287,7 +288,7 @@ def test_a_standby_continues_a_killed_nodes_snapshot_where_it_was(
         schema=source_db,
         redis_url=redis_server.url,
         prefix=key_prefix,
-        sink={"type": "jsonl", "path": str(out)},
+        sink={"type": "jsonl", "path": str(out), "format": "ferry-json"},
         start=None,
         server_id=4463,
         batch={"max_rows": 1000, "max_wait_ms": 100},

@@ -37,6 +37,8 @@ def batch(*changes, batch_id: int = 1) -> Batch:
 
 
 def jsonl(tmp_path: Path, **kw) -> JsonlSink:
+    # files are the subject here: ferry-json's readable values are the easiest to assert on
+    kw.setdefault("format", "ferry-json")
     cfg = JsonlSinkConfig(type="jsonl", **{"path": str(tmp_path / "out.jsonl"), **kw})
     sink = JsonlSink(cfg, "pipe")
     sink.open()
@@ -47,7 +49,7 @@ def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_bytes().splitlines()]
 
 
-def test_jsonl_appends_one_debezium_line_per_change(tmp_path: Path) -> None:
+def test_jsonl_appends_one_line_per_change(tmp_path: Path) -> None:
     sink = jsonl(tmp_path)
     sink.load(batch(row(1), row(2, op="update")), epoch=1)
     sink.load(batch(row(3, op="delete"), batch_id=2), epoch=1)
@@ -174,3 +176,16 @@ def test_jsonl_every_value_type_round_trips(tmp_path: Path) -> None:
     sink.load(batch(change), epoch=1)
     sink.close()
     assert lines(tmp_path / "out.jsonl")[0]["after"] == EXPECTED
+
+
+def test_jsonl_default_is_debezium_json_without_tombstones(tmp_path: Path) -> None:
+    cfg = JsonlSinkConfig(type="jsonl", path=str(tmp_path / "out.jsonl"))
+    assert cfg.format == "debezium-json"
+    sink = JsonlSink(cfg, "pipe")
+    sink.open()
+    sink.load(batch(row(1), row(1, op="delete")), epoch=1)
+    sink.close()
+    got = lines(tmp_path / "out.jsonl")
+    assert [m["op"] for m in got] == ["c", "d"]  # a file has no use for tombstones
+    assert got[0]["after"]["total"] == "A7Y="  # Decimal 9.50, precise: base64 of 950
+    assert got[0]["ts_us"] // 1000 == got[0]["ts_ms"]

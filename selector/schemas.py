@@ -1,0 +1,1148 @@
+"""Table definitions as the binlog's DDL made them: a schema history, like Debezium's.
+
+Row events say little about a table (the table map has binlog types, names, signedness,
+charsets, the key); consumers of ``debezium-json`` need what the DDL said: the type as
+spelled (``BOOL`` is boolean, ``TINYINT(1)`` a number; ``INTEGER`` stays ``INTEGER``),
+``FLOAT(10,2)`` against ``FLOAT``, MariaDB's ``JSON``, defaults, comments, lengths. So
+ferry keeps, like Debezium does, a history of every table's definition, moved forward
+by each DDL statement read from the binlog (:meth:`SchemaHistory.apply`) and read by
+every row change of the table (:meth:`SchemaHistory.definition`).
+
+How a definition is known, in order:
+
+1. **The DDL in the binlog.** ``CREATE TABLE`` (also ``… LIKE``), ``ALTER TABLE``
+   (ADD / DROP / MODIFY / CHANGE / RENAME COLUMN, primary and unique keys, RENAME TO),
+   ``RENAME TABLE``, ``DROP TABLE`` and ``CREATE/ALTER/DROP DATABASE`` (charsets) are read
+   by :func:`parse_create` and :class:`_Alter`, with the query-event classifier's lexer
+   (:func:`selector.statements.tokenize`). Not sqlglot: it spells types its own way
+   (``INTEGER`` becomes ``INT``, ``BOOL`` becomes ``BOOLEAN``), which is exactly what must
+   be kept, and it reads several MariaDB forms as an opaque command (``ALTER TABLE …
+   CONVERT TO``, ``uuid``/``inet6`` columns). The semantics follow Debezium's MySQL DDL
+   parser, checked against Debezium 3.6.3 by ``tests/integration/test_debezium_compat.py``
+   (details there and in ``tests/debezium_notes.md``).
+2. **The server, for a table the history has not seen** (the pipeline started after its
+   CREATE, a restart, a statement the reader could not follow): ``SHOW CREATE TABLE``,
+   read by the same parser, as Debezium's schema snapshot does. That is the table as it
+   is *now*: exact while the binlog being read is recent, wrong for rows older than a
+   later ALTER (limit 1). A table created by a statement ferry cannot read (``CREATE
+   TABLE … SELECT``) is seeded the same way.
+3. **The table map**, when neither agrees with the row events' columns (limit 1, or a
+   dropped table): names and binlog types only (``selector.values`` still decodes every
+   value exactly; only type spellings, defaults and comments are lost).
+
+Limits: (1) the history lives in memory; a restarted node starts again from the server's
+current definitions (step 2), so rows read after a restart but written before a later
+ALTER get the later definition, or the table map's (step 3). Debezium keeps its history in
+a topic for this; ferry does not yet. (2) Views, triggers and routines have no
+definition here. (3) The database charset of a database created before the start
+position comes from ``information_schema``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from pipeline.model import SPATIAL_TYPES, Column, Position, TableChange, TableSchema
+
+from .statements import Statement, Token, classify, tokenize, unwrap_set_statement
+from .values import json_columns
+
+Query = Callable[[str, Any], list[tuple[Any, ...]]]
+
+# java.sql.Types codes (Debezium's jdbcType)
+BIT, TINYINT, SMALLINT, INTEGER, BIGINT, FLOAT, REAL, DOUBLE = -7, -6, 5, 4, -5, 6, 7, 8
+NUMERIC, DECIMAL, CHAR, VARCHAR, NCHAR, NVARCHAR = 2, 3, 1, 12, -15, -9
+DATE, TIME, TIMESTAMP, TIMESTAMP_TZ, BINARY, VARBINARY = 91, 92, 93, 2014, -2, -3
+BLOB, BOOLEAN, OTHER = 2004, 16, 1111
+
+#: jdbc types whose columns carry a charset (the table's when they name none)
+TEXT_TYPES = frozenset({CHAR, VARCHAR, NCHAR, NVARCHAR})
+
+# The data types Debezium's MySQL grammar knows: the words as written (joined by a
+# space) -> jdbc type. Suffix words (UNSIGNED, BINARY, …) are added to the name below.
+_NUMBER_SUFFIXES = ("SIGNED", "UNSIGNED", "ZEROFILL")
+_DATA_TYPES: dict[str, int] = {
+    **dict.fromkeys(("TINYINT", "INT1", "SMALLINT", "INT2"), SMALLINT),
+    **dict.fromkeys(("MEDIUMINT", "INT3", "MIDDLEINT", "INT", "INTEGER", "INT4"), INTEGER),
+    **dict.fromkeys(("BIGINT", "INT8", "SERIAL"), BIGINT),
+    "REAL": REAL,
+    **dict.fromkeys(("DOUBLE", "FLOAT8", "DOUBLE PRECISION", "FLOAT8 PRECISION"), DOUBLE),
+    **dict.fromkeys(("FLOAT", "FLOAT4"), FLOAT),
+    **dict.fromkeys(("DECIMAL", "DEC", "FIXED"), DECIMAL),
+    "NUMERIC": NUMERIC,
+    "BIT": BIT,
+    "TIME": TIME,
+    "TIMESTAMP": TIMESTAMP_TZ,
+    "DATETIME": TIMESTAMP,
+    "DATE": DATE,
+    "YEAR": INTEGER,
+    "BINARY": BINARY,
+    "VARBINARY": VARBINARY,
+    **dict.fromkeys(("BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "LONG VARBINARY"), BLOB),
+    **dict.fromkeys(("BOOL", "BOOLEAN"), BOOLEAN),
+    **dict.fromkeys(("CHAR", "CHARACTER"), CHAR),
+    **dict.fromkeys(
+        ("VARCHAR", "CHAR VARYING", "CHARACTER VARYING", "TINYTEXT", "TEXT", "MEDIUMTEXT"), VARCHAR
+    ),
+    **dict.fromkeys(("LONGTEXT", "LONG", "LONG VARCHAR"), VARCHAR),
+    "NCHAR": NCHAR,
+    "NATIONAL CHARACTER": NCHAR,
+    "NATIONAL CHAR": NCHAR,
+    **dict.fromkeys(
+        (
+            "NVARCHAR",
+            "NCHAR VARYING",
+            "NCHAR VARCHAR",
+            "NATIONAL VARCHAR",
+            "NATIONAL CHAR VARYING",
+            "NATIONAL CHARACTER VARYING",
+        ),
+        NVARCHAR,
+    ),
+    **dict.fromkeys(("ENUM", "SET"), CHAR),
+    **dict.fromkeys((*SPATIAL_TYPES, "JSON"), OTHER),
+}
+# second words that belong to the type name
+_SECOND_WORDS = {
+    "CHAR": {"VARYING"},
+    "CHARACTER": {"VARYING"},
+    "NCHAR": {"VARYING", "VARCHAR"},
+    "NATIONAL": {"VARCHAR", "CHAR", "CHARACTER"},
+    "DOUBLE": {"PRECISION"},
+    "FLOAT8": {"PRECISION"},
+    "LONG": {"VARBINARY", "VARCHAR"},
+}
+_STRING_TYPES = {name for name, jdbc in _DATA_TYPES.items() if jdbc in TEXT_TYPES} - {
+    "ENUM",
+    "SET",
+}
+_DEFAULT_DIMENSIONS = {
+    "DECIMAL": (10, 0),
+    "DEC": (10, 0),
+    "FIXED": (10, 0),
+    "NUMERIC": (10, 0),
+    "NCHAR": (1, None),
+    "BIT": (1, None),
+}
+_CURRENT_TIMESTAMP = frozenset({"CURRENT_TIMESTAMP", "NOW", "LOCALTIME", "LOCALTIMESTAMP"})
+# column attributes that end a data type's own clauses
+_ATTRIBUTES = frozenset(
+    {
+        "NOT",
+        "NULL",
+        "DEFAULT",
+        "AUTO_INCREMENT",
+        "PRIMARY",
+        "KEY",
+        "UNIQUE",
+        "COMMENT",
+        "GENERATED",
+        "AS",
+        "ON",
+        "INVISIBLE",
+        "VISIBLE",
+        "CHECK",
+        "REFERENCES",
+        "CONSTRAINT",
+        "COLUMN_FORMAT",
+        "STORAGE",
+        "SERIAL",
+        "WITH",
+        "WITHOUT",
+        "COMPRESSED",
+    }
+)
+_CONSTRAINT_WORDS = frozenset(
+    {"PRIMARY", "KEY", "INDEX", "UNIQUE", "FULLTEXT", "SPATIAL", "FOREIGN", "CONSTRAINT", "CHECK"}
+)
+_COLLATION_CHARSETS = ("utf8mb4", "utf8mb3", "utf16le", "utf16", "utf32", "ucs2")
+
+
+class DdlUnreadable(ValueError):
+    """The statement is not one this reader follows (the history then asks the server)."""
+
+
+def charset_of_collation(collation: str) -> str:
+    """The charset a collation belongs to: ``utf8mb4_bin`` -> ``utf8mb4``."""
+    name = collation.lower()
+    if name == "binary":
+        return "binary"
+    for charset in _COLLATION_CHARSETS:
+        if name.startswith(charset + "_"):
+            return charset
+    return name.split("_", 1)[0]
+
+
+def _unquote(text: str) -> str:
+    """A quoted literal's text between its quotes, as written (escapes kept, as Debezium)."""
+    if len(text) >= 2 and text[0] in "'\"`" and text[-1] == text[0]:
+        return text[1:-1]
+    return text
+
+
+def _closing(tokens: list[Token], i: int) -> int:
+    """Index of the ``)`` that closes the ``(`` at ``i``."""
+    depth = 0
+    for k in range(i, len(tokens)):
+        text = tokens[k].text
+        if tokens[k].kind == "punct":
+            if text == "(":
+                depth += 1
+            elif text == ")":
+                depth -= 1
+                if depth == 0:
+                    return k
+    raise DdlUnreadable("unbalanced parentheses")
+
+
+def _split(tokens: list[Token]) -> list[list[Token]]:
+    """Top-level comma-separated parts."""
+    parts: list[list[Token]] = [[]]
+    depth = 0
+    for token in tokens:
+        if token.kind == "punct" and token.text == "(":
+            depth += 1
+        elif token.kind == "punct" and token.text == ")":
+            depth -= 1
+        if depth == 0 and token.kind == "punct" and token.text == ",":
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    return [p for p in parts if p]
+
+
+def _is_name(token: Token) -> bool:
+    return token.kind in ("word", "quoted", "string")
+
+
+def _name(token: Token) -> str:
+    return _unquote(token.text) if token.kind == "string" else token.name
+
+
+def _table_name(tokens: list[Token], i: int, default_schema: str) -> tuple[tuple[str, str], int]:
+    if i >= len(tokens) or not _is_name(tokens[i]):
+        raise DdlUnreadable("a table name was expected")
+    first = _name(tokens[i])
+    if i + 2 < len(tokens) and tokens[i + 1].text == "." and _is_name(tokens[i + 2]):
+        return (first, _name(tokens[i + 2])), i + 3
+    return (default_schema, first), i + 1
+
+
+def _index_columns(tokens: list[Token]) -> list[str]:
+    """The column names of ``(a, b(10) DESC, …)`` (tokens from the ``(``)."""
+    start = next((k for k, t in enumerate(tokens) if t.text == "("), None)
+    if start is None:
+        return []
+    inner = tokens[start + 1 : _closing(tokens, start)]
+    return [_name(part[0]) for part in _split(inner) if _is_name(part[0])]
+
+
+# -- one column definition -----------------------------------------------------------------
+
+
+@dataclass
+class _ColumnDraft:
+    """A column being built (Debezium's ColumnEditor): ``None`` means not said."""
+
+    name: str
+    type_name: str = ""
+    jdbc_type: int = OTHER
+    length: int | None = None
+    scale: int | None = None
+    optional: bool = True
+    charset: str | None = None
+    auto_increment: bool = False
+    generated: bool = False
+    comment: str | None = None
+    default: str | None = None
+    enum_values: tuple[str, ...] = ()
+    column_type: str = ""
+
+    @classmethod
+    def of(cls, column: Column) -> _ColumnDraft:
+        return cls(**{f.name: getattr(column, f.name) for f in fields(cls)})
+
+    def build(self, position: int) -> Column:
+        return Column(position=position, **{f.name: getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass
+class _Definition:
+    """What one column definition says besides the column: key roles."""
+
+    primary: bool = False
+    unique: bool = False
+
+
+def _read_column(tokens: list[Token], draft: _ColumnDraft) -> tuple[_Definition, int]:
+    """Read ``data_type attributes…`` into ``draft``; returns key roles and where it stopped
+    (``FIRST``/``AFTER`` of an ALTER are left for the caller)."""
+    role = _Definition()
+    i, serial = _read_type(tokens, 0, draft)
+    optional: bool | None = False if serial else None
+    if serial:
+        draft.auto_increment = draft.generated = True
+        role.unique = True
+    n = len(tokens)
+    while i < n:
+        token = tokens[i]
+        word = token.upper
+        if word == "NOT" and i + 1 < n and tokens[i + 1].upper == "NULL":
+            optional = False
+            i += 2
+        elif word == "NULL":
+            optional = True
+            i += 1
+        elif word == "DEFAULT":
+            i = _read_default(tokens, i + 1, draft)
+        elif word == "AUTO_INCREMENT":
+            draft.auto_increment = draft.generated = True
+            i += 1
+        elif word == "SERIAL" and i + 2 < n and tokens[i + 1].upper == "DEFAULT":
+            draft.auto_increment = draft.generated = True
+            role.unique = True
+            if optional is None:
+                optional = False
+            i += 3  # SERIAL DEFAULT VALUE
+        elif word == "PRIMARY" or (word == "KEY" and not role.unique):
+            role.primary = True
+            optional = False
+            i += 2 if word == "PRIMARY" and i + 1 < n and tokens[i + 1].upper == "KEY" else 1
+        elif word == "UNIQUE":
+            role.unique = True
+            i += 2 if i + 1 < n and tokens[i + 1].upper == "KEY" else 1
+        elif word == "ON" and i + 1 < n and tokens[i + 1].upper == "UPDATE":
+            # Debezium's parser marks ON UPDATE CURRENT_TIMESTAMP columns auto-incremented
+            draft.auto_increment = draft.generated = True
+            i += 2
+        elif word == "COMMENT" and i + 1 < n and tokens[i + 1].kind == "string":
+            draft.comment = _unquote(tokens[i + 1].text)
+            i += 2
+        elif word in ("FIRST", "AFTER"):
+            break
+        elif token.text == "(":
+            i = _closing(tokens, i) + 1
+        else:
+            i += 1
+    if optional is not None:
+        draft.optional = optional
+    return role, i
+
+
+def _read_type(tokens: list[Token], i: int, draft: _ColumnDraft) -> tuple[int, bool]:
+    """The data type at ``i`` (with its dimensions, sign, charset and collation); whether
+    it is ``SERIAL``."""
+    if i >= len(tokens) or tokens[i].kind != "word":
+        raise DdlUnreadable("a data type was expected")
+    words = [tokens[i].text.upper()]
+    i += 1
+    if i < len(tokens) and tokens[i].upper in _SECOND_WORDS.get(words[0], ()):
+        words.append(tokens[i].text.upper())
+        i += 1
+        national = words in (["NATIONAL", "CHAR"], ["NATIONAL", "CHARACTER"])
+        if national and i < len(tokens) and tokens[i].upper == "VARYING":
+            words.append("VARYING")
+            i += 1
+    base = " ".join(words)
+    draft.jdbc_type = _DATA_TYPES.get(base, OTHER)
+    length: int | None = None
+    scale: int | None = None
+    options: list[str] = []
+    dimensions = ""
+    if i < len(tokens) and tokens[i].text == "(":
+        end = _closing(tokens, i)
+        inner = tokens[i + 1 : end]
+        if base in ("ENUM", "SET"):
+            options = [t.text for t in inner if t.kind == "string"]
+        else:
+            numbers = [t.text for t in inner if t.kind == "number"]
+            dimensions = ",".join(numbers)
+            if numbers:
+                whole = numbers[0].split(".")[0]
+                length = int(whole)
+                if "." in numbers[0] and not length:  # FLOAT(.5): MySQL's default, 10
+                    length = 10
+                if len(numbers) > 1:
+                    scale = int(numbers[1])
+        i = end + 1
+    suffixes: set[str] = set()
+    charset: str | None = None
+    collation: str | None = None
+    n = len(tokens)
+    while i < n:
+        word = tokens[i].upper
+        if word in _NUMBER_SUFFIXES or word == "BINARY" or word in ("ASCII", "UNICODE", "BYTE"):
+            suffixes.add(word)
+            i += 1
+        elif word in ("CHARACTER", "CHARSET") and word not in _ATTRIBUTES:
+            i += 2 if word == "CHARACTER" else 1  # CHARACTER SET | CHARSET
+            if i < n and tokens[i].text == "=":
+                i += 1
+            if i < n:
+                # ENUM and SET keep the name as written, quotes and all (as Debezium does)
+                raw = base in ("ENUM", "SET")
+                charset = tokens[i].text if raw else _name(tokens[i]).lower()
+                i += 1
+        elif word == "COLLATE":
+            i += 1
+            if i < n and tokens[i].text == "=":
+                i += 1
+            if i < n:
+                collation = _name(tokens[i]).lower()
+                i += 1
+        else:
+            break
+    name = base
+    if base in _NUMBER_TYPES or base == "DOUBLE PRECISION":
+        name += "".join(f" {s}" for s in _NUMBER_SUFFIXES if s in suffixes)
+    elif (base in _STRING_TYPES or base in ("ENUM", "SET")) and "BINARY" in suffixes:
+        name += " BINARY"
+    if base == "SERIAL":  # BIGINT UNSIGNED NOT NULL AUTO_INCREMENT UNIQUE
+        name = "BIGINT UNSIGNED"
+        suffixes.add("UNSIGNED")
+    draft.type_name = name
+    draft.enum_values = ()
+    if base in ("ENUM", "SET"):
+        draft.enum_values = tuple(options)
+        length = max(0, len(options) * 2 - 1) if base == "SET" else 1
+    # Debezium's editor keeps a MODIFYed column's old dimensions unless new ones are written
+    if length is not None:
+        draft.length = length
+    elif draft.length is None and base in _DEFAULT_DIMENSIONS:
+        draft.length = _DEFAULT_DIMENSIONS[base][0]
+    if scale is not None:
+        draft.scale = scale
+    elif draft.scale is None and base in _DEFAULT_DIMENSIONS:
+        draft.scale = _DEFAULT_DIMENSIONS[base][1]
+    if draft.jdbc_type in (NCHAR, NVARCHAR):
+        draft.charset = "utf8"
+    elif draft.jdbc_type in TEXT_TYPES:
+        if charset is None and collation is not None:
+            charset = charset_of_collation(collation)
+        draft.charset = charset
+    else:
+        draft.charset = None
+    draft.column_type = _column_type(name, dimensions, options)
+    return i, base == "SERIAL"
+
+
+_NUMBER_TYPES = frozenset(
+    name
+    for name, jdbc in _DATA_TYPES.items()
+    if jdbc in (SMALLINT, INTEGER, BIGINT, REAL, DOUBLE, FLOAT, DECIMAL, NUMERIC)
+    and name not in ("YEAR", "SERIAL", "DOUBLE PRECISION", "FLOAT8 PRECISION")
+)
+
+
+def _column_type(name: str, dimensions: str, options: list[str]) -> str:
+    """The type as the DDL wrote it, with its dimensions (what Canal's table-meta store
+    keeps as ``mysqlType``): ``INTEGER``, ``INT(10) UNSIGNED``, ``VARCHAR(255)``,
+    ``ENUM('a','b')``, ``DECIMAL(10,2)``."""
+    words = name.split(" ")
+    modifiers = [w for w in words[1:] if w in _NUMBER_SUFFIXES or w == "BINARY"]
+    head = " ".join(w for w in words if w not in modifiers)  # DOUBLE PRECISION, CHAR VARYING
+    if options:
+        dimensions = ",".join(options)
+    return " ".join([f"{head}({dimensions})" if dimensions else head, *modifiers])
+
+
+def _read_default(tokens: list[Token], i: int, draft: _ColumnDraft) -> int:
+    """``DEFAULT …`` at ``i`` (after the keyword), as Debezium records it."""
+    n = len(tokens)
+    if i >= n:
+        return i
+    token = tokens[i]
+    word = token.upper
+    if word == "NULL":
+        draft.default = None
+        return i + 1
+    sign = ""
+    if token.text in ("-", "+") and i + 1 < n:
+        sign = token.text if token.text == "-" else ""
+        i += 1
+        token = tokens[i]
+        word = token.upper
+    introducer = token.kind == "word" and word.startswith("_")
+    if introducer and i + 1 < n and tokens[i + 1].kind == "string":
+        i += 1  # a charset introducer: _utf8mb4'text'
+        token = tokens[i]
+    if token.kind == "string":
+        draft.default = sign + _unquote(token.text)
+        return i + 1
+    if token.kind == "number":
+        draft.default = sign + token.text
+        return i + 1
+    if token.kind == "hexstr":
+        if token.text[0] in "bB":
+            draft.default = token.text[2:-1]
+        return i + 1
+    if word in ("TRUE", "FALSE"):
+        draft.default = token.text
+        return i + 1
+    if word in _CURRENT_TIMESTAMP:
+        start = i
+        i += 1
+        if i < n and tokens[i].text == "(":
+            i = _closing(tokens, i) + 1
+        if word in ("CURRENT_TIMESTAMP", "NOW"):
+            draft.default = "1970-01-01 00:00:00"
+        else:
+            draft.default = "".join(t.text for t in tokens[start:i])
+        return i
+    if token.text == "(":
+        draft.default = None
+        return _closing(tokens, i) + 1
+    # a function call or other expression without parentheses (MariaDB)
+    draft.default = None
+    i += 1
+    if i < n and tokens[i].text == "(":
+        i = _closing(tokens, i) + 1
+    return i
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _TableDraft:
+    """A table being built (Debezium's TableEditor)."""
+
+    schema: str
+    table: str
+    columns: list[_ColumnDraft] = field(default_factory=list)
+    primary_key: list[str] = field(default_factory=list)
+    charset: str | None = None
+    comment: str | None = None
+
+    @classmethod
+    def of(cls, table: TableSchema) -> _TableDraft:
+        return cls(
+            table.schema,
+            table.table,
+            [_ColumnDraft.of(c) for c in table.columns],
+            list(table.primary_key),
+            table.charset,
+            table.comment,
+        )
+
+    def index(self, name: str) -> int | None:
+        lowered = name.lower()
+        for k, column in enumerate(self.columns):
+            if column.name.lower() == lowered:
+                return k
+        return None
+
+    def put(self, draft: _ColumnDraft) -> None:
+        """Add a column, or replace the one of that name in place."""
+        k = self.index(draft.name)
+        if k is None:
+            self.columns.append(draft)
+        else:
+            self.columns[k] = draft
+
+    def move(self, name: str, after: str | None) -> None:
+        """Move a column first (``after`` None) or after another one."""
+        k = self.index(name)
+        if k is None:
+            return
+        column = self.columns.pop(k)
+        if after is None:
+            self.columns.insert(0, column)
+            return
+        j = self.index(after)
+        self.columns.insert(len(self.columns) if j is None else j + 1, column)
+
+    def set_key(self, names: list[str]) -> None:
+        """The primary key; its columns become NOT NULL (MySQL makes them so)."""
+        key = []
+        for name in names:
+            k = self.index(name)
+            if k is not None:
+                self.columns[k].optional = False
+                key.append(self.columns[k].name)
+            else:
+                key.append(name)
+        self.primary_key = key
+
+    def build(self) -> TableSchema:
+        columns = tuple(c.build(k + 1) for k, c in enumerate(self.columns))
+        return TableSchema(
+            self.schema, self.table, columns, tuple(self.primary_key), self.charset, self.comment
+        )
+
+
+def parse_create(
+    sql: str, default_schema: str, charset_of: Callable[[str], str | None] = lambda _: None
+) -> tuple[tuple[str, str], _TableDraft | tuple[str, str]]:
+    """Read ``CREATE TABLE``: ((schema, table), the new table's draft, or the ``(schema,
+    table)`` it is ``LIKE``). ``charset_of(schema)`` gives a database's default charset."""
+    tokens = unwrap_set_statement(tokenize(sql))
+    i = 1
+    while i < len(tokens) and tokens[i].upper != "TABLE":
+        i += 1
+    i += 1
+    if i + 2 < len(tokens) and tokens[i].upper == "IF":
+        i += 3  # IF NOT EXISTS
+    name, i = _table_name(tokens, i, default_schema)
+    rest = tokens[i:]
+    if rest and rest[0].upper == "LIKE":
+        return name, _table_name(rest, 1, default_schema)[0]
+    if len(rest) > 1 and rest[0].text == "(" and rest[1].upper == "LIKE":
+        return name, _table_name(rest, 2, default_schema)[0]
+    if not rest or rest[0].text != "(":
+        raise DdlUnreadable("CREATE TABLE without a column list")
+    end = _closing(rest, 0)
+    draft = _TableDraft(*name)
+    for part in _split(rest[1:end]):
+        _create_element(part, draft)
+    _table_options(rest[end + 1 :], draft)
+    if draft.charset is None:
+        draft.charset = charset_of(name[0])
+    for column in draft.columns:
+        if column.charset is None and (
+            column.jdbc_type in TEXT_TYPES or column.type_name.startswith(("ENUM", "SET"))
+        ):
+            column.charset = draft.charset
+    return name, draft
+
+
+def _create_element(part: list[Token], draft: _TableDraft) -> None:
+    head = part[0]
+    word = head.upper if head.kind == "word" else ""
+    if word == "CONSTRAINT":
+        k = 1
+        if k < len(part) and part[k].upper not in ("PRIMARY", "UNIQUE", "FOREIGN", "CHECK"):
+            k += 1  # the constraint's name
+        part = part[k:]
+        word = part[0].upper if part else ""
+    if word == "PRIMARY" and len(part) > 1 and part[1].upper == "KEY":
+        draft.set_key(_index_columns(part))
+        return
+    if word == "UNIQUE":
+        if not draft.primary_key:
+            draft.set_key(_index_columns(part))
+        return
+    if word in _CONSTRAINT_WORDS or word == "PERIOD":
+        return
+    column = _ColumnDraft(_name(head))
+    role, _ = _read_column(part[1:], column)
+    draft.put(column)
+    if role.primary or (role.unique and not draft.primary_key):
+        draft.set_key([column.name])
+
+
+def _table_options(tokens: list[Token], draft: _TableDraft) -> None:
+    i, n = 0, len(tokens)
+    while i < n:
+        word = tokens[i].upper
+        if word in ("AS", "SELECT", "IGNORE", "REPLACE", "PARTITION"):
+            return
+        if word in ("CHARSET", "CHARACTER"):
+            i += 2 if word == "CHARACTER" else 1
+            if i < n and tokens[i].text == "=":
+                i += 1
+            if i < n and tokens[i].upper != "DEFAULT":
+                draft.charset = _name(tokens[i]).lower()
+        elif word == "COMMENT":
+            i += 1
+            if i < n and tokens[i].text == "=":
+                i += 1
+            if i < n and tokens[i].kind == "string":
+                draft.comment = _unquote(tokens[i].text)
+        i += 1
+
+
+class _Alter:
+    """Applies ``ALTER TABLE`` specifications to a table draft, as Debezium does."""
+
+    def __init__(self, draft: _TableDraft, default_schema: str) -> None:
+        self.draft = draft
+        self.default_schema = default_schema
+        self.renamed_to: tuple[str, str] | None = None
+
+    def apply(self, spec: list[Token]) -> None:
+        word = spec[0].upper
+        rest = spec[1:]
+        if word == "ADD":
+            self._add(rest)
+        elif word == "DROP":
+            self._drop(rest)
+        elif word == "MODIFY":
+            rest, column = self._existing(rest)
+            _, stop = _read_column(rest[1:], column)
+            self._place(column.name, rest[1 + stop :])
+        elif word == "CHANGE":
+            rest, column = self._existing(rest)
+            column.default = None
+            _, stop = _read_column(rest[2:], column)
+            new_name = _name(rest[1])
+            column.name = new_name
+            self._rename_key(_name(rest[0]), new_name)
+            self._place(new_name, rest[2 + stop :])
+        elif word == "RENAME":
+            self._rename(rest)
+
+    def _existing(self, rest: list[Token]) -> tuple[list[Token], _ColumnDraft]:
+        """``[COLUMN] [IF EXISTS] name …`` of MODIFY/CHANGE: the rest from the name, and the
+        column (Debezium edits it: what the new definition does not say stays)."""
+        rest = self._skip_if_exists(self._skip(rest, "COLUMN"))
+        k = self.draft.index(_name(rest[0]))
+        if k is None:
+            raise DdlUnreadable("MODIFY/CHANGE of an unknown column")
+        return rest, self.draft.columns[k]
+
+    @staticmethod
+    def _skip(tokens: list[Token], word: str) -> list[Token]:
+        return tokens[1:] if tokens and tokens[0].upper == word else tokens
+
+    @staticmethod
+    def _skip_if_exists(tokens: list[Token]) -> list[Token]:
+        if tokens and tokens[0].upper == "IF":
+            k = 1
+            while k < len(tokens) and tokens[k].upper in ("NOT", "EXISTS"):
+                k += 1
+            return tokens[k:]
+        return tokens
+
+    def _place(self, name: str, tail: list[Token]) -> None:
+        if tail and tail[0].upper == "FIRST":
+            self.draft.move(name, None)
+        elif len(tail) > 1 and tail[0].upper == "AFTER":
+            self.draft.move(name, _name(tail[1]))
+
+    def _rename_key(self, old: str, new: str) -> None:
+        self.draft.primary_key = [new if k == old else k for k in self.draft.primary_key]
+
+    def _put(self, column: _ColumnDraft) -> None:
+        if column.charset is None and column.jdbc_type in TEXT_TYPES:
+            column.charset = self.draft.charset
+        self.draft.put(column)
+
+    def _add(self, rest: list[Token]) -> None:
+        if not rest:
+            return
+        word = rest[0].upper if rest[0].kind == "word" else ""
+        if word == "CONSTRAINT":
+            k = 1
+            if k < len(rest) and rest[k].upper not in ("PRIMARY", "UNIQUE", "FOREIGN", "CHECK"):
+                k += 1
+            rest = rest[k:]
+            word = rest[0].upper if rest else ""
+        if word == "PRIMARY":
+            self.draft.set_key(_index_columns(rest))
+            return
+        if word == "UNIQUE":
+            if not self.draft.primary_key:
+                self.draft.set_key(_index_columns(rest))
+            return
+        if word in _CONSTRAINT_WORDS or word == "PERIOD":
+            return
+        rest = self._skip(rest, "COLUMN")
+        rest = self._skip_if_exists(rest)
+        if rest and rest[0].text == "(":
+            inner = rest[1 : _closing(rest, 0)]
+            for part in _split(inner):
+                column = _ColumnDraft(_name(part[0]))
+                _read_column(part[1:], column)
+                self._put(column)
+            return
+        column = _ColumnDraft(_name(rest[0]))
+        role, stop = _read_column(rest[1:], column)
+        self._put(column)
+        if role.primary:
+            self.draft.set_key([column.name])
+        self._place(column.name, rest[1 + stop :])
+
+    def _drop(self, rest: list[Token]) -> None:
+        if not rest:
+            return
+        word = rest[0].upper if rest[0].kind == "word" else ""
+        if word == "PRIMARY":
+            self.draft.primary_key = []
+            return
+        if word in ("INDEX", "KEY", "FOREIGN", "CHECK", "CONSTRAINT", "PARTITION", "PERIOD"):
+            return
+        rest = self._skip(rest, "COLUMN")
+        rest = self._skip_if_exists(rest)
+        if not rest:
+            return
+        k = self.draft.index(_name(rest[0]))
+        if k is not None:
+            name = self.draft.columns.pop(k).name
+            self.draft.primary_key = [c for c in self.draft.primary_key if c != name]
+
+    def _rename(self, rest: list[Token]) -> None:
+        if not rest:
+            return
+        word = rest[0].upper
+        if word in ("INDEX", "KEY"):
+            return
+        if word == "COLUMN":
+            k = self.draft.index(_name(rest[1]))
+            if k is not None and len(rest) > 3:
+                old = self.draft.columns[k].name
+                self.draft.columns[k].name = _name(rest[3])
+                self._rename_key(old, _name(rest[3]))
+            return
+        rest = rest[1:] if word in ("TO", "AS") else rest
+        self.renamed_to = _table_name(rest, 0, self.default_schema)[0]
+
+
+# -- the history -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Undo:
+    """How to take back one change of the history (for a stream reopened before it)."""
+
+    at: tuple[str, int, int]
+    key: tuple[str, str]
+    previous: TableSchema | None
+
+
+class SchemaHistory:
+    """Every known table's definition, moved forward by the DDL read from the binlog.
+
+    ``query`` runs a statement on the source (``SHOW CREATE TABLE`` and
+    ``information_schema`` for the tables and databases it has not seen yet).
+    """
+
+    def __init__(self, query: Query | None = None) -> None:
+        self._query = query
+        self._tables: dict[tuple[str, str], TableSchema] = {}
+        self._charsets: dict[str, str | None] = {}
+        self._server_charset: str | None = None
+        self._undo: list[_Undo] = []
+        # (table, row image columns) neither the history nor the server fits, until a DDL
+        self._misses: set[tuple[tuple[str, str], tuple[str, ...]]] = set()
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, schema: str, table: str) -> TableSchema | None:
+        """The table's definition as the history has it (None: unknown)."""
+        return self._tables.get((schema, table))
+
+    def definition(
+        self, schema: str, table: str, names: list[str] | None = None
+    ) -> TableSchema | None:
+        """The definition to give a row change whose row images have the columns ``names``
+        (None: not known, e.g. without FULL row metadata): the history's, else the
+        server's; None when neither has these columns (the caller falls back on the table
+        map)."""
+        key = (schema, table)
+        known = self._tables.get(key)
+        if known is not None and _fits(known, names):
+            return known
+        miss = (key, tuple(names or ()))
+        if miss in self._misses:  # asked before since the last DDL of this table
+            return None
+        fetched = self._fetch(schema, table)
+        if fetched is not None and _fits(fetched, names):
+            self._tables[key] = fetched
+            return fetched
+        if known is None and fetched is not None:
+            self._tables[key] = fetched  # later DDL builds on what the server has
+        if len(self._misses) > 10_000:
+            self._misses.clear()
+        self._misses.add(miss)
+        return None
+
+    # -- moving forward ----------------------------------------------------------------
+
+    def apply(
+        self, sql: str, default_schema: str, at: Position | None = None
+    ) -> tuple[TableChange, ...]:
+        """Apply one DDL statement; the table changes it made, as Debezium reports them."""
+        statement = classify(sql, default_schema)
+        if statement.kind == "database":
+            self._database(sql, statement)
+            return ()
+        if statement.kind != "table" or statement.object not in ("TABLE", "INDEX"):
+            return ()
+        mark = at.sort_key() if at is not None else None
+        try:
+            return self._table_statement(sql, statement, default_schema, mark)
+        except (DdlUnreadable, IndexError, ValueError):
+            return self._reseed(statement, mark)
+
+    def rewind(self, at: Position) -> None:
+        """Take back every change made at or after ``at`` (the stream reopens there)."""
+        mark = at.sort_key()
+        while self._undo and self._undo[-1].at >= mark:
+            undo = self._undo.pop()
+            if undo.previous is None:
+                self._tables.pop(undo.key, None)
+            else:
+                self._tables[undo.key] = undo.previous
+
+    def _set(self, key: tuple[str, str], table: TableSchema | None, mark: Any) -> None:
+        self._misses = {m for m in self._misses if m[0] != key}
+        if mark is not None:
+            self._undo.append(_Undo(mark, key, self._tables.get(key)))
+            if len(self._undo) > 10_000:
+                del self._undo[:1000]
+        if table is None:
+            self._tables.pop(key, None)
+        else:
+            self._tables[key] = table
+
+    def _table_statement(
+        self, sql: str, statement: Statement, default_schema: str, mark: Any
+    ) -> tuple[TableChange, ...]:
+        verb = statement.verb
+        if statement.object == "INDEX":
+            return self._index(sql, statement, mark)
+        if verb == "CREATE":
+            name, body = parse_create(sql, default_schema, self.database_charset)
+            if isinstance(body, tuple):
+                original = self._tables.get(body) or self._seed(*body)
+                if original is None:
+                    raise DdlUnreadable("CREATE TABLE LIKE an unknown table")
+                table = replace(original, schema=name[0], table=name[1])
+            else:
+                table = body.build()
+            self._set(name, table, mark)
+            return (TableChange("CREATE", *name, table),)
+        if verb == "ALTER":
+            return self._alter(sql, statement, default_schema, mark)
+        if verb == "DROP":
+            for key in statement.tables:
+                self._set(key, None, mark)
+            return tuple(TableChange("DROP", *key) for key in statement.tables)
+        if verb == "RENAME":
+            changes = []
+            names = statement.tables
+            for old, new in zip(names[::2], names[1::2], strict=False):
+                known = self._tables.get(old) or self._seed(*old)
+                self._set(old, None, mark)
+                renamed = replace(known, schema=new[0], table=new[1]) if known else None
+                self._set(new, renamed, mark)
+                changes.append(TableChange("ALTER", *new, renamed))
+            return tuple(changes)
+        return ()  # TRUNCATE
+
+    def _alter(
+        self, sql: str, statement: Statement, default_schema: str, mark: Any
+    ) -> tuple[TableChange, ...]:
+        key = statement.tables[0]
+        table = self._tables.get(key)
+        if table is None:  # never seen: the server's definition is already the result
+            table = self._seed(*key)
+            return (TableChange("ALTER", *key, table),) if table is not None else ()
+        tokens = unwrap_set_statement(tokenize(sql))
+        i = next(k for k, t in enumerate(tokens) if t.upper == "TABLE") + 1
+        if tokens[i].upper == "IF":
+            i += 2
+        _, i = _table_name(tokens, i, default_schema)
+        draft = _TableDraft.of(table)
+        alter = _Alter(draft, default_schema)
+        for spec in _split(tokens[i:]):
+            alter.apply(spec)
+        result = draft.build()
+        if alter.renamed_to is not None:
+            self._set(key, None, mark)
+            key = alter.renamed_to
+            result = replace(result, schema=key[0], table=key[1])
+        self._set(key, result, mark)
+        return (TableChange("ALTER", *key, result),)
+
+    def _index(self, sql: str, statement: Statement, mark: Any) -> tuple[TableChange, ...]:
+        if not statement.tables:
+            return ()
+        key = statement.tables[0]
+        table = self._tables.get(key) or self._seed(*key)
+        if table is None:
+            return ()
+        tokens = tokenize(sql)
+        unique = statement.verb == "CREATE" and any(t.upper == "UNIQUE" for t in tokens[:3])
+        if unique and not table.primary_key:
+            on = next(k for k, t in enumerate(tokens) if t.upper == "ON")
+            draft = _TableDraft.of(table)
+            draft.set_key(_index_columns(tokens[on:]))
+            table = draft.build()
+            self._set(key, table, mark)
+        return (TableChange("ALTER", *key, table),)
+
+    def _reseed(self, statement: Statement, mark: Any) -> tuple[TableChange, ...]:
+        """A statement this reader cannot follow: the server's definitions of its tables."""
+        changes = []
+        for key in statement.tables:
+            table = self._seed(*key)
+            self._set(key, table, mark)
+            kind = "CREATE" if statement.verb == "CREATE" else "ALTER"
+            if table is not None:
+                changes.append(TableChange(kind, *key, table))  # type: ignore[arg-type]
+        return tuple(changes)
+
+    def _database(self, sql: str, statement: Statement) -> None:
+        for schema, _ in statement.tables:
+            if statement.verb == "DROP":
+                self._charsets.pop(schema, None)
+                for key in [k for k in self._tables if k[0] == schema]:
+                    del self._tables[key]
+                continue
+            charset = _database_charset(tokenize(sql))
+            if charset is not None or statement.verb == "CREATE":
+                # a database created without a charset has none in Debezium's history either
+                self._charsets[schema] = charset
+
+    # -- the server ------------------------------------------------------------------
+
+    def database_charset(self, schema: str) -> str | None:
+        if schema not in self._charsets:
+            charset = None
+            if self._query is not None:
+                rows = self._query(
+                    "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA"
+                    " WHERE SCHEMA_NAME=%s",
+                    (schema,),
+                )
+                charset = str(rows[0][0]) if rows else None
+            self._charsets[schema] = charset or self._server()
+        return self._charsets[schema]
+
+    def _server(self) -> str | None:
+        if self._server_charset is None and self._query is not None:
+            rows = self._query("SELECT @@character_set_server", None)
+            self._server_charset = str(rows[0][0]) if rows else None
+        return self._server_charset
+
+    def _seed(self, schema: str, table: str) -> TableSchema | None:
+        """The server's definition of the table, kept as the history's (None: no table)."""
+        fetched = self._fetch(schema, table)
+        if fetched is not None:
+            self._tables[(schema, table)] = fetched
+        return fetched
+
+    def _fetch(self, schema: str, table: str) -> TableSchema | None:
+        """The table's definition from ``SHOW CREATE TABLE`` (None: no such table)."""
+        if self._query is None or not schema or not table:
+            return None
+        quoted = "`" + schema.replace("`", "``") + "`.`" + table.replace("`", "``") + "`"
+        try:
+            rows = self._query(f"SHOW CREATE TABLE {quoted}", None)
+        except Exception:  # no such table (dropped since), or a view
+            return None
+        if not rows or len(rows[0]) < 2:
+            return None
+        try:
+            _, body = parse_create(str(rows[0][1]), schema, self.database_charset)
+        except (DdlUnreadable, IndexError, ValueError):
+            return None
+        if isinstance(body, tuple):
+            return None
+        body.schema, body.table = schema, table
+        return _json_columns(body.build(), self._query)
+
+
+def _database_charset(tokens: list[Token]) -> str | None:
+    """``[DEFAULT] CHARACTER SET [=] x`` of CREATE/ALTER DATABASE (else its COLLATE's)."""
+    found = None
+    for k, token in enumerate(tokens):
+        word = token.upper
+        if word in ("CHARSET", "CHARACTER", "COLLATE"):
+            j = k + (2 if word == "CHARACTER" else 1)
+            if j < len(tokens) and tokens[j].text == "=":
+                j += 1
+            if j < len(tokens):
+                name = _name(tokens[j]).lower()
+                if word != "COLLATE":
+                    return name
+                found = found or charset_of_collation(name)
+    return found
+
+
+def _json_columns(table: TableSchema, query: Query) -> TableSchema:
+    """MariaDB shows a JSON column as ``longtext … CHECK (json_valid(col))``: JSON again."""
+    if not any(c.type_name == "LONGTEXT" for c in table.columns):
+        return table
+    rows = query(
+        "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
+        " WHERE CONSTRAINT_SCHEMA=%s AND TABLE_NAME=%s",
+        (table.schema, table.table),
+    )
+    found = json_columns(str(clause) for (clause,) in rows)
+    if not found:
+        return table
+    columns = tuple(
+        replace(c, type_name="JSON", jdbc_type=OTHER, charset=None)
+        if c.name in found and c.type_name == "LONGTEXT"
+        else c
+        for c in table.columns
+    )
+    return replace(table, columns=columns)
+
+
+def _fits(table: TableSchema, names: list[str] | None) -> bool:
+    if names is None:
+        return True
+    return len(names) == len(table.columns) and all(
+        c.name == n for c, n in zip(table.columns, names, strict=True)
+    )
+
+
+# -- a definition from the table map alone (the last resort) ---------------------------------
+
+_BLOB_NAMES = {1: "TINY", 2: "", 3: "MEDIUM", 4: "LONG"}
+
+
+def from_table_map(
+    schema: str,
+    table: str,
+    columns: list[Any],
+    primary_key: tuple[str, ...],
+    json_columns: frozenset[str] = frozenset(),
+    nullable: Callable[[int], bool] = lambda _: True,
+) -> TableSchema:
+    """A definition from a table map's columns (mysql-replication's): binlog types, names,
+    signedness, ENUM/SET members; no defaults, comments or DDL spellings."""
+    from pymysqlreplication.constants import FIELD_TYPE as F
+
+    integers = {F.TINY: "TINYINT", F.SHORT: "SMALLINT", F.INT24: "MEDIUMINT", F.LONG: "INT"}
+    integers[F.LONGLONG] = "BIGINT"
+    built = []
+    for k, c in enumerate(columns):
+        kind, charset = c.type, getattr(c, "character_set_name", None)
+        text = charset not in (None, "binary")
+        draft = _ColumnDraft(c.name, optional=nullable(k) and c.name not in primary_key)
+        if kind in integers:
+            words = integers[kind] + (" UNSIGNED" if getattr(c, "unsigned", False) else "")
+        elif kind == F.NEWDECIMAL:
+            words = f"DECIMAL({c.precision},{c.decimals})"
+        elif kind in (F.DATETIME2, F.TIMESTAMP2, F.TIME2):
+            name = {F.DATETIME2: "DATETIME", F.TIMESTAMP2: "TIMESTAMP", F.TIME2: "TIME"}[kind]
+            words = f"{name}({c.fsp})" if c.fsp else name
+        elif kind in (F.ENUM, F.SET):
+            members = (c.enum_values if kind == F.ENUM else c.set_values) or ()
+            quoted = ",".join("'" + m.replace("'", "''") + "'" for m in members)
+            words = f"{'ENUM' if kind == F.ENUM else 'SET'}({quoted})"
+        elif kind in (F.VARCHAR, F.VAR_STRING):
+            words = "VARCHAR" if text else f"VARBINARY({c.max_length})"
+        elif kind == F.STRING:
+            words = "CHAR" if text else f"BINARY({c.max_length})"
+        elif kind == F.BLOB:
+            size = _BLOB_NAMES.get(getattr(c, "length_size", 2), "")
+            words = "JSON" if c.name in json_columns else size + ("TEXT" if text else "BLOB")
+        elif kind == F.BIT:
+            words = f"BIT({c.bits})"
+        else:
+            words = {
+                F.FLOAT: "FLOAT",
+                F.DOUBLE: "DOUBLE",
+                F.DATE: "DATE",
+                F.NEWDATE: "DATE",
+                F.YEAR: "YEAR",
+                F.JSON: "JSON",
+                F.GEOMETRY: "GEOMETRY",
+                F.DATETIME: "DATETIME",
+                F.TIMESTAMP: "TIMESTAMP",
+                F.TIME: "TIME",
+            }.get(kind, "BLOB")
+        _read_type(tokenize(words), 0, draft)
+        if text and draft.jdbc_type in TEXT_TYPES:
+            draft.charset = charset
+        built.append(draft)
+    draft_table = _TableDraft(schema, table, built, list(primary_key))
+    return draft_table.build()
