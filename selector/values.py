@@ -57,10 +57,11 @@ import json
 import re
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from loguru import logger
 from pymysql.charset import charset_by_name
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.json_binary import parse_json
@@ -116,11 +117,14 @@ class Column:
     members: tuple[str, ...] = ()  # ENUM (index 0 is '') / SET members
     precision: int = 0  # DECIMAL
     scale: int = 0
+    unsigned: bool = False  # integers: UNSIGNED (``unpack`` already reads them so)
 
 
 @dataclass(slots=True)
 class TablePlan:
     columns: list[Column]
+    # the compiled decoder's form of this plan (selector._rowimage), built on first use
+    compiled: Any = field(default=None, compare=False, repr=False)
 
 
 def _codec(column: Any) -> str | None:
@@ -137,9 +141,11 @@ def _column(column: Any, json_text: bool, unsigned: bool) -> Column:
     if kind in _INT_FORMATS:
         signed, unsigned_fmt, width = _INT_FORMATS[kind]
         fmt = unsigned_fmt if unsigned else signed
-        return Column(name, K_INT, width, unpack=struct.Struct(fmt).unpack_from)
+        unpack = struct.Struct(fmt).unpack_from
+        return Column(name, K_INT, width, unpack=unpack, unsigned=unsigned)
     if kind == FIELD_TYPE.INT24:
-        return Column(name, K_INT, 3, unpack=_int24_unsigned if unsigned else _int24)
+        int24 = _int24_unsigned if unsigned else _int24
+        return Column(name, K_INT, 3, unpack=int24, unsigned=unsigned)
     if kind in (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING):
         codec = _codec(column)
         return Column(name, K_VARCHAR, 2 if column.max_length > 255 else 1, codec)
@@ -231,7 +237,31 @@ def may_hold_json_text(column: Any) -> bool:
 def decode_rows(
     plan: TablePlan, body: bytes, present: bytes, present_after: bytes | None = None
 ) -> list[Any]:
-    """Every row of a rows event's body.
+    """Every row of a rows event's body: with the compiled decoder (``selector._rowimage``)
+    when it was built, else with :func:`decode_rows_py` (the first call says so, once).
+
+    ``present`` is the columns-present bitmap (of the before image for an
+    update); ``present_after`` is given for updates. Returns a list of row
+    dicts, or of ``(before, after)`` pairs for an update.
+    """
+    global _warned
+    if _compiled is not None:
+        return _compiled(plan, body, present, present_after)
+    if not _warned:
+        _warned = True
+        logger.warning(
+            "the compiled row decoder (selector._rowimage) is not available ({}): using the"
+            " pure-Python one, which is slower",
+            _compiled_error,
+        )
+    return decode_rows_py(plan, body, present, present_after)
+
+
+def decode_rows_py(
+    plan: TablePlan, body: bytes, present: bytes, present_after: bytes | None = None
+) -> list[Any]:
+    """Every row of a rows event's body, in pure Python: the reference the compiled decoder
+    must match, and the fallback when it is not built.
 
     ``present`` is the columns-present bitmap (of the before image for an
     update); ``present_after`` is given for updates. Returns a list of row
@@ -491,3 +521,17 @@ def _int24(data: bytes, pos: int) -> tuple[int]:
 
 def _int24_unsigned(data: bytes, pos: int) -> tuple[int]:
     return (int.from_bytes(data[pos : pos + 3], "little"),)
+
+
+# -- the compiled decoder -----------------------------------------------------------------
+# Imported last: selector._rowimage reads this module's kinds and helpers.
+
+_compiled: Callable[..., list[Any]] | None = None
+_compiled_error = ""
+_warned = False
+try:
+    from selector import _rowimage  # type: ignore[attr-defined]
+
+    _compiled = _rowimage.decode_rows
+except ImportError as exc:  # no C compiler at install time, or a source checkout not built
+    _compiled_error = str(exc) or type(exc).__name__

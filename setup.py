@@ -1,0 +1,57 @@
+"""Builds ferry's optional C extension, the compiled row-image decoder (selector/_rowimage.pyx).
+
+Everything else about the distribution is in pyproject.toml. The extension is
+optional: without Cython or a C compiler the install still succeeds, and
+``selector.values`` uses its pure-Python decoder (slower; it logs one line saying so).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that warns instead of failing when the extension cannot be compiled."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, no headers, ...
+            _skipped(exc)
+
+    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            _skipped(exc)
+
+
+def _skipped(exc: BaseException) -> None:
+    print(
+        f"WARNING: ferry's compiled row decoder was not built ({exc}); ferry will use the"
+        " pure-Python decoder, which is slower",
+        file=sys.stderr,
+    )
+
+
+def _extensions() -> list:
+    try:
+        from Cython.Build import cythonize
+    except ImportError as exc:
+        _skipped(exc)
+        return []
+    try:
+        return cythonize(
+            ["selector/_rowimage.pyx"],
+            compiler_directives={"language_level": "3"},
+            quiet=True,
+        )
+    except Exception as exc:
+        _skipped(exc)
+        return []
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
