@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import struct
 from collections.abc import Callable, Iterable
@@ -529,9 +530,12 @@ def _int24_unsigned(data: bytes, pos: int) -> tuple[int]:
 _compiled: Callable[..., list[Any]] | None = None
 _compiled_error = ""
 _warned = False
-try:
-    from selector import _rowimage  # type: ignore[attr-defined]
+if os.environ.get("FERRY_ROW_DECODER", "").lower() == "python":  # A/B runs, or to rule it out
+    _compiled_error = "FERRY_ROW_DECODER=python"
+else:
+    try:
+        from selector import _rowimage  # type: ignore[attr-defined]
 
-    _compiled = _rowimage.decode_rows
-except ImportError as exc:  # no C compiler at install time, or a source checkout not built
-    _compiled_error = str(exc) or type(exc).__name__
+        _compiled = _rowimage.decode_rows
+    except ImportError as exc:  # no C compiler at install time, or a source checkout not built
+        _compiled_error = str(exc) or type(exc).__name__

@@ -572,10 +572,12 @@ def test_without_the_extension_the_pure_python_decoder_says_so_once(
     assert plan.compiled is None
 
 
-def test_a_process_that_cannot_import_the_extension_decodes_in_pure_python() -> None:
+@pytest.mark.parametrize("how", ["no extension", "FERRY_ROW_DECODER=python"])
+def test_a_process_without_the_extension_decodes_in_pure_python(how: str) -> None:
     script = """
 import sys
-sys.modules["selector._rowimage"] = None  # what a build without a C compiler looks like
+if len(sys.argv) > 1:
+    sys.modules["selector._rowimage"] = None  # what a build without a C compiler looks like
 from types import SimpleNamespace
 from pymysqlreplication.constants import FIELD_TYPE
 from selector import values as vals
@@ -586,8 +588,14 @@ for _ in range(5):
 print(rows)
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("FERRY_ROW_DECODER", None)
+    argv = [sys.executable, "-c", script]
+    if how == "no extension":
+        argv.append("hide")
+    else:
+        env["FERRY_ROW_DECODER"] = "python"
     done = subprocess.run(
-        [sys.executable, "-c", script],
+        argv,
         cwd=ROOT,
         env=env,
         capture_output=True,
