@@ -773,6 +773,9 @@ class DebeziumJson(Format):
         self._heads: dict[tuple[str, str], tuple[str, str]] = {}  # source's parts per table
         self._files: dict[str, str] = {}
         self._last_row = 0
+        # the source block of the last rows event, but for its "row": (what it was made
+        # from, the text before the row number, the text after it)
+        self._last_source: tuple[tuple[Any, ...], str, str] | None = None
 
     # -- the table's codec -----------------------------------------------------------
 
@@ -941,6 +944,39 @@ class DebeziumJson(Format):
         return f'{{"schema":{_dumps(schema)},"payload":{payload}}}'.encode()
 
     def _source(self, change: RowChange) -> str:
+        event = change.event
+        last = self._last_source
+        if event is not None and last is not None:
+            made_of = last[0]
+            # the rows of one event share these objects (and a batch's pickle keeps that)
+            if (
+                made_of[0] is event
+                and made_of[1] is change.position
+                and made_of[2] == change.ts
+                and made_of[3] == change.gtid
+                and made_of[4] == change.op
+                and made_of[5] == change.schema
+                and made_of[6] == change.table
+            ):
+                row = change.index - event.first_index
+                self._last_row = row
+                return f"{last[1]}{row}{last[2]}"
+        text = self._source_text(change)
+        if event is not None:
+            made_of = (
+                event,
+                change.position,
+                change.ts,
+                change.gtid,
+                change.op,
+                change.schema,
+                change.table,
+            )
+            head, _, tail = text.rpartition(f',"row":{self._last_row},')
+            self._last_source = (made_of, f'{head},"row":', f",{tail}")
+        return text
+
+    def _source_text(self, change: RowChange) -> str:
         table_key = (change.schema, change.table)
         head = self._heads.get(table_key)
         if head is None:

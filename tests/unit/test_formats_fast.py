@@ -33,3 +33,43 @@ def test_fast_path_rejects_unknown_types() -> None:
 def test_int_key_fast_path(key: object) -> None:
     change = RowChange("s", "t", "delete", {"id": key}, None, ("id",), 0.0, Position("f", 4))
     assert encode_key(change) == dumps([key])
+
+
+def test_debezium_source_block_of_each_row_of_an_event_is_its_own() -> None:
+    """debezium-json reuses the source block of the previous row of the same rows event;
+    every row must still read as if built alone (its "row", a transform's new table name,
+    another event, a GTID)."""
+    import json
+
+    from pipeline.model import SourceEvent
+    from sinks.debezium import DebeziumJson
+
+    pos = Position("mysql-bin.000007", 4711, "0-1-99")
+    first, second = SourceEvent(5000, 7, 10), SourceEvent(6000, 7, 12)
+    changes = [
+        RowChange(
+            "s", "t", "insert", None, {"id": i}, ("id",), 17.5, pos, "0-1-9", 10 + i, None, first
+        )
+        for i in range(3)
+    ]
+    changes.append(
+        RowChange(
+            "s", "t2", "insert", None, {"id": 9}, ("id",), 17.5, pos, "0-1-9", 13, None, first
+        )
+    )  # a transform moved this row to another table
+    changes.append(
+        RowChange("s", "t", "delete", {"id": 1}, None, ("id",), 17.5, pos, "0-1-9", 14, None, first)
+    )
+    changes += [
+        RowChange(
+            "s", "t", "insert", None, {"id": i}, ("id",), 18.0, pos, None, 12 + i, None, second
+        )
+        for i in range(2)
+    ]
+    fmt = DebeziumJson("p")
+    got = [json.loads(fmt.values(c, 1)[0])["source"] for c in changes]
+    alone = [json.loads(DebeziumJson("p").values(c, 1)[0])["source"] for c in changes]
+    assert got == alone
+    assert [s["row"] for s in got] == [0, 1, 2, 3, 4, 0, 1]
+    assert [s["table"] for s in got] == ["t", "t", "t", "t2", "t", "t", "t"]
+    assert [s["gtid"] for s in got][-1] is None and got[-1]["pos"] == 6000
