@@ -8,6 +8,7 @@ optional: without Cython or a C compiler the install still succeeds, and
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
@@ -22,7 +23,7 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:  # no compiler, no headers, ...
             _skipped(exc)
 
-    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
+    def build_extension(self, ext: Any) -> None:
         try:
             super().build_extension(ext)
         except Exception as exc:
@@ -37,7 +38,7 @@ def _skipped(exc: BaseException) -> None:
     )
 
 
-def _extensions() -> list:
+def _extensions() -> list[Any]:
     try:
         from Cython.Build import cythonize
     except ImportError as exc:
