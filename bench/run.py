@@ -7,6 +7,7 @@
     python bench/run.py --sink kafka --client confluent-kafka --rate 5000     # lag
     python bench/run.py --sink jsonl --big-txn --rows 1000000 --runs 1      # memory
     python bench/run.py --sink jsonl --peer debezium                        # + real Debezium
+    python bench/run.py --sink kafka --client confluent-kafka --peer debezium
 
 Services: private ``mariadbd`` (source; and a second one as the MySQL sink's
 target), ``redis-server`` and a Tansu broker are started from local binaries in
@@ -492,7 +493,8 @@ def phase_producer(spec: dict[str, Any]) -> dict[str, Any]:
     shutil.rmtree(tmp, ignore_errors=True)
     if confirmed != n:
         raise SystemExit(f"producer confirmed {confirmed} of {n}")
-    avg = sum(len(v) for _, v in messages) / max(1, n)
+    values = [v for _, v in messages if v is not None]  # not the tombstones after deletes
+    avg = sum(len(v) for v in values) / max(1, len(values))
     return {"rows": n, "seconds": elapsed, "rows_per_s": n / elapsed, "avg_message_bytes": avg}
 
 
@@ -676,7 +678,8 @@ def main() -> int:
     parser.add_argument(
         "--peer",
         choices=["debezium"],
-        help="also run this CDC tool over the same binlog, in the same run (jsonl sink)",
+        help="also run this CDC tool over the same binlog, in the same run"
+        " (ferry: jsonl or kafka sink; Debezium: JSON lines)",
     )
     parser.add_argument("--parallelism", type=int, default=3)
     parser.add_argument("--batch-rows", type=int, default=1000)
@@ -701,10 +704,10 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    if args.peer == "debezium" and (args.mysql_url or args.rate or args.sink != "jsonl"):
+    if args.peer == "debezium" and (args.mysql_url or args.rate or args.sink == "mysql"):
         parser.error(
             "--peer debezium needs the private source server (it streams from the first binlog),"
-            " no --rate, and --sink jsonl (it writes JSON lines)"
+            " no --rate, and --sink jsonl or kafka (Debezium writes JSON lines either way)"
         )
     if args.peer == "debezium":
         from tests.debezium import classes_dir

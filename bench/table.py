@@ -33,6 +33,8 @@ def _row(result: dict[str, Any]) -> str:
         what = f"one {workload['rows']:,}-row transaction"
     else:
         what = f"{workload['rows']:,} changes"
+    runs = options.get("runs") or 1
+    what += f"; {'median of ' + str(runs) if runs > 1 else '1 run'} at {result['git']}"
     ratio = summary.get("ratio")
     lag = (
         f"{summary['lag_p50_ms']:.0f} / {summary['lag_p99_ms']:.0f} ms"
@@ -86,7 +88,8 @@ def _order(result: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def table() -> str:
-    results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
+    loaded = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))]
+    results = [r for r in loaded if "options" in r]  # not bench/snapshot.py's (its own table)
     if not results:
         return "(no results yet: run bench/run.py)\n"
     results.sort(key=_order)
@@ -99,8 +102,8 @@ def table() -> str:
     machines = sorted({r["machine"] for r in results})
     commits = sorted({r["git"] for r in results})
     notes = (
-        f"\nMeasured on {', '.join(machines)}, at commit {', '.join(commits)}; medians of"
-        " 3 runs (1 for the single transaction). Peak RSS: the node process + the decoder process."
+        f"\nMeasured on {', '.join(machines)}, at commits {', '.join(commits)} (each row says"
+        " which, and how many runs). Peak RSS: the node process + the decoder process."
         " Lag is the commit time minus the time the writer wrote the row. Debezium (`--peer"
         " debezium`): its embedded engine with a Java handler writing JSON lines (fsync per"
         " batch), rows/s from JVM spawn to the last line (steady: from its first batch), beside"
