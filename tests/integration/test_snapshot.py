@@ -576,3 +576,45 @@ def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
     finally:
         node.stop()
     assert "no longer on the source (purged); snapshot.mode when_needed" in node.log(10**6)
+
+
+def test_initial_only_snapshots_then_never_streams_even_after_a_restart(
+    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+) -> None:
+    source = make_mariadb()
+    source.execute("CREATE DATABASE shop")
+    create(source, "shop", {"plain": 20, "composite": 1, "unique": 1})
+    out = tmp_path / "out.jsonl"
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="snap-only",
+        mariadb=source,
+        schema="shop",
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink={"type": "jsonl", "path": str(out), "format": "ferry-json"},
+        start=None,
+        server_id=4468,
+        source={"snapshot": "initial_only"},
+    )
+
+    def ops() -> list[str]:
+        events = (json.loads(line) for line in out.read_text().splitlines())
+        return [event["op"] for event in events if "op" in event]  # not the DDL lines
+
+    node = FerryNode(config, "a")
+    for run in (1, 2):
+        node.start()  # the second time: a restart after the complete snapshot
+        try:
+            wait_until(
+                lambda: (snapshot_state(config) or {}).get("state") == "complete", 60, "done"
+            )
+            source.execute(f"INSERT INTO shop.plain VALUES ({1000 + run}, 1, 'later', NOW(6))")
+            wait_until(lambda: "initial_only" in node.log(), 30, "the initial_only line")
+            time.sleep(2)  # a streaming node delivers the insert well within this
+            status = ferry_status(config)
+        finally:
+            node.stop()
+        assert (status["state"], status["error"]) == ("running", ""), status
+        assert ops() == ["r"] * 22, (run, ops())
+    assert "snapshot is complete: no streaming" in node.log(10**6)
