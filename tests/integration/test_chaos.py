@@ -2,7 +2,7 @@
 every few seconds — nothing lost, the pipeline never pauses itself.
 
 The workload writes about 150 transactions a second (1-4 rows, some moving a row to a
-new primary key) and, every few seconds, one of 200-600 rows (split into several
+new primary key) and, every few seconds, one of 600-2500 rows (split into several
 batches). Faults, drawn from a shuffled bag and printed with their time:
 
 * SIGKILL of the active node (a standby must hold the mainstem within

@@ -27,6 +27,8 @@ from pipeline.errors import FatalError, ResumableError
 from pipeline.model import Position, RowChange
 from pipeline.node import Node
 from pipeline.recovery import StateFile
+from pipeline.stats import Stats
+from pipeline.task import SelectTask
 from selector.memory import MemorySelector
 from sinks.base import SinkCheckpoint
 from sinks.memory import FaultySink, MemorySink
@@ -602,3 +604,27 @@ def test_a_fatal_arbiter_error_while_standby_exits_1_after_a_bounded_retry() -> 
     assert node.role == "stopped"
     why = [line for line in said if "invalid username-password pair" in line]
     assert len(why) == 1 and "cannot work with the arbiter" in why[0], said
+
+
+@pytest.mark.parametrize("ending", ["halted", "lost"])
+def test_a_failure_racing_a_halt_or_a_loss_is_dropped_not_a_bad_transition(ending: str) -> None:
+    """The task ends between `_fail`'s liveness check and its rollback (a stop or a lost
+    lock landing from another thread): the failure is dropped, the task stays ended."""
+    hub = MemoryArbiterHub()
+    arbiter = hub.arbiter(PIPELINE, "n1")
+    config = make_config()
+    paused: list[Any] = []
+    task = SelectTask(
+        selector=MemorySelector([], 5, 5, None, PIPELINE),
+        sink=MemorySink(),
+        stages=lambda batch: batch,
+        arbiter=arbiter,
+        epoch=1,
+        settings=config.pipeline,
+        stats=Stats(),
+        on_fatal=paused.append,
+    )
+    task._alive = lambda: True  # type: ignore[method-assign]  # it was, a moment ago
+    task._state.to(ending)  # type: ignore[arg-type]
+    task._fail(FatalError("a failure that arrived late"))
+    assert task.phase == ending and paused == []
