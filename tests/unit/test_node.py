@@ -628,3 +628,46 @@ def test_a_failure_racing_a_halt_or_a_loss_is_dropped_not_a_bad_transition(endin
     task._state.to(ending)  # type: ignore[arg-type]
     task._fail(FatalError("a failure that arrived late"))
     assert task.phase == ending and paused == []
+
+
+class FatalAfterThaw(MemorySink):
+    """Epoch 1's loads fail with a FatalError once ``thaw`` is set (a target error that
+    would pause the pipeline if the node that met it still held the lock)."""
+
+    thaw: threading.Event
+    refused = 0
+
+    def load(self, batch: Any, epoch: int) -> None:
+        if epoch == 1 and self.thaw.is_set():
+            self.refused += 1
+            raise FatalError("the target refused the write (disk full)")
+        super().load(batch, epoch)
+
+
+class FatalOnceThawed(FrozenMidLoad, FatalAfterThaw):
+    """Epoch 1 freezes mid-load; the frozen load, once thawed, fails fatally."""
+
+
+def test_a_fatal_error_met_after_the_lock_was_lost_never_pauses_the_successor() -> None:
+    txns = workload(60, seed=5)
+    hub = MemoryArbiterHub()
+    sink = FatalOnceThawed(freeze_at=2, checkpoint=True)
+    a, a_arbiter, _ = build(txns, sink, hub=hub, node_id="a")
+    b, b_arbiter, _ = build(txns, sink, hub=hub, node_id="b")
+    with running(a, b) as threads:
+        threads[0].start()
+        wait_for(sink.frozen.is_set)
+        threads[1].start()
+        a_arbiter.freeze_renewer()
+        hub.advance(a_arbiter.config.lock_ttl_ms + 1)
+        wait_for(lambda: b.role == "active")
+        sink.thaw.set()  # a's load goes on, and fails fatally, while a still believes
+        time.sleep(0.05)  # it holds the lock (its renewer has not run yet)
+        a_arbiter.unfreeze_renewer()
+        wait_for(committed_at_end(b_arbiter, txns), 30)
+        wait_for(lambda: a.role == "standby")
+        state = b_arbiter.get_state()
+        assert not state.paused, state.error
+        assert b.role == "active"
+    assert sink.refused == 1  # the frozen load; a tried nothing more
+    assert_ordered_at_least_once([seq_of(c) for c in sink.changes], sum(map(len, txns)))
