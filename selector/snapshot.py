@@ -73,6 +73,13 @@ from .statements import classify, references
 from .tables import unique_key
 from .values import json_columns, single_precision
 
+_NO_TABLE = 1146  # ER_NO_SUCH_TABLE: dropped while the snapshot reads it
+
+
+class TableMissing(FatalError):
+    """A table to snapshot does not exist (dropped since it was asked for)."""
+
+
 UTC = datetime.UTC
 
 Convert = Callable[[Any], Any]
@@ -202,7 +209,7 @@ def plan_table(conn: Any, schema: str, table: str) -> TablePlan:
         )
         columns = cur.fetchall()
         if not columns:
-            raise FatalError(f"snapshot: table {schema}.{table} does not exist on the source")
+            raise TableMissing(f"snapshot: table {schema}.{table} does not exist on the source")
         cur.execute(
             "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s"
             " AND TABLE_NAME=%s",
@@ -580,24 +587,31 @@ class Snapshotter:
             name = progress.tables[0]
             try:
                 plan = self._plan(name)
-            except FatalError:
+                if plan.resumable:
+                    after = decode_key(progress.after) if progress.after else None
+                    chunk = self._reader.chunk(plan, after, self.chunk_rows)
+                    pending = _Pending(plan, chunk.position, chunk.rows, chunk.keys, chunk.done)
+                else:
+                    if progress.rows:
+                        logger.warning(
+                            "snapshot: {} has no primary or unique NOT NULL key: it is read"
+                            " again from its start (its rows before the restart are delivered"
+                            " twice)",
+                            name,
+                        )
+                        progress = self.progress = replace(progress, rows=0)
+                    position, pieces = self._reader.whole(plan, self.batch_rows)
+                    pending = _Pending(plan, position, pieces, [], True)
+            except (TableMissing, pymysql.err.ProgrammingError) as exc:
+                # dropped before its first or between two chunks (its DROP TABLE is in the
+                # stream after the rows read so far: consumers see the rows, then the drop)
+                if isinstance(exc, pymysql.err.ProgrammingError) and exc.args[0] != _NO_TABLE:
+                    raise
                 logger.warning("snapshot: table {} no longer exists; skipped", name)
-                progress = self.progress = _next_table(progress, name, 0)
+                self._plans.pop(name, None)
+                progress = self.progress = _next_table(progress, name, progress.rows)
                 continue
-            if plan.resumable:
-                after = decode_key(progress.after) if progress.after else None
-                chunk = self._reader.chunk(plan, after, self.chunk_rows)
-                self._pending = _Pending(plan, chunk.position, chunk.rows, chunk.keys, chunk.done)
-            else:
-                if progress.rows:
-                    logger.warning(
-                        "snapshot: {} has no primary or unique NOT NULL key: it is read again"
-                        " from its start (its rows before the restart are delivered twice)",
-                        name,
-                    )
-                    progress = self.progress = replace(progress, rows=0)
-                position, pieces = self._reader.whole(plan, self.batch_rows)
-                self._pending = _Pending(plan, position, pieces, [], True)
+            self._pending = pending
             return
         self.progress = None
 

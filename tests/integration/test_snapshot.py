@@ -618,3 +618,62 @@ def test_initial_only_snapshots_then_never_streams_even_after_a_restart(
         assert (status["state"], status["error"]) == ("running", ""), status
         assert ops() == ["r"] * 22, (run, ops())
     assert "snapshot is complete: no streaming" in node.log(10**6)
+
+
+def test_a_table_dropped_during_its_snapshot_and_a_table_with_no_key(
+    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+) -> None:
+    """`plain` is dropped while it is read: the snapshot goes on with the other tables.
+    `nokey` has neither a primary nor a unique key: read whole, duplicates included."""
+    source = make_mariadb()
+    source.execute("CREATE DATABASE shop")
+    create(source, "shop", {"plain": 60_000, "composite": 10, "unique": 10})
+    source.execute("CREATE TABLE shop.nokey (a INT, b VARCHAR(10))")
+    # 500 rows, each value 10 times (MariaDB's SEQUENCE engine)
+    source.execute("INSERT INTO shop.nokey SELECT seq % 50, 'same' FROM shop.seq_1_to_500")
+    out = tmp_path / "out.jsonl"
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="snap-drop",
+        mariadb=source,
+        schema="shop",
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink={"type": "jsonl", "path": str(out), "format": "ferry-json"},
+        start=None,
+        server_id=4469,
+        source={"snapshot_chunk_rows": 200},
+    )
+
+    def reads(table: str) -> int:
+        events = (json.loads(line) for line in out.read_text().splitlines())
+        return sum(1 for e in events if e.get("op") == "r" and e["source"]["table"] == table)
+
+    node = FerryNode(config, "a").start()
+    try:
+        wait_until(
+            lambda: (
+                (s := snapshot_state(config) or {}).get("table") == "shop.plain"
+                and s["tables"]["shop.plain"]["rows"] > 0
+            ),
+            60,
+            "plain being read",
+            interval_s=0.02,
+        )
+        source.execute("DROP TABLE shop.plain")
+        wait_until(lambda: (snapshot_state(config) or {}).get("state") == "complete", 60, "done")
+        source.execute("INSERT INTO shop.composite VALUES ('zz', 1, 1, 1)")
+        wait_until(lambda: '"region":"zz"' in out.read_text(), 30, "streaming after it")
+        status = ferry_status(config)
+    finally:
+        node.stop()
+    assert (status["state"], status["error"]) == ("running", ""), status
+    assert (reads("nokey"), reads("composite"), reads("unique")) == (500, 10, 10)
+    assert reads("plain") < 60_000
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    nokey = [
+        tuple(e["after"].values())
+        for e in rows
+        if e.get("op") == "r" and e["source"]["table"] == "nokey"
+    ]
+    assert sorted(nokey) == sorted((i % 50, "same") for i in range(1, 501))
