@@ -239,7 +239,7 @@ def primary_keys(server: Any, dbs: list[str]) -> dict[tuple[str, str], tuple[str
 
 
 def replay(lines: list[str], tables_of: Any) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Apply debezium-json lines in order: the rows each table holds at the end.
+    """Apply ferry-json lines in order: the rows each table holds at the end.
 
     Rows are matched by their whole image (JSON values as written, on the columns
     both images have: ALTER TABLE adds and drops columns midway), so tables
