@@ -55,7 +55,7 @@ from pipeline.model import DdlChange, Position, RowChange, Skipped, SourceEvent
 from . import values as vals
 from .batching import Assembler
 from .gtids import GtidTracker
-from .statements import Statement, classify, references
+from .statements import Statement, classify, drop_tables, references
 from .stream import Stream
 from .tables import TableCatalog, TableFilter
 
@@ -305,16 +305,23 @@ class Translator:
             assembler.abort()
             assembler.advance(self.here(ts=ts))
             return
+        query = event.query
+        if statement.verb == "DROP" and statement.object == "TABLE":
+            # `DROP TABLE included, excluded` must not drop the excluded one on a target
+            kept = tuple(name for name in statement.tables if self.filter(*name))
+            if len(kept) < len(statement.tables):
+                query = drop_tables(kept)
+                statement = classify(query, schema)
         ddl = DdlChange(
             schema,
-            event.query,
+            query,
             ts,
             start,
             self.gtids.last,
             kind=statement.kind,  # type: ignore[arg-type]  # a DDL kind (is_ddl)
             tables=statement.tables,
             session=session_of(event, self.mariadb),
-            names=references(event.query, statement),
+            names=references(query, statement),
             table_changes=changes,
             event=SourceEvent(end - event.packet.event_size, event.packet.server_id),
             object=statement.object,

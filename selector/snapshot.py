@@ -69,7 +69,7 @@ from pipeline.model import (
 )
 
 from .batching import Piece
-from .statements import classify, references
+from .statements import classify, ident, references
 from .tables import unique_key
 from .values import json_columns, single_precision
 
@@ -83,10 +83,6 @@ class TableMissing(FatalError):
 UTC = datetime.UTC
 
 Convert = Callable[[Any], Any]
-
-
-def _ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _zero(value: Any) -> Any:
@@ -224,7 +220,7 @@ def plan_table(conn: Any, schema: str, table: str) -> TablePlan:
         )
         json_text = json_columns(str(clause) for (clause,) in cur.fetchall())
         try:  # information_schema shows what the user may see: make sure it may read it all
-            cur.execute(f"SELECT * FROM {_ident(schema)}.{_ident(table)} LIMIT 0")
+            cur.execute(f"SELECT * FROM {ident(schema)}.{ident(table)} LIMIT 0")
         except pymysql.err.MySQLError as exc:
             code = exc.args[0] if exc.args else None
             if code in (1142, 1143):  # SELECT (or a column of it) denied
@@ -239,14 +235,14 @@ def plan_table(conn: Any, schema: str, table: str) -> TablePlan:
         kind = "json" if str(name) in json_text else str(data_type).lower()
         template, convert = _READ.get(kind, ("{c}", _plain))
         names.append(str(name))
-        expressions.append(template.format(c=_ident(str(name))))
+        expressions.append(template.format(c=ident(str(name))))
         converters.append(convert)
     return TablePlan(
         schema,
         table,
         tuple(names),
         tuple((i, c) for i, c in enumerate(converters) if c is not _plain),
-        ", ".join([*expressions, *(_ident(c) for c in key)]),
+        ", ".join([*expressions, *(ident(c) for c in key)]),
         key,
         int(row[0] or 0) if row else 0,
     )
@@ -262,8 +258,8 @@ def _after(key: tuple[str, ...]) -> str:
     """``(a > %s) OR (a = %s AND b > %s) …``: rows after a key, in key order."""
     terms = []
     for i, column in enumerate(key):
-        equal = [f"{_ident(c)} = %s" for c in key[:i]]
-        terms.append("(" + " AND ".join([*equal, f"{_ident(column)} > %s"]) + ")")
+        equal = [f"{ident(c)} = %s" for c in key[:i]]
+        terms.append("(" + " AND ".join([*equal, f"{ident(column)} > %s"]) + ")")
     return " OR ".join(terms)
 
 
@@ -334,12 +330,12 @@ class Reader:
         with conn.cursor() as cur:
             position = self._begin(cur)
             try:
-                sql = f"SELECT {plan.select_list} FROM {_ident(plan.schema)}.{_ident(plan.table)}"
+                sql = f"SELECT {plan.select_list} FROM {ident(plan.schema)}.{ident(plan.table)}"
                 args: list[Any] = []
                 if after is not None:
                     sql += " WHERE " + _after(plan.key)
                     args = _after_args(after)
-                sql += " ORDER BY " + ", ".join(_ident(c) for c in plan.key) + " LIMIT %s"
+                sql += " ORDER BY " + ", ".join(ident(c) for c in plan.key) + " LIMIT %s"
                 cur.execute(sql, [*args, rows])
                 raw = cur.fetchall()
             finally:
@@ -361,7 +357,7 @@ class Reader:
         )
         cur = conn.cursor()
         position = self._begin(cur)
-        cur.execute(f"SELECT {plan.select_list} FROM {_ident(plan.schema)}.{_ident(plan.table)}")
+        cur.execute(f"SELECT {plan.select_list} FROM {ident(plan.schema)}.{ident(plan.table)}")
 
         def pieces() -> Iterator[list[tuple[Any, ...]]]:
             try:
@@ -527,7 +523,7 @@ class Snapshotter:
             plan = self._plan(name)
             estimates.append((name, plan.estimated_rows))
             with conn.cursor() as cur:
-                cur.execute(f"SHOW CREATE TABLE {_ident(schema)}.{_ident(table)}")
+                cur.execute(f"SHOW CREATE TABLE {ident(schema)}.{ident(table)}")
                 statement = str(cur.fetchone()[1])
             ddls.append(_create_if_missing(schema, table, statement))
         self.progress = SnapshotProgress(

@@ -372,6 +372,16 @@ def _dml(verb: str, tokens: list[Token], default_schema: str) -> Statement:
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
+def ident(name: str) -> str:
+    """A backquoted identifier."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def drop_tables(tables: tuple[tuple[str, str], ...]) -> str:
+    """``DROP TABLE`` of just these tables (what Debezium emits for each table dropped)."""
+    return "DROP TABLE IF EXISTS " + ", ".join(f"{ident(s)}.{ident(t)}" for s, t in tables)
+
+
 def references(sql: str, statement: Statement) -> tuple[NameRef, ...]:
     """Every database and table reference of a DDL statement, with its position.
 
