@@ -2,7 +2,8 @@
 
 One private MariaDB (with the version string Debezium accepts) gets a type table of
 every column type with INSERT, UPDATE, an UPDATE of the key and DELETE, a table with a
-composite key, DDL (ADD COLUMN, CREATE TABLE … LIKE, RENAME, CREATE INDEX, DROP), and
+composite key, DDL (ADD COLUMN, ALTER COLUMN … SET/DROP DEFAULT, CONVERT TO CHARACTER
+SET, a table charset option, CREATE TABLE … LIKE, RENAME, CREATE INDEX, DROP), and
 the whole real-world corpus (``../shared/realworld-sql``: its type tables and
 everything else). Debezium and ferry's selector + ``debezium-json`` then read that
 binlog from its start, twice: with Debezium's default options, and with
@@ -76,6 +77,18 @@ WORKLOAD = [
     f"DELETE FROM {DB}.ck WHERE tenant = 2",
     f"ALTER TABLE {DB}.t ADD COLUMN extra VARCHAR(5) DEFAULT 'x' AFTER id",
     f"INSERT INTO {DB}.t (id, nd, extra) VALUES (3, '2024-01-01', NULL)",
+    # ALTER forms that change defaults and charsets: the NULLs are written as the default
+    # the table has then (replace.null.with.default), the text in the converted charset
+    f"""CREATE TABLE {DB}.dflt (id INT PRIMARY KEY, a INT DEFAULT 1, b INT DEFAULT 2,
+        n INT DEFAULT 3, c VARCHAR(5) DEFAULT 'q', e ENUM('x','y') DEFAULT 'x')""",
+    f"""ALTER TABLE {DB}.dflt ALTER COLUMN a SET DEFAULT 9, ALTER b DROP DEFAULT,
+        ALTER n SET DEFAULT NULL, ALTER COLUMN c SET DEFAULT 'hello'""",
+    f"INSERT INTO {DB}.dflt (id, a, b, n, c) VALUES (1, NULL, NULL, NULL, NULL)",
+    f"ALTER TABLE {DB}.dflt CONVERT TO CHARACTER SET latin1 COLLATE latin1_bin",
+    f"INSERT INTO {DB}.dflt (id, c, e) VALUES (2, 'café', 'y')",
+    f"ALTER TABLE {DB}.dflt DEFAULT CHARSET=utf8mb4",
+    f"ALTER TABLE {DB}.dflt ADD COLUMN d VARCHAR(3)",
+    f"INSERT INTO {DB}.dflt (id, d) VALUES (3, 'abc')",  # ASCII: Debezium says latin1 here
     f"CREATE TABLE {DB}.copy LIKE {DB}.ck",
     f"INSERT INTO {DB}.copy VALUES (9, 9, 'copied')",
     f"CREATE UNIQUE INDEX u ON {DB}.copy (note)",
