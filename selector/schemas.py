@@ -410,7 +410,7 @@ def _read_type(tokens: list[Token], i: int, draft: _ColumnDraft) -> tuple[int, b
     if base in ("ENUM", "SET"):
         draft.enum_values = tuple(options)
         length = max(0, len(options) * 2 - 1) if base == "SET" else 1
-    # Debezium's editor keeps a MODIFYed column's old dimensions unless new ones are written
+    # dimensions not written: the type's defaults (a draft's own, if any, stay)
     if length is not None:
         draft.length = length
     elif draft.length is None and base in _DEFAULT_DIMENSIONS:
@@ -716,13 +716,21 @@ class _Alter:
         elif word == "DROP":
             self._drop(rest)
         elif word == "MODIFY":
-            rest, column = self._existing(rest)
+            # Debezium 3.6.3 builds a new column: what the definition does not say is gone
+            # (default, dimensions, charset, NOT NULL, auto-increment, comment)
+            rest, old = self._existing(rest)
+            column = _ColumnDraft(old.name)
             _, stop = _read_column(rest[1:], column)
+            self._put(column)
             self._place(column.name, rest[1 + stop :])
         elif word == "CHANGE":
+            # Debezium edits the column: auto-increment and comment stay; default,
+            # dimensions, nullability and charset are what the new definition says
             rest, column = self._existing(rest)
-            column.default = None
+            column.default = column.length = column.scale = None
+            column.optional = True
             _, stop = _read_column(rest[2:], column)
+            self._put(column)
             new_name = _name(rest[1])
             column.name = new_name
             self._rename_key(_name(rest[0]), new_name)
@@ -736,7 +744,7 @@ class _Alter:
 
     def _existing(self, rest: list[Token]) -> tuple[list[Token], _ColumnDraft]:
         """``[COLUMN] [IF EXISTS] name …`` of MODIFY/CHANGE: the rest from the name, and the
-        column (Debezium edits it: what the new definition does not say stays)."""
+        column."""
         rest = self._skip_if_exists(self._skip(rest, "COLUMN"))
         k = self.draft.index(_name(rest[0]))
         if k is None:

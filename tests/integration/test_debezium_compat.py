@@ -3,8 +3,8 @@
 One private MariaDB (with the version string Debezium accepts) gets a type table of
 every column type with INSERT, UPDATE, an UPDATE of the key and DELETE, a table with a
 composite key, DDL (ADD COLUMN, ALTER COLUMN … SET/DROP DEFAULT, CONVERT TO CHARACTER
-SET, a table charset option, CREATE TABLE … LIKE, RENAME, CREATE INDEX, DROP), and
-the whole real-world corpus (``../shared/realworld-sql``: its type tables and
+SET, a table charset option, MODIFY, CHANGE, CREATE TABLE … LIKE, RENAME, CREATE INDEX,
+DROP), and the whole real-world corpus (``../shared/realworld-sql``: its type tables and
 everything else). Debezium and ferry's selector + ``debezium-json`` then read that
 binlog from its start, twice: with Debezium's default options, and with
 ``decimal.handling.mode=string``, ``time.precision.mode=connect`` and the JSON schema
@@ -95,6 +95,9 @@ WORKLOAD = [
     f"ALTER TABLE {DB}.dflt DEFAULT CHARSET=utf8mb4",
     f"ALTER TABLE {DB}.dflt ADD COLUMN d VARCHAR(3)",
     f"INSERT INTO {DB}.dflt (id, d) VALUES (3, 'abc')",  # ASCII: Debezium says latin1 here
+    # MODIFY makes a new column (no default unless written), CHANGE too for the default
+    f"ALTER TABLE {DB}.dflt MODIFY a BIGINT, CHANGE n n INT",
+    f"INSERT INTO {DB}.dflt (id, a, n) VALUES (4, NULL, NULL)",
     f"CREATE TABLE {DB}.copy LIKE {DB}.ck",
     f"INSERT INTO {DB}.copy VALUES (9, 9, 'copied')",
     f"CREATE UNIQUE INDEX u ON {DB}.copy (note)",

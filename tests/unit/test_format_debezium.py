@@ -250,6 +250,10 @@ def test_a_null_after_drop_default_stays_null() -> None:
     [(_, message)] = decoded(fmt().messages(row))
     # replace.null.with.default: the default the table has now, and none after DROP DEFAULT
     assert message["after"] == {"id": 1, "a": None, "b": 9}
+    [change] = history.apply("ALTER TABLE t MODIFY b INT", "shop")  # a new column: no default
+    row = row_change(after={"id": 1, "a": None, "b": None}, definition=change.definition)
+    [(_, message)] = decoded(fmt().messages(row))
+    assert message["after"] == {"id": 1, "a": None, "b": None}
 
 
 def test_connect_time_outside_a_day() -> None:

@@ -126,6 +126,40 @@ def test_alter_table() -> None:
     assert h.get("shop", "t") is None and h.get("other", "t2") is not None
 
 
+def test_modify_builds_a_new_column_change_edits_it() -> None:
+    # as Debezium 3.6.3's parser: MODIFY keeps nothing the definition does not say; CHANGE
+    # keeps auto-increment, and takes default, dimensions, NULL and charset from it
+    table_sql = (
+        "CREATE TABLE {} (id INT AUTO_INCREMENT PRIMARY KEY, a INT DEFAULT 1, d DECIMAL(10,2),"
+        " v VARCHAR(5) CHARACTER SET latin1, n INT NOT NULL DEFAULT 5, f FLOAT(10,2)) CHARSET ascii"
+    )
+    h = history(shop="utf8mb4")
+    created(table_sql.format("m"), h=h)
+    created(table_sql.format("c"), h=h)
+    [modify] = h.apply(
+        "ALTER TABLE m MODIFY id INT, MODIFY a BIGINT, MODIFY d DECIMAL,"
+        " MODIFY COLUMN v VARCHAR(6) AFTER id, MODIFY n INT NOT NULL, MODIFY f FLOAT",
+        "shop",
+    )
+    [change] = h.apply(
+        "ALTER TABLE c CHANGE id id INT, CHANGE a a BIGINT, CHANGE d d DECIMAL,"
+        " CHANGE COLUMN v v VARCHAR(6) AFTER id, CHANGE n n INT NOT NULL, CHANGE f f FLOAT",
+        "shop",
+    )
+    for result in (modify, change):
+        assert result.definition is not None
+        got = columns(result.definition)
+        assert list(got) == ["id", "v", "a", "d", "n", "f"]
+        assert (got["a"]["type"], got["a"]["default"]) == ("BIGINT", None)
+        assert (got["d"]["length"], got["d"]["scale"]) == (10, 0)
+        assert (got["v"]["length"], got["v"]["charset"]) == (6, "ascii")  # the table's
+        assert (got["n"]["optional"], got["n"]["default"]) == (False, None)
+        assert (got["f"]["length"], got["f"]["scale"]) == (None, None)  # now single-precision
+        assert got["id"]["optional"] is True  # Debezium's, though MySQL keeps a key NOT NULL
+        id_column = result.definition.columns[0]
+        assert id_column.auto_increment is (result is change)
+
+
 def test_alter_column_set_and_drop_default() -> None:
     # each expectation is what Debezium 3.6.3's parser (MySqlAntlrDdlParser) records
     h = history(shop="utf8mb4")
