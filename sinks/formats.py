@@ -123,10 +123,19 @@ Debezium's envelope without the schema part, ferry's values (the table above)::
 
 Keys: the primary-key values as a compact JSON array, in key column order (``[42]``,
 ``["eu",7]``); ``[]`` for a table without a primary key (all its changes land in one
-partition, in order). DDL::
+partition, in order). DDL, keyed ``[<database>]``::
 
-    {"source": {... "table": <parsed table or null>}, "ts_ms": <now ms>,
-     "databaseName": <schema>, "ddl": <statement>, "tableChanges": []}
+    {"source": {... "db": <session database>, "table": <table or null>},
+     "ts_ms": <now ms>, "databaseName": <database>, "ddl": <statement>,
+     "tableChanges": []}
+
+``<database>`` and ``<table>`` are what the statement changes, as the selector's
+classifier named them (:func:`ddl_tables`): ``CREATE TABLE other.t`` run in session
+database ``shop`` is ``other``/``t``, a trigger names the table it is ON, a database
+or routine statement has table ``null``; for several tables (``DROP TABLE a, b``) the
+first. The session's database is the fallback when the statement names none.
+``source.db`` is the session's database, the one unqualified names in the statement
+refer to.
 
 canal-json
 ==========
@@ -140,9 +149,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -275,7 +284,7 @@ def _encoded(value: Any) -> bytes:
 def encode_key(change: Change) -> bytes:
     """ferry-json's key: primary-key values as a compact JSON array (``[schema]`` for DDL)."""
     if isinstance(change, DdlChange):
-        return dumps([change.schema])
+        return dumps([ddl_tables(change)[0][0]])
     columns = change.primary_key
     if not columns:
         return b"[]"
@@ -288,28 +297,35 @@ def encode_key(change: Change) -> bytes:
     return dumps([row.get(column) for column in columns])
 
 
-_DDL_TABLE = re.compile(
-    r"^\s*(?:/\*.*?\*/\s*)*(?P<verb>\w+)\s+(?:(?:TEMPORARY|ONLINE|OFFLINE|IGNORE)\s+)*"
-    r"(?P<what>TABLE|VIEW|INDEX|DATABASE|SCHEMA)?\s*(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
-    r"(?P<name>(?:`[^`]+`|\w+)(?:\s*\.\s*(?:`[^`]+`|\w+))?)?",
-    re.IGNORECASE | re.DOTALL,
-)
+def classified(change: DdlChange) -> DdlChange:
+    """``change`` with the classifier's kind, verb, object and tables.
+
+    The selector fills them in (``selector.statements.classify``); only a DdlChange
+    built by hand (tests, tools) lacks them, and it is classified here by the same
+    classifier, so a statement is never read two ways.
+    """
+    if change.verb:
+        return change
+    from selector.statements import classify  # only for a DdlChange built by hand
+
+    statement = classify(change.statement, change.schema)
+    if not statement.is_ddl:
+        return change
+    return replace(
+        change,
+        kind=statement.kind,  # type: ignore[arg-type]  # a DDL kind (is_ddl)
+        tables=statement.tables,
+        object=statement.object,
+        verb=statement.verb,
+    )
 
 
-def ddl_info(statement: str) -> tuple[str, str | None]:
-    """(verb, table) of a DDL statement: ``("ALTER", "orders")``; table None if not a table."""
-    match = _DDL_TABLE.match(statement)
-    if not match:
-        return "QUERY", None
-    verb = match.group("verb").upper()
-    what = (match.group("what") or "").upper()
-    name = match.group("name")
-    if verb not in ("CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE"):
-        return "QUERY", None
-    if what not in ("TABLE", "") or name is None or (verb != "TRUNCATE" and what != "TABLE"):
-        return verb, None
-    table = name.split(".")[-1].strip().strip("`")
-    return verb, table
+def ddl_tables(change: DdlChange) -> tuple[tuple[str, str], ...]:
+    """Where a DDL is filed: every ``(schema, table)`` it changes, as the classifier named
+    them (``CREATE TABLE other.t`` → ``("other", "t")``; a trigger: the table it is ON;
+    ``DROP TABLE a, b``: both); table ``""`` for a database or routine statement, and
+    ``((change.schema, ""),)`` for one that names nothing."""
+    return classified(change).tables or ((change.schema, ""),)
 
 
 def _ms(seconds: float) -> int:
@@ -436,11 +452,11 @@ class FerryJson(Format):
         }
 
     def ddl_message(self, change: DdlChange, now: int) -> dict[str, Any]:
-        _, table = ddl_info(change.statement)
+        database, table = ddl_tables(change)[0]
         return {
-            "source": self._source(change, table, 0),
+            "source": self._source(change, table or None, 0),
             "ts_ms": now,
-            "databaseName": change.schema,
+            "databaseName": database,
             "ddl": change.statement,
             "tableChanges": [],
         }

@@ -13,7 +13,15 @@ import pytest
 
 from pipeline.errors import FatalError
 from pipeline.model import DdlChange, Position, RowChange
-from sinks.formats import FORMATS, ddl_info, dumps, encode_key, encode_timedelta, get_format
+from selector.statements import classify
+from sinks.formats import (
+    FORMATS,
+    ddl_tables,
+    dumps,
+    encode_key,
+    encode_timedelta,
+    get_format,
+)
 
 POS = Position("mysql-bin.000007", 4711, gtid_set="0-1-99")
 
@@ -153,22 +161,63 @@ def test_ddl_key() -> None:
     assert encode_key(DDL) == b'["shop"]'
 
 
-@pytest.mark.parametrize(
-    "statement,expected",
-    [
-        ("CREATE TABLE IF NOT EXISTS t1 (a INT)", ("CREATE", "t1")),
-        ("drop table if exists `s`.`t 2`", ("DROP", "t 2")),
-        ("/* c */ ALTER TABLE x.y ADD b INT", ("ALTER", "y")),
-        ("TRUNCATE t3", ("TRUNCATE", "t3")),
-        ("TRUNCATE TABLE t4", ("TRUNCATE", "t4")),
-        ("RENAME TABLE a TO b", ("RENAME", "a")),
-        ("CREATE INDEX i ON t (a)", ("CREATE", None)),
-        ("CREATE DATABASE d", ("CREATE", None)),
-        ("GRANT ALL ON *.* TO x", ("QUERY", None)),
-    ],
-)
-def test_ddl_info(statement: str, expected: tuple[str, str | None]) -> None:
-    assert ddl_info(statement) == expected
+def selected(sql: str, schema: str = "shop") -> DdlChange:
+    """A DdlChange as the selector builds it: with the classifier's output."""
+    statement = classify(sql, schema)
+    assert statement.is_ddl
+    return DdlChange(
+        schema,
+        sql,
+        1.0,
+        POS,
+        kind=statement.kind,  # type: ignore[arg-type]
+        tables=statement.tables,
+        object=statement.object,
+        verb=statement.verb,
+    )
+
+
+# (statement run in session database shop, where it is filed: (schema, table) pairs)
+FILED = [
+    ("/*!40000 ALTER TABLE `staff` DISABLE KEYS */", (("shop", "staff"),)),
+    ("CREATE OR REPLACE TABLE t (a INT)", (("shop", "t"),)),
+    (
+        "CREATE DEFINER=`root`@`localhost` TRIGGER trg BEFORE INSERT ON t"
+        " FOR EACH ROW SET NEW.a = 1",
+        (("shop", "t"),),
+    ),
+    ("DROP TABLE a, b", (("shop", "a"), ("shop", "b"))),
+    ("CREATE TABLE other.t (a INT)", (("other", "t"),)),
+    ("drop table if exists `s`.`t 2`", (("s", "t 2"),)),
+    ("TRUNCATE t3", (("shop", "t3"),)),
+    ("RENAME TABLE a TO b", (("shop", "a"), ("shop", "b"))),
+    ("CREATE INDEX i ON t (a)", (("shop", "t"),)),
+    ("CREATE DATABASE d", (("d", ""),)),
+    ("CREATE PROCEDURE other.p() SELECT 1", (("other", ""),)),
+]
+
+
+@pytest.mark.parametrize("sql,filed", FILED)
+def test_a_ddl_is_filed_where_the_classifier_says(
+    sql: str, filed: tuple[tuple[str, str], ...]
+) -> None:
+    assert ddl_tables(selected(sql)) == filed
+    # a DdlChange built by hand is classified by the same classifier
+    assert ddl_tables(DdlChange("shop", sql, 1.0, POS)) == filed
+    database, table = filed[0]
+    for change in (selected(sql), DdlChange("shop", sql, 1.0, POS)):
+        msg = json.loads(get_format("ferry-json", "p").encode(change))
+        assert msg["databaseName"] == database
+        assert msg["source"]["db"] == "shop"  # the session's: unqualified names are in it
+        assert msg["source"]["table"] == (table or None)
+        assert encode_key(change) == dumps([database])
+        canal = json.loads(get_format("canal-json", "p").encode(change))
+        assert canal["database"] == database
+
+
+def test_a_ddl_that_names_nothing_is_filed_under_the_session_database() -> None:
+    change = selected("ALTER DATABASE CHARACTER SET utf8mb4", schema="")
+    assert ddl_tables(change) == (("", ""),)
 
 
 def test_timedelta_text() -> None:
