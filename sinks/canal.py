@@ -49,8 +49,9 @@ Where Canal's own output is ambiguous, and what ferry writes:
   spelling (``int(11)``); ferry always writes the DDL's (from ``SHOW CREATE TABLE`` for a
   table whose CREATE it did not read: ``INT(11)``). A JSON column has sqlType 2005
   (CLOB), as Canal gives MariaDB's JSON (LONGTEXT in the binlog); on MySQL Canal gives 12.
-* MariaDB UUID and INET6: Canal reads them as CHAR and prints their bytes as text;
-  ferry prints their text form (``0e0a…-…``, ``::1``) with sqlType 1.
+* MariaDB UUID, INET6 and INET4: Canal reads them as CHAR and prints their bytes as
+  text; ferry prints their text form (``0e0a…-…``, ``::1``, ``192.168.0.1``) with
+  sqlType 1.
 * ``sqlType`` of a SET or an UNSIGNED value changes with the value in Canal (above);
   ferry does the same, per message.
 * Kafka key: Canal writes none (it picks partitions itself); ferry keys by the primary

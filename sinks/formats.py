@@ -36,29 +36,56 @@ FLOAT                  shortest float32      the same; FLOAT(M,D)       ``"3.14"
 DOUBLE, REAL           number                number (REAL: a float32)   ``"1.0E20"`` (Java's)
 DATE                   ``"2024-05-01"``      days since 1970-01-01 ²    ``"2024-05-01"``
 DATETIME(n)            ``"2024-05-01T13:     ms since the epoch          ``"2024-05-01
-                       45:00.123456"``       (n ≤ 3), µs (n > 3) ²      13:45:00.123"`` (n digits)
+                       45:00.123456"`` (6    (n ≤ 3), µs (n > 3) ²      13:45:00.123"`` (n digits)
+                       fraction digits,
+                       only when not zero)
 TIMESTAMP(n)           ``"…T11:45:00+00:     ``"2024-05-01T11:45:       ``"2024-05-01
-                       00"`` (UTC)           00.123Z"`` (UTC, n digits) 11:45:00.123"`` (UTC)
-TIME(n)                ``"-838:59:59"``      µs, signed ²               ``"-838:59:59.00"``
+                       00"`` (UTC; fraction  00.123Z"`` (UTC, n digits) 11:45:00.123"`` (UTC)
+                       as DATETIME)
+TIME(n)                ``"-838:59:59"``,     µs, signed ²               ``"-838:59:59.00"``,
+                       ``"-00:00:00.0100     (TIME(2)                   ``"-00:00:00.01"``
+                       00"``: 6 fraction     ``-00:00:00.01``:          (n digits)
+                       digits, only when     ``-10000``)
+                       not zero
 YEAR                   number (0000: ``0``)  number (0000: ``1900``)    ``"2024"``, ``"0000"``
-zero/partial date      ``"0000-00-00"``      ``null`` (NOT NULL: 0 /    ``"0000-00-00"``
-                                             ``"1970-01-01T00:00:00Z"``)
+zero/partial DATE      ``"0000-00-00"``,     ``null`` (NOT NULL:        ``"0000-00-00"``,
+                       ``"2015-00-21"``      ``0``)                     ``"2015-00-21"``
+zero/partial DATETIME  ``"0000-00-00         ``null`` (NOT NULL:        ``"0000-00-00
+                       00:00:00.000"``,      DATETIME ``0``,            00:00:00.000"``, as
+                       ``"2013-00-00         TIMESTAMP ``"1970-01-      ferry-json
+                       10:11:12.34"``: as    01T00:00:00.000Z"``, n
+                       MySQL writes them (a  fraction digits)
+                       space, not ``T``; n
+                       fraction digits);
+                       the zero
+                       TIMESTAMP(n) too
 years 1-99             as stored             20xx / 19xx (Debezium's    as stored
                                              time adjuster)
 CHAR/VARCHAR/TEXT      string                string                     string
 … CHARACTER SET binary base64                string (bytes as Latin-1)  string (Latin-1)
-ENUM                   ``"a,b"``             ``"a\\,b"`` (commas       ``"2"`` (its index, as
-                                             escaped, as Debezium)      Canal's reader keeps it)
+ENUM                   ``"a,b"``; the        ``"a\\,b"`` (commas       ``"2"`` (its index, as
+                       invalid value         escaped, as Debezium);     Canal's reader keeps it);
+                       (index 0): ``""``     invalid: ``""``            invalid: ``"0"``
 SET                    ``["a","c"]``         ``"a,c"`` (DDL order)      ``"5"`` (bit mask)
 BIT(1) / BIT(n)        number                ``true`` / base64, little  ``"1"`` / ``"513"``
                                              endian
 BINARY/VARBINARY/BLOB  base64                base64 ⁴                   string (Latin-1)
-JSON                   the text as stored    the text as stored         the text as stored
+JSON                   MariaDB: the text     the same text              the same text
+                       as stored, byte for
+                       byte. MySQL: binary
+                       JSON re-serialised
+                       (``json.dumps``, as
+                       MySQL prints it:
+                       ``{"a": 1, "b":
+                       [1, 2]}``), not byte
+                       for byte
 GEOMETRY, POINT…       base64 of SRID+WKB    ``{"wkb":…,"srid":…}``     SRID+WKB as Latin-1
                                              (POINT: also x, y)
-MariaDB UUID / INET6   base64 (16 bytes)     ``"0e0a…-…"`` / ``"::1"``  ``"0e0a…-…"`` / ``"::1"``
-                                             (Debezium cannot read
-                                             these tables)
+MariaDB UUID           base64 (16 bytes)     ``"0e0a…-…"`` (Debezium    ``"0e0a…-…"``
+                                             cannot read tables with
+                                             UUID, INET6 or INET4)
+MariaDB INET6          base64 (16 bytes)     ``"::1"``                  ``"::1"``
+MariaDB INET4          base64 (4 bytes)      ``"192.168.0.1"``          ``"192.168.0.1"``
 NULL                   ``null``              ``null``, or the column's  ``null``
                                              DEFAULT (JsonConverter's
                                              replace.null.with.default)

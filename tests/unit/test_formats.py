@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from pipeline.errors import FatalError
-from pipeline.model import DdlChange, Position, RowChange
+from pipeline.model import DdlChange, JsonText, Position, RowChange, ZeroDate
 from selector.statements import classify
 from sinks.formats import (
     FORMATS,
@@ -241,3 +241,75 @@ def test_every_format_is_known() -> None:
 def test_unknown_format_is_fatal() -> None:
     with pytest.raises(FatalError, match="avro"):
         get_format("avro", "p")
+
+
+def test_the_encoding_table_says_what_the_formats_write() -> None:
+    """The rows of the value encoding table (sinks/formats.py) that the code is easy to get
+    wrong about: zero dates with fractions, TIME fractions, invalid ENUM, INET4, JSON."""
+    from sinks import formats
+    from tests.unit.test_format_canal import definition
+
+    table = definition(
+        "CREATE TABLE z (id INT PRIMARY KEY, dt3 DATETIME(3), ts3 TIMESTAMP(3) NULL,"
+        " ts3nn TIMESTAMP(3) NOT NULL, dtp DATETIME(2), d DATE NOT NULL, t2 TIME(2),"
+        " t0 TIME, e ENUM('a','b'), i4 INET4, j JSON)"
+    )
+    row = {
+        "id": 1,
+        "dt3": ZeroDate("0000-00-00 00:00:00.000"),
+        "ts3": ZeroDate("0000-00-00 00:00:00.000"),
+        "ts3nn": ZeroDate("0000-00-00 00:00:00.000"),
+        "dtp": ZeroDate("2013-00-00 10:11:12.34"),
+        "d": ZeroDate("0000-00-00"),
+        "t2": -dt.timedelta(microseconds=10000),
+        "t0": dt.timedelta(hours=25),
+        "e": "",
+        "i4": bytes.fromhex("c0a80001"),
+        "j": JsonText('{"b" :1,  "a": [1.0E+2]}'),
+    }
+    change = RowChange("s", "z", "insert", None, row, ("id",), 1.0, POS, definition=table)
+
+    def after(name: str) -> dict[str, object]:
+        message = json.loads(get_format(name, "p").encode(change))
+        return message["after"] if "after" in message else message["data"][0]
+
+    text = {k: v for k, v in row.items() if k not in ("t2", "t0", "i4", "e", "id")}
+    assert after("ferry-json") == {
+        **text,
+        "id": 1,
+        "t2": "-00:00:00.010000",  # 6 fraction digits, only when not zero
+        "t0": "25:00:00",
+        "e": "",
+        "i4": "wKgAAQ==",
+    }
+    assert after("debezium-json") == {
+        "id": 1,
+        "dt3": None,
+        "ts3": None,
+        "ts3nn": "1970-01-01T00:00:00.000Z",
+        "dtp": None,
+        "d": 0,
+        "t2": -10000,
+        "t0": 90_000_000_000,
+        "e": "",
+        "i4": "192.168.0.1",
+        "j": row["j"],
+    }
+    assert after("canal-json") == {
+        **text,
+        "id": "1",
+        "t2": "-00:00:00.01",
+        "t0": "25:00:00",
+        "e": "0",
+        "i4": "192.168.0.1",
+    }
+    doc = formats.__doc__ or ""
+    for documented in (
+        'MariaDB INET4          base64 (4 bytes)      ``"192.168.0.1"``',
+        'zero/partial DATETIME  ``"0000-00-00',
+        '``"2013-00-00         TIMESTAMP ``"1970-01-',
+        '``"-00:00:00.0100',
+        '(index 0): ``""``     invalid: ``""``            invalid: ``"0"``',
+        "JSON re-serialised",
+    ):
+        assert documented in doc, documented
