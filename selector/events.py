@@ -50,7 +50,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from pipeline.model import DdlChange, Position, RowChange, Skipped, SourceEvent
+from pipeline.model import UNKNOWN_TABLE, DdlChange, Position, RowChange, Skipped, SourceEvent
 
 from . import values as vals
 from .batching import Assembler
@@ -160,6 +160,24 @@ class _Prepared:
     rows: list[RowChange]
 
 
+def skipped_dml(statement: Statement, schema: str, wanted: TableFilter) -> list[Skipped]:
+    """How a statement-format DML is counted: once under each included table it changes;
+    one that names no table (``WITH … UPDATE``, ``CALL``, ``DO``) under ``<schema>.?``
+    (``?`` without a default database: it may change any table), unless ``schema``
+    holds no included table."""
+    if statement.tables:
+        return [
+            Skipped("dml", statement.verb, f"{table_schema}.{table}")
+            for table_schema, table in statement.tables
+            if wanted(table_schema, table)
+        ]
+    if schema and not wanted.schema_wanted(schema):
+        return []
+    return [
+        Skipped("dml", statement.verb, f"{schema}.{UNKNOWN_TABLE}" if schema else UNKNOWN_TABLE)
+    ]
+
+
 class Translator:
     """Feeds one opened stream's events into an assembler (see the module docstring)."""
 
@@ -264,9 +282,9 @@ class Translator:
             self.assembler.note_skipped(Skipped("account", verb))
             self._end_group(end, ts)
         else:  # statement-format DML, ANALYZE/OPTIMIZE/…, temporary tables, unknown
-            table = statement.tables[0] if statement.tables else None
-            if kind == "dml" and table is not None and self.filter(*table):
-                self.assembler.note_skipped(Skipped("dml", statement.verb, ".".join(table)))
+            if kind == "dml":
+                for skipped in skipped_dml(statement, schema, self.filter):
+                    self.assembler.note_skipped(skipped)
             elif kind == "other":
                 self.assembler.note_skipped(Skipped("other", statement.verb))
             if self._standalone or not self.assembler.in_txn:

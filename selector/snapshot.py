@@ -674,4 +674,6 @@ def _create_if_missing(schema: str, table: str, statement: str) -> DdlChange:
         tables=parsed.tables,
         session={"sql_mode": "NO_AUTO_VALUE_ON_ZERO", "foreign_key_checks": "0"},
         names=references(sql, parsed),
+        object=parsed.object,
+        verb=parsed.verb,
     )

@@ -245,13 +245,13 @@ def replay(lines: list[str], tables_of: Any) -> dict[tuple[str, str], list[dict[
     both images have: ALTER TABLE adds and drops columns midway), so tables
     without a key and tables with equal rows replay exactly too. A DDL that
     creates, drops or truncates a table starts that table over:
-    ``tables_of(statement, schema)`` names them.
+    ``tables_of(statement, session database)`` names them.
     """
     state: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
     for line in lines:
         message = json.loads(line)
         if "ddl" in message:
-            for table in tables_of(message["ddl"], message["databaseName"]):
+            for table in tables_of(message["ddl"], message["source"]["db"]):  # session's
                 state.pop(table, None)
             continue
         table = (message["source"]["db"], message["source"]["table"])
