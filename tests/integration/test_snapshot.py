@@ -527,24 +527,50 @@ def test_ferry_snapshot_of_a_table_added_later_survives_a_failover(
     )
 
 
-def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
-    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
-) -> None:
-    source = make_mariadb()
-    source.execute("CREATE DATABASE shop")
-    create(source, "shop", {"plain": 3000, "composite": 1, "unique": 1})
+def private_shop(
+    tmp_path: Path,
+    make_mariadb: Any,
+    redis_server: Any,
+    key_prefix: str,
+    rows: dict[str, int],
+    pipeline_id: str,
+    server_id: int,
+    source: dict[str, Any],
+    **sink: Any,
+) -> tuple[Any, Path, Path]:
+    """A private MariaDB with a `shop` schema of ``rows`` and a JSONL pipeline that takes
+    its snapshot (no `start`); returns the server, the output file and the config."""
+    server = make_mariadb()
+    server.execute("CREATE DATABASE shop")
+    create(server, "shop", rows)
     out = tmp_path / "out.jsonl"
     config = write_config(
         tmp_path / "pipeline.yaml",
-        pipeline_id="snap-purged",
-        mariadb=source,
+        pipeline_id=pipeline_id,
+        mariadb=server,
         schema="shop",
         redis_url=redis_server.url,
         prefix=key_prefix,
-        sink={"type": "jsonl", "path": str(out)},
+        sink={"type": "jsonl", "path": str(out), **sink},
         start=None,
-        server_id=4467,
-        source={"snapshot": "when_needed"},
+        server_id=server_id,
+        source=source,
+    )
+    return server, out, config
+
+
+def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
+    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+) -> None:
+    source, out, config = private_shop(
+        tmp_path,
+        make_mariadb,
+        redis_server,
+        key_prefix,
+        {"plain": 3000, "composite": 1, "unique": 1},
+        "snap-purged",
+        4467,
+        {"snapshot": "when_needed"},
     )
 
     def reads() -> int:
@@ -581,21 +607,16 @@ def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
 def test_initial_only_snapshots_then_never_streams_even_after_a_restart(
     tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
 ) -> None:
-    source = make_mariadb()
-    source.execute("CREATE DATABASE shop")
-    create(source, "shop", {"plain": 20, "composite": 1, "unique": 1})
-    out = tmp_path / "out.jsonl"
-    config = write_config(
-        tmp_path / "pipeline.yaml",
-        pipeline_id="snap-only",
-        mariadb=source,
-        schema="shop",
-        redis_url=redis_server.url,
-        prefix=key_prefix,
-        sink={"type": "jsonl", "path": str(out), "format": "ferry-json"},
-        start=None,
-        server_id=4468,
-        source={"snapshot": "initial_only"},
+    source, out, config = private_shop(
+        tmp_path,
+        make_mariadb,
+        redis_server,
+        key_prefix,
+        {"plain": 20, "composite": 1, "unique": 1},
+        "snap-only",
+        4468,
+        {"snapshot": "initial_only"},
+        format="ferry-json",
     )
 
     def ops() -> list[str]:
@@ -625,25 +646,20 @@ def test_a_table_dropped_during_its_snapshot_and_a_table_with_no_key(
 ) -> None:
     """`plain` is dropped while it is read: the snapshot goes on with the other tables.
     `nokey` has neither a primary nor a unique key: read whole, duplicates included."""
-    source = make_mariadb()
-    source.execute("CREATE DATABASE shop")
-    create(source, "shop", {"plain": 60_000, "composite": 10, "unique": 10})
+    source, out, config = private_shop(
+        tmp_path,
+        make_mariadb,
+        redis_server,
+        key_prefix,
+        {"plain": 60_000, "composite": 10, "unique": 10},
+        "snap-drop",
+        4469,
+        {"snapshot_chunk_rows": 200},
+        format="ferry-json",
+    )
     source.execute("CREATE TABLE shop.nokey (a INT, b VARCHAR(10))")
     # 500 rows, each value 10 times (MariaDB's SEQUENCE engine)
     source.execute("INSERT INTO shop.nokey SELECT seq % 50, 'same' FROM shop.seq_1_to_500")
-    out = tmp_path / "out.jsonl"
-    config = write_config(
-        tmp_path / "pipeline.yaml",
-        pipeline_id="snap-drop",
-        mariadb=source,
-        schema="shop",
-        redis_url=redis_server.url,
-        prefix=key_prefix,
-        sink={"type": "jsonl", "path": str(out), "format": "ferry-json"},
-        start=None,
-        server_id=4469,
-        source={"snapshot_chunk_rows": 200},
-    )
 
     def reads(table: str) -> int:
         events = (json.loads(line) for line in out.read_text().splitlines())

@@ -364,6 +364,18 @@ def test_lock_loss_returns_to_standby_and_a_standby_finishes_the_work() -> None:
     assert recorder.violations == []
 
 
+def take_over_from_frozen(
+    threads: list[threading.Thread], sink: Any, hub: MemoryArbiterHub, a_arbiter: Any, b: Node
+) -> None:
+    """a runs until its load freezes; its renewal stops and its lock expires; b takes over."""
+    threads[0].start()
+    wait_for(sink.frozen.is_set)
+    threads[1].start()
+    a_arbiter.freeze_renewer()
+    hub.advance(a_arbiter.config.lock_ttl_ms + 1)
+    wait_for(lambda: b.role == "active")
+
+
 class FreezingSink(FrozenMidLoad, FaultySink):
     """The shared, fenced target of two nodes, with epoch 1 frozen mid-load."""
 
@@ -417,12 +429,7 @@ def test_a_holder_frozen_mid_load_never_stops_its_successor(
     b, b_arbiter, _ = build(txns, sink, hub=hub, node_id="b", **shape)
     recorder = Recorder(b_arbiter, sink, txns)
     with running(a, b) as threads:
-        threads[0].start()
-        wait_for(sink.frozen.is_set)
-        threads[1].start()
-        a_arbiter.freeze_renewer()
-        hub.advance(a_arbiter.config.lock_ttl_ms + 1)
-        wait_for(lambda: b.role == "active")
+        take_over_from_frozen(threads, sink, hub, a_arbiter, b)
         if successor_wrote:
             wait_for(lambda: any(epoch == 2 for _, epoch, _ in sink.loads))
         if load_thaws_first:  # the load goes on while a still believes it holds the lock
@@ -655,12 +662,7 @@ def test_a_fatal_error_met_after_the_lock_was_lost_never_pauses_the_successor() 
     a, a_arbiter, _ = build(txns, sink, hub=hub, node_id="a")
     b, b_arbiter, _ = build(txns, sink, hub=hub, node_id="b")
     with running(a, b) as threads:
-        threads[0].start()
-        wait_for(sink.frozen.is_set)
-        threads[1].start()
-        a_arbiter.freeze_renewer()
-        hub.advance(a_arbiter.config.lock_ttl_ms + 1)
-        wait_for(lambda: b.role == "active")
+        take_over_from_frozen(threads, sink, hub, a_arbiter, b)
         sink.thaw.set()  # a's load goes on, and fails fatally, while a still believes
         time.sleep(0.05)  # it holds the lock (its renewer has not run yet)
         a_arbiter.unfreeze_renewer()
