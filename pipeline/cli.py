@@ -447,7 +447,7 @@ def cmd_snapshot(args: argparse.Namespace, config: FerryConfig) -> int:
     try:
         busy = [r for r in arbiter.snapshot_requests() if r.state in ("pending", "running")]
         committed = arbiter.load_position()
-        if busy or (committed is not None and committed.snapshot is not None):
+        if busy or (committed is not None and committed.snapshot and committed.snapshot.table):
             what = (
                 f"{busy[0].request} ({', '.join(busy[0].tables)}, {busy[0].state})"
                 if busy

@@ -370,6 +370,11 @@ class DdlChange:
 Change = RowChange | DdlChange
 
 
+#: The table of a statement-format DML that names none (``CALL``, ``DO``, ``WITH …``):
+#: counted as ``<schema>.?`` (its session's database), or ``?`` without one.
+UNKNOWN_TABLE = "?"
+
+
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """A statement read from the binlog and deliberately not passed on.
@@ -377,7 +382,8 @@ class Skipped:
     Only what is safe to show is kept — never the statement text, which can
     carry a password: ``kind`` (``account``, ``dml``, ``other``), ``verb``
     (``INSERT``, ``GRANT``, ``CREATE USER``…) and, for statement-format DML,
-    the ``schema.table`` it changed.
+    the ``schema.table`` it changed (one Skipped per table; ``schema.?`` when
+    the statement names none, see :data:`UNKNOWN_TABLE`).
     """
 
     kind: str

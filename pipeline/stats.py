@@ -15,7 +15,7 @@ from typing import Any
 from loguru import logger
 
 from pipeline.errors import FerryError
-from pipeline.model import Batch, Position, Skipped, SnapshotProgress
+from pipeline.model import UNKNOWN_TABLE, Batch, Position, Skipped, SnapshotProgress
 
 _SKIPPED_WHY = {
     "dml": "statement-format {verb} on {table} skipped: its changes are NOT replicated; ferry"
@@ -52,6 +52,15 @@ def snapshot_report(progress: SnapshotProgress | None, at: float) -> dict[str, A
         "eta_s": 0 if complete else round(remaining / rate) if rate > 0 else None,
         "tables": tables,
     }
+
+
+def _table_text(table: str) -> str:
+    """``shop.orders``; a statement that names no table: what ``shop.?`` means."""
+    schema, _, name = table.rpartition(".")
+    if name != UNKNOWN_TABLE:
+        return table
+    where = f"database {schema}" if schema else "no default database"
+    return f"{table} (tables it does not name, run in {where})"
 
 
 def skipped_key(skipped: Skipped) -> str:
@@ -96,7 +105,7 @@ class Stats:
                 if not seen:
                     why = _SKIPPED_WHY.get(skipped.kind, _SKIPPED_WHY["other"])
                     log = logger.warning if skipped.kind == "dml" else logger.info
-                    log(why.format(verb=skipped.verb, table=skipped.table))
+                    log(why.format(verb=skipped.verb, table=_table_text(skipped.table)))
 
     def on_rollback(self, error: FerryError) -> None:
         with self._lock:

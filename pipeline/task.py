@@ -10,8 +10,8 @@ Threads (all owned here, all stopping when the task is halted or lost)::
 The rollback protocol lives in one small state, :class:`RollbackState`, guarded by
 ``_cond`` together with the buffer: a *phase* with asserted transitions, the
 *rollback version* (Otter's ``rversion``: bumped by every rollback, carried by every
-entry and termin event), the failed load of the current round, the retry count and
-the end of the backoff.
+entry and termin event), the failed load of the current rollback version, the retry
+count and the end of the backoff.
 
 Invariants, and why they hold:
 
@@ -26,7 +26,7 @@ Invariants, and why they hold:
   Otter left open). ProcessSelect reads the rollback version inside the same
   lock that stops ``select()`` from overlapping ``selector.rollback()``
   (``_selector_lock``), and re-checks it atomically with enqueueing. A
-  rollback bumps the version under ``_cond`` first, so a batch selected
+  rollback bumps the rollback version under ``_cond`` first, so a batch selected
   before it is either already in the buffer (and drained as stale) or
   dropped by ProcessSelect.
 * **Parallelism is never exceeded.** A batch takes a slot after select and
@@ -86,7 +86,7 @@ Phase = Literal["selecting", "select_failed", "rolling_back", "draining", "halte
 
 # Who moves the phase:
 #   selecting     → select_failed  ProcessSelect: select() raised; the error waits in the buffer
-#   selecting     → rolling_back   ProcessTermin: a failure in buffer order (version bumped)
+#   selecting     → rolling_back   ProcessTermin: a failure in buffer order (rollback version + 1)
 #   select_failed → rolling_back   ProcessTermin: it reached the select error
 #   rolling_back  → rolling_back   ProcessTermin: another failure while rolling back
 #   rolling_back  → selecting      ProcessTermin: buffer drained, selector rewound, backoff over
@@ -111,8 +111,8 @@ class RollbackState:
 
     phase: Phase = "selecting"
     rollback_version: int = 0
-    # (rollback version, process id) of the first load that failed in that round: the
-    # Loader loads nothing later of the same version.
+    # (rollback version, process id) of the first load that failed in that rollback version: the
+    # Loader loads nothing later of the same rollback version.
     failed_load: tuple[int, int] | None = None
     retries: int = 0  # failures since the last ack: the retry budget spent
     resume_at: float = 0.0  # monotonic time at which a rollback's backoff ends
@@ -127,7 +127,7 @@ class RollbackState:
 
 
 class SchedulingError(FatalError):
-    """A batch succeeded after an earlier one of the same round failed: a bug in scheduling."""
+    """A batch succeeded after an earlier one of its rollback version failed: a scheduling bug."""
 
 
 @dataclass(slots=True)
@@ -327,17 +327,17 @@ class SelectTask:
                     with self._cond:
                         if self._state.phase != "selecting":
                             continue
-                        version = self._state.rollback_version
+                        rollback_version = self._state.rollback_version
                     batch = self._selector.select()
             except Exception as exc:
                 self._post_error(classify(exc))
                 continue
             if batch.is_empty:
-                self._enqueue(Entry(batch, 0, version, need_wait=False))
+                self._enqueue(Entry(batch, 0, rollback_version, need_wait=False))
                 continue
             if not self._take_slot():
                 return
-            entry = Entry(batch, next(self._pids), version, need_wait=True)
+            entry = Entry(batch, next(self._pids), rollback_version, need_wait=True)
             if not self._enqueue(entry):
                 self._free_slot()
 
@@ -400,12 +400,14 @@ class SelectTask:
                 self._termins.put(termin)
 
     def _load(self, entry: Entry, future: Future[Batch]) -> Termin | None:
-        version = entry.rollback_version
+        rollback_version = entry.rollback_version
 
         def failed(error: FerryError) -> Termin:
             with self._cond:
-                self._state.failed_load = (version, entry.process_id)
-            return Termin(entry.process_id, version, ok=False, error=_context(error, entry))
+                self._state.failed_load = (rollback_version, entry.process_id)
+            return Termin(
+                entry.process_id, rollback_version, ok=False, error=_context(error, entry)
+            )
 
         while True:
             try:
@@ -418,11 +420,13 @@ class SelectTask:
             except Exception as exc:
                 return failed(classify(exc))
         with self._cond:
-            stale = version != self._state.rollback_version
+            stale = rollback_version != self._state.rollback_version
             failed_load = self._state.failed_load
-        if stale or (failed_load is not None and failed_load[0] == version):
-            error = ResumableError("discarded: an earlier batch of its round failed")
-            return Termin(entry.process_id, version, ok=False, error=_context(error, entry))
+        if stale or (failed_load is not None and failed_load[0] == rollback_version):
+            error = ResumableError("discarded: an earlier batch of its rollback version failed")
+            return Termin(
+                entry.process_id, rollback_version, ok=False, error=_context(error, entry)
+            )
         # Between this check and the sink's own fence the process may freeze (GC, SIGSTOP,
         # a suspended VM) past the lock TTL: only a sink that fences by epoch (MySQL) can
         # refuse the write then; its FencedError makes this task step down.
@@ -432,7 +436,7 @@ class SelectTask:
             self._sink.load(batch, self._epoch)
         except Exception as exc:
             return failed(classify(exc))
-        return Termin(entry.process_id, version, ok=True)
+        return Termin(entry.process_id, rollback_version, ok=True)
 
     # ------------------------------------------------------------ ProcessTermin
 
@@ -493,7 +497,7 @@ class SelectTask:
             and entry.process_id > failed[1]
         ):
             raise SchedulingError(
-                f"batch {_bid(entry)} succeeded after a failed batch of its round"
+                f"batch {_bid(entry)} succeeded after a failed batch of its rollback version"
             )
 
     def _await_termin(self, entry: Entry) -> Termin | None:
@@ -545,6 +549,9 @@ class SelectTask:
         bound = self._log.bind(batch=error.batch_id, position=str(error.position or "-"))
         with self._cond:
             state = self._state
+            if state.ended:  # halted or lost since the check above: no transition left
+                self._log.debug("ignoring a failure after the task ended: {}", error)
+                return
             if state.phase == "draining":  # nothing acks past a failure: the drain is over
                 state.to("halted")
                 self._cond.notify_all()

@@ -50,12 +50,12 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from pipeline.model import DdlChange, Position, RowChange, Skipped, SourceEvent
+from pipeline.model import UNKNOWN_TABLE, DdlChange, Position, RowChange, Skipped, SourceEvent
 
 from . import values as vals
 from .batching import Assembler
 from .gtids import GtidTracker
-from .statements import Statement, classify, references
+from .statements import Statement, classify, drop_tables, references
 from .stream import Stream
 from .tables import TableCatalog, TableFilter
 
@@ -158,6 +158,24 @@ class _Prepared:
 
     start: Position
     rows: list[RowChange]
+
+
+def skipped_dml(statement: Statement, schema: str, wanted: TableFilter) -> list[Skipped]:
+    """How a statement-format DML is counted: once under each included table it changes;
+    one that names no table (``WITH … UPDATE``, ``CALL``, ``DO``) under ``<schema>.?``
+    (``?`` without a default database: it may change any table), unless ``schema``
+    holds no included table."""
+    if statement.tables:
+        return [
+            Skipped("dml", statement.verb, f"{table_schema}.{table}")
+            for table_schema, table in statement.tables
+            if wanted(table_schema, table)
+        ]
+    if schema and not wanted.schema_wanted(schema):
+        return []
+    return [
+        Skipped("dml", statement.verb, f"{schema}.{UNKNOWN_TABLE}" if schema else UNKNOWN_TABLE)
+    ]
 
 
 class Translator:
@@ -264,9 +282,9 @@ class Translator:
             self.assembler.note_skipped(Skipped("account", verb))
             self._end_group(end, ts)
         else:  # statement-format DML, ANALYZE/OPTIMIZE/…, temporary tables, unknown
-            table = statement.tables[0] if statement.tables else None
-            if kind == "dml" and table is not None and self.filter(*table):
-                self.assembler.note_skipped(Skipped("dml", statement.verb, ".".join(table)))
+            if kind == "dml":
+                for skipped in skipped_dml(statement, schema, self.filter):
+                    self.assembler.note_skipped(skipped)
             elif kind == "other":
                 self.assembler.note_skipped(Skipped("other", statement.verb))
             if self._standalone or not self.assembler.in_txn:
@@ -305,16 +323,23 @@ class Translator:
             assembler.abort()
             assembler.advance(self.here(ts=ts))
             return
+        query = event.query
+        if statement.verb == "DROP" and statement.object == "TABLE":
+            # `DROP TABLE included, excluded` must not drop the excluded one on a target
+            kept = tuple(name for name in statement.tables if self.filter(*name))
+            if len(kept) < len(statement.tables):
+                query = drop_tables(kept)
+                statement = classify(query, schema)
         ddl = DdlChange(
             schema,
-            event.query,
+            query,
             ts,
             start,
             self.gtids.last,
             kind=statement.kind,  # type: ignore[arg-type]  # a DDL kind (is_ddl)
             tables=statement.tables,
             session=session_of(event, self.mariadb),
-            names=references(event.query, statement),
+            names=references(query, statement),
             table_changes=changes,
             event=SourceEvent(end - event.packet.event_size, event.packet.server_id),
             object=statement.object,

@@ -134,8 +134,14 @@ class MySQLSelector(Selector):
             self._ledger.committed = None
             self._ledger.origin = self._latest()
             snapshot = True
-        elif mode == "initial_only" and committed.snapshot is None:
-            self._streaming = False  # the snapshot was done: nothing more to read
+        elif mode == "initial_only" and (
+            committed.snapshot is None or not committed.snapshot.table
+        ):
+            # the snapshot was done (a complete one stays in the position: no table left)
+            logger.info(
+                "source.snapshot is initial_only and its snapshot is complete: no streaming"
+            )
+            self._streaming = False
         at = self._ledger.resume_point
         assert at is not None
         logger.info(

@@ -11,7 +11,9 @@ every row change of the table (:meth:`SchemaHistory.definition`).
 How a definition is known, in order:
 
 1. **The DDL in the binlog.** ``CREATE TABLE`` (also ``… LIKE``), ``ALTER TABLE``
-   (ADD / DROP / MODIFY / CHANGE / RENAME COLUMN, primary and unique keys, RENAME TO),
+   (ADD / DROP / MODIFY / CHANGE / RENAME COLUMN, ALTER COLUMN … SET / DROP DEFAULT,
+   CONVERT TO CHARACTER SET, primary and unique keys, RENAME TO; its table options, such
+   as ``DEFAULT CHARSET``, change nothing, as in Debezium),
    ``RENAME TABLE``, ``DROP TABLE`` and ``CREATE/ALTER/DROP DATABASE`` (charsets) are read
    by :func:`parse_create` and :class:`_Alter`, with the query-event classifier's lexer
    (:func:`selector.statements.tokenize`). Not sqlglot: it spells types its own way
@@ -40,6 +42,7 @@ position comes from ``information_schema``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -407,7 +410,7 @@ def _read_type(tokens: list[Token], i: int, draft: _ColumnDraft) -> tuple[int, b
     if base in ("ENUM", "SET"):
         draft.enum_values = tuple(options)
         length = max(0, len(options) * 2 - 1) if base == "SET" else 1
-    # Debezium's editor keeps a MODIFYed column's old dimensions unless new ones are written
+    # dimensions not written: the type's defaults (a draft's own, if any, stay)
     if length is not None:
         draft.length = length
     elif draft.length is None and base in _DEFAULT_DIMENSIONS:
@@ -500,6 +503,49 @@ def _read_default(tokens: list[Token], i: int, draft: _ColumnDraft) -> int:
     if i < n and tokens[i].text == "(":
         i = _closing(tokens, i) + 1
     return i
+
+
+def _literal_default(tokens: list[Token]) -> str | None:
+    """The default of ``ALTER … SET DEFAULT``, as Debezium 3.6.3 records it there (not as in a
+    column definition): the literal's text as written (a sign and an introducer kept, one
+    pair of quotes taken off), ``null`` for NULL and for bit and hex literals, None for
+    ``(expr)``. Anything else is not in its grammar."""
+    if not tokens:
+        raise DdlUnreadable("SET DEFAULT without a value")
+    if tokens[0].text == "(":
+        return None
+    sign = ""
+    if tokens[0].text in ("+", "-"):
+        sign, tokens = tokens[0].text, tokens[1:]
+    if not tokens:
+        raise DdlUnreadable("SET DEFAULT without a value")
+    token, word = tokens[0], tokens[0].upper if tokens[0].kind == "word" else ""
+    strings = "".join(t.text for t in _leading_strings(tokens[1:]))
+    if token.kind == "number":
+        after = tokens[1].text if len(tokens) > 1 else ""
+        if token.text == "0" and re.fullmatch(r"[xX][0-9a-fA-F]+|[bB][01]+", after):
+            return sign + "null"  # 0x0A, 0b101
+        return sign + token.text
+    if token.text == "." and len(tokens) > 1 and tokens[1].kind == "number":
+        return sign + "." + tokens[1].text
+    if token.kind == "string":
+        text = token.text + strings
+        quoted = len(text) > 1 and text[0] in "'\"" and text[-1] == text[0]
+        return sign + (text[1:-1] if quoted else text)
+    if word in ("TRUE", "FALSE"):
+        return sign + token.text
+    if strings and (word.startswith("_") or word in ("N", "DATE", "TIME", "TIMESTAMP")):
+        return sign + token.text + strings  # an introducer or a temporal literal, unquoted
+    if token.kind == "hexstr" or word == "NULL" or (word.startswith("_") and len(tokens) > 1):
+        return sign + "null"
+    raise DdlUnreadable("SET DEFAULT of an expression without parentheses")
+
+
+def _leading_strings(tokens: list[Token]) -> list[Token]:
+    count = 0
+    while count < len(tokens) and tokens[count].kind == "string":
+        count += 1
+    return tokens[:count]
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -670,23 +716,35 @@ class _Alter:
         elif word == "DROP":
             self._drop(rest)
         elif word == "MODIFY":
-            rest, column = self._existing(rest)
+            # Debezium 3.6.3 builds a new column: what the definition does not say is gone
+            # (default, dimensions, charset, NOT NULL, auto-increment, comment)
+            rest, old = self._existing(rest)
+            column = _ColumnDraft(old.name)
             _, stop = _read_column(rest[1:], column)
+            self._put(column)
             self._place(column.name, rest[1 + stop :])
         elif word == "CHANGE":
+            # Debezium edits the column: auto-increment and comment stay; default,
+            # dimensions, nullability and charset are what the new definition says
             rest, column = self._existing(rest)
-            column.default = None
+            column.default = column.length = column.scale = None
+            column.optional = True
             _, stop = _read_column(rest[2:], column)
+            self._put(column)
             new_name = _name(rest[1])
             column.name = new_name
             self._rename_key(_name(rest[0]), new_name)
             self._place(new_name, rest[2 + stop :])
         elif word == "RENAME":
             self._rename(rest)
+        elif word == "ALTER":
+            self._change_default(rest)
+        elif word == "CONVERT":
+            self._convert(rest)
 
     def _existing(self, rest: list[Token]) -> tuple[list[Token], _ColumnDraft]:
         """``[COLUMN] [IF EXISTS] name …`` of MODIFY/CHANGE: the rest from the name, and the
-        column (Debezium edits it: what the new definition does not say stays)."""
+        column."""
         rest = self._skip_if_exists(self._skip(rest, "COLUMN"))
         k = self.draft.index(_name(rest[0]))
         if k is None:
@@ -772,6 +830,38 @@ class _Alter:
         if k is not None:
             name = self.draft.columns.pop(k).name
             self.draft.primary_key = [c for c in self.draft.primary_key if c != name]
+
+    def _change_default(self, rest: list[Token]) -> None:
+        """``ALTER [COLUMN] c SET DEFAULT literal | (expr)`` / ``DROP DEFAULT`` (Debezium's
+        ALTER_DEFAULT: an unknown column, or another ``ALTER c …``, changes nothing)."""
+        named = bool(rest) and rest[0].upper == "COLUMN"
+        rest = self._skip(rest, "COLUMN")
+        if len(rest) < 3 or (not named and rest[0].upper in ("INDEX", "KEY", "CHECK")):
+            return
+        k = self.draft.index(_name(rest[0]))
+        if k is None or rest[2].upper != "DEFAULT":
+            return
+        if rest[1].upper == "DROP":
+            self.draft.columns[k].default = None
+        elif rest[1].upper == "SET":
+            self.draft.columns[k].default = _literal_default(rest[3:])
+
+    def _convert(self, rest: list[Token]) -> None:
+        """``CONVERT TO CHARACTER SET cs [COLLATE c]``: the table's charset and that of
+        every column that has one become ``cs`` (as Debezium's CONVERT_CHARSET; ``DEFAULT``
+        changes nothing there)."""
+        k = 1 if rest and rest[0].upper == "TO" else 0
+        if k < len(rest) and rest[k].upper in ("CHARACTER", "CHARSET"):
+            k += 2 if rest[k].upper == "CHARACTER" else 1
+        if k < len(rest) and rest[k].text == "=":
+            k += 1
+        if k >= len(rest) or rest[k].upper == "DEFAULT":
+            return
+        charset = _name(rest[k]).lower()
+        self.draft.charset = charset
+        for column in self.draft.columns:
+            if column.charset is not None:
+                column.charset = charset
 
     def _rename(self, rest: list[Token]) -> None:
         if not rest:

@@ -69,17 +69,20 @@ from pipeline.model import (
 )
 
 from .batching import Piece
-from .statements import classify, references
+from .statements import classify, ident, references
 from .tables import unique_key
 from .values import json_columns, single_precision
+
+_NO_TABLE = 1146  # ER_NO_SUCH_TABLE: dropped while the snapshot reads it
+
+
+class TableMissing(FatalError):
+    """A table to snapshot does not exist (dropped since it was asked for)."""
+
 
 UTC = datetime.UTC
 
 Convert = Callable[[Any], Any]
-
-
-def _ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _zero(value: Any) -> Any:
@@ -202,7 +205,7 @@ def plan_table(conn: Any, schema: str, table: str) -> TablePlan:
         )
         columns = cur.fetchall()
         if not columns:
-            raise FatalError(f"snapshot: table {schema}.{table} does not exist on the source")
+            raise TableMissing(f"snapshot: table {schema}.{table} does not exist on the source")
         cur.execute(
             "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s"
             " AND TABLE_NAME=%s",
@@ -217,7 +220,7 @@ def plan_table(conn: Any, schema: str, table: str) -> TablePlan:
         )
         json_text = json_columns(str(clause) for (clause,) in cur.fetchall())
         try:  # information_schema shows what the user may see: make sure it may read it all
-            cur.execute(f"SELECT * FROM {_ident(schema)}.{_ident(table)} LIMIT 0")
+            cur.execute(f"SELECT * FROM {ident(schema)}.{ident(table)} LIMIT 0")
         except pymysql.err.MySQLError as exc:
             code = exc.args[0] if exc.args else None
             if code in (1142, 1143):  # SELECT (or a column of it) denied
@@ -232,14 +235,14 @@ def plan_table(conn: Any, schema: str, table: str) -> TablePlan:
         kind = "json" if str(name) in json_text else str(data_type).lower()
         template, convert = _READ.get(kind, ("{c}", _plain))
         names.append(str(name))
-        expressions.append(template.format(c=_ident(str(name))))
+        expressions.append(template.format(c=ident(str(name))))
         converters.append(convert)
     return TablePlan(
         schema,
         table,
         tuple(names),
         tuple((i, c) for i, c in enumerate(converters) if c is not _plain),
-        ", ".join([*expressions, *(_ident(c) for c in key)]),
+        ", ".join([*expressions, *(ident(c) for c in key)]),
         key,
         int(row[0] or 0) if row else 0,
     )
@@ -255,8 +258,8 @@ def _after(key: tuple[str, ...]) -> str:
     """``(a > %s) OR (a = %s AND b > %s) …``: rows after a key, in key order."""
     terms = []
     for i, column in enumerate(key):
-        equal = [f"{_ident(c)} = %s" for c in key[:i]]
-        terms.append("(" + " AND ".join([*equal, f"{_ident(column)} > %s"]) + ")")
+        equal = [f"{ident(c)} = %s" for c in key[:i]]
+        terms.append("(" + " AND ".join([*equal, f"{ident(column)} > %s"]) + ")")
     return " OR ".join(terms)
 
 
@@ -327,12 +330,12 @@ class Reader:
         with conn.cursor() as cur:
             position = self._begin(cur)
             try:
-                sql = f"SELECT {plan.select_list} FROM {_ident(plan.schema)}.{_ident(plan.table)}"
+                sql = f"SELECT {plan.select_list} FROM {ident(plan.schema)}.{ident(plan.table)}"
                 args: list[Any] = []
                 if after is not None:
                     sql += " WHERE " + _after(plan.key)
                     args = _after_args(after)
-                sql += " ORDER BY " + ", ".join(_ident(c) for c in plan.key) + " LIMIT %s"
+                sql += " ORDER BY " + ", ".join(ident(c) for c in plan.key) + " LIMIT %s"
                 cur.execute(sql, [*args, rows])
                 raw = cur.fetchall()
             finally:
@@ -354,7 +357,7 @@ class Reader:
         )
         cur = conn.cursor()
         position = self._begin(cur)
-        cur.execute(f"SELECT {plan.select_list} FROM {_ident(plan.schema)}.{_ident(plan.table)}")
+        cur.execute(f"SELECT {plan.select_list} FROM {ident(plan.schema)}.{ident(plan.table)}")
 
         def pieces() -> Iterator[list[tuple[Any, ...]]]:
             try:
@@ -520,7 +523,7 @@ class Snapshotter:
             plan = self._plan(name)
             estimates.append((name, plan.estimated_rows))
             with conn.cursor() as cur:
-                cur.execute(f"SHOW CREATE TABLE {_ident(schema)}.{_ident(table)}")
+                cur.execute(f"SHOW CREATE TABLE {ident(schema)}.{ident(table)}")
                 statement = str(cur.fetchone()[1])
             ddls.append(_create_if_missing(schema, table, statement))
         self.progress = SnapshotProgress(
@@ -580,24 +583,31 @@ class Snapshotter:
             name = progress.tables[0]
             try:
                 plan = self._plan(name)
-            except FatalError:
+                if plan.resumable:
+                    after = decode_key(progress.after) if progress.after else None
+                    chunk = self._reader.chunk(plan, after, self.chunk_rows)
+                    pending = _Pending(plan, chunk.position, chunk.rows, chunk.keys, chunk.done)
+                else:
+                    if progress.rows:
+                        logger.warning(
+                            "snapshot: {} has no primary or unique NOT NULL key: it is read"
+                            " again from its start (its rows before the restart are delivered"
+                            " twice)",
+                            name,
+                        )
+                        progress = self.progress = replace(progress, rows=0)
+                    position, pieces = self._reader.whole(plan, self.batch_rows)
+                    pending = _Pending(plan, position, pieces, [], True)
+            except (TableMissing, pymysql.err.ProgrammingError) as exc:
+                # dropped before its first or between two chunks (its DROP TABLE is in the
+                # stream after the rows read so far: consumers see the rows, then the drop)
+                if isinstance(exc, pymysql.err.ProgrammingError) and exc.args[0] != _NO_TABLE:
+                    raise
                 logger.warning("snapshot: table {} no longer exists; skipped", name)
-                progress = self.progress = _next_table(progress, name, 0)
+                self._plans.pop(name, None)
+                progress = self.progress = _next_table(progress, name, progress.rows)
                 continue
-            if plan.resumable:
-                after = decode_key(progress.after) if progress.after else None
-                chunk = self._reader.chunk(plan, after, self.chunk_rows)
-                self._pending = _Pending(plan, chunk.position, chunk.rows, chunk.keys, chunk.done)
-            else:
-                if progress.rows:
-                    logger.warning(
-                        "snapshot: {} has no primary or unique NOT NULL key: it is read again"
-                        " from its start (its rows before the restart are delivered twice)",
-                        name,
-                    )
-                    progress = self.progress = replace(progress, rows=0)
-                position, pieces = self._reader.whole(plan, self.batch_rows)
-                self._pending = _Pending(plan, position, pieces, [], True)
+            self._pending = pending
             return
         self.progress = None
 
@@ -664,4 +674,6 @@ def _create_if_missing(schema: str, table: str, statement: str) -> DdlChange:
         tables=parsed.tables,
         session={"sql_mode": "NO_AUTO_VALUE_ON_ZERO", "foreign_key_checks": "0"},
         names=references(sql, parsed),
+        object=parsed.object,
+        verb=parsed.verb,
     )

@@ -21,7 +21,11 @@ account      CREATE / ALTER / DROP / RENAME USER|ROLE,     skipped; only the kin
              ROLE                                          text, which can hold a password
 dml          INSERT, REPLACE, UPDATE, DELETE, LOAD DATA …  skipped, warned once per table and
              logged as a statement (binlog_format          counted: ferry replicates ROW-format
-             STATEMENT or MIXED in that session)           changes only
+             STATEMENT or MIXED in that session); WITH …   changes only. ``tables``: every
+             UPDATE/DELETE, CALL, DO                       table a multi-table UPDATE names,
+                                                           the tables a DELETE deletes from;
+                                                           none for WITH, CALL, DO (counted
+                                                           as ``<schema>.?``)
 other        ANALYZE / OPTIMIZE / REPAIR / CHECK TABLE,    skipped
              FLUSH, CREATE SERVER, INSTALL PLUGIN,
              temporary tables, anything unknown
@@ -46,6 +50,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -351,25 +356,140 @@ def _xid(tokens: list[Token]) -> tuple[bytes, bytes, int] | None:
 
 
 def _dml(verb: str, tokens: list[Token], default_schema: str) -> Statement:
-    """The table a statement-format DML changes (the first one, for a multi-table statement)."""
+    """The tables a statement-format DML changes.
+
+    A multi-table UPDATE names every table it may change (``UPDATE a JOIN b … SET``:
+    both), a multi-table DELETE the tables before ``FROM`` (or between ``FROM`` and
+    ``USING``), aliases resolved. ``WITH …``, ``CALL`` and ``DO`` name none here.
+    """
+    if verb in ("WITH", "DO", "CALL"):
+        return Statement("dml", verb)
     i = 1
     n = len(tokens)
     if verb == "LOAD":  # LOAD DATA|XML ... INTO TABLE name
         while i < n and tokens[i].upper != "TABLE":
             i += 1
+        return Statement("dml", verb, "", _names(tokens, i + 1, default_schema, one=True))
+    while i < n and tokens[i].upper in _MODIFIERS | {"INTO"}:
         i += 1
-    else:
-        while i < n and tokens[i].upper in _MODIFIERS | {"INTO", "FROM"}:
-            i += 1
-    if verb in ("WITH", "DO", "CALL"):
-        return Statement("dml", verb)
+    if verb == "UPDATE":
+        refs, _ = _table_refs(tokens, i, default_schema, stop="SET")
+        return Statement("dml", verb, "", _unique(name for name, _ in refs))
+    if verb == "DELETE":
+        return Statement("dml", verb, "", _delete_tables(tokens, i, default_schema))
     return Statement("dml", verb, "", _names(tokens, i, default_schema, one=True))
+
+
+def _unique(names: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(dict.fromkeys(names))
+
+
+# Words that end a table reference's optional alias, or start its next part.
+_REF_WORDS = frozenset(
+    {
+        "JOIN",
+        "STRAIGHT_JOIN",
+        "INNER",
+        "CROSS",
+        "LEFT",
+        "RIGHT",
+        "OUTER",
+        "NATURAL",
+        "ON",
+        "USING",
+        "SET",
+        "WHERE",
+        "PARTITION",
+        "USE",
+        "IGNORE",
+        "FORCE",
+        "ORDER",
+        "LIMIT",
+        "FROM",
+        "RETURNING",
+        "FOR",
+    }
+)
+
+
+def _table_refs(
+    tokens: list[Token], i: int, default_schema: str, stop: str
+) -> tuple[list[tuple[tuple[str, str], str]], int]:
+    """Table references (``a [AS] x, b JOIN c ON …``) from ``i`` up to the word ``stop``:
+    ((schema, table), alias) each (derived tables in parentheses are left out)."""
+    refs: list[tuple[tuple[str, str], str]] = []
+    n = len(tokens)
+    expect = True  # a table comes next: at the start, after a comma or a JOIN
+    while i < n:
+        token = tokens[i]
+        if token.text == "(":
+            depth = 0
+            while i < n:
+                depth += {"(": 1, ")": -1}.get(tokens[i].text, 0)
+                i += 1
+                if depth == 0:
+                    break
+            expect = False
+            continue
+        if token.upper == stop:
+            break
+        if expect and token.kind in ("word", "quoted") and token.upper not in _REF_WORDS:
+            got = _name_at(tokens, i, default_schema)
+            assert got is not None
+            name, i = got
+            alias = name[1]
+            if i < n and tokens[i].upper == "AS" and i + 1 < n:
+                alias, i = tokens[i + 1].name, i + 2
+            elif (
+                i < n and tokens[i].kind in ("word", "quoted") and tokens[i].upper not in _REF_WORDS
+            ):
+                alias, i = tokens[i].name, i + 1
+            refs.append((name, alias))
+            expect = False
+            continue
+        expect = token.text == "," or token.upper in ("JOIN", "STRAIGHT_JOIN")
+        i += 1
+    return refs, i
+
+
+def _delete_tables(tokens: list[Token], i: int, default_schema: str) -> tuple[tuple[str, str], ...]:
+    """DELETE FROM t …, DELETE t1[.*], t2 FROM refs …, DELETE FROM t1, t2 USING refs …"""
+    n = len(tokens)
+    single = i < n and tokens[i].upper == "FROM"
+    if single:
+        i += 1
+    targets: list[tuple[tuple[str, str], bool]] = []  # (name, qualified)
+    while (got := _name_at(tokens, i, default_schema)) is not None:
+        name, after = got
+        targets.append((name, after - i > 1))
+        i = after
+        if i + 1 < n and tokens[i].text == "." and tokens[i + 1].text == "*":
+            i += 2
+        if i >= n or tokens[i].text != ",":
+            break
+        i += 1
+    joined = "USING" if single else "FROM"
+    if i >= n or tokens[i].upper != joined:
+        return _unique(name for name, _ in targets)  # DELETE FROM t [AS x] WHERE …
+    refs, _ = _table_refs(tokens, i + 1, default_schema, stop="WHERE")
+    aliases = {alias: name for name, alias in refs}
+    return _unique(name if qualified else aliases.get(name[1], name) for name, qualified in targets)
 
 
 # -- references: every database and table a DDL names, with positions ---------------------
 
 # sqlglot logs "unsupported syntax, falling back…" with the statement text at WARNING.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+
+def ident(name: str) -> str:
+    """A backquoted identifier."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def drop_tables(tables: tuple[tuple[str, str], ...]) -> str:
+    """``DROP TABLE`` of just these tables (what Debezium emits for each table dropped)."""
+    return "DROP TABLE IF EXISTS " + ", ".join(f"{ident(s)}.{ident(t)}" for s, t in tables)
 
 
 def references(sql: str, statement: Statement) -> tuple[NameRef, ...]:

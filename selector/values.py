@@ -34,7 +34,8 @@ TIME(n)                    ``datetime.timedelta``, negative and beyond 24 h
 CHAR/VARCHAR/TEXT          ``str`` decoded with the column's charset (MySQL's latin1 is
                            cp1252); CHAR has no trailing spaces (as MySQL returns it)
 BINARY(n)                  ``bytes`` of length n (the binlog strips trailing 0x00: padded
-                           back); MariaDB UUID and INET6 are BINARY(16) in the binlog
+                           back); MariaDB UUID and INET6 are BINARY(16) in the binlog,
+                           INET4 (MariaDB 10.10+) BINARY(4)
 VARBINARY / BLOB           ``bytes``
 ENUM                       ``str`` (the invalid value, index 0, is ``''``)
 SET                        ``set[str]`` (empty set: ``set()``)

@@ -49,8 +49,9 @@ Where Canal's own output is ambiguous, and what ferry writes:
   spelling (``int(11)``); ferry always writes the DDL's (from ``SHOW CREATE TABLE`` for a
   table whose CREATE it did not read: ``INT(11)``). A JSON column has sqlType 2005
   (CLOB), as Canal gives MariaDB's JSON (LONGTEXT in the binlog); on MySQL Canal gives 12.
-* MariaDB UUID and INET6: Canal reads them as CHAR and prints their bytes as text;
-  ferry prints their text form (``0e0a…-…``, ``::1``) with sqlType 1.
+* MariaDB UUID, INET6 and INET4: Canal reads them as CHAR and prints their bytes as
+  text; ferry prints their text form (``0e0a…-…``, ``::1``, ``192.168.0.1``) with
+  sqlType 1.
 * ``sqlType`` of a SET or an UNSIGNED value changes with the value in Canal (above);
   ferry does the same, per message.
 * Kafka key: Canal writes none (it picks partitions itself); ferry keys by the primary
@@ -76,7 +77,17 @@ from pipeline.model import (
     ZeroDate,
 )
 from sinks.debezium import _base_type, _guess_definition, _sql_literal
-from sinks.formats import Format, Message, _encoded, _ms, encode_key, encode_timedelta, now_ns
+from sinks.formats import (
+    Format,
+    Message,
+    _encoded,
+    _ms,
+    classified,
+    ddl_tables,
+    encode_key,
+    encode_timedelta,
+    now_ns,
+)
 
 # a row a snapshot copied is an INSERT, as Canal's own full-copy tools write it
 _CANAL_TYPE = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE", "read": "INSERT"}
@@ -359,11 +370,11 @@ class CanalJson(Format):
         }
 
     def ddl_message(self, change: DdlChange, now: int, batch_id: int = 0) -> dict[str, Any]:
-        database, table = change.schema, ""
-        if change.tables:
-            database = change.tables[0][0] or change.schema
-            if change.kind == "table":
-                table = change.tables[0][1]
+        change = classified(change)
+        database, table = ddl_tables(change)[0]
+        database = database or change.schema
+        if change.kind != "table":
+            table = ""  # a trigger's table is where it fires, not what it changes
         return {
             "data": None,
             "database": database,
@@ -385,11 +396,6 @@ class CanalJson(Format):
 def _ddl_type(change: DdlChange) -> str:
     """Canal's event type of a DDL statement."""
     verb, what = change.verb, change.object
-    if not verb:  # built without the classifier
-        from sinks.formats import ddl_info
-
-        verb, table = ddl_info(change.statement)
-        what = "TABLE" if table else ""
     if what == "INDEX":
         return {"CREATE": "CINDEX", "DROP": "DINDEX"}.get(verb, "QUERY")
     if what == "TABLE" or verb == "TRUNCATE":

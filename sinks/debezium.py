@@ -47,7 +47,7 @@ from sinks.formats import (
     _encoded,
     _fast_default,
     _json_doc,
-    ddl_info,
+    classified,
     encode_timedelta,
     now_ns,
 )
@@ -834,7 +834,7 @@ class DebeziumJson(Format):
 
     def key(self, change: Change) -> bytes | None:
         if isinstance(change, DdlChange):
-            return self._schema_change_key(_database_of(change))
+            return self._schema_change_key(_database_of(classified(change)))
         codec = self._codec(change)
         return self._key_bytes(codec, change.row, change)
 
@@ -1040,6 +1040,7 @@ class DebeziumJson(Format):
         return _encoded(key)
 
     def _ddl_messages(self, change: DdlChange, ns: int) -> list[Message]:
+        change = classified(change)
         what = _ddl_object(change)
         if change.kind == "routine" or what not in ("TABLE", "DATABASE", "INDEX"):
             return []  # Debezium writes no schema change for views, triggers and routines
@@ -1270,12 +1271,8 @@ def _database_of(change: DdlChange) -> str:
 
 
 def _ddl_object(change: DdlChange) -> str:
-    if change.kind == "database":
-        return "DATABASE"
-    if change.object:
-        return change.object
-    verb, table = ddl_info(change.statement)  # a DdlChange built without the classifier
-    return "TABLE" if table is not None or verb == "TRUNCATE" else ""
+    """What ``change`` (classified: see :func:`sinks.formats.classified`) works on."""
+    return "DATABASE" if change.kind == "database" else change.object
 
 
 def _envelope(schema: dict[str, Any], payload: Any) -> bytes:

@@ -36,29 +36,56 @@ FLOAT                  shortest float32      the same; FLOAT(M,D)       ``"3.14"
 DOUBLE, REAL           number                number (REAL: a float32)   ``"1.0E20"`` (Java's)
 DATE                   ``"2024-05-01"``      days since 1970-01-01 ²    ``"2024-05-01"``
 DATETIME(n)            ``"2024-05-01T13:     ms since the epoch          ``"2024-05-01
-                       45:00.123456"``       (n ≤ 3), µs (n > 3) ²      13:45:00.123"`` (n digits)
+                       45:00.123456"`` (6    (n ≤ 3), µs (n > 3) ²      13:45:00.123"`` (n digits)
+                       fraction digits,
+                       only when not zero)
 TIMESTAMP(n)           ``"…T11:45:00+00:     ``"2024-05-01T11:45:       ``"2024-05-01
-                       00"`` (UTC)           00.123Z"`` (UTC, n digits) 11:45:00.123"`` (UTC)
-TIME(n)                ``"-838:59:59"``      µs, signed ²               ``"-838:59:59.00"``
+                       00"`` (UTC; fraction  00.123Z"`` (UTC, n digits) 11:45:00.123"`` (UTC)
+                       as DATETIME)
+TIME(n)                ``"-838:59:59"``,     µs, signed ²               ``"-838:59:59.00"``,
+                       ``"-00:00:00.0100     (TIME(2)                   ``"-00:00:00.01"``
+                       00"``: 6 fraction     ``-00:00:00.01``:          (n digits)
+                       digits, only when     ``-10000``)
+                       not zero
 YEAR                   number (0000: ``0``)  number (0000: ``1900``)    ``"2024"``, ``"0000"``
-zero/partial date      ``"0000-00-00"``      ``null`` (NOT NULL: 0 /    ``"0000-00-00"``
-                                             ``"1970-01-01T00:00:00Z"``)
+zero/partial DATE      ``"0000-00-00"``,     ``null`` (NOT NULL:        ``"0000-00-00"``,
+                       ``"2015-00-21"``      ``0``)                     ``"2015-00-21"``
+zero/partial DATETIME  ``"0000-00-00         ``null`` (NOT NULL:        ``"0000-00-00
+                       00:00:00.000"``,      DATETIME ``0``,            00:00:00.000"``, as
+                       ``"2013-00-00         TIMESTAMP ``"1970-01-      ferry-json
+                       10:11:12.34"``: as    01T00:00:00.000Z"``, n
+                       MySQL writes them (a  fraction digits)
+                       space, not ``T``; n
+                       fraction digits);
+                       the zero
+                       TIMESTAMP(n) too
 years 1-99             as stored             20xx / 19xx (Debezium's    as stored
                                              time adjuster)
 CHAR/VARCHAR/TEXT      string                string                     string
 … CHARACTER SET binary base64                string (bytes as Latin-1)  string (Latin-1)
-ENUM                   ``"a,b"``             ``"a\\,b"`` (commas       ``"2"`` (its index, as
-                                             escaped, as Debezium)      Canal's reader keeps it)
+ENUM                   ``"a,b"``; the        ``"a\\,b"`` (commas       ``"2"`` (its index, as
+                       invalid value         escaped, as Debezium);     Canal's reader keeps it);
+                       (index 0): ``""``     invalid: ``""``            invalid: ``"0"``
 SET                    ``["a","c"]``         ``"a,c"`` (DDL order)      ``"5"`` (bit mask)
 BIT(1) / BIT(n)        number                ``true`` / base64, little  ``"1"`` / ``"513"``
                                              endian
 BINARY/VARBINARY/BLOB  base64                base64 ⁴                   string (Latin-1)
-JSON                   the text as stored    the text as stored         the text as stored
+JSON                   MariaDB: the text     the same text              the same text
+                       as stored, byte for
+                       byte. MySQL: binary
+                       JSON re-serialised
+                       (``json.dumps``, as
+                       MySQL prints it:
+                       ``{"a": 1, "b":
+                       [1, 2]}``), not byte
+                       for byte
 GEOMETRY, POINT…       base64 of SRID+WKB    ``{"wkb":…,"srid":…}``     SRID+WKB as Latin-1
                                              (POINT: also x, y)
-MariaDB UUID / INET6   base64 (16 bytes)     ``"0e0a…-…"`` / ``"::1"``  ``"0e0a…-…"`` / ``"::1"``
-                                             (Debezium cannot read
-                                             these tables)
+MariaDB UUID           base64 (16 bytes)     ``"0e0a…-…"`` (Debezium    ``"0e0a…-…"``
+                                             cannot read tables with
+                                             UUID, INET6 or INET4)
+MariaDB INET6          base64 (16 bytes)     ``"::1"``                  ``"::1"``
+MariaDB INET4          base64 (4 bytes)      ``"192.168.0.1"``          ``"192.168.0.1"``
 NULL                   ``null``              ``null``, or the column's  ``null``
                                              DEFAULT (JsonConverter's
                                              replace.null.with.default)
@@ -123,10 +150,19 @@ Debezium's envelope without the schema part, ferry's values (the table above)::
 
 Keys: the primary-key values as a compact JSON array, in key column order (``[42]``,
 ``["eu",7]``); ``[]`` for a table without a primary key (all its changes land in one
-partition, in order). DDL::
+partition, in order). DDL, keyed ``[<database>]``::
 
-    {"source": {... "table": <parsed table or null>}, "ts_ms": <now ms>,
-     "databaseName": <schema>, "ddl": <statement>, "tableChanges": []}
+    {"source": {... "db": <session database>, "table": <table or null>},
+     "ts_ms": <now ms>, "databaseName": <database>, "ddl": <statement>,
+     "tableChanges": []}
+
+``<database>`` and ``<table>`` are what the statement changes, as the selector's
+classifier named them (:func:`ddl_tables`): ``CREATE TABLE other.t`` run in session
+database ``shop`` is ``other``/``t``, a trigger names the table it is ON, a database
+or routine statement has table ``null``; for several tables (``DROP TABLE a, b``) the
+first. The session's database is the fallback when the statement names none.
+``source.db`` is the session's database, the one unqualified names in the statement
+refer to.
 
 canal-json
 ==========
@@ -140,9 +176,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -275,7 +311,7 @@ def _encoded(value: Any) -> bytes:
 def encode_key(change: Change) -> bytes:
     """ferry-json's key: primary-key values as a compact JSON array (``[schema]`` for DDL)."""
     if isinstance(change, DdlChange):
-        return dumps([change.schema])
+        return dumps([ddl_tables(change)[0][0]])
     columns = change.primary_key
     if not columns:
         return b"[]"
@@ -288,28 +324,35 @@ def encode_key(change: Change) -> bytes:
     return dumps([row.get(column) for column in columns])
 
 
-_DDL_TABLE = re.compile(
-    r"^\s*(?:/\*.*?\*/\s*)*(?P<verb>\w+)\s+(?:(?:TEMPORARY|ONLINE|OFFLINE|IGNORE)\s+)*"
-    r"(?P<what>TABLE|VIEW|INDEX|DATABASE|SCHEMA)?\s*(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
-    r"(?P<name>(?:`[^`]+`|\w+)(?:\s*\.\s*(?:`[^`]+`|\w+))?)?",
-    re.IGNORECASE | re.DOTALL,
-)
+def classified(change: DdlChange) -> DdlChange:
+    """``change`` with the classifier's kind, verb, object and tables.
+
+    The selector fills them in (``selector.statements.classify``); only a DdlChange
+    built by hand (tests, tools) lacks them, and it is classified here by the same
+    classifier, so a statement is never read two ways.
+    """
+    if change.verb:
+        return change
+    from selector.statements import classify  # only for a DdlChange built by hand
+
+    statement = classify(change.statement, change.schema)
+    if not statement.is_ddl:
+        return change
+    return replace(
+        change,
+        kind=statement.kind,  # type: ignore[arg-type]  # a DDL kind (is_ddl)
+        tables=statement.tables,
+        object=statement.object,
+        verb=statement.verb,
+    )
 
 
-def ddl_info(statement: str) -> tuple[str, str | None]:
-    """(verb, table) of a DDL statement: ``("ALTER", "orders")``; table None if not a table."""
-    match = _DDL_TABLE.match(statement)
-    if not match:
-        return "QUERY", None
-    verb = match.group("verb").upper()
-    what = (match.group("what") or "").upper()
-    name = match.group("name")
-    if verb not in ("CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE"):
-        return "QUERY", None
-    if what not in ("TABLE", "") or name is None or (verb != "TRUNCATE" and what != "TABLE"):
-        return verb, None
-    table = name.split(".")[-1].strip().strip("`")
-    return verb, table
+def ddl_tables(change: DdlChange) -> tuple[tuple[str, str], ...]:
+    """Where a DDL is filed: every ``(schema, table)`` it changes, as the classifier named
+    them (``CREATE TABLE other.t`` → ``("other", "t")``; a trigger: the table it is ON;
+    ``DROP TABLE a, b``: both); table ``""`` for a database or routine statement, and
+    ``((change.schema, ""),)`` for one that names nothing."""
+    return classified(change).tables or ((change.schema, ""),)
 
 
 def _ms(seconds: float) -> int:
@@ -436,11 +479,11 @@ class FerryJson(Format):
         }
 
     def ddl_message(self, change: DdlChange, now: int) -> dict[str, Any]:
-        _, table = ddl_info(change.statement)
+        database, table = ddl_tables(change)[0]
         return {
-            "source": self._source(change, table, 0),
+            "source": self._source(change, table or None, 0),
             "ts_ms": now,
-            "databaseName": change.schema,
+            "databaseName": database,
             "ddl": change.statement,
             "tableChanges": [],
         }

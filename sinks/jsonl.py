@@ -12,7 +12,7 @@ from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
 from sinks.debezium import DebeziumOptions
-from sinks.formats import ddl_info, get_format, now_ns
+from sinks.formats import ddl_tables, get_format, now_ns
 
 
 class JsonlSinkConfig(BaseModel):
@@ -31,7 +31,8 @@ class JsonlSinkConfig(BaseModel):
         description="Debezium's options for format debezium-json, see sink.debezium",
     )
     path: str = Field(
-        description="output file; may contain {schema} and {table} for a file per table"
+        description="output file; may contain {schema} and {table} for a file per table (a DDL"
+        " goes to the file of each table it changes, {table} is _ddl for a database or routine)"
     )
     rotate_bytes: int | None = Field(
         None, ge=1024, description="start a new numbered file when a file exceeds this size"
@@ -48,7 +49,10 @@ class JsonlSink(Sink):
     cut off when the file is opened again, so every line in a file is whole.
 
     With ``{schema}``/``{table}`` in ``path`` each table gets its own file; a
-    DDL goes to the file of the table it names (``_ddl`` when it names none).
+    DDL goes to the file of each table it changes, as the selector classified it
+    (``CREATE TABLE other.t`` in session database ``shop``: ``other``/``t``;
+    ``DROP TABLE a, b``: both files), ``{table}`` is ``_ddl`` for a database or
+    routine statement.
     With ``rotate_bytes`` a file that reached that size is renamed to
     ``<path>.1``, ``<path>.2``, … (higher = newer) and a fresh ``<path>`` is
     started; read the numbered files in order, then ``<path>``.
@@ -67,14 +71,19 @@ class JsonlSink(Sink):
         if not self._per_table:
             self._file(self.config.path)
 
-    def _path(self, change: Change) -> str:
+    def _paths(self, change: Change) -> list[str]:
+        """The files of a change: its table's; a DDL goes to the file of each table it
+        changes (``{table}`` is ``_ddl`` for a database or routine statement)."""
+        path = self.config.path
         if not self._per_table:
-            return self.config.path
+            return [path]
         if isinstance(change, RowChange):
-            table = change.table
-        else:
-            table = ddl_info(change.statement)[1] or "_ddl"
-        return self.config.path.format(schema=change.schema, table=table)
+            return [path.format(schema=change.schema, table=change.table)]
+        paths = (
+            path.format(schema=schema, table=table or "_ddl")
+            for schema, table in ddl_tables(change)
+        )
+        return list(dict.fromkeys(paths))
 
     def _file(self, path: str) -> BinaryIO:
         handle = self._files.get(path)
@@ -112,13 +121,14 @@ class JsonlSink(Sink):
                     handle.write(b"\n".join(lines))
             else:
                 for change in batch.changes:
-                    path = self._path(change)
-                    handle = touched.get(path) or self._file(path)
-                    if rotate is not None and handle.tell() >= rotate:
-                        handle = self._rotate(path)
-                    touched[path] = handle
-                    for value in values(change, now, batch.batch_id):
-                        handle.write(value + b"\n")
+                    lines = [value + b"\n" for value in values(change, now, batch.batch_id)]
+                    for path in self._paths(change):
+                        handle = touched.get(path) or self._file(path)
+                        if rotate is not None and handle.tell() >= rotate:
+                            handle = self._rotate(path)
+                        touched[path] = handle
+                        for line in lines:
+                            handle.write(line)
             for handle in touched.values():
                 handle.flush()
                 if self.config.fsync:

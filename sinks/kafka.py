@@ -17,8 +17,12 @@ at-least-once: a retried batch may repeat messages the broker already had.
 
 Topics come from ``topic`` (``{schema}``, ``{table}``, ``{pipeline}``);
 characters Kafka does not allow in topic names become ``_``. DDL goes to
-``ddl_topic`` (same placeholders, ``{table}`` is the table the statement names
-or ``_ddl``), or nowhere when ``ddl_topic`` is empty.
+``ddl_topic`` (same placeholders: ``{schema}`` and ``{table}`` are what the
+statement changes as the selector classified it, so ``CREATE TABLE other.t`` run
+in database ``shop`` fills in ``other``/``t``; ``{table}`` is ``_ddl`` for a
+database or routine statement, a trigger's is the table it is ON), or nowhere
+when ``ddl_topic`` is empty. A statement that changes several tables (``DROP
+TABLE a, b``, ``RENAME TABLE``) goes to each of their topics, once per topic.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pipeline.errors import FatalError, FerryError, ResumableError, classify
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
 from sinks.debezium import DebeziumOptions
-from sinks.formats import ddl_info, get_format, now_ns
+from sinks.formats import ddl_tables, get_format, now_ns
 from sinks.producers import Failure, ProducerAdapter, make_producer
 from sinks.redact import masked_key
 
@@ -67,7 +71,9 @@ class KafkaSinkConfig(BaseModel):
         " `pip install ferry-cdc[kafka-fast]`, ~10x faster)",
     )
     ddl_topic: str = Field(
-        "ferry.{pipeline}.schema-changes", description="topic for DDL statements"
+        "ferry.{pipeline}.schema-changes",
+        description="topic for DDL statements; {schema} and {table} are what the statement"
+        " changes (each table's topic when several; {table} is _ddl for a database or routine)",
     )
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "none", description="producer compression"
@@ -154,19 +160,23 @@ class KafkaSink(Sink):
     def _error(self, exc: BaseException, what: str) -> FerryError:
         return classify(exc, f"kafka sink ({self.config.client}): {what}: {exc}")
 
-    def topic_for(self, change: Change) -> str | None:
-        """The topic of a change; None for a DDL when ``ddl_topic`` is empty."""
+    def topics_for(self, change: Change) -> list[str]:
+        """The topics of a change: one for a row change; for a DDL the topic of each table
+        it changes (see the module docstring), none when ``ddl_topic`` is empty."""
         if isinstance(change, RowChange):
             cache_key = (change.schema, change.table)
             topic = self._topics.get(cache_key)
             if topic is None:
                 topic = topic_name(self.config.topic, *cache_key, self.pipeline_id)
                 self._topics[cache_key] = topic
-            return topic
+            return [topic]
         if not self.config.ddl_topic:
-            return None
-        table = ddl_info(change.statement)[1] or "_ddl"
-        return topic_name(self.config.ddl_topic, change.schema, table, self.pipeline_id)
+            return []
+        topics = (
+            topic_name(self.config.ddl_topic, schema, table or "_ddl", self.pipeline_id)
+            for schema, table in ddl_tables(change)
+        )
+        return list(dict.fromkeys(topics))
 
     def load(self, batch: Batch, epoch: int) -> None:
         if batch.is_empty:
@@ -186,7 +196,7 @@ class KafkaSink(Sink):
         if self.config.create_topics:
             self._create_topics(batch)
         messages = self._format.messages
-        topic_for = self.topic_for
+        topics_for = self.topics_for
         send = producer.send
         now = now_ns()
         sent = 0
@@ -195,14 +205,15 @@ class KafkaSink(Sink):
         key: bytes | None = None
         try:
             for change in batch.changes:
-                topic = topic_for(change)
-                if topic is None:
+                topics = topics_for(change)
+                if not topics:
                     continue
                 # one change may be several messages: a delete and its tombstone (value
                 # None), an update of the key as delete + tombstone + create
                 for key, value in messages(change, now, batch.batch_id):
-                    send(topic, key, value)
-                    sent += 1
+                    for topic in topics:
+                        send(topic, key, value)
+                        sent += 1
         except FerryError as exc:  # a value the formats cannot encode
             send_error = exc
         except Exception as exc:  # refused at once: too large, queue blocked, closed
@@ -226,7 +237,7 @@ class KafkaSink(Sink):
         more = f" ({count} sends failed)" if count > 1 else ""
         what = "a message"
         for change in batch.changes:
-            if self.topic_for(change) == failure.topic and failure.key in self._keys(change):
+            if failure.topic in self.topics_for(change) and failure.key in self._keys(change):
                 if isinstance(change, RowChange):
                     key = masked_key(change.primary_key, change.key()) if change.primary_key else ""
                     what = f"the {change.op} of {change.schema}.{change.table} {key}".rstrip()
@@ -244,8 +255,8 @@ class KafkaSink(Sink):
 
     def _create_topics(self, batch: Batch) -> None:
         assert self._producer is not None
-        wanted = {self.topic_for(change) for change in batch.changes}
-        missing = sorted(t for t in wanted - self._created if t is not None)
+        wanted = {topic for change in batch.changes for topic in self.topics_for(change)}
+        missing = sorted(wanted - self._created)
         if not missing:
             return
         try:

@@ -65,7 +65,7 @@ from pipeline.model import Batch, DdlChange, Position, RowChange
 from sinks.base import Sink, SinkCheckpoint, fence
 from sinks.ddl import rewrite
 from sinks.merge import Merged, in_order, merge
-from sinks.redact import masked_key, masked_row, scrub
+from sinks.redact import masked_key, masked_row, scrub, shown_statement
 
 
 class MySQLSinkConfig(BaseModel):
@@ -706,7 +706,7 @@ class MySQLSink(Sink):
     def _load_ddl(self, batch: Batch, ddl: DdlChange, epoch: int) -> None:
         context: dict[str, Any] = {"pipeline": self.pipeline_id, "batch_id": batch.batch_id}
         statement = rewrite(ddl, self.target, self.database).strip()
-        short = statement if len(statement) <= 300 else statement[:299] + "…"
+        short = shown_statement(statement)
         routine = ddl.kind == "routine"
         policy = self.config.routines if routine else self.config.ddl
         setting = "sink.routines" if routine else "sink.ddl"
@@ -738,10 +738,16 @@ class MySQLSink(Sink):
         except Exception as exc:
             code = _code(exc)
             if code in DDL_DONE_CODES:
-                logger.warning("MySQL sink: DDL already applied on the target ({}): {}", exc, short)
+                logger.warning(
+                    "MySQL sink: DDL already applied on the target ({}): {}",
+                    shown_statement(str(exc)),
+                    short,
+                )
             else:
                 self._drop()
-                message = f"MySQL sink: DDL failed on the target: {exc}; statement: {short}"
+                # the server may quote the statement (a syntax error near '…')
+                said = shown_statement(str(exc), limit=1000)
+                message = f"MySQL sink: DDL failed on the target: {said}; statement: {short}"
                 if code == 1049 and home:
                     message += (
                         f"; the target has no database {home!r}: create it, or map the source"

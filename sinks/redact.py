@@ -33,6 +33,18 @@ def masked_key(columns: Iterable[str], values: Iterable[Any]) -> str:
     return "(" + ", ".join(f"{c}={mask(c, v)}" for c, v in zip(columns, values, strict=True)) + ")"
 
 
+# A credential written into a DDL statement: a FEDERATED/CONNECT/SPIDER table's
+# CONNECTION='mysql://user:password@host/…' or a PASSWORD '…' option.
+_URL_PASSWORD = re.compile(r"(://[^:/@'\s]*:)[^@'\s]*(@)")
+_PASSWORD_OPTION = re.compile(r"(\bPASSWORD\s*=?\s*)'(?:[^'\\]|\\.|'')*'", re.IGNORECASE)
+
+
+def shown_statement(sql: str, limit: int = 300) -> str:
+    """A statement for a log line or an error: credentials masked, shortened."""
+    sql = _PASSWORD_OPTION.sub(r"\1'***'", _URL_PASSWORD.sub(r"\1***\2", sql))
+    return sql if len(sql) <= limit else sql[: limit - 1] + "…"
+
+
 def scrub(message: str, rows: Iterable[dict[str, Any]]) -> str:
     """Remove values of secret-like columns that a server quoted in its message."""
     dup = re.search(r"Duplicate entry '.*' for key '([^']*)'", message)

@@ -136,6 +136,20 @@ class FerryNode:
             self.wait(10)
             raise
 
+    def selecting(self, timeout_s: float = 60) -> FerryNode:
+        """Wait until this run's selector has resolved where it reads from: `latest` means
+        then, so a test that writes earlier would write before the pipeline's start."""
+        runs = len(self.logs)
+        wait_until(
+            lambda: (
+                self.logs[-1].exists()
+                and "selector start " in self.logs[-1].read_text(errors="replace")
+            ),
+            timeout_s,
+            f"{self.node_id}'s selector (run {runs}) to start",
+        )
+        return self
+
     def log(self, chars: int = 4000) -> str:
         return "\n".join(p.read_text(errors="replace")[-chars:] for p in self.logs if p.exists())
 

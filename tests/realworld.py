@@ -239,19 +239,19 @@ def primary_keys(server: Any, dbs: list[str]) -> dict[tuple[str, str], tuple[str
 
 
 def replay(lines: list[str], tables_of: Any) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Apply debezium-json lines in order: the rows each table holds at the end.
+    """Apply ferry-json lines in order: the rows each table holds at the end.
 
     Rows are matched by their whole image (JSON values as written, on the columns
     both images have: ALTER TABLE adds and drops columns midway), so tables
     without a key and tables with equal rows replay exactly too. A DDL that
     creates, drops or truncates a table starts that table over:
-    ``tables_of(statement, schema)`` names them.
+    ``tables_of(statement, session database)`` names them.
     """
     state: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
     for line in lines:
         message = json.loads(line)
         if "ddl" in message:
-            for table in tables_of(message["ddl"], message["databaseName"]):
+            for table in tables_of(message["ddl"], message["source"]["db"]):  # session's
                 state.pop(table, None)
             continue
         table = (message["source"]["db"], message["source"]["table"])

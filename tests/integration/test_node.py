@@ -28,6 +28,7 @@ from selector.base import Selector
 from selector.process import open_selector
 from sinks.jsonl import JsonlSink
 from tests.delivery import Workload, assert_ordered_at_least_once, indexes, jsonl_events
+from tests.ferryproc import source_position
 from tests.services import track_process, untrack_process
 
 ROOT = Path(__file__).parents[2]
@@ -38,6 +39,7 @@ def write_config(
 ) -> Path:
     settings = {"batch": "{max_rows: 50, max_wait_ms: 50}", "state_dir": str(tmp_path / "state")}
     settings.update({k: str(v) for k, v in pipeline.items()})
+    start = source_position(mariadb)  # what the test writes from now on, and nothing older
     lines = "\n".join(f"  {k}: {v}" for k, v in settings.items())
     path = tmp_path / "pipeline.yaml"
     path.write_text(
@@ -53,6 +55,7 @@ source:
   password: "{mariadb.password}"
   server_id: 4301
   include: ["{schema}.*"]
+  start: {{file: {start["file"]}, pos: {start["pos"]}}}
 arbiter:
   url: {redis_url}
   key_prefix: "{prefix.rstrip(":")}"
@@ -106,7 +109,6 @@ def in_process_node(config: FerryConfig, sink: Any) -> tuple[Node, threading.Thr
     thread = threading.Thread(target=node.run, daemon=True)
     thread.start()
     wait_until(lambda: node.role == "active" and node.task is not None, 20, "the node to start")
-    time.sleep(0.3)  # the selector is positioned at `latest` before the workload starts
     return node, thread
 
 

@@ -148,4 +148,6 @@ def test_every_script_replicates_exactly(
             )
     assert problems == [], "\n".join(problems)
     rows_in_corpus = sum(1 for line in lines if '"op":' in line)
-    assert rows_in_corpus >= 20000  # every row event of the corpus (README: 20,187), replays too
+    assert (
+        rows_in_corpus >= 20000
+    )  # every row event of the corpus (20,187: tests/debezium_notes.md), replays too

@@ -343,9 +343,10 @@ def test_include_exclude(mariadb: Any, source_db: str) -> None:
     mariadb.execute(f"INSERT INTO `{db}`.skip_me VALUES (3, 3)")
     mariadb.execute(f"ALTER TABLE `{db}`.keep2 ADD COLUMN v INT")
     mariadb.execute(f"INSERT INTO `{db}`.keep2 VALUES (4, 4)")
+    mariadb.execute(f"DROP TABLE `{db}`.keep1, `{db}`.skip_me")
     seen: list[Any] = []
     deadline = time.monotonic() + 20
-    while len(seen) < 3 and time.monotonic() < deadline:
+    while len(seen) < 4 and time.monotonic() < deadline:
         batch = sel.select()
         sel.ack(batch.batch_id)
         seen.extend(batch.changes)
@@ -353,8 +354,12 @@ def test_include_exclude(mariadb: Any, source_db: str) -> None:
         ("RowChange", "keep1"),
         ("DdlChange", None),
         ("RowChange", "keep2"),
+        ("DdlChange", None),
     ]
     assert "keep2" in seen[1].statement
+    # the excluded table is not dropped downstream
+    assert seen[3].statement == f"DROP TABLE IF EXISTS `{db}`.`keep1`"
+    assert seen[3].tables == ((db, "keep1"),)
     sel.stop()
 
 

@@ -259,3 +259,34 @@ def test_an_ack_while_stop_tears_the_child_down_does_not_raise(started: Any) -> 
     stopper.join(10)
     assert store.load() == batch.position
     assert not decoder_alive(child.pid)
+
+
+def test_a_decoder_process_that_cannot_be_spawned_is_resumable_with_its_cause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No process could be created (fork limit, no memory): retrying later may work."""
+    config = MySQLSourceConfig(host="127.0.0.1", port=1, user="u", server_id=4401, start="latest")
+    sel = ProcessSelector(config, 20, 50, MemoryPositionStore(), "nospawn")
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(sel._context, "Process", refuse)
+    with pytest.raises(
+        ResumableError,
+        match=r"cannot start the binlog decoder process: "
+        r"BlockingIOError: .*Resource temporarily unavailable",
+    ):
+        sel.start()
+    assert sel.decoder_pid is None
+
+
+def test_a_decoder_process_whose_setup_fails_is_resumable_with_its_cause() -> None:
+    """The child started but could not set itself up (here: a log level it does not know):
+    the parent hears why, and the child is gone."""
+    config = MySQLSourceConfig(host="127.0.0.1", port=1, user="u", server_id=4401, start="latest")
+    sel = ProcessSelector(config, 20, 50, MemoryPositionStore(), "badsetup", log_level="NOPE")
+    with pytest.raises(ResumableError, match=r"could not start: ValueError: .*NOPE"):
+        sel.start()
+    sel.stop()
+    assert sel.decoder_pid is None

@@ -527,24 +527,50 @@ def test_ferry_snapshot_of_a_table_added_later_survives_a_failover(
     )
 
 
-def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
-    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
-) -> None:
-    source = make_mariadb()
-    source.execute("CREATE DATABASE shop")
-    create(source, "shop", {"plain": 3000, "composite": 1, "unique": 1})
+def private_shop(
+    tmp_path: Path,
+    make_mariadb: Any,
+    redis_server: Any,
+    key_prefix: str,
+    rows: dict[str, int],
+    pipeline_id: str,
+    server_id: int,
+    source: dict[str, Any],
+    **sink: Any,
+) -> tuple[Any, Path, Path]:
+    """A private MariaDB with a `shop` schema of ``rows`` and a JSONL pipeline that takes
+    its snapshot (no `start`); returns the server, the output file and the config."""
+    server = make_mariadb()
+    server.execute("CREATE DATABASE shop")
+    create(server, "shop", rows)
     out = tmp_path / "out.jsonl"
     config = write_config(
         tmp_path / "pipeline.yaml",
-        pipeline_id="snap-purged",
-        mariadb=source,
+        pipeline_id=pipeline_id,
+        mariadb=server,
         schema="shop",
         redis_url=redis_server.url,
         prefix=key_prefix,
-        sink={"type": "jsonl", "path": str(out)},
+        sink={"type": "jsonl", "path": str(out), **sink},
         start=None,
-        server_id=4467,
-        source={"snapshot": "when_needed"},
+        server_id=server_id,
+        source=source,
+    )
+    return server, out, config
+
+
+def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
+    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+) -> None:
+    source, out, config = private_shop(
+        tmp_path,
+        make_mariadb,
+        redis_server,
+        key_prefix,
+        {"plain": 3000, "composite": 1, "unique": 1},
+        "snap-purged",
+        4467,
+        {"snapshot": "when_needed"},
     )
 
     def reads() -> int:
@@ -561,7 +587,13 @@ def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
     source.execute("FLUSH BINARY LOGS")
     source.execute("INSERT INTO shop.plain VALUES (999999, 1, 'after', NOW(6))")
     [(newest, *_)] = source.execute("SHOW MASTER STATUS")
-    source.execute(f"PURGE BINARY LOGS TO '{newest}'")
+
+    def purged() -> bool:
+        # the server keeps a file a dump thread still reads: node a's may linger briefly
+        source.execute(f"PURGE BINARY LOGS TO '{newest}'")
+        return [row[0] for row in source.execute("SHOW BINARY LOGS")] == [newest]
+
+    wait_until(purged, 30, "the old binlogs purged", interval_s=0.2)
     node = FerryNode(config, "b").start()
     try:
         wait_until(lambda: reads() == first + 3003, 60, "a second snapshot")
@@ -570,3 +602,94 @@ def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
     finally:
         node.stop()
     assert "no longer on the source (purged); snapshot.mode when_needed" in node.log(10**6)
+
+
+def test_initial_only_snapshots_then_never_streams_even_after_a_restart(
+    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+) -> None:
+    source, out, config = private_shop(
+        tmp_path,
+        make_mariadb,
+        redis_server,
+        key_prefix,
+        {"plain": 20, "composite": 1, "unique": 1},
+        "snap-only",
+        4468,
+        {"snapshot": "initial_only"},
+        format="ferry-json",
+    )
+
+    def ops() -> list[str]:
+        events = (json.loads(line) for line in out.read_text().splitlines())
+        return [event["op"] for event in events if "op" in event]  # not the DDL lines
+
+    node = FerryNode(config, "a")
+    for run in (1, 2):
+        node.start()  # the second time: a restart after the complete snapshot
+        try:
+            wait_until(
+                lambda: (snapshot_state(config) or {}).get("state") == "complete", 60, "done"
+            )
+            source.execute(f"INSERT INTO shop.plain VALUES ({1000 + run}, 1, 'later', NOW(6))")
+            wait_until(lambda: "initial_only" in node.log(), 30, "the initial_only line")
+            time.sleep(2)  # a streaming node delivers the insert well within this
+            status = ferry_status(config)
+        finally:
+            node.stop()
+        assert (status["state"], status["error"]) == ("running", ""), status
+        assert ops() == ["r"] * 22, (run, ops())
+    assert "snapshot is complete: no streaming" in node.log(10**6)
+
+
+def test_a_table_dropped_during_its_snapshot_and_a_table_with_no_key(
+    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+) -> None:
+    """`plain` is dropped while it is read: the snapshot goes on with the other tables.
+    `nokey` has neither a primary nor a unique key: read whole, duplicates included."""
+    source, out, config = private_shop(
+        tmp_path,
+        make_mariadb,
+        redis_server,
+        key_prefix,
+        {"plain": 60_000, "composite": 10, "unique": 10},
+        "snap-drop",
+        4469,
+        {"snapshot_chunk_rows": 200},
+        format="ferry-json",
+    )
+    source.execute("CREATE TABLE shop.nokey (a INT, b VARCHAR(10))")
+    # 500 rows, each value 10 times (MariaDB's SEQUENCE engine)
+    source.execute("INSERT INTO shop.nokey SELECT seq % 50, 'same' FROM shop.seq_1_to_500")
+
+    def reads(table: str) -> int:
+        events = (json.loads(line) for line in out.read_text().splitlines())
+        return sum(1 for e in events if e.get("op") == "r" and e["source"]["table"] == table)
+
+    node = FerryNode(config, "a").start()
+    try:
+        wait_until(
+            lambda: (
+                (s := snapshot_state(config) or {}).get("table") == "shop.plain"
+                and s["tables"]["shop.plain"]["rows"] > 0
+            ),
+            60,
+            "plain being read",
+            interval_s=0.02,
+        )
+        source.execute("DROP TABLE shop.plain")
+        wait_until(lambda: (snapshot_state(config) or {}).get("state") == "complete", 60, "done")
+        source.execute("INSERT INTO shop.composite VALUES ('zz', 1, 1, 1)")
+        wait_until(lambda: '"region":"zz"' in out.read_text(), 30, "streaming after it")
+        status = ferry_status(config)
+    finally:
+        node.stop()
+    assert (status["state"], status["error"]) == ("running", ""), status
+    assert (reads("nokey"), reads("composite"), reads("unique")) == (500, 10, 10)
+    assert reads("plain") < 60_000
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    nokey = [
+        tuple(e["after"].values())
+        for e in rows
+        if e.get("op") == "r" and e["source"]["table"] == "nokey"
+    ]
+    assert sorted(nokey) == sorted((i % 50, "same") for i in range(1, 501))

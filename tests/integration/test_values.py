@@ -99,6 +99,8 @@ CASES: list[tuple[str, str, str, Any]] = [
         bytes.fromhex("6ccd780cbaba102695645b8c656024db"),
     ),
     ("inet6", "INET6", "'::ffff:127.0.0.1'", bytes.fromhex("00000000000000000000ffff7f000001")),
+    ("inet4", "INET4", "'192.168.0.255'", bytes.fromhex("c0a800ff")),  # MariaDB 10.10+
+    ("inet4_zero", "INET4", "'0.0.0.0'", b"\0\0\0\0"),  # trailing 0x00 padded back
     (
         "json_text",
         "JSON",

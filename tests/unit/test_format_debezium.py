@@ -240,6 +240,22 @@ def test_options(options: dict[str, Any], column: str, value: Any, expected: Any
     assert message["after"][column] == expected
 
 
+def test_a_null_after_drop_default_stays_null() -> None:
+    history = SchemaHistory()
+    history._server_charset = "utf8mb4"
+    history._charsets["shop"] = "utf8mb4"
+    history.apply("CREATE TABLE t (id INT PRIMARY KEY, a INT DEFAULT 1, b INT DEFAULT 2)", "shop")
+    [change] = history.apply("ALTER TABLE t ALTER a DROP DEFAULT, ALTER b SET DEFAULT 9", "shop")
+    row = row_change(after={"id": 1, "a": None, "b": None}, definition=change.definition)
+    [(_, message)] = decoded(fmt().messages(row))
+    # replace.null.with.default: the default the table has now, and none after DROP DEFAULT
+    assert message["after"] == {"id": 1, "a": None, "b": 9}
+    [change] = history.apply("ALTER TABLE t MODIFY b INT", "shop")  # a new column: no default
+    row = row_change(after={"id": 1, "a": None, "b": None}, definition=change.definition)
+    [(_, message)] = decoded(fmt().messages(row))
+    assert message["after"] == {"id": 1, "a": None, "b": None}
+
+
 def test_connect_time_outside_a_day() -> None:
     far = {"id": 1, "tm3": dt.timedelta(hours=25)}
     table = definition("CREATE TABLE t (id INT PRIMARY KEY, tm3 TIME(3), nn TIME NOT NULL)")

@@ -27,6 +27,8 @@ from pipeline.errors import FatalError, ResumableError
 from pipeline.model import Position, RowChange
 from pipeline.node import Node
 from pipeline.recovery import StateFile
+from pipeline.stats import Stats
+from pipeline.task import SelectTask
 from selector.memory import MemorySelector
 from sinks.base import SinkCheckpoint
 from sinks.memory import FaultySink, MemorySink
@@ -362,6 +364,18 @@ def test_lock_loss_returns_to_standby_and_a_standby_finishes_the_work() -> None:
     assert recorder.violations == []
 
 
+def take_over_from_frozen(
+    threads: list[threading.Thread], sink: Any, hub: MemoryArbiterHub, a_arbiter: Any, b: Node
+) -> None:
+    """a runs until its load freezes; its renewal stops and its lock expires; b takes over."""
+    threads[0].start()
+    wait_for(sink.frozen.is_set)
+    threads[1].start()
+    a_arbiter.freeze_renewer()
+    hub.advance(a_arbiter.config.lock_ttl_ms + 1)
+    wait_for(lambda: b.role == "active")
+
+
 class FreezingSink(FrozenMidLoad, FaultySink):
     """The shared, fenced target of two nodes, with epoch 1 frozen mid-load."""
 
@@ -415,12 +429,7 @@ def test_a_holder_frozen_mid_load_never_stops_its_successor(
     b, b_arbiter, _ = build(txns, sink, hub=hub, node_id="b", **shape)
     recorder = Recorder(b_arbiter, sink, txns)
     with running(a, b) as threads:
-        threads[0].start()
-        wait_for(sink.frozen.is_set)
-        threads[1].start()
-        a_arbiter.freeze_renewer()
-        hub.advance(a_arbiter.config.lock_ttl_ms + 1)
-        wait_for(lambda: b.role == "active")
+        take_over_from_frozen(threads, sink, hub, a_arbiter, b)
         if successor_wrote:
             wait_for(lambda: any(epoch == 2 for _, epoch, _ in sink.loads))
         if load_thaws_first:  # the load goes on while a still believes it holds the lock
@@ -602,3 +611,65 @@ def test_a_fatal_arbiter_error_while_standby_exits_1_after_a_bounded_retry() -> 
     assert node.role == "stopped"
     why = [line for line in said if "invalid username-password pair" in line]
     assert len(why) == 1 and "cannot work with the arbiter" in why[0], said
+
+
+@pytest.mark.parametrize("ending", ["halted", "lost"])
+def test_a_failure_racing_a_halt_or_a_loss_is_dropped_not_a_bad_transition(ending: str) -> None:
+    """The task ends between `_fail`'s liveness check and its rollback (a stop or a lost
+    lock landing from another thread): the failure is dropped, the task stays ended."""
+    hub = MemoryArbiterHub()
+    arbiter = hub.arbiter(PIPELINE, "n1")
+    config = make_config()
+    paused: list[Any] = []
+    task = SelectTask(
+        selector=MemorySelector([], 5, 5, None, PIPELINE),
+        sink=MemorySink(),
+        stages=lambda batch: batch,
+        arbiter=arbiter,
+        epoch=1,
+        settings=config.pipeline,
+        stats=Stats(),
+        on_fatal=paused.append,
+    )
+    task._alive = lambda: True  # type: ignore[method-assign]  # it was, a moment ago
+    task._state.to(ending)  # type: ignore[arg-type]
+    task._fail(FatalError("a failure that arrived late"))
+    assert task.phase == ending and paused == []
+
+
+class FatalAfterThaw(MemorySink):
+    """Epoch 1's loads fail with a FatalError once ``thaw`` is set (a target error that
+    would pause the pipeline if the node that met it still held the lock)."""
+
+    thaw: threading.Event
+    refused = 0
+
+    def load(self, batch: Any, epoch: int) -> None:
+        if epoch == 1 and self.thaw.is_set():
+            self.refused += 1
+            raise FatalError("the target refused the write (disk full)")
+        super().load(batch, epoch)
+
+
+class FatalOnceThawed(FrozenMidLoad, FatalAfterThaw):
+    """Epoch 1 freezes mid-load; the frozen load, once thawed, fails fatally."""
+
+
+def test_a_fatal_error_met_after_the_lock_was_lost_never_pauses_the_successor() -> None:
+    txns = workload(60, seed=5)
+    hub = MemoryArbiterHub()
+    sink = FatalOnceThawed(freeze_at=2, checkpoint=True)
+    a, a_arbiter, _ = build(txns, sink, hub=hub, node_id="a")
+    b, b_arbiter, _ = build(txns, sink, hub=hub, node_id="b")
+    with running(a, b) as threads:
+        take_over_from_frozen(threads, sink, hub, a_arbiter, b)
+        sink.thaw.set()  # a's load goes on, and fails fatally, while a still believes
+        time.sleep(0.05)  # it holds the lock (its renewer has not run yet)
+        a_arbiter.unfreeze_renewer()
+        wait_for(committed_at_end(b_arbiter, txns), 30)
+        wait_for(lambda: a.role == "standby")
+        state = b_arbiter.get_state()
+        assert not state.paused, state.error
+        assert b.role == "active"
+    assert sink.refused == 1  # the frozen load; a tried nothing more
+    assert_ordered_at_least_once([seq_of(c) for c in sink.changes], sum(map(len, txns)))

@@ -27,3 +27,23 @@ def test_quick_start_is_two_commands_that_exist() -> None:
 def test_every_cli_command_is_documented() -> None:
     for command in ("run", "status", "pause", "resume", "position", "check"):
         assert re.search(rf"`ferry {command} -c FILE", README), command
+
+
+# Debezium 3.x's snapshot.mode values (never and schema_only are gone since 3.0)
+DEBEZIUM_SNAPSHOT_MODES = {
+    "always",
+    "initial",
+    "initial_only",
+    "no_data",
+    "when_needed",
+    "configuration_based",
+    "custom",
+    "recovery",
+}
+
+
+def test_coming_from_debezium_names_debezium_3_snapshot_modes() -> None:
+    section = README.split("### Coming from Debezium", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `snapshot.mode`")]
+    named = {w for row in rows for w in re.findall(r"`(\w+)`", row.split("|")[1])}
+    assert named == DEBEZIUM_SNAPSHOT_MODES

@@ -126,6 +126,120 @@ def test_alter_table() -> None:
     assert h.get("shop", "t") is None and h.get("other", "t2") is not None
 
 
+def test_modify_builds_a_new_column_change_edits_it() -> None:
+    # as Debezium 3.6.3's parser: MODIFY keeps nothing the definition does not say; CHANGE
+    # keeps auto-increment, and takes default, dimensions, NULL and charset from it
+    table_sql = (
+        "CREATE TABLE {} (id INT AUTO_INCREMENT PRIMARY KEY, a INT DEFAULT 1, d DECIMAL(10,2),"
+        " v VARCHAR(5) CHARACTER SET latin1, n INT NOT NULL DEFAULT 5, f FLOAT(10,2)) CHARSET ascii"
+    )
+    h = history(shop="utf8mb4")
+    created(table_sql.format("m"), h=h)
+    created(table_sql.format("c"), h=h)
+    [modify] = h.apply(
+        "ALTER TABLE m MODIFY id INT, MODIFY a BIGINT, MODIFY d DECIMAL,"
+        " MODIFY COLUMN v VARCHAR(6) AFTER id, MODIFY n INT NOT NULL, MODIFY f FLOAT",
+        "shop",
+    )
+    [change] = h.apply(
+        "ALTER TABLE c CHANGE id id INT, CHANGE a a BIGINT, CHANGE d d DECIMAL,"
+        " CHANGE COLUMN v v VARCHAR(6) AFTER id, CHANGE n n INT NOT NULL, CHANGE f f FLOAT",
+        "shop",
+    )
+    for result in (modify, change):
+        assert result.definition is not None
+        got = columns(result.definition)
+        assert list(got) == ["id", "v", "a", "d", "n", "f"]
+        assert (got["a"]["type"], got["a"]["default"]) == ("BIGINT", None)
+        assert (got["d"]["length"], got["d"]["scale"]) == (10, 0)
+        assert (got["v"]["length"], got["v"]["charset"]) == (6, "ascii")  # the table's
+        assert (got["n"]["optional"], got["n"]["default"]) == (False, None)
+        assert (got["f"]["length"], got["f"]["scale"]) == (None, None)  # now single-precision
+        assert got["id"]["optional"] is True  # Debezium's, though MySQL keeps a key NOT NULL
+        id_column = result.definition.columns[0]
+        assert id_column.auto_increment is (result is change)
+
+
+def test_alter_column_set_and_drop_default() -> None:
+    # each expectation is what Debezium 3.6.3's parser (MySqlAntlrDdlParser) records
+    h = history(shop="utf8mb4")
+    created(
+        "CREATE TABLE t (id INT PRIMARY KEY, a INT DEFAULT 1, b INT NOT NULL DEFAULT 2,"
+        " c VARCHAR(5) DEFAULT 'q', d INT DEFAULT 4, e INT DEFAULT 5, f BIT(3),"
+        " g DATE, h INT DEFAULT 8, i VARCHAR(4), j DOUBLE, k BOOL, l INT, n VARBINARY(4))",
+        h=h,
+    )
+    [change] = h.apply(
+        "ALTER TABLE t ALTER COLUMN a SET DEFAULT 9, ALTER b DROP DEFAULT,"
+        " ALTER COLUMN c SET DEFAULT 'hello', ALTER d SET DEFAULT -5, ALTER e SET DEFAULT NULL,"
+        " ALTER f SET DEFAULT b'101', ALTER g SET DEFAULT DATE '2020-02-02',"
+        " ALTER h SET DEFAULT (1+2), ALTER i SET DEFAULT _utf8mb4'x', ALTER j SET DEFAULT 1.5e3,"
+        " ALTER k SET DEFAULT TRUE, ALTER l SET DEFAULT +7, ALTER n SET DEFAULT 0x0a,"
+        " ALTER COLUMN nope SET DEFAULT 1",
+        "shop",
+    )
+    assert change.definition is not None
+    got = {name: c["default"] for name, c in columns(change.definition).items()}
+    assert got == {
+        "id": None,
+        "a": "9",
+        "b": None,
+        "c": "hello",
+        "d": "-5",
+        "e": "null",  # Debezium's text of NULL, bit and hex literals here: not a default
+        "f": "null",
+        "g": "DATE'2020-02-02'",
+        "h": None,  # an expression
+        "i": "_utf8mb4'x'",
+        "j": "1.5e3",
+        "k": "TRUE",
+        "l": "+7",
+        "n": "null",
+    }
+    assert columns(change.definition)["b"]["optional"] is False
+    # not in Debezium's grammar: the server's definition is asked for (none here)
+    assert h.apply("ALTER TABLE t ALTER a SET DEFAULT CURRENT_TIMESTAMP", "shop") == ()
+
+
+def test_convert_to_charset_and_table_charset_options() -> None:
+    h = history(shop="utf8mb4")
+    created(
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(5), a VARCHAR(5) CHARACTER SET ascii,"
+        " e ENUM('x','y'), nc NCHAR(3), b BLOB, j JSON, vb VARBINARY(3))",
+        h=h,
+    )
+    [change] = h.apply("ALTER TABLE t CONVERT TO CHARACTER SET latin1 COLLATE latin1_bin", "shop")
+    assert change.definition is not None and change.definition.charset == "latin1"
+    charsets = {name: c["charset"] for name, c in columns(change.definition).items()}
+    # every column with a charset takes the new one (NCHAR's utf8 too, as in Debezium)
+    assert charsets == {
+        "id": None,
+        "v": "latin1",
+        "a": "latin1",
+        "e": "latin1",
+        "nc": "latin1",
+        "b": None,
+        "j": None,
+        "vb": None,
+    }
+    [added] = h.apply("ALTER TABLE t ADD COLUMN w VARCHAR(2), CONVERT TO CHARSET utf8mb4", "shop")
+    assert added.definition is not None
+    assert columns(added.definition)["w"]["charset"] == "utf8mb4"
+    [same] = h.apply("ALTER TABLE t CONVERT TO CHARACTER SET DEFAULT", "shop")
+    assert same.definition is not None and same.definition.charset == "utf8mb4"
+    # Debezium 3.6.3 ignores the table options of ALTER TABLE: neither the table's charset
+    # nor that of the columns added later changes (MySQL would give those latin1)
+    for sql in (
+        "ALTER TABLE t DEFAULT CHARSET=latin1",
+        "ALTER TABLE t CHARACTER SET latin1, COLLATE latin1_bin",
+        "ALTER TABLE t ADD COLUMN z VARCHAR(3), DEFAULT CHARACTER SET = latin2",
+    ):
+        [option] = h.apply(sql, "shop")
+        assert option.definition is not None and option.definition.charset == "utf8mb4"
+    table = h.get("shop", "t")
+    assert table is not None and columns(table)["z"]["charset"] == "utf8mb4"
+
+
 def test_create_like_rename_drop_and_database_charsets() -> None:
     h = history()
     assert h.apply("CREATE DATABASE d1 CHARACTER SET latin2", "") == ()

@@ -14,6 +14,7 @@ from pipeline.errors import FatalError
 from pipeline.model import Batch, DdlChange, Position, RowChange
 from sinks.jsonl import JsonlSink, JsonlSinkConfig
 from sinks.stdout import StdoutSink, StdoutSinkConfig, text_line
+from tests.unit.test_formats import selected
 
 POS = Position("mysql-bin.000001", 100)
 
@@ -107,7 +108,36 @@ def test_jsonl_file_per_table_and_ddl(tmp_path: Path) -> None:
     assert orders[0]["after"]["id"] == 1
     assert orders[1]["ddl"] == "ALTER TABLE orders ADD x INT"
     assert lines(tmp_path / "shop" / "items.jsonl")[0]["after"]["id"] == 2
-    assert lines(tmp_path / "shop" / "_ddl.jsonl")[0]["ddl"] == "CREATE DATABASE y"
+    assert lines(tmp_path / "y" / "_ddl.jsonl")[0]["ddl"] == "CREATE DATABASE y"
+
+
+def test_jsonl_files_a_ddl_under_each_table_it_changes(tmp_path: Path) -> None:
+    """The classifier's tables and schemas, not the session's database or a second parse."""
+    sink = jsonl(tmp_path, path=str(tmp_path / "{schema}" / "{table}.jsonl"))
+    statements = [
+        "/*!40000 ALTER TABLE `staff` DISABLE KEYS */",
+        "CREATE OR REPLACE TABLE t (a INT)",
+        "CREATE DEFINER=`u`@`%` TRIGGER trg BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1",
+        "DROP TABLE a, b",
+        "CREATE TABLE other.t (a INT)",
+    ]
+    for number, sql in enumerate(statements, start=1):
+        sink.load(batch(selected(sql), batch_id=number), epoch=1)
+    sink.close()
+
+    def ddl(schema: str, table: str) -> list[str]:
+        return [line["ddl"] for line in lines(tmp_path / schema / f"{table}.jsonl")]
+
+    assert ddl("shop", "staff") == [statements[0]]
+    assert ddl("shop", "t") == statements[1:3]
+    assert ddl("shop", "a") == ddl("shop", "b") == ["DROP TABLE a, b"]
+    assert ddl("other", "t") == ["CREATE TABLE other.t (a INT)"]
+    assert sorted(p.name for p in (tmp_path / "shop").iterdir()) == [
+        "a.jsonl",
+        "b.jsonl",
+        "staff.jsonl",
+        "t.jsonl",
+    ]
 
 
 def test_jsonl_rotation_numbers_files_in_order(tmp_path: Path) -> None:

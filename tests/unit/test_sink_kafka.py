@@ -22,6 +22,7 @@ from sinks.producers import (
     ProducerAdapter,
     make_producer,
 )
+from tests.unit.test_formats import selected
 
 POS = Position("mysql-bin.000002", 77)
 
@@ -122,6 +123,39 @@ def test_canal_format_and_fixed_topic() -> None:
     topic, _, value = f.last.sent[0]
     assert topic == "all-changes"
     assert json.loads(value)["type"] == "INSERT"
+
+
+def test_a_ddl_goes_to_the_topic_of_each_table_it_changes() -> None:
+    """{schema} and {table} of ddl_topic are the classifier's, not the session's."""
+    s, f = sink(ddl_topic="ddl.{schema}.{table}")
+    statements = [
+        "/*!40000 ALTER TABLE `staff` DISABLE KEYS */",
+        "CREATE OR REPLACE TABLE t (a INT)",
+        "CREATE DEFINER=`u`@`%` TRIGGER trg BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1",
+        "DROP TABLE a, b",
+        "CREATE TABLE other.t (a INT)",
+        "CREATE DATABASE d",
+    ]
+    for number, sql in enumerate(statements, start=1):
+        s.load(batch(selected(sql), batch_id=number), epoch=1)
+        s.load(batch(DdlChange("shop", sql, 2.0, POS), batch_id=number), epoch=1)  # by hand
+    sent = [(topic, key) for producer in f.made for topic, key, _ in producer.sent]
+    assert sent == [
+        ("ddl.shop.staff", b'["shop"]'),
+        ("ddl.shop.staff", b'["shop"]'),
+        ("ddl.shop.t", b'["shop"]'),
+        ("ddl.shop.t", b'["shop"]'),
+        ("ddl.shop.t", b'["shop"]'),
+        ("ddl.shop.t", b'["shop"]'),
+        ("ddl.shop.a", b'["shop"]'),
+        ("ddl.shop.b", b'["shop"]'),
+        ("ddl.shop.a", b'["shop"]'),
+        ("ddl.shop.b", b'["shop"]'),
+        ("ddl.other.t", b'["other"]'),
+        ("ddl.other.t", b'["other"]'),
+        ("ddl.d._ddl", b'["d"]'),
+        ("ddl.d._ddl", b'["d"]'),
+    ]
 
 
 def test_empty_ddl_topic_skips_ddl() -> None:

@@ -22,7 +22,7 @@ from sinks.mysql import (
     ident,
     to_db,
 )
-from sinks.redact import mask
+from sinks.redact import mask, shown_statement
 from sinks.registry import sink_class
 
 POS = Position("mysql-bin.000001", 4)
@@ -213,3 +213,27 @@ def test_merge_then_build_turns_ten_updates_into_one_statement() -> None:
     ]
     [stmt] = build_statements(merge(changes), same)
     assert stmt.args == [1, 10]
+
+
+@pytest.mark.parametrize(
+    ("sql", "shown"),
+    [
+        (
+            "CREATE TABLE t (id INT) ENGINE=FEDERATED"
+            " CONNECTION='mysql://repl:s3cr3t@db1:3306/shop/t'",
+            "CREATE TABLE t (id INT) ENGINE=FEDERATED"
+            " CONNECTION='mysql://repl:***@db1:3306/shop/t'",
+        ),
+        (
+            "CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (USER 'r', PASSWORD 'it''s')",
+            "CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (USER 'r', PASSWORD '***')",
+        ),
+        (
+            "ALTER TABLE t ADD COLUMN password VARCHAR(64)",
+            "ALTER TABLE t ADD COLUMN password VARCHAR(64)",
+        ),
+    ],
+)
+def test_a_statement_in_a_log_line_never_shows_a_credential(sql: str, shown: str) -> None:
+    assert shown_statement(sql) == shown
+    assert shown_statement("CREATE TABLE x (a INT) COMMENT '" + "y" * 400 + "'").endswith("…")

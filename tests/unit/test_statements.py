@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.cli import render_status
+from pipeline.model import Batch
+from pipeline.stats import Stats
+from selector.events import skipped_dml
 from selector.statements import classify, tokenize
+from selector.tables import TableFilter
+from tests.unit.test_metrics import exposition
 
 D = "shop"  # the session's default database
 
@@ -68,6 +74,25 @@ D = "shop"  # the session's default database
         ("UPDATE LOW_PRIORITY t SET a=1", "dml", ((D, "t"),)),
         ("DELETE FROM `s`.`t` WHERE 1", "dml", (("s", "t"),)),
         ("LOAD DATA LOCAL INFILE 'x' INTO TABLE s.t", "dml", (("s", "t"),)),
+        ("INSERT LOW_PRIORITY IGNORE t SELECT * FROM u", "dml", ((D, "t"),)),
+        ("DELETE FROM t AS x WHERE x.a = 1", "dml", ((D, "t"),)),
+        # multi-table: every table an UPDATE names, the tables a DELETE deletes from
+        ("UPDATE a JOIN o.b ON a.id = b.id SET a.x = b.x", "dml", ((D, "a"), ("o", "b"))),
+        ("UPDATE IGNORE a x, b AS y SET x.v = y.v", "dml", ((D, "a"), (D, "b"))),
+        ("UPDATE t SET v = 1 WHERE id IN (SELECT id FROM u)", "dml", ((D, "t"),)),
+        ("UPDATE t AS a JOIN t AS b ON a.p = b.id SET a.v = b.v", "dml", ((D, "t"),)),
+        ("DELETE a, b FROM a JOIN b ON a.id = b.id", "dml", ((D, "a"), (D, "b"))),
+        ("DELETE x FROM t1 AS x JOIN t2 ON x.id = t2.id", "dml", ((D, "t1"),)),
+        (
+            "DELETE QUICK FROM a.*, o.b USING a JOIN o.b ON a.id = b.id",
+            "dml",
+            ((D, "a"), ("o", "b")),
+        ),
+        # statement-format DML that names no table here
+        ("WITH c AS (SELECT 1 AS id) UPDATE t JOIN c ON t.id = c.id SET t.v = 2", "dml", ()),
+        ("WITH c AS (SELECT 1 AS id) DELETE FROM t WHERE id IN (SELECT id FROM c)", "dml", ()),
+        ("CALL refresh_totals()", "dml", ()),
+        ("DO RELEASE_LOCK('x')", "dml", ()),
         # everything else
         ("ANALYZE TABLE t", "other", ()),
         ("CREATE TEMPORARY TABLE t (a int)", "other", ()),
@@ -93,3 +118,68 @@ def test_tokens_keep_positions_and_unwrap_executable_comments() -> None:
     assert [t.text for t in tokens] == ["ALTER", "TABLE", "`a``b`", "DISABLE", "KEYS"]
     assert tokens[2].name == "a`b"
     assert sql[tokens[2].start : tokens[2].end] == "`a``b`"
+
+
+SHOP_ONLY = TableFilter(["shop.*", "o.*"], ["shop.secret"])
+
+
+@pytest.mark.parametrize(
+    ("sql", "schema", "counted"),
+    [
+        ("INSERT INTO t VALUES (1)", "shop", ["shop.t"]),
+        ("INSERT INTO secret VALUES (1)", "shop", []),  # excluded
+        ("UPDATE a JOIN o.b ON a.id = b.id SET a.x = 1", "shop", ["shop.a", "o.b"]),
+        ("DELETE a, secret FROM a JOIN secret USING (id)", "shop", ["shop.a"]),
+        # no table named: counted under the session's database, never dropped silently
+        ("WITH c AS (SELECT 1) UPDATE t SET v = 2", "shop", ["shop.?"]),
+        ("CALL p()", "shop", ["shop.?"]),
+        ("DO 1", "", ["?"]),  # no default database: it may change any table
+        ("CALL p()", "elsewhere", []),  # a database without included tables
+    ],
+)
+def test_statement_format_dml_is_counted_under_every_table_or_a_table_less_key(
+    sql: str, schema: str, counted: list[str]
+) -> None:
+    statement = classify(sql, schema)
+    skipped = skipped_dml(statement, schema, SHOP_ONLY)
+    assert [s.table for s in skipped] == counted
+    assert all(s.kind == "dml" and s.verb == statement.verb for s in skipped)
+
+
+def test_table_less_dml_is_warned_once_and_shown_in_status_and_metrics(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from loguru import logger
+
+    sink = logger.add(lambda message: print(message, end=""), level="WARNING")
+    try:
+        stats = Stats()
+        for batch_id in (1, 2):
+            skipped = [
+                *skipped_dml(classify("CALL p()", "shop"), "shop", SHOP_ONLY),
+                *skipped_dml(classify("DELETE a, b FROM a JOIN b", "shop"), "shop", SHOP_ONLY),
+            ]
+            stats.on_ack(Batch(batch_id, skipped=skipped), None)
+    finally:
+        logger.remove(sink)
+    assert stats.skipped == {"dml shop.?": 2, "dml shop.a": 2, "dml shop.b": 2}
+    warned = capsys.readouterr().out
+    assert warned.count("statement-format CALL on shop.? (tables it does not name") == 1
+    assert warned.count("statement-format DELETE on shop.a skipped") == 1
+    assert warned.count("statement-format DELETE on shop.b skipped") == 1
+
+    text = render_status(
+        {
+            "pipeline": "p",
+            "state": "running",
+            "active_node": "n1",
+            "epoch": 1,
+            "position": None,
+            "position_epoch": None,
+            "nodes": [{"node_id": "n1", "role": "active", "skipped": stats.skipped}],
+        }
+    )
+    assert "changes missing: shop.? (2), shop.a (2), shop.b (2)" in text
+    metrics = exposition({"node_id": "n1", "role": "active", "skipped": stats.skipped})
+    line = 'ferry_skipped_statements_total{kind="dml",node="n1",pipeline="p1",table="shop.?"} 2.0'
+    assert line in metrics.splitlines()
