@@ -17,7 +17,14 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests.ferryproc import FerryNode, ferry, ferry_status, wait_until, write_config
+from tests.ferryproc import (
+    FerryNode,
+    ferry,
+    ferry_status,
+    source_position,
+    wait_until,
+    write_config,
+)
 from tests.integration.test_metrics import free_port, scrape
 from tests.integration.test_operations import jsonl_pipeline
 
@@ -153,10 +160,11 @@ def test_account_statements_never_leave_the_source(
 def test_statement_format_dml_is_skipped_warned_and_counted(
     tmp_path: Path, mariadb: Any, source_db: str, redis_server: Any, key_prefix: str
 ) -> None:
+    start = source_position(mariadb)  # the shared server's binlog holds earlier tests' writes
     mariadb.execute(f"CREATE TABLE `{source_db}`.t (id INT PRIMARY KEY, v INT)")
     port = free_port()
     config = jsonl_pipeline(
-        tmp_path, mariadb, source_db, redis_server, key_prefix, start="earliest", metrics_port=port
+        tmp_path, mariadb, source_db, redis_server, key_prefix, start=start, metrics_port=port
     )
     out = tmp_path / "out.jsonl"
     node = FerryNode(config, "a").start()
@@ -191,10 +199,9 @@ def test_statement_format_dml_is_skipped_warned_and_counted(
 def test_xa_transactions(
     tmp_path: Path, mariadb: Any, source_db: str, redis_server: Any, key_prefix: str
 ) -> None:
+    start = source_position(mariadb)  # the shared server's binlog holds earlier tests' writes
     mariadb.execute(f"CREATE TABLE `{source_db}`.t (id INT PRIMARY KEY)")
-    config = jsonl_pipeline(
-        tmp_path, mariadb, source_db, redis_server, key_prefix, start="earliest"
-    )
+    config = jsonl_pipeline(tmp_path, mariadb, source_db, redis_server, key_prefix, start=start)
     out = tmp_path / "out.jsonl"
     node = FerryNode(config, "a").start()
     try:
