@@ -16,6 +16,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -527,46 +528,42 @@ def test_ferry_snapshot_of_a_table_added_later_survives_a_failover(
     )
 
 
+@pytest.fixture
 def private_shop(
-    tmp_path: Path,
-    make_mariadb: Any,
-    redis_server: Any,
-    key_prefix: str,
-    rows: dict[str, int],
-    pipeline_id: str,
-    server_id: int,
-    source: dict[str, Any],
-    **sink: Any,
-) -> tuple[Any, Path, Path]:
-    """A private MariaDB with a `shop` schema of ``rows`` and a JSONL pipeline that takes
-    its snapshot (no `start`); returns the server, the output file and the config."""
-    server = make_mariadb()
-    server.execute("CREATE DATABASE shop")
-    create(server, "shop", rows)
-    out = tmp_path / "out.jsonl"
-    config = write_config(
-        tmp_path / "pipeline.yaml",
-        pipeline_id=pipeline_id,
-        mariadb=server,
-        schema="shop",
-        redis_url=redis_server.url,
-        prefix=key_prefix,
-        sink={"type": "jsonl", "path": str(out), **sink},
-        start=None,
-        server_id=server_id,
-        source=source,
-    )
-    return server, out, config
+    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+) -> Callable[..., tuple[Any, Path, Path]]:
+    """``private_shop(rows, pipeline_id, server_id, source, **sink)``: a private MariaDB with
+    a `shop` schema of ``rows`` and a JSONL pipeline that takes its snapshot (no `start`);
+    returns the server, the output file and the config."""
+
+    def make(
+        rows: dict[str, int], pipeline_id: str, server_id: int, source: dict[str, Any], **sink: Any
+    ) -> tuple[Any, Path, Path]:
+        server = make_mariadb()
+        server.execute("CREATE DATABASE shop")
+        create(server, "shop", rows)
+        out = tmp_path / "out.jsonl"
+        config = write_config(
+            tmp_path / "pipeline.yaml",
+            pipeline_id=pipeline_id,
+            mariadb=server,
+            schema="shop",
+            redis_url=redis_server.url,
+            prefix=key_prefix,
+            sink={"type": "jsonl", "path": str(out), **sink},
+            start=None,
+            server_id=server_id,
+            source=source,
+        )
+        return server, out, config
+
+    return make
 
 
 def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
-    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+    private_shop: Any,
 ) -> None:
     source, out, config = private_shop(
-        tmp_path,
-        make_mariadb,
-        redis_server,
-        key_prefix,
         {"plain": 3000, "composite": 1, "unique": 1},
         "snap-purged",
         4467,
@@ -605,13 +602,9 @@ def test_when_needed_snapshots_again_when_the_committed_binlog_was_purged(
 
 
 def test_initial_only_snapshots_then_never_streams_even_after_a_restart(
-    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+    private_shop: Any,
 ) -> None:
     source, out, config = private_shop(
-        tmp_path,
-        make_mariadb,
-        redis_server,
-        key_prefix,
         {"plain": 20, "composite": 1, "unique": 1},
         "snap-only",
         4468,
@@ -641,16 +634,10 @@ def test_initial_only_snapshots_then_never_streams_even_after_a_restart(
     assert "snapshot is complete: no streaming" in node.log(10**6)
 
 
-def test_a_table_dropped_during_its_snapshot_and_a_table_with_no_key(
-    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
-) -> None:
+def test_a_table_dropped_during_its_snapshot_and_a_table_with_no_key(private_shop: Any) -> None:
     """`plain` is dropped while it is read: the snapshot goes on with the other tables.
     `nokey` has neither a primary nor a unique key: read whole, duplicates included."""
     source, out, config = private_shop(
-        tmp_path,
-        make_mariadb,
-        redis_server,
-        key_prefix,
         {"plain": 60_000, "composite": 10, "unique": 10},
         "snap-drop",
         4469,

@@ -161,6 +161,17 @@ def test_ddl_key() -> None:
     assert encode_key(DDL) == b'["shop"]'
 
 
+#: DDL a sink files under the classifier's tables (run in session database `shop`):
+#: staff; t; t (the trigger's table); a and b; other.t
+FILED_DDL = [
+    "/*!40000 ALTER TABLE `staff` DISABLE KEYS */",
+    "CREATE OR REPLACE TABLE t (a INT)",
+    "CREATE DEFINER=`u`@`%` TRIGGER trg BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1",
+    "DROP TABLE a, b",
+    "CREATE TABLE other.t (a INT)",
+]
+
+
 def selected(sql: str, schema: str = "shop") -> DdlChange:
     """A DdlChange as the selector builds it: with the classifier's output."""
     statement = classify(sql, schema)

@@ -14,7 +14,7 @@ from pipeline.errors import FatalError
 from pipeline.model import Batch, DdlChange, Position, RowChange
 from sinks.jsonl import JsonlSink, JsonlSinkConfig
 from sinks.stdout import StdoutSink, StdoutSinkConfig, text_line
-from tests.unit.test_formats import selected
+from tests.unit.test_formats import FILED_DDL, selected
 
 POS = Position("mysql-bin.000001", 100)
 
@@ -114,13 +114,7 @@ def test_jsonl_file_per_table_and_ddl(tmp_path: Path) -> None:
 def test_jsonl_files_a_ddl_under_each_table_it_changes(tmp_path: Path) -> None:
     """The classifier's tables and schemas, not the session's database or a second parse."""
     sink = jsonl(tmp_path, path=str(tmp_path / "{schema}" / "{table}.jsonl"))
-    statements = [
-        "/*!40000 ALTER TABLE `staff` DISABLE KEYS */",
-        "CREATE OR REPLACE TABLE t (a INT)",
-        "CREATE DEFINER=`u`@`%` TRIGGER trg BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1",
-        "DROP TABLE a, b",
-        "CREATE TABLE other.t (a INT)",
-    ]
+    statements = FILED_DDL
     for number, sql in enumerate(statements, start=1):
         sink.load(batch(selected(sql), batch_id=number), epoch=1)
     sink.close()

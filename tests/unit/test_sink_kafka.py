@@ -22,7 +22,7 @@ from sinks.producers import (
     ProducerAdapter,
     make_producer,
 )
-from tests.unit.test_formats import selected
+from tests.unit.test_formats import FILED_DDL, selected
 
 POS = Position("mysql-bin.000002", 77)
 
@@ -128,14 +128,7 @@ def test_canal_format_and_fixed_topic() -> None:
 def test_a_ddl_goes_to_the_topic_of_each_table_it_changes() -> None:
     """{schema} and {table} of ddl_topic are the classifier's, not the session's."""
     s, f = sink(ddl_topic="ddl.{schema}.{table}")
-    statements = [
-        "/*!40000 ALTER TABLE `staff` DISABLE KEYS */",
-        "CREATE OR REPLACE TABLE t (a INT)",
-        "CREATE DEFINER=`u`@`%` TRIGGER trg BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1",
-        "DROP TABLE a, b",
-        "CREATE TABLE other.t (a INT)",
-        "CREATE DATABASE d",
-    ]
+    statements = [*FILED_DDL, "CREATE DATABASE d"]
     for number, sql in enumerate(statements, start=1):
         s.load(batch(selected(sql), batch_id=number), epoch=1)
         s.load(batch(DdlChange("shop", sql, 2.0, POS), batch_id=number), epoch=1)  # by hand
