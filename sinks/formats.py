@@ -180,7 +180,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pipeline.errors import FatalError
 from pipeline.model import (
@@ -189,7 +189,8 @@ from pipeline.model import (
     RowChange,
 )
 
-FORMATS = ("debezium-json", "ferry-json", "canal-json")
+FormatName = Literal["debezium-json", "ferry-json", "canal-json"]  # sink.format
+FORMATS: tuple[str, ...] = get_args(FormatName)
 Message = tuple[bytes | None, bytes | None]  # (key, value); a None value is a tombstone
 
 DEBEZIUM_OP = {"insert": "c", "update": "u", "delete": "d", "read": "r"}

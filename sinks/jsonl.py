@@ -12,7 +12,7 @@ from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
 from sinks.debezium import DebeziumOptions
-from sinks.formats import ddl_tables, get_format, now_ns
+from sinks.formats import FormatName, ddl_tables, get_format, now_ns
 
 
 class JsonlSinkConfig(BaseModel):
@@ -21,7 +21,7 @@ class JsonlSinkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["jsonl"]
-    format: Literal["debezium-json", "ferry-json", "canal-json"] = Field(
+    format: FormatName = Field(
         "debezium-json",
         description="message format (see sink (type: kafka)); a line holds a message's value,"
         " tombstones are left out",

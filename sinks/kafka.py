@@ -38,7 +38,7 @@ from pipeline.errors import FatalError, FerryError, ResumableError, classify
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
 from sinks.debezium import DebeziumOptions
-from sinks.formats import ddl_tables, get_format, now_ns
+from sinks.formats import FormatName, ddl_tables, get_format, now_ns
 from sinks.producers import Failure, ProducerAdapter, make_producer
 from sinks.redact import masked_key
 
@@ -56,7 +56,7 @@ class KafkaSinkConfig(BaseModel):
         "ferry.{schema}.{table}",
         description="topic name or template with {schema}, {table}, {pipeline}",
     )
-    format: Literal["debezium-json", "ferry-json", "canal-json"] = Field(
+    format: FormatName = Field(
         "debezium-json",
         description="message format: debezium-json (Debezium 3.x's, options in sink.debezium),"
         " ferry-json (readable values) or canal-json (Canal's FlatMessage)",
