@@ -329,7 +329,7 @@ class Translator:
             kept = tuple(name for name in statement.tables if self.filter(*name))
             if len(kept) < len(statement.tables):
                 query = drop_tables(kept)
-                statement = classify(query, schema)
+                statement = replace(statement, tables=kept)
         ddl = DdlChange(
             schema,
             query,

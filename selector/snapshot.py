@@ -254,6 +254,16 @@ def _rows(conn: Any, sql: str, args: Any) -> list[tuple[Any, ...]]:
         return list(cur.fetchall())
 
 
+def _select(cur: Any, plan: TablePlan, sql: str, args: list[Any] | None = None) -> None:
+    """Run a read of ``plan``'s table; a table dropped since it was planned is TableMissing."""
+    try:
+        cur.execute(sql, args)
+    except pymysql.err.ProgrammingError as exc:
+        if exc.args and exc.args[0] == _NO_TABLE:
+            raise TableMissing(f"snapshot: table {plan.schema}.{plan.table} was dropped") from exc
+        raise
+
+
 def _after(key: tuple[str, ...]) -> str:
     """``(a > %s) OR (a = %s AND b > %s) …``: rows after a key, in key order."""
     terms = []
@@ -336,7 +346,7 @@ class Reader:
                     sql += " WHERE " + _after(plan.key)
                     args = _after_args(after)
                 sql += " ORDER BY " + ", ".join(ident(c) for c in plan.key) + " LIMIT %s"
-                cur.execute(sql, [*args, rows])
+                _select(cur, plan, sql, [*args, rows])
                 raw = cur.fetchall()
             finally:
                 cur.execute("COMMIT")
@@ -357,7 +367,9 @@ class Reader:
         )
         cur = conn.cursor()
         position = self._begin(cur)
-        cur.execute(f"SELECT {plan.select_list} FROM {ident(plan.schema)}.{ident(plan.table)}")
+        _select(
+            cur, plan, f"SELECT {plan.select_list} FROM {ident(plan.schema)}.{ident(plan.table)}"
+        )
 
         def pieces() -> Iterator[list[tuple[Any, ...]]]:
             try:
@@ -598,11 +610,9 @@ class Snapshotter:
                         progress = self.progress = replace(progress, rows=0)
                     position, pieces = self._reader.whole(plan, self.batch_rows)
                     pending = _Pending(plan, position, pieces, [], True)
-            except (TableMissing, pymysql.err.ProgrammingError) as exc:
+            except TableMissing:
                 # dropped before its first or between two chunks (its DROP TABLE is in the
                 # stream after the rows read so far: consumers see the rows, then the drop)
-                if isinstance(exc, pymysql.err.ProgrammingError) and exc.args[0] != _NO_TABLE:
-                    raise
                 logger.warning("snapshot: table {} no longer exists; skipped", name)
                 self._plans.pop(name, None)
                 progress = self.progress = _next_table(progress, name, progress.rows)
