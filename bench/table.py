@@ -31,8 +31,10 @@ def _row(result: dict[str, Any]) -> str:
         what = f"steady {options['rate']:,.0f} rows/s for {options['seconds']:.0f} s"
     elif options.get("big_txn"):
         what = f"one {workload['rows']:,}-row transaction"
+    elif options.get("inserts_only"):
+        what = f"{workload['rows']:,} inserts"
     else:
-        what = f"{workload['rows']:,} changes"
+        what = f"{workload['rows']:,} changes (70/20/10)"
     runs = options.get("runs") or 1
     what += f"; {'median of ' + str(runs) if runs > 1 else '1 run'} at {result['git']}"
     ratio = summary.get("ratio")

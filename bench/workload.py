@@ -10,7 +10,8 @@ built the statement, which the lag measurement of ``bench/run.py --rate`` reads)
 
 Changes (``write_changes``): cycles of 10 transactions of ``txn_rows`` rows each —
 7 multi-row INSERTs, 2 UPDATEs and 1 DELETE of rows inserted in the same cycle —
-so 70 % inserts, 20 % updates, 10 % deletes, every one a row change in the binlog.
+so 70 % inserts, 20 % updates, 10 % deletes, every one a row change in the binlog;
+with ``inserts_only`` the cycle is 10 INSERT transactions (the issue's "1.2M row inserts").
 ``write_big_transaction`` writes N inserts in ONE transaction. ``write_at_rate``
 inserts at a fixed rows/s (small transactions on a fixed schedule, no drift).
 
@@ -178,8 +179,10 @@ def write_changes(
     txn_rows: int = 500,
     table: str = "t",
     seed: int = 7,
+    inserts_only: bool = False,
 ) -> Written:
-    """About ``rows`` row changes (a whole number of cycles): 70 % ins, 20 % upd, 10 % del."""
+    """About ``rows`` row changes (a whole number of cycles): 70 % ins, 20 % upd, 10 % del;
+    all inserts with ``inserts_only``."""
     create(conn_args, shape, table)
     rng = random.Random(seed)
     per_cycle = 10 * txn_rows
@@ -194,6 +197,16 @@ def write_changes(
             if shape == "composite" and next_row % 1_000_000 + 7 * txn_rows > 1_000_000:
                 next_row = (next_row // 1_000_000 + 1) * 1_000_000
             first = next_row
+            if inserts_only:
+                for t in range(10):
+                    now = _now_text()
+                    lo = first + t * txn_rows
+                    values = ",".join(_values(shape, i, rng, now) for i in range(lo, lo + txn_rows))
+                    cur.execute(f"INSERT INTO {SCHEMA}.{table} VALUES {values}")
+                    conn.commit()
+                    written.inserts += txn_rows
+                next_row = first + 10 * txn_rows
+                continue
             for t in range(7):
                 now = _now_text()
                 lo = first + t * txn_rows
