@@ -19,7 +19,8 @@ What one invocation does:
 1. writes the workload (``bench/workload.py``) into the source once, so the
    binlog range exists: ``--rows`` changes (70 % insert / 20 % update / 10 %
    delete, 500-row transactions) into a ``--shape`` table, or with
-   ``--big-txn`` ``--rows`` inserts in ONE transaction;
+   ``--big-txn`` ``--rows`` inserts in ONE transaction, or with ``--inserts-only`` inserts
+   only, in 500-row transactions;
 2. ``--runs`` times, each phase in its own fresh Python process, over exactly
    that binlog range:
 
@@ -259,6 +260,7 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
     from pipeline.model import Batch, Position, RowChange
     from pipeline.node import Node
     from pipeline.recovery import StateFile
+    from pipeline.stages import encoding_ahead
     from selector.base import PositionStore, Selector
     from selector.mysql import MySQLSelector
     from selector.process import ProcessSelector
@@ -332,13 +334,22 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
         def checkpoint(self) -> Any:
             return self.inner.checkpoint()
 
+        def encoding(self) -> Any:
+            return self.inner.encoding()
+
         def close(self) -> None:
             self.inner.close()
 
     def selector(store: PositionStore) -> Selector:
         batch = config.pipeline.batch
+        more = {"encoding": encoding} if base is ProcessSelector else {}
         return TimedSelector(
-            config.source, batch.max_rows, batch.max_wait_ms, WatchStore(store), pipeline_id
+            config.source,
+            batch.max_rows,
+            batch.max_wait_ms,
+            WatchStore(store),
+            pipeline_id,
+            **more,
         )
 
     if spec["sink"] == "kafka":
@@ -350,6 +361,7 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
     sink = create_sink(config.sink, pipeline_id)
     if lag_mode:
         sink = LagSink(sink)
+    encoding = encoding_ahead(config, sink)  # as `ferry run` (pipeline.cli.build_node)
     node = Node(
         config,
         "bench",
@@ -674,6 +686,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, help="lag mode: writer inserts this many rows/s")
     parser.add_argument("--seconds", type=float, default=20.0, help="lag mode duration")
     parser.add_argument("--big-txn", action="store_true", help="--rows inserts in ONE transaction")
+    parser.add_argument(
+        "--inserts-only", action="store_true", help="inserts only (500-row transactions)"
+    )
     parser.add_argument("--txn-rows", type=int, default=500, help="rows per transaction")
     parser.add_argument(
         "--peer",
@@ -743,6 +758,7 @@ def main() -> int:
         + [args.shape]
         + (["thread"] if args.decoder == "thread" else [])
         + (["bigtxn"] if args.big_txn else [])
+        + (["inserts"] if args.inserts_only else [])
         + ([f"rate{int(args.rate)}"] if args.rate else [f"{args.rows}"])
         + ([args.peer] if args.peer else [])
     )
@@ -757,7 +773,9 @@ def main() -> int:
             if args.big_txn:
                 w = wl.write_big_transaction(src, args.shape, args.rows)
             else:
-                w = wl.write_changes(src, args.shape, args.rows, args.txn_rows)
+                w = wl.write_changes(
+                    src, args.shape, args.rows, args.txn_rows, inserts_only=args.inserts_only
+                )
             written = dict(w.__dict__)
             spec.update(start=list(w.start), end=list(w.end), rows=w.rows)
             print(

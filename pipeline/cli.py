@@ -137,21 +137,31 @@ def build_arbiter(config: FerryConfig, node_id: str) -> Any:
 def build_node(config: FerryConfig, node_id: str, log_level: str = "INFO") -> Any:
     from pipeline.node import Node
     from pipeline.recovery import StateFile
+    from pipeline.stages import encoding_ahead
     from selector.base import PositionStore, Selector
     from selector.process import open_selector
     from sinks.registry import create_sink
 
+    sink = create_sink(config.sink, config.pipeline.id)
+    encoding = encoding_ahead(config, sink)
+
     def selector(store: PositionStore) -> Selector:
         batch = config.pipeline.batch
         return open_selector(
-            config.source, batch.max_rows, batch.max_wait_ms, store, config.pipeline.id, log_level
+            config.source,
+            batch.max_rows,
+            batch.max_wait_ms,
+            store,
+            config.pipeline.id,
+            log_level,
+            encoding,
         )
 
     return Node(
         config,
         node_id,
         arbiter=build_arbiter(config, node_id),
-        sink=create_sink(config.sink, config.pipeline.id),
+        sink=sink,
         selector_factory=selector,
         state=StateFile(config.pipeline.state_dir, config.pipeline.id),
     )

@@ -391,6 +391,25 @@ class Skipped:
     table: str = ""
 
 
+Message = tuple[bytes | None, bytes | None]  # (key, value); a None value is a tombstone
+
+
+@dataclass(slots=True)
+class Encoded:
+    """A batch's row changes already encoded as messages, by the decoder process.
+
+    When rows pass the extract and transform stages untouched, the decoder process
+    encodes them in the sink's format (on its core, not the node's); ``encoding``
+    names that format (``sinks.formats.FormatSpec``), and a sink uses the messages
+    only if it is its own. ``messages[i]`` belongs to ``changes[i]``; None leaves that
+    change to the sink (a DDL, or a row the decoder could not encode: the sink
+    encodes it again and reports the error where it always did).
+    """
+
+    encoding: Any
+    messages: list[list[Message] | None]
+
+
 @dataclass(slots=True)
 class Batch:
     """A unit of select/ack/rollback (Otter's Message).
@@ -407,6 +426,7 @@ class Batch:
     position: Position | None = None
     first_event_ts: float | None = None  # unix seconds of the first change's event
     skipped: list[Skipped] = field(default_factory=list)  # statements not passed on (counted)
+    encoded: Encoded | None = None  # the changes as messages, encoded ahead (see Encoded)
 
     @property
     def is_empty(self) -> bool:

@@ -17,12 +17,14 @@ from pipeline.config import (
     CallableTransform,
     ColumnFilter,
     DropColumnsTransform,
+    FerryConfig,
     MaskColumnsTransform,
     RenameTransform,
     resolve_callable,
 )
 from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, DdlChange, RowChange
+from sinks.base import Sink
 
 ChangeFn = Callable[[Change], Any]
 
@@ -165,4 +167,13 @@ class Stages:
             changes = [self._extract(change) for change in changes]
         if self._transform is not None:
             changes = self._transform(changes)
-        return dataclasses.replace(batch, changes=list(changes))
+        # messages the decoder encoded ahead (Batch.encoded) are of the changes as selected
+        return dataclasses.replace(batch, changes=list(changes), encoded=None)
+
+
+def encoding_ahead(config: FerryConfig, sink: Sink) -> Any:
+    """The sink's ``FormatSpec`` when rows reach the sink as selected (no column filter, no
+    transform): the decoder process then encodes them (``pipeline.model.Encoded``)."""
+    if config.columns or config.transforms:
+        return None
+    return sink.encoding()

@@ -1,10 +1,12 @@
 """A selector whose binlog decoding runs in a child process, on the second core.
 
-mysql-replication decodes rows in pure Python; under the GIL, decoding and
-everything else the node does (encoding, sink I/O, acks) share one core. Here a
-child process runs the real :class:`MySQLSelector` and reads ahead as far as
-a 1 MiB pipe holds (several batches); the parent only unpickles them (RowChange and Position
-pickle as plain constructor calls, ~1.5 µs a row against ~20 µs to decode).
+Under the GIL, decoding and everything else the node does (encoding, sink I/O, acks)
+would share one core. Here a child process runs the real :class:`MySQLSelector` and
+reads ahead as far as a 1 MiB pipe holds (several batches); the parent unpickles them.
+For a JSON sink whose rows pass the stages untouched (``encoding``), the child also
+encodes the rows of a batch into the sink's messages while the node is behind, and
+ships them projected to their keys (``selector.transport``); a node that is waiting
+gets rows and encodes them itself, so the encoding goes to whichever core is free.
 
 Who owns what:
 
@@ -33,14 +35,17 @@ stopped meanwhile: that is a ResumableError (a rollback starts a new child).
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
+import fcntl
 import gc
 import multiprocessing
 import os
 import queue
 import signal
 import sys
+import termios
 import threading
 import time
 from collections import deque
@@ -72,6 +77,7 @@ class ProcessSelector(Selector):
         pipeline_id: str = "",
         prefetch_bytes: int = 1 << 20,
         log_level: str = "INFO",
+        encoding: Any = None,
     ) -> None:
         self.config = config
         self.max_rows = batch_max_rows
@@ -80,6 +86,7 @@ class ProcessSelector(Selector):
         self.pipeline_id = pipeline_id
         self.prefetch_bytes = prefetch_bytes
         self.log_level = log_level
+        self.encoding = encoding  # a FormatSpec: the child encodes rows ahead (Batch.encoded)
         self._context = multiprocessing.get_context("spawn")  # never fork a threaded parent
         self._life = threading.Lock()  # guards the next four (see the module docstring)
         self._child: BaseProcess | None = None
@@ -125,6 +132,7 @@ class ProcessSelector(Selector):
                         commands,
                         out_writer,
                         self.log_level,
+                        self.encoding,
                     ),
                     name=f"ferry-decoder-{self.pipeline_id}",
                     daemon=True,
@@ -306,9 +314,17 @@ def _exit_cause(child: BaseProcess) -> str:
 def _grow_pipe(fd: int, size: int) -> None:
     """Ask for a pipe buffer of ``size`` bytes (Linux F_SETPIPE_SZ); the default is 64 KiB."""
     with contextlib.suppress(OSError, AttributeError):
-        import fcntl
-
         fcntl.fcntl(fd, 1031, min(size, int(Path("/proc/sys/fs/pipe-max-size").read_text())))
+
+
+def _unread(out: Any) -> int:
+    """Bytes sent down the pipe that the node has not read yet (FIONREAD; 0 if unknown)."""
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(out.fileno(), termios.FIONREAD, count)
+    except OSError:
+        return 0
+    return count[0]
 
 
 def _die_with_parent() -> None:
@@ -325,6 +341,7 @@ def _child_main(
     commands: Any,
     out: Any,
     log_level: str,
+    encoding: Any,
 ) -> None:
     """The decoder process: select ahead, obey ack / rollback / stop in queue order."""
     _die_with_parent()
@@ -343,8 +360,11 @@ def _child_main(
             return False
 
     try:
+        from sinks.formats import encode_ahead
+
         from .mysql import MySQLSelector
         from .store import MemoryPositionStore
+        from .transport import ship
 
         logger.remove()
         logger.add(
@@ -361,6 +381,7 @@ def _child_main(
         selector = MySQLSelector(
             config, max_rows, max_wait_ms, store, pipeline_id, build_reads=False
         )
+        format = encoding.build() if encoding is not None else None
     except Exception as exc:  # the process itself could not start: a retry may do better
         cause = f"{type(exc).__name__}: {exc}"
         send(("error", ResumableError(f"the binlog decoder process could not start: {cause}")))
@@ -402,7 +423,14 @@ def _child_main(
             if not send(("error", _picklable(exc))):
                 break
             continue
-        if not send(("batch", batch, selector.last_entry_time())):
+        # Encode ahead while the node is behind (a batch of ours still unread in the pipe):
+        # then this core has time to spare. A node waiting for batches gets them as rows and
+        # encodes them itself, so both cores share the encoding, whichever is the slower one.
+        # Snapshot chunks (Reads) are RowChanges only once unpickled: the node encodes them.
+        shipped = batch
+        if format is not None and type(batch.changes) is list and _unread(out) > 0:
+            shipped = ship(batch, encode_ahead(format, batch))
+        if not send(("batch", shipped, selector.last_entry_time())):
             break
     selector.stop()
 
@@ -421,11 +449,19 @@ def open_selector(
     store: PositionStore,
     pipeline_id: str = "",
     log_level: str = "INFO",
+    encoding: Any = None,
 ) -> Selector:
-    """The selector ``source.decoder`` asks for."""
+    """The selector ``source.decoder`` asks for; ``encoding``: the sink's FormatSpec when
+    rows reach the sink as selected (the decoder process encodes them ahead)."""
     if config.decoder == "process":
         return ProcessSelector(
-            config, batch_max_rows, batch_max_wait_ms, store, pipeline_id, log_level=log_level
+            config,
+            batch_max_rows,
+            batch_max_wait_ms,
+            store,
+            pipeline_id,
+            log_level=log_level,
+            encoding=encoding,
         )
     from .mysql import MySQLSelector
 

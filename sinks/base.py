@@ -64,6 +64,12 @@ class Sink(ABC):
         """The position the target stored itself; None for sinks without one."""
         return None
 
+    def encoding(self) -> Any:
+        """The ``sinks.formats.FormatSpec`` this sink encodes rows with, so that the decoder
+        process may encode them ahead (``pipeline.model.Encoded``); None: it writes values,
+        not messages."""
+        return None
+
     def check(self) -> list[tuple[str, bool, str]]:
         """Checks for `ferry check`: (what, ok, how to fix). Default: can it open."""
         try:

@@ -317,16 +317,16 @@ class CanalJson(Format):
         return found[1]
 
     def messages(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[Message]:
-        return [(encode_key(change), self.values(change, now, batch_id)[0])]
+        return [(encode_key(change), self._value(change, now, batch_id))]
 
-    def values(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[bytes]:
+    def _value(self, change: Change, now: int | None, batch_id: int) -> bytes:
         ns = now_ns() if now is None else now
         if isinstance(change, DdlChange):
-            return [_encoded(self.ddl_message(change, ns // 1_000_000, batch_id))]
-        return [_encoded(self.row_message(change, ns // 1_000_000, batch_id))]
+            return _encoded(self.ddl_message(change, ns // 1_000_000, batch_id))
+        return _encoded(self.row_message(change, ns // 1_000_000, batch_id))
 
     def encode(self, change: Change, now: int | None = None) -> bytes:
-        return self.values(change, now)[0]
+        return self._value(change, now, 0)
 
     def row_message(self, change: RowChange, now: int, batch_id: int = 0) -> dict[str, Any]:
         fields = self._table(change)

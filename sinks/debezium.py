@@ -902,9 +902,6 @@ class DebeziumJson(Format):
             return [(key, value), (key, None)]
         return [(key, value)]
 
-    def values(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[bytes]:
-        return [value for _, value in self.messages(change, now) if value is not None]
-
     def encode(self, change: Change, now: int | None = None) -> bytes:
         for _, value in self.messages(change, now):
             if value is not None:

@@ -177,21 +177,23 @@ import base64
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from pipeline.errors import FatalError
 from pipeline.model import (
+    Batch,
     Change,
     DdlChange,
+    Encoded,
+    Message,
     RowChange,
 )
 
 FormatName = Literal["debezium-json", "ferry-json", "canal-json"]  # sink.format
 FORMATS: tuple[str, ...] = get_args(FormatName)
-Message = tuple[bytes | None, bytes | None]  # (key, value); a None value is a tombstone
 
 DEBEZIUM_OP = {"insert": "c", "update": "u", "delete": "d", "read": "r"}
 
@@ -375,20 +377,29 @@ class Format:
     """Encodes changes into messages; one instance per sink."""
 
     name = ""
+    spec: FormatSpec | None = None  # what built it (get_format): the same spec, the same bytes
 
     def __init__(self, pipeline: str, server_id: int | None = None) -> None:
         self.pipeline = pipeline
         self.server_id = server_id
+
+    def each(self, batch: Batch, now: int) -> Iterator[tuple[Change, list[Message]]]:
+        """Every change of ``batch`` with its messages: those the decoder process encoded
+        ahead when it used this format's spec (:func:`encode_ahead`), else encoded now."""
+        encoded = batch.encoded
+        ahead = encoded.messages if encoded is not None and encoded.encoding == self.spec else None
+        for i, change in enumerate(batch.changes):
+            messages = ahead[i] if ahead is not None else None
+            yield (
+                change,
+                (messages if messages is not None else self.messages(change, now, batch.batch_id)),
+            )
 
     def messages(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[Message]:
         """The messages of ``change`` in order; ``now`` (ns) defaults to the current time;
         ``batch_id`` is the batch's (canal-json's ``id``)."""
         ns = now_ns() if now is None else now
         return [(self.key(change), self.encode(change, ns))]
-
-    def values(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[bytes]:
-        """The values of ``change``'s messages without tombstones (for sinks without keys)."""
-        return [self.encode(change, now)]
 
     def key(self, change: Change) -> bytes | None:
         return encode_key(change)
@@ -497,14 +508,48 @@ def get_format(
     debezium: Any = None,
 ) -> Format:
     """The formatter called ``name`` (one of FORMATS); ``debezium``: its DebeziumOptions."""
+    found: Format
     if name == "debezium-json":
         from sinks.debezium import DebeziumJson
 
-        return DebeziumJson(pipeline, server_id, debezium)
-    if name == "ferry-json":
-        return FerryJson(pipeline, server_id)
-    if name == "canal-json":
+        found = DebeziumJson(pipeline, server_id, debezium)
+    elif name == "ferry-json":
+        found = FerryJson(pipeline, server_id)
+    elif name == "canal-json":
         from sinks.canal import CanalJson
 
-        return CanalJson(pipeline, server_id)
-    raise FatalError(f"unknown message format {name!r}; known: {', '.join(FORMATS)}")
+        found = CanalJson(pipeline, server_id)
+    else:
+        raise FatalError(f"unknown message format {name!r}; known: {', '.join(FORMATS)}")
+    found.spec = FormatSpec(name, pipeline, server_id, debezium)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class FormatSpec:
+    """The arguments of :func:`get_format`: equal specs build formats that write the same
+    bytes, so the decoder process can encode rows for a sink (``Sink.encoding``)."""
+
+    name: str
+    pipeline: str
+    server_id: int | None = None
+    debezium: Any = None  # DebeziumOptions (a pydantic model: compared by value)
+
+    def build(self) -> Format:
+        return get_format(self.name, self.pipeline, self.server_id, self.debezium)
+
+
+def encode_ahead(format: Format, batch: Batch) -> Encoded:
+    """The messages of ``batch``'s row changes, encoded in the decoder process (see
+    ``pipeline.model.Encoded``); DDL is left to the sink."""
+    now = now_ns()  # processing time, as the sink would have taken it
+    messages: list[list[Message] | None] = []
+    for change in batch.changes:
+        found = None
+        if isinstance(change, RowChange):
+            try:
+                found = format.messages(change, now, batch.batch_id)
+            except Exception:
+                found = None
+        messages.append(found)
+    return Encoded(format.spec, messages)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,6 +67,9 @@ class JsonlSink(Sink):
         self._files: dict[str, BinaryIO] = {}
         self._per_table = "{schema}" in config.path or "{table}" in config.path
 
+    def encoding(self) -> Any:
+        return self._format.spec
+
     def open(self) -> None:
         if not self._per_table:
             self._file(self.config.path)
@@ -103,7 +106,6 @@ class JsonlSink(Sink):
         if batch.is_empty:
             return
         now = now_ns()
-        values = self._format.values
         touched: dict[str, BinaryIO] = {}
         rotate = self.config.rotate_bytes
         try:
@@ -113,15 +115,16 @@ class JsonlSink(Sink):
                 handle = touched[path] = self._file(path)
                 lines = [
                     value
-                    for change in batch.changes
-                    for value in values(change, now, batch.batch_id)
+                    for _, messages in self._format.each(batch, now)
+                    for _, value in messages
+                    if value is not None
                 ]
                 if lines:
                     lines.append(b"")
                     handle.write(b"\n".join(lines))
             else:
-                for change in batch.changes:
-                    lines = [value + b"\n" for value in values(change, now, batch.batch_id)]
+                for change, messages in self._format.each(batch, now):
+                    lines = [value + b"\n" for _, value in messages if value is not None]
                     for path in self._paths(change):
                         handle = touched.get(path) or self._file(path)
                         if rotate is not None and handle.tell() >= rotate:

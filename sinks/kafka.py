@@ -141,6 +141,9 @@ class KafkaSink(Sink):
         # grace covers the client's own bookkeeping after it.
         self._confirm_timeout = config.delivery_timeout_ms / 1000 + 5.0
 
+    def encoding(self) -> Any:
+        return self._format.spec
+
     def open(self) -> None:
         if self._producer is not None:
             return
@@ -195,7 +198,6 @@ class KafkaSink(Sink):
         assert producer is not None
         if self.config.create_topics:
             self._create_topics(batch)
-        messages = self._format.messages
         topics_for = self.topics_for
         send = producer.send
         now = now_ns()
@@ -204,13 +206,13 @@ class KafkaSink(Sink):
         topic: str | None = None
         key: bytes | None = None
         try:
-            for change in batch.changes:
+            for change, messages in self._format.each(batch, now):
                 topics = topics_for(change)
                 if not topics:
                     continue
                 # one change may be several messages: a delete and its tombstone (value
                 # None), an update of the key as delete + tombstone + create
-                for key, value in messages(change, now, batch.batch_id):
+                for key, value in messages:
                     for topic in topics:
                         send(topic, key, value)
                         sent += 1

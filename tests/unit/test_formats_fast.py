@@ -67,8 +67,8 @@ def test_debezium_source_block_of_each_row_of_an_event_is_its_own() -> None:
         for i in range(2)
     ]
     fmt = DebeziumJson("p")
-    got = [json.loads(fmt.values(c, 1)[0])["source"] for c in changes]
-    alone = [json.loads(DebeziumJson("p").values(c, 1)[0])["source"] for c in changes]
+    got = [json.loads(fmt.encode(c, 1))["source"] for c in changes]
+    alone = [json.loads(DebeziumJson("p").encode(c, 1))["source"] for c in changes]
     assert got == alone
     assert [s["row"] for s in got] == [0, 1, 2, 3, 4, 0, 1]
     assert [s["table"] for s in got] == ["t", "t", "t", "t2", "t", "t", "t"]
