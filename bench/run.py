@@ -22,7 +22,7 @@ What one invocation does:
    ``--big-txn`` ``--rows`` inserts in ONE transaction, or with ``--inserts-only`` inserts
    only, in 500-row transactions;
 2. ``--runs`` times, each phase in its own fresh Python process, over exactly
-   that binlog range:
+   that binlog range (raw first and last; ferry and debezium in turns first):
 
    * **raw**: ``BinLogStreamReader`` iterating ``event.rows`` (the ceiling a
      pure-Python select meets). Timed from "dump connection open" to the last row.
@@ -808,11 +808,12 @@ def main() -> int:
             else:
                 # raw before and after ferry: the machine's noise hits both sides alike
                 before = run_phase("raw", spec, env)
-                run["ferry"] = run_phase("ferry", spec, env)
+                # ferry and Debezium in rotating order: neither always runs on a warmer machine
+                order = ["ferry", "debezium"] if args.peer == "debezium" else ["ferry"]
+                for phase in order if k % 2 == 0 else reversed(order):
+                    run[phase] = run_phase(phase, spec, env)
                 if args.sink == "kafka":
                     run["producer"] = run_phase("producer", spec, env)
-                if args.peer == "debezium":
-                    run["debezium"] = run_phase("debezium", spec, env)
                 after = run_phase("raw", spec, env)
                 run["raw"] = mean_raw(before, after)
                 if args.sink == "mysql":
