@@ -193,27 +193,21 @@ def write_changes(
         start = binlog_position(cur)
         written = Written(start, start, 0)
         next_row = 0
+        inserts = 10 if inserts_only else 7  # transactions of a cycle
         for _ in range(cycles):
-            if shape == "composite" and next_row % 1_000_000 + 7 * txn_rows > 1_000_000:
+            if shape == "composite" and next_row % 1_000_000 + inserts * txn_rows > 1_000_000:
                 next_row = (next_row // 1_000_000 + 1) * 1_000_000
             first = next_row
-            if inserts_only:
-                for t in range(10):
-                    now = _now_text()
-                    lo = first + t * txn_rows
-                    values = ",".join(_values(shape, i, rng, now) for i in range(lo, lo + txn_rows))
-                    cur.execute(f"INSERT INTO {SCHEMA}.{table} VALUES {values}")
-                    conn.commit()
-                    written.inserts += txn_rows
-                next_row = first + 10 * txn_rows
-                continue
-            for t in range(7):
+            next_row = first + inserts * txn_rows
+            for t in range(inserts):
                 now = _now_text()
                 lo = first + t * txn_rows
                 values = ",".join(_values(shape, i, rng, now) for i in range(lo, lo + txn_rows))
                 cur.execute(f"INSERT INTO {SCHEMA}.{table} VALUES {values}")
                 conn.commit()
                 written.inserts += txn_rows
+            if inserts_only:
+                continue
             for t in range(2):
                 lo = first + t * txn_rows
                 n = cur.execute(
@@ -230,7 +224,6 @@ def write_changes(
             conn.commit()
             assert n == txn_rows, (n, txn_rows)
             written.deletes += n
-            next_row = first + 7 * txn_rows
         written.end = binlog_position(cur)
     conn.close()
     written.seconds = time.perf_counter() - started
