@@ -178,7 +178,10 @@ class KafkaPythonProducer(ProducerAdapter):
 
 
 class ConfluentProducer(ProducerAdapter):
-    """confluent-kafka ``Producer``; each send's delivery callback is counted."""
+    """confluent-kafka ``Producer``. librdkafka reports failed deliveries only
+    (``delivery.report.only.error``): a Python callback per confirmed message cost the
+    node about as much as the send itself. A send is confirmed when ``flush`` left it
+    neither queued nor in flight and it did not fail."""
 
     def __init__(self, config: KafkaSinkConfig, client_id: str) -> None:
         from confluent_kafka import Producer
@@ -195,32 +198,34 @@ class ConfluentProducer(ProducerAdapter):
             "message.max.bytes": max(config.max_message_bytes, 1000),
             "message.timeout.ms": config.delivery_timeout_ms,
             "request.timeout.ms": _request_timeout_ms(config),
+            "delivery.report.only.error": True,
         }
         self._options.update(config.producer)
+        self._options["on_delivery"] = self._delivered
         self._producer = Producer(self._options)
-        self._outcome = Outcome()
+        self._sent = 0  # since the previous confirm
+        self._failures: list[Failure] = []
 
     def _delivered(self, error: Any, message: Any) -> None:
-        if error is None:
-            self._outcome.confirmed += 1
-        else:
+        if error is not None:  # reports of successes (a user's producer option) are not used
             from confluent_kafka import KafkaException
 
-            self._outcome.failures.append(
-                Failure(message.topic(), message.key(), KafkaException(error))
-            )
+            self._failures.append(Failure(message.topic(), message.key(), KafkaException(error)))
 
     def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, on_delivery=self._delivered)
+                self._producer.produce(topic, value, key)
+                self._sent += 1
                 return
             except BufferError:  # local queue full: serve callbacks, then try again
                 self._producer.poll(0.05)
 
     def confirm(self, timeout: float) -> Outcome:
-        self._producer.flush(timeout)  # serves the delivery callbacks
-        outcome, self._outcome = self._outcome, Outcome()
+        left = self._producer.flush(timeout)  # serves the delivery callbacks
+        failures, self._failures = self._failures, []
+        outcome = Outcome(max(0, self._sent - left - len(failures)), failures)
+        self._sent = 0
         return outcome
 
     def ping(self, timeout: float) -> None:
@@ -248,7 +253,7 @@ class ConfluentProducer(ProducerAdapter):
         self._producer.flush(timeout)
         self._producer.purge()  # drop what is left (after a failed batch)
         self._producer.flush(0)
-        self._outcome = Outcome()
+        self._sent, self._failures = 0, []
 
 
 def _producer_only(option: str) -> bool:
@@ -260,4 +265,6 @@ def _producer_only(option: str) -> bool:
         "batch.size",
         "message.timeout.ms",
         "request.timeout.ms",
+        "delivery.report.only.error",
+        "on_delivery",
     }

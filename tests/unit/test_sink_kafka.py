@@ -303,43 +303,62 @@ class FakeMessage:
 
 
 class FakeConfluent:
-    def __init__(self, errors: dict[int, Any]) -> None:
-        self.queue: list[tuple[str, bytes | None, Any]] = []
-        self.errors = errors
-        self.full_once = True
+    """librdkafka as the adapter sees it: ``delivery.report.only.error`` decides whether a
+    delivered message is reported to a callback at all."""
 
-    def produce(self, topic: str, value: bytes, key: bytes | None, on_delivery: Any) -> None:
+    made: list[FakeConfluent] = []
+
+    def __init__(self, options: dict[str, Any], errors: dict[int, Any] | None = None) -> None:
+        self.options = options
+        self.queue: list[tuple[str, bytes | None, Any]] = []
+        self.errors = errors if errors is not None else {}
+        self.full_once = True
+        self.success_reports = 0
+        FakeConfluent.made.append(self)
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, on_delivery: Any = None) -> None:
         if self.full_once and len(self.queue) == 1:
             self.full_once = False
             raise BufferError("queue full")
-        self.queue.append((topic, key, on_delivery))
+        self.queue.append((topic, key, on_delivery or self.options.get("on_delivery")))
 
     def poll(self, timeout: float) -> int:
         return 0
 
     def flush(self, timeout: float) -> int:
+        only_errors = self.options.get("delivery.report.only.error", False)
         for index, (topic, key, callback) in enumerate(self.queue):
             if index == 2:
                 continue  # never delivered within the timeout
-            callback(self.errors.get(index), FakeMessage(topic, key))
+            error = self.errors.get(index)
+            if error is None and only_errors:
+                continue
+            self.success_reports += error is None
+            callback(error, FakeMessage(topic, key))
         left = 1 if len(self.queue) > 2 else 0
         self.queue = []
         return left
 
 
-def test_confluent_adapter_counts_every_delivery_callback() -> None:
+def test_confluent_adapter_counts_deliveries_with_a_report_per_failure_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     ck = pytest.importorskip("confluent_kafka")
-    adapter = ConfluentProducer.__new__(ConfluentProducer)
-    adapter._producer = FakeConfluent({1: ck.KafkaError(ck.KafkaError._MSG_TIMED_OUT)})
-    adapter._outcome = Outcome()
+    monkeypatch.setattr(ck, "Producer", FakeConfluent)
+    adapter = ConfluentProducer(cfg(client="confluent-kafka"), "c")
+    fake = FakeConfluent.made[-1]
+    fake.errors = {1: ck.KafkaError(ck.KafkaError._MSG_TIMED_OUT)}
     for i in range(4):
         adapter.send("t", str(i).encode(), b"v")  # the 2nd hits BufferError once
     outcome = adapter.confirm(0.1)
-    assert outcome.confirmed == 2
+    assert outcome.confirmed == 2  # of 4: one failed, one still in flight
     assert len(outcome.failures) == 1
     failure = outcome.failures[0]
     assert (failure.topic, failure.key) == ("t", b"1")
     assert isinstance(failure.error, ck.KafkaException)
+    assert fake.success_reports == 0, "a Python callback per delivered message"
+    adapter.send("t", b"9", b"v")
+    assert adapter.confirm(0.1).confirmed == 1  # the next confirm starts afresh
 
 
 # --- error classes -----------------------------------------------------------
