@@ -334,8 +334,7 @@ def phase_ferry(spec: dict[str, Any]) -> dict[str, Any]:
         def checkpoint(self) -> Any:
             return self.inner.checkpoint()
 
-        def encoding(self) -> Any:
-            return self.inner.encoding()
+        # no encoding(): it reads the rows' values, so rows must cross to the node whole
 
         def close(self) -> None:
             self.inner.close()
