@@ -381,7 +381,7 @@ def _child_main(
         selector = MySQLSelector(
             config, max_rows, max_wait_ms, store, pipeline_id, build_reads=False
         )
-        format = encoding.build() if encoding is not None else None
+        sink_format = encoding.build() if encoding is not None else None
     except Exception as exc:  # the process itself could not start: a retry may do better
         cause = f"{type(exc).__name__}: {exc}"
         send(("error", ResumableError(f"the binlog decoder process could not start: {cause}")))
@@ -428,8 +428,8 @@ def _child_main(
         # encodes them itself, so both cores share the encoding, whichever is the slower one.
         # Snapshot chunks (Reads) are RowChanges only once unpickled: the node encodes them.
         shipped = batch
-        if format is not None and type(batch.changes) is list and _unread(out) > 0:
-            shipped = ship(batch, encode_ahead(format, batch))
+        if sink_format is not None and type(batch.changes) is list and _unread(out) > 0:
+            shipped = ship(batch, encode_ahead(sink_format, batch))
         if not send(("batch", shipped, selector.last_entry_time())):
             break
     selector.stop()

@@ -539,7 +539,7 @@ class FormatSpec:
         return get_format(self.name, self.pipeline, self.server_id, self.debezium)
 
 
-def encode_ahead(format: Format, batch: Batch) -> Encoded:
+def encode_ahead(sink_format: Format, batch: Batch) -> Encoded:
     """The messages of ``batch``'s row changes, encoded in the decoder process (see
     ``pipeline.model.Encoded``); DDL is left to the sink."""
     now = now_ns()  # processing time, as the sink would have taken it
@@ -548,8 +548,8 @@ def encode_ahead(format: Format, batch: Batch) -> Encoded:
         found = None
         if isinstance(change, RowChange):
             try:
-                found = format.messages(change, now, batch.batch_id)
-            except Exception:
+                found = sink_format.messages(change, now, batch.batch_id)
+            except Exception:  # not swallowed: the sink encodes this row again and raises
                 found = None
         messages.append(found)
-    return Encoded(format.spec, messages)
+    return Encoded(sink_format.spec, messages)
