@@ -345,18 +345,20 @@ class Node:
                 return False
         return not self._stop.is_set()
 
-    def _pause(self, epoch: int, error: FerryError) -> None:
-        """Pause the pipeline for ``error`` — only as the holder of ``epoch``, else step down."""
+    def _pause(self, epoch: int, error: FerryError) -> bool:
+        """Pause the pipeline for ``error`` — only as the holder of ``epoch``, else step down
+        (False: the pause was refused)."""
         try:
             self.arbiter.pause_on_error(epoch, str(error))
         except (FencedError, NotActiveError) as exc:
             self._log.warning("not pausing for {}: {}", error, exc)
             self._on_lost()  # the node steps down; the task is halted
-            return
+            return False
         except FerryError as exc:  # Redis down: the stored error is lost, the log keeps it
             self._log.error("could not store the pause ({}): {}", exc, error)
-            return
+            return True
         self._log.error("pipeline paused: {}", error)
+        return True
 
     def _backoff_s(self, attempt: int) -> float:
         return self._settings.retry_delay_ms(attempt) / 1000

@@ -45,7 +45,8 @@ Invariants, and why they hold:
   provably holds the mainstem may pause the pipeline, and that pause is itself
   fenced by the epoch in the arbiter (``Arbiter.pause_on_error``), so a node
   that froze past its lock TTL and woke up cannot stop its successor, whatever
-  instant it froze at.
+  instant it froze at. A refused pause (``on_fatal`` returns False) steps the
+  task down at once, before its rollback could select and load again.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class SelectTask:
         epoch: int,
         settings: PipelineSettings,
         stats: Stats,
-        on_fatal: Callable[[FerryError], None],
+        on_fatal: Callable[[FerryError], bool],  # pause; False: refused, not the holder
     ) -> None:
         self._selector = selector
         self._sink = sink
@@ -571,7 +572,8 @@ class SelectTask:
         if give_up:
             why = "fatal" if isinstance(error, FatalError) else "retries exhausted"
             bound.error("rollback ({}), pausing the pipeline: {}", why, error)
-            self._on_fatal(error)
+            if not self._on_fatal(error):
+                self._lose(f"the pause for {error} was refused: another node holds the lock")
             return
         self._stats.on_retry()
         bound.warning(

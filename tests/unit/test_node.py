@@ -629,7 +629,7 @@ def test_a_failure_racing_a_halt_or_a_loss_is_dropped_not_a_bad_transition(endin
         epoch=1,
         settings=config.pipeline,
         stats=Stats(),
-        on_fatal=paused.append,
+        on_fatal=lambda error: paused.append(error) or True,
     )
     task._alive = lambda: True  # type: ignore[method-assign]  # it was, a moment ago
     task._state.to(ending)  # type: ignore[arg-type]
