@@ -25,6 +25,7 @@ from pipeline.config import (
 from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, DdlChange, RowChange
 from sinks.base import Sink
+from sinks.formats import FormatSpec
 
 ChangeFn = Callable[[Change], Any]
 
@@ -171,7 +172,7 @@ class Stages:
         return dataclasses.replace(batch, changes=list(changes), encoded=None)
 
 
-def encoding_ahead(config: FerryConfig, sink: Sink) -> Any:
+def encoding_ahead(config: FerryConfig, sink: Sink) -> FormatSpec | None:
     """The sink's ``FormatSpec`` when rows reach the sink as selected (no column filter, no
     transform): the decoder process then encodes them (``pipeline.model.Encoded``)."""
     if config.columns or config.transforms:

@@ -51,7 +51,7 @@ import time
 from collections import deque
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -60,6 +60,9 @@ from pipeline.model import Batch, Position
 
 from .base import PositionStore, Selector
 from .config import MySQLSourceConfig
+
+if TYPE_CHECKING:
+    from sinks.formats import FormatSpec
 
 _ANSWER_GRACE_S = 10.0  # beyond max_wait + heartbeat, how long a silent child is given
 _CHILD_TICK_S = 0.2
@@ -77,7 +80,7 @@ class ProcessSelector(Selector):
         pipeline_id: str = "",
         prefetch_bytes: int = 1 << 20,
         log_level: str = "INFO",
-        encoding: Any = None,
+        encoding: FormatSpec | None = None,
     ) -> None:
         self.config = config
         self.max_rows = batch_max_rows
@@ -341,7 +344,7 @@ def _child_main(
     commands: Any,
     out: Any,
     log_level: str,
-    encoding: Any,
+    encoding: FormatSpec | None,
 ) -> None:
     """The decoder process: select ahead, obey ack / rollback / stop in queue order."""
     _die_with_parent()
@@ -449,7 +452,7 @@ def open_selector(
     store: PositionStore,
     pipeline_id: str = "",
     log_level: str = "INFO",
-    encoding: Any = None,
+    encoding: FormatSpec | None = None,
 ) -> Selector:
     """The selector ``source.decoder`` asks for; ``encoding``: the sink's FormatSpec when
     rows reach the sink as selected (the decoder process encodes them ahead)."""

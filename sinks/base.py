@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
 from pipeline.errors import FencedError
 from pipeline.model import Batch, Position
+
+if TYPE_CHECKING:
+    from sinks.formats import FormatSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class Sink(ABC):
         """The position the target stored itself; None for sinks without one."""
         return None
 
-    def encoding(self) -> Any:
+    def encoding(self) -> FormatSpec | None:
         """The ``sinks.formats.FormatSpec`` this sink encodes rows with, so that the decoder
         process may encode them ahead (``pipeline.model.Encoded``); None: it writes values,
         not messages."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, BinaryIO, Literal
+from typing import BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +12,7 @@ from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
 from sinks.debezium import DebeziumOptions
-from sinks.formats import FormatName, ddl_tables, get_format, now_ns
+from sinks.formats import FormatName, FormatSpec, ddl_tables, get_format, now_ns
 
 
 class JsonlSinkConfig(BaseModel):
@@ -67,7 +67,7 @@ class JsonlSink(Sink):
         self._files: dict[str, BinaryIO] = {}
         self._per_table = "{schema}" in config.path or "{table}" in config.path
 
-    def encoding(self) -> Any:
+    def encoding(self) -> FormatSpec | None:
         return self._format.spec
 
     def open(self) -> None:

@@ -38,7 +38,7 @@ from pipeline.errors import FatalError, FerryError, ResumableError, classify
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
 from sinks.debezium import DebeziumOptions
-from sinks.formats import FormatName, ddl_tables, get_format, now_ns
+from sinks.formats import FormatName, FormatSpec, ddl_tables, get_format, now_ns
 from sinks.producers import Failure, ProducerAdapter, make_producer
 from sinks.redact import masked_key
 
@@ -141,7 +141,7 @@ class KafkaSink(Sink):
         # grace covers the client's own bookkeeping after it.
         self._confirm_timeout = config.delivery_timeout_ms / 1000 + 5.0
 
-    def encoding(self) -> Any:
+    def encoding(self) -> FormatSpec | None:
         return self._format.spec
 
     def open(self) -> None:
