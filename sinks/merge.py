@@ -10,12 +10,21 @@ changes of one key          merged action
 insert                      insert (after)
 insert, update…             insert of the final row
 update, update…             update to the last after image
-insert, …, delete           nothing (the key did not exist before)
+insert, …, delete           delete (the target may hold the key: see below)
 update/delete, …, delete    delete
 delete, insert (, update…)  upsert of the final row
 update that changes the     delete of the old key + insert of the
 key                         new key, each merged with its neighbours
 ==========================  =======================================
+
+Every key a batch touches ends as the batch ends it, whatever the target held of it
+before: present → upsert, absent → delete. A merged batch is applied to a target that
+may be *ahead* of the batch's start, not only at it: after a takeover, the frozen
+node's last load can land after the new node chose where to start (the sink's fence
+lets it, as nothing of the new node's is written yet), and a rollback replays from
+the committed position over loads that were not acked. So "inserted and deleted
+inside the batch" still deletes the key: the target may hold the row from such a
+load (issue 20: deletes lost in takeovers). A delete of an absent key changes nothing.
 
 Output order (the choice on cross-key order). Merging drops the intermediate
 states, so the binlog order between *different* keys cannot be kept in
@@ -59,8 +68,9 @@ MergedOp = Literal["insert", "update", "upsert", "delete"]
 class Merged:
     """The net effect of a batch on one key of one table.
 
-    ``before`` is the row image before the batch (None for ``insert``); it is
-    what a delete (or a no-primary-key update) matches on. ``after`` is the
+    ``before`` is the row image before the batch (None for ``insert``; for a delete of a
+    key the batch inserted, the image it was deleted with); it is what a delete (or a
+    no-primary-key update) matches on. ``after`` is the
     final row (None for ``delete``). ``count`` is how many row changes were
     folded into this action.
     """
@@ -107,7 +117,7 @@ class _Slot:
     existed: bool  # the key existed before the batch (its first change was not an insert)
     before: dict[str, Any] | None  # image before the batch
     after: dict[str, Any] | None = None  # final image; None = absent
-    deleted: bool = False  # a delete happened on the way
+    deleted: dict[str, Any] | None = None  # image of the last delete on the way
     count: int = 0
 
 
@@ -134,7 +144,7 @@ class _Table:
     def delete(self, pk: tuple[str, ...], before: dict[str, Any]) -> None:
         slot = self.slot(row_key(before, pk), existed=True, before=before)
         slot.after = None
-        slot.deleted = True
+        slot.deleted = before
         slot.count += 1
 
     def update(self, pk: tuple[str, ...], before: dict[str, Any], after: dict[str, Any]) -> None:
@@ -198,13 +208,14 @@ def merge(changes: Iterable[RowChange]) -> list[Merged]:
         writes: list[Merged] = []
         for key in table.order:
             slot = table.slots[key]
-            if slot.after is None:
-                if slot.existed:
-                    deletes.append(
-                        Merged(schema, name, "delete", pk, slot.before, None, slot.count)
-                    )
-                continue  # inserted and deleted inside the batch: nothing
-            op: MergedOp = "insert" if not slot.existed else "upsert" if slot.deleted else "update"
+            if slot.after is None:  # absent at the end, even if the batch inserted it first
+                image = slot.before if slot.existed else slot.deleted
+                deletes.append(Merged(schema, name, "delete", pk, image, None, slot.count))
+                continue
+            if not slot.existed:
+                op: MergedOp = "insert"
+            else:
+                op = "upsert" if slot.deleted is not None else "update"
             writes.append(Merged(schema, name, op, pk, slot.before, slot.after, slot.count))
         result.extend(deletes)
         result.extend(writes)

@@ -17,10 +17,12 @@ Per batch (see ``MySQLSink.load``):
    (:func:`sinks.merge.in_order`); a second failure is raised.
 
 Idempotence: every write is an upsert or a delete by key, so loading a batch
-again gives the same table. Tables without a primary key (``no_primary_key:
-match_row``) are applied change by change, matching the full row with ``<=>``
-and ``LIMIT 1``; they are at-least-once (a replayed insert duplicates a row),
-and FLOAT or JSON columns may fail to match exactly. The sink never skips a
+again gives the same table, and a batch loaded over a target that is already ahead
+of it (a frozen node's last load, loads not acked before a rollback) leaves every
+key it touches as the batch ends it (:mod:`sinks.merge`). Tables without a primary
+key (``no_primary_key: match_row``) are applied change by change, matching the
+full row with ``<=>`` and ``LIMIT 1``; they are at-least-once (a replayed insert
+duplicates a row), and FLOAT or JSON columns may fail to match exactly. The sink never skips a
 batch by comparing positions (an operator may rewind on purpose); the node
 resumes from the later of its own and the sink's checkpoint.
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,9 @@ import pytest
 
 from arbitrate.redis import RedisArbiter
 from pipeline.config import load_config
+from pipeline.model import Batch, Position
 from pipeline.node import Node
+from selector.base import Selector
 from selector.process import open_selector
 from sinks.mysql import MySQLSink
 from tests.delivery import Workload, assert_ordered_at_least_once, indexes
@@ -313,3 +316,167 @@ def test_a_node_frozen_between_its_lock_check_and_the_sink_fence_steps_down(
         assert not state.paused, state.error
         assert b.role == "active" and a.role == "standby"
         target.assert_matches(workload)
+
+
+class HeldFirstLoad(MySQLSink):
+    """The real MySQL sink whose first load with rows waits for ``release`` (and keeps it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.first: Batch | None = None
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.loaded = threading.Event()
+
+    def load(self, batch: Batch, epoch: int) -> None:
+        if self.first is None and batch.row_count:
+            self.first = batch
+            self.holding.set()
+            self.release.wait(120)
+            super().load(batch, epoch)
+            self.loaded.set()
+            return
+        super().load(batch, epoch)
+
+
+class StalledSelector(Selector):
+    """A selector that stands still while its node is frozen (``stalled`` set), as every
+    thread of a SIGSTOPped process does."""
+
+    def __init__(self, inner: Selector, stalled: threading.Event, thaw: threading.Event) -> None:
+        self._inner = inner
+        self._stalled = stalled
+        self._thaw = thaw
+
+    def start(self) -> None:
+        self._inner.start()
+
+    def stop(self) -> None:
+        self._thaw.set()  # a stopping node is not frozen any more
+        self._inner.stop()
+
+    def select(self) -> Batch:
+        if self._stalled.is_set():
+            self._thaw.wait(120)
+        return self._inner.select()
+
+    def ack(self, batch_id: int) -> Position | None:
+        return self._inner.ack(batch_id)
+
+    def rollback(self) -> None:
+        self._inner.rollback()
+
+    def last_entry_time(self) -> float | None:
+        return self._inner.last_entry_time()
+
+    @property
+    def committed(self) -> Position | None:
+        return self._inner.committed
+
+
+def test_a_zombie_load_ahead_of_the_new_holders_start_loses_no_delete(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    mariadb: Any,
+    source_db: str,
+    redis_server: Any,
+    key_prefix: str,
+) -> None:
+    """Issue 20's lost deletes, deterministically.
+
+    ``a`` freezes while loading a batch that inserts order 2 and moves key ``a`` to ``b``;
+    ``b`` takes over and selects from the committed position, so its first batch holds
+    that transaction *and* the next one, which deletes order 2 and moves ``b`` to ``c``.
+    ``a`` wakes and its load lands first (the fence lets it: ``b`` has written nothing
+    yet), so the target is ahead of ``b``'s batch. ``b``'s merged batch must still delete
+    order 2 and key ``b``: within one batch they were inserted and deleted, but the target
+    may hold them.
+    """
+    mariadb.execute("CREATE TABLE orders (id INT PRIMARY KEY, v INT)", database=source_db)
+    mariadb.execute("CREATE TABLE kv (k VARCHAR(32) PRIMARY KEY, v INT)", database=source_db)
+    target = Target("mysql", tmp_path, request)
+    for table in ("orders", "kv"):
+        [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
+        target.server.execute(ddl, database=target.db)
+    sink_section = {
+        "type": "mysql",
+        "host": target.server.host,
+        "port": target.server.port,
+        "user": target.server.user,
+        "password": target.server.password,
+        "schema_map": {source_db: target.db},
+        "checkpoint_schema": target.db,
+    }
+    path = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="ahead",
+        mariadb=mariadb,
+        schema=source_db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink=sink_section,
+        start=source_position(mariadb),
+        server_id=4413,
+        batch={"max_rows": 5000, "max_wait_ms": 1000},
+    )
+    config = load_config(path)
+    clock = StallableClock()
+    a_arbiter = RedisArbiter(config.arbiter, "ahead", "a", clock=clock)
+    b_arbiter = RedisArbiter(config.arbiter, "ahead", "b")
+    a_sink = FreezingMySQLSink(config.sink, "ahead", freeze_at=2)
+    b_sink = HeldFirstLoad(config.sink, "ahead")
+    batch = config.pipeline.batch
+
+    def a_selector(store: Any) -> Selector:
+        source = config.source.model_copy(update={"decoder": "thread"})
+        inner = open_selector(source, batch.max_rows, batch.max_wait_ms, store, "ahead")
+        return StalledSelector(inner, a_sink.frozen, a_sink.thaw)
+
+    def b_selector(store: Any) -> Selector:
+        return open_selector(config.source, batch.max_rows, batch.max_wait_ms, store, "ahead")
+
+    a = Node(config, "a", arbiter=a_arbiter, sink=a_sink, selector_factory=a_selector)
+    b = Node(config, "b", arbiter=b_arbiter, sink=b_sink, selector_factory=b_selector)
+
+    def write(*statements: str) -> None:
+        with mariadb.connect(source_db) as conn, conn.cursor() as cur:
+            conn.begin()  # one transaction
+            for statement in statements:
+                cur.execute(statement)
+            conn.commit()
+
+    def target_rows() -> dict[str, Any]:
+        return {
+            "orders": target.server.execute(f"SELECT id FROM `{target.db}`.orders ORDER BY id"),
+            "kv": target.server.execute(f"SELECT k FROM `{target.db}`.kv ORDER BY k"),
+        }
+
+    with running(a, b) as threads:
+        threads[0].start()
+        wait_until(lambda: a.role == "active", 30, "a active")
+        write("INSERT INTO orders VALUES (1, 0)", "INSERT INTO kv VALUES ('a', 0)")
+        wait_until(lambda: a_sink.first_epoch_loads == 1, 30, "a's first load")
+        write("INSERT INTO orders VALUES (2, 0)", "UPDATE kv SET k='b' WHERE k='a'")
+        wait_until(a_sink.frozen.is_set, 30, "a frozen in its second load")
+        a_arbiter.freeze_renewer()  # a stop-the-world pause: no renewal, time stands still
+        clock.frozen_at = clock()
+        write("DELETE FROM orders WHERE id=2", "UPDATE kv SET k='c' WHERE k='b'")
+        threads[1].start()
+        wait_until(lambda: b.role == "active", 30, "b to take over")
+        wait_until(b_sink.holding.is_set, 30, "b's first load")
+        assert b_sink.first is not None
+        ops = [(c.table, c.op) for c in b_sink.first.changes]
+        assert ("orders", "delete") in ops and ("orders", "insert") in ops, ops
+        # a wakes: its clock runs again, and its frozen load goes on to the fence, which
+        # lets it write (the checkpoint still holds a's epoch); a's next lock check fails.
+        clock.frozen_at = None
+        a_sink.thaw.set()
+        wait_until(lambda: target_rows()["kv"] == (("b",),), 30, "a's zombie load to land")
+        assert target_rows()["orders"] == ((1,), (2,))
+        wait_until(lambda: a.role == "standby", 30, "a to step down")
+        b_sink.release.set()
+        wait_until(b_sink.loaded.is_set, 30, "b's first load")
+        a_arbiter.unfreeze_renewer()
+        state = b_arbiter.get_state()
+        assert not state.paused, state.error
+        assert target_rows() == {"orders": ((1,),), "kv": (("c",),)}, "deletes lost"
