@@ -91,6 +91,14 @@ class Arbiter(ABC):
     def check(self) -> bool:
         """True while this node provably holds the mainstem."""
 
+    @abstractmethod
+    def holder_probe(self, epoch: int) -> Callable[[], bool]:
+        """A callable that asks the arbiter's store, with a round trip (never the local
+        clock), whether this node still holds the mainstem with ``epoch``; False when it
+        cannot tell. A binlog decoder asks it before every dump it opens, so a node that
+        lost the lock never takes the source's dump from its successor. The Redis one is
+        picklable: a decoder process asks by itself, whatever its node is doing."""
+
     @property
     @abstractmethod
     def epoch(self) -> int | None:

@@ -258,6 +258,18 @@ class MemoryArbiter(Arbiter):
     def check(self) -> bool:
         return self._hold is not None
 
+    def holder_probe(self, epoch: int) -> Callable[[], bool]:
+        value = mainstem_value(epoch, self.node_id)
+
+        def holds() -> bool:
+            with self.hub.cond:
+                if not self.hub.reachable:
+                    return False
+                store = self.hub.store(self.pipeline_id)
+                return self.hub.mainstem(store) == value and store.epoch == epoch
+
+        return holds
+
     @property
     def epoch(self) -> int | None:
         hold = self._hold

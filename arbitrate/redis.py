@@ -115,6 +115,9 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[2]) then return -1 end
 """
 
+# KEYS: mainstem, epoch. ARGV: value, epoch. -> 1 held, 0 not ours, -1 stale epoch.
+_HOLDS = _HOLDER + "return 1\n"
+
 # KEYS: mainstem, epoch. ARGV: value, epoch, ttl_ms. -> 1 renewed, 0 not ours, -1 stale epoch.
 _RENEW = (
     _HOLDER
@@ -207,6 +210,31 @@ def connect(config: ArbiterConfig, socket_timeout_ms: int | None = None) -> redi
 
 
 _HashFields = dict[str | bytes, bytes | float | int | str]
+
+
+class HolderProbe:
+    """``RedisArbiter.holder_probe``: is ``value`` (``<epoch>:<node_id>``) still the
+    mainstem, with the current epoch? Picklable (the client is opened where it is called,
+    e.g. in a decoder process); any Redis trouble answers False."""
+
+    def __init__(self, config: ArbiterConfig, keys: list[str], value: str, epoch: int) -> None:
+        self._config = config
+        self._keys = keys
+        self._value = value
+        self._epoch = epoch
+        self._script: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_script": None}
+
+    def __call__(self) -> bool:
+        try:
+            if self._script is None:
+                self._script = connect(self._config).register_script(_HOLDS)
+            return int(self._script(keys=self._keys, args=[self._value, self._epoch])) == 1
+        except Exception as exc:  # cannot confirm: the caller steps down
+            logger.warning("cannot confirm the mainstem with Redis: {}", classify(exc))
+            return False
 
 
 @dataclass
@@ -339,6 +367,10 @@ class RedisArbiter(Arbiter):
         hold = self._hold
         # Provable only until lock_ttl_ms after the start of the last successful renewal.
         return hold is not None and self._clock() - hold.renewed_at < self._ttl_ms / 1000
+
+    def holder_probe(self, epoch: int) -> HolderProbe:
+        keys = [self.keys["mainstem"], self.keys["epoch"]]
+        return HolderProbe(self.config, keys, mainstem_value(epoch, self.node_id), epoch)
 
     @property
     def epoch(self) -> int | None:

@@ -20,7 +20,7 @@ def _guarded(name: str, run: Callable[[], list[Check]]) -> list[Check]:
 def source_checks(config: FerryConfig) -> list[Check]:
     from selector.checks import check_source
 
-    return list(check_source(config.source))
+    return list(check_source(config.source, config.pipeline.id))
 
 
 def arbiter_checks(config: FerryConfig) -> list[Check]:

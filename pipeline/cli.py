@@ -212,6 +212,8 @@ def cmd_status(args: argparse.Namespace, config: FerryConfig) -> int:
         "epoch": status.epoch,
         "position": status.position.to_dict() if status.position else None,
         "position_epoch": status.position_epoch,
+        "server_id": config.source.dump_server_id(config.pipeline.id),
+        "server_id_derived": config.source.server_id is None,
         "nodes": status.nodes,
         "snapshot_requests": [
             {"request": r.request, "tables": list(r.tables), "state": r.state}
@@ -251,6 +253,9 @@ def render_status(data: dict[str, Any]) -> str:
         f"active    {active}",
         f"position  {position_text}",
     ]
+    if data.get("server_id") is not None:
+        derived = " (derived from the pipeline id)" if data.get("server_id_derived") else ""
+        lines.append(f"server id {data['server_id']}{derived}")
     nodes = data["nodes"]
     if nodes:
         header = ("NODE", "ROLE", "EPOCH", "LAG", "ROWS/S", "ROWS", "UPDATED")
@@ -288,6 +293,13 @@ def render_status(data: dict[str, Any]) -> str:
                 lines.append(
                     f"warning   statement-format DML skipped ({node.get('node_id')}), changes"
                     f" missing: {counts}; set binlog_format=ROW"
+                )
+        for node in nodes:
+            if node.get("server_id_clashes_total"):
+                lines.append(
+                    f"warning   server id clashes ({node.get('node_id')}):"
+                    f" {node['server_id_clashes_total']}; another binlog client uses server id"
+                    f" {data.get('server_id')}"
                 )
         errors = [n for n in nodes if n.get("last_error")]
         for node in errors:

@@ -165,11 +165,14 @@ class FerryConfig(BaseModel):
         """A short human description with secrets masked (for `ferry check`)."""
         src = self.source
         sink = self.sink
+        server_id = f"{src.dump_server_id(self.pipeline.id)}" + (
+            "" if src.server_id is not None else " (derived from the pipeline id)"
+        )
         lines = [
             f"pipeline  {self.pipeline.id}: parallelism {self.pipeline.parallelism}, "
             f"batches of <= {self.pipeline.batch.max_rows} rows"
             f" / {self.pipeline.batch.max_wait_ms} ms",
-            f"source    mysql {src.user}@{src.host}:{src.port} server_id={src.server_id} "
+            f"source    mysql {src.user}@{src.host}:{src.port} server_id={server_id} "
             f"start={_start_text(src.start)} include={','.join(src.include)}"
             + (f" exclude={','.join(src.exclude)}" if src.exclude else ""),
             f"arbiter   {self.arbiter.redacted_url()} lock_ttl={self.arbiter.lock_ttl_ms} ms",

@@ -96,6 +96,11 @@ class NotActiveError(ResumableError):
     """This node does not hold the mainstem (any more); back to standby."""
 
 
+class ServerIdClash(FatalError):
+    """Another binlog client of the source uses this pipeline's server id (see
+    ``selector.identity``): the pipeline pauses rather than fight it."""
+
+
 def classify(exc: BaseException, message: str | None = None) -> FerryError:
     """Map any exception to a ResumableError or FatalError (a FerryError is returned as is).
 

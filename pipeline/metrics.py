@@ -21,6 +21,9 @@ metric                             type     meaning
 ``ferry_role``                     gauge    1 for the node's role (``role`` label:
                                             standby, active, stopped), 0 for others
 ``ferry_epoch``                    gauge    the epoch held (0 when not active)
+``ferry_server_id_clashes_total``  counter  pauses because another binlog client of the
+                                            source uses this pipeline's server id
+``ferry_source_server_id``         gauge    the server id of the binlog dump
 =================================  =======  ==========================================
 
 Bytes are not exported: no stage knows the size of a change without encoding
@@ -45,6 +48,10 @@ _COUNTERS = (
     ("batches", "batches acked, empty ones included"),
     ("rollbacks", "rollbacks: a failed batch discards everything in flight after it"),
     ("retries", "resumable failures retried with backoff"),
+    (
+        "server_id_clashes",
+        "pauses because another binlog client of the source uses this pipeline's server id",
+    ),
 )
 
 
@@ -102,6 +109,12 @@ class NodeCollector(Collector):
         )
         epoch.add_metric(values, float(report.get("epoch") or 0))
         yield epoch
+        server_id = GaugeMetricFamily(
+            "ferry_source_server_id", "the server id of the binlog dump", labels=labels
+        )
+        if report.get("server_id"):
+            server_id.add_metric(values, float(report["server_id"]))
+        yield server_id
 
 
 def _snapshot_metrics(

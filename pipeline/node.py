@@ -67,6 +67,9 @@ class FencedPositionStore(PositionStore):
     def load(self) -> Position | None:
         return self._position
 
+    def holder_probe(self) -> Callable[[], bool]:
+        return self._arbiter.holder_probe(self._epoch)
+
     def save(self, position: Position) -> None:
         self._arbiter.commit_position(position, self._epoch)
         self._position = position
@@ -208,6 +211,7 @@ class Node:
             except Exception as exc:
                 error = classify(exc)
                 attempt += 1
+                self.stats.on_error(error)
                 if isinstance(error, FencedError | NotActiveError):
                     log.warning("cannot start: {}", error)
                     self._lost.set()
@@ -358,6 +362,7 @@ class Node:
             self._log.error("could not store the pause ({}): {}", exc, error)
             return True
         self._log.error("pipeline paused: {}", error)
+        self._wake.set()  # the task waits for the node to stop it (SelectTask._finish_rollback)
         return True
 
     def _backoff_s(self, attempt: int) -> float:
@@ -377,6 +382,7 @@ class Node:
             node_id=self.node_id,
             role=self._role,
             epoch=self._epoch or "",
+            server_id=self.config.source.dump_server_id(self.config.pipeline.id),
             host=socket.gethostname(),
             updated_at=time.time(),
         )

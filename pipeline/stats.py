@@ -14,7 +14,7 @@ from typing import Any
 
 from loguru import logger
 
-from pipeline.errors import FerryError
+from pipeline.errors import FerryError, ServerIdClash
 from pipeline.model import UNKNOWN_TABLE, Batch, Position, Skipped, SnapshotProgress
 
 _SKIPPED_WHY = {
@@ -75,6 +75,7 @@ class Stats:
         self.batches_total = 0
         self.rollbacks_total = 0
         self.retries_total = 0  # resumable failures retried (after a rollback or a failed start)
+        self.server_id_clashes_total = 0  # pauses because another client used our server id
         self.position: Position | None = None
         self.last_error = ""
         self.last_error_at = 0.0
@@ -110,8 +111,15 @@ class Stats:
     def on_rollback(self, error: FerryError) -> None:
         with self._lock:
             self.rollbacks_total += 1
+        self.on_error(error)
+
+    def on_error(self, error: FerryError) -> None:
+        """A failure of a batch or of a start: the last error shown, and clashes counted."""
+        with self._lock:
             self.last_error = str(error)
             self.last_error_at = time.time()
+            if isinstance(error, ServerIdClash):
+                self.server_id_clashes_total += 1
 
     def on_retry(self) -> None:
         with self._lock:
@@ -131,6 +139,7 @@ class Stats:
                 "batches_total": self.batches_total,
                 "rollbacks_total": self.rollbacks_total,
                 "retries_total": self.retries_total,
+                "server_id_clashes_total": self.server_id_clashes_total,
                 "rows_per_s": round(self.rows_per_s, 1),
                 "lag_ms": None if self.ack_lag_ms is None else round(self.ack_lag_ms),
                 "event_lag_ms": None if event_lag is None else round(event_lag),

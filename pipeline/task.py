@@ -117,6 +117,7 @@ class RollbackState:
     failed_load: tuple[int, int] | None = None
     retries: int = 0  # failures since the last ack: the retry budget spent
     resume_at: float = 0.0  # monotonic time at which a rollback's backoff ends
+    gave_up: bool = False  # this rollback's error paused the pipeline (fatal, or no retries left)
 
     def to(self, phase: Phase) -> None:
         assert phase in _NEXT[self.phase], f"task phase {self.phase} -> {phase}"
@@ -563,6 +564,7 @@ class SelectTask:
             state.retries += 1
             retries = state.retries
             give_up = isinstance(error, FatalError) or retries > self._settings.max_retries
+            state.gave_up = give_up
             if give_up:
                 state.retries = 0  # a resume starts a fresh retry budget
             delay_ms = self._settings.retry_delay_ms(1 if give_up else retries)
@@ -585,8 +587,19 @@ class SelectTask:
         )
 
     def _finish_rollback(self) -> None:
-        """The buffer drained after a rollback: rewind the selector, wait the backoff, go on."""
+        """The buffer drained after a rollback: rewind the selector, wait the backoff, go on.
+
+        A rollback that paused the pipeline rewinds nothing: the node stops this task, and a
+        resume starts a new one. Reopening the stream meanwhile would only take the source's
+        binlog dump once more, which for a server id clash costs the other client its
+        connection (``selector.identity``).
+        """
         if self._ended():  # the node stops the selector; a rewind now would race it
+            return
+        if self._state.gave_up and self._paused():
+            with self._cond:
+                while self._state.phase == "rolling_back":
+                    self._cond.wait(_TICK_S)
             return
         with self._selector_lock:
             self._selector.rollback()
@@ -599,6 +612,12 @@ class SelectTask:
             if state.phase == "rolling_back":
                 state.to("selecting")
                 self._cond.notify_all()
+
+    def _paused(self) -> bool:
+        try:
+            return self._arbiter.get_state().paused
+        except FerryError:  # Redis unreachable: rewind and retry as for any failure
+            return False
 
 
 def _bid(entry: Entry) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from pipeline.errors import FatalError
 from pipeline.model import Batch, Position
@@ -22,6 +23,12 @@ class PositionStore(ABC):
     @abstractmethod
     def save(self, position: Position) -> None:
         """Make ``position`` the committed one. Raises on failure; never half-writes."""
+
+    def holder_probe(self) -> Callable[[], bool] | None:
+        """Asks, with a round trip, whether the node saving here still holds the mainstem
+        (``Arbiter.holder_probe``); the selector asks it before it opens a binlog dump.
+        None: no arbiter stands behind this store (nothing to ask)."""
+        return None
 
 
 class Selector(ABC):

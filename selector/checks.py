@@ -11,9 +11,10 @@ from typing import Any
 
 import pymysql
 
-from pipeline.errors import FatalError, classify
+from pipeline.errors import FatalError, ServerIdClash, classify
 
 from .config import MySQLSourceConfig
+from .identity import refuse_clash
 
 Check = tuple[str, bool, str]
 
@@ -125,7 +126,21 @@ def privileges(conn: Any, user: str) -> Check:
     )
 
 
-def check_source(config: MySQLSourceConfig) -> list[Check]:
+def server_id_check(conn: Any, config: MySQLSourceConfig, pipeline_id: str) -> Check:
+    """No replica that is not this pipeline's uses its server id (``selector.identity``)."""
+    server_id = config.dump_server_id(pipeline_id)
+    origin = "source.server_id" if config.server_id is not None else "derived from pipeline.id"
+    what = f"server id {server_id} ({origin}) is not used by another replica"
+    try:
+        checked, found = refuse_clash(conn, server_id, config.server_id is None, pipeline_id)
+    except ServerIdClash as exc:
+        return (what, False, exc.message)
+    if not checked:
+        return (what, True, f"warning: {found}")
+    return (f"{what} ({found})", True, "")
+
+
+def check_source(config: MySQLSourceConfig, pipeline_id: str) -> list[Check]:
     """Run every source check; a failed connection is itself one failed check."""
     where = f"{config.user}@{config.host}:{config.port}"
     try:
@@ -136,7 +151,11 @@ def check_source(config: MySQLSourceConfig) -> list[Check]:
             (f"connect to {where}", False, f"{error.message}; check host, port, user, password")
         ]
     try:
-        checks = [(f"connect to {where}", True, ""), *server_checks(conn, config.user)]
+        checks = [
+            (f"connect to {where}", True, ""),
+            *server_checks(conn, config.user),
+            server_id_check(conn, config, pipeline_id),
+        ]
         if config.snapshot_mode != "never":
             checks += snapshot_checks(conn, config)
         return checks

@@ -35,10 +35,13 @@ class MySQLSourceConfig(BaseModel):
     port: int = Field(3306, ge=1, le=65535, description="source server port")
     user: str = Field(description="user with REPLICATION SLAVE, REPLICATION CLIENT and SELECT")
     password: SecretStr = Field(SecretStr(""), description="password of `user`")
-    server_id: int = Field(
+    server_id: int | None = Field(
+        None,
         ge=1,
         le=4294967295,
-        description="replica server id used for the binlog dump; unique among replicas",
+        description="replica server id of the binlog dump: unique among the source's replicas"
+        " and ferry pipelines. Default: derived from pipeline.id, between 1000000000 and"
+        " 1999999999 (`ferry check` and `ferry status` show it)",
     )
     start: StartSpec = Field(
         "latest",
@@ -78,6 +81,12 @@ class MySQLSourceConfig(BaseModel):
     snapshot_chunk_rows: int = Field(
         10000, ge=1, description="rows per snapshot chunk (one query, held in memory at most)"
     )
+
+    def dump_server_id(self, pipeline_id: str) -> int:
+        """The server id this pipeline's binlog dump uses (``selector.identity``)."""
+        from .identity import derived_server_id
+
+        return self.server_id if self.server_id is not None else derived_server_id(pipeline_id)
 
     @property
     def snapshot_mode(self) -> SnapshotMode:

@@ -39,7 +39,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pymysql
@@ -51,7 +51,7 @@ from pymysqlreplication.event import (
     RotateEvent,
 )
 
-from pipeline.errors import FatalError, ResumableError, classify
+from pipeline.errors import FatalError, NotActiveError, ResumableError, classify
 from pipeline.model import Batch, Position, TableChange
 
 from .base import PositionStore, Selector
@@ -60,6 +60,7 @@ from .checks import binlog_files, check_source, connect, master_status, require,
 from .config import FilePosStart, GtidStart, MySQLSourceConfig
 from .events import EVENTS, Translator, replace_gtid
 from .gtids import GtidTracker
+from .identity import KickPolicy, describe, kicked, refuse_clash, registered, report_host
 from .schemas import SchemaHistory
 from .snapshot import Reader, Snapshotter
 from .stream import PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
@@ -79,6 +80,7 @@ class MySQLSelector(Selector):
         store: PositionStore,
         pipeline_id: str = "",
         build_reads: bool = True,
+        holder: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.build_reads = build_reads  # False: snapshot rows ship as tuples (selector.process)
@@ -86,6 +88,10 @@ class MySQLSelector(Selector):
         self.max_wait_s = batch_max_wait_ms / 1000.0
         self.heartbeat_s = min(config.heartbeat_ms, batch_max_wait_ms) / 1000.0
         self.pipeline_id = pipeline_id
+        self.server_id = config.dump_server_id(pipeline_id)
+        # asked before every dump this selector opens (selector.identity)
+        self._holder = holder if holder is not None else store.holder_probe()
+        self._kicks = KickPolicy(self.server_id, config.server_id is None, pipeline_id)
         self.filter = TableFilter(config.include, config.exclude)
         self._ledger = Ledger(store, None, pipeline_id)
         self._assembler = Assembler(batch_max_rows, None)
@@ -114,6 +120,7 @@ class MySQLSelector(Selector):
         for warning in warnings:
             logger.warning("source: {}", warning)
         self._full_metadata = not any("binlog_row_metadata" in w for w in warnings)
+        self._refuse_clash()
         version = self._query_one("SELECT VERSION()")[0]
         flavor = self.config.flavor
         self._mariadb = (
@@ -145,10 +152,11 @@ class MySQLSelector(Selector):
         at = self._ledger.resume_point
         assert at is not None
         logger.info(
-            "selector start pipeline={} server={} flavor={} at={} ({})",
+            "selector start pipeline={} server={} flavor={} server_id={} at={} ({})",
             self.pipeline_id,
             version,
             "mariadb" if self._mariadb else "mysql",
+            self.server_id,
             at,
             "committed"
             if committed is not None and not snapshot
@@ -260,9 +268,11 @@ class MySQLSelector(Selector):
     def _gtid_to_position(self, gtid: str) -> Position:
         """Find file/pos of the first transaction after ``gtid`` with a short GTID dump."""
         settings = self._settings()
+        self._confirm_holder()
         probe = Stream(
             settings,
-            server_id=self.config.server_id,
+            server_id=self.server_id,
+            report_slave=(report_host(self.pipeline_id), "", "", 0),
             blocking=True,
             auto_position=gtid,
             is_mariadb=self._mariadb,
@@ -338,9 +348,11 @@ class MySQLSelector(Selector):
         self._assembler = Assembler(self.max_rows, replace_gtid(at, gtids.current()))
         self._history.rewind(at)  # DDL from here on is read again
         only, ignored = self.filter.exact_schemas()
+        self._confirm_holder()
         stream = Stream(
             self._settings(),
-            server_id=self.config.server_id,
+            server_id=self.server_id,
+            report_slave=(report_host(self.pipeline_id), "", "", 0),
             blocking=True,
             resume_stream=True,
             log_file=at.file,
@@ -388,6 +400,52 @@ class MySQLSelector(Selector):
             definition=self._history.definition,
         )
 
+    # -- the replication identity (selector.identity) ------------------------------------
+
+    def _refuse_clash(self) -> None:
+        """Before the first dump: no replica that is not this pipeline's uses our id."""
+        try:
+            checked, found = refuse_clash(
+                self._control(), self.server_id, self.config.server_id is None, self.pipeline_id
+            )
+        except pymysql.MySQLError as exc:
+            raise classify(exc, f"source query failed (SHOW SLAVE HOSTS): {exc}") from exc
+        if not checked:
+            logger.warning("source: server id {}: {}", self.server_id, found)
+
+    def _confirm_holder(self) -> None:
+        """Before a dump opens: a round trip says this node still holds the mainstem, else
+        it would take the source's dump (same server id) from the node that does."""
+        if self._holder is not None and not self._holder():
+            raise NotActiveError(
+                "not opening the binlog dump: this node no longer holds the mainstem",
+                pipeline=self.pipeline_id or None,
+            )
+
+    def _answer_kick(self, exc: BaseException) -> None:
+        """Another client connected with our server id and the server dropped our dump:
+        step down, pause for a clash, or wait a little and reconnect (``KickPolicy``)."""
+        if self._holder is not None and not self._holder():
+            raise NotActiveError(
+                f"another binlog client connected with server id {self.server_id} and this"
+                " node no longer holds the mainstem: its decoder stops",
+                pipeline=self.pipeline_id or None,
+            )
+        try:
+            kickers = registered(self._control(), self.server_id)
+        except Exception as list_error:  # cannot tell who it was: the cautious policy
+            logger.debug("cannot list the source's replicas: {}", list_error)
+            kickers = None
+        delay_s = self._kicks.after_kick(kickers)  # raises ServerIdClash
+        logger.warning(
+            "binlog dump dropped: {} connected with server id {} ({}); reconnecting in {:.1f}s",
+            describe(kickers[0]) if kickers else "another client",
+            self.server_id,
+            exc,
+            delay_s,
+        )
+        self._stopping.wait(delay_s)
+
     def _stream_error(self, exc: BaseException, at: Position) -> Exception:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         if code == PURGED:
@@ -414,7 +472,7 @@ class MySQLSelector(Selector):
                 self._open(at)
                 logger.info("binlog reconnected at {}", at)
                 return
-            except FatalError:
+            except (FatalError, NotActiveError):
                 raise
             except Exception as exc:
                 if time.monotonic() + delay > deadline or self._stopping.is_set():
@@ -476,11 +534,15 @@ class MySQLSelector(Selector):
             except Exception as exc:
                 if self._stopping.is_set():
                     continue
-                if isinstance(exc, pymysql.MySQLError) and exc.args and exc.args[0] == PURGED:
+                if kicked(exc):
+                    self._answer_kick(exc)
+                    if self._stopping.is_set():
+                        continue
+                elif isinstance(exc, pymysql.MySQLError) and exc.args and exc.args[0] == PURGED:
                     at = self._ledger.stream_point
                     assert at is not None
                     raise self._stream_error(exc, at) from exc
-                if not connection_trouble(exc):
+                elif not connection_trouble(exc):
                     where = self._translator
                     here = f"{where.file}:{where.pos}" if where is not None else "?"
                     message = f"binlog decode failed at {here}: {exc}"
@@ -597,7 +659,7 @@ class MySQLSelector(Selector):
         self._close()
         try:
             self._open(at)
-        except FatalError:
+        except (FatalError, NotActiveError):
             raise
         except Exception as exc:  # reopened lazily by the next select
             logger.warning("reopen after rollback failed ({}); the next select retries", exc)

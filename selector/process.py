@@ -17,8 +17,12 @@ Who owns what:
   exactly as the in-thread selector does; its store is an in-memory copy.
 * ``rollback`` is a handshake: the parent sends ``("rollback", token)`` after
   every ack it forwarded (one FIFO queue), and discards whatever the child sent
-  until the child's ``("rolled_back", token)`` marker, so nothing read ahead
-  before the rollback is ever handed out after it.
+  until the child's ``("rolled_back", token, error)`` marker, so nothing read ahead
+  before the rollback is ever handed out after it; an error the child met reopening
+  the stream (e.g. its node no longer holds the mainstem) is raised by ``rollback``.
+* The child asks Redis itself whether its node still holds the mainstem before it
+  opens a dump (``PositionStore.holder_probe``): a frozen node's child must not take
+  the source's dump (one per server id) from the node that replaced it.
 * A child that dies or stops answering is a ResumableError; the node rolls
   back, and ``rollback`` starts a new child at the committed position. A child
   whose parent dies exits too (PR_SET_PDEATHSIG, and a parent-pid check).
@@ -49,6 +53,7 @@ import termios
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,6 +141,7 @@ class ProcessSelector(Selector):
                         out_writer,
                         self.log_level,
                         self.encoding,
+                        self.store.holder_probe(),  # the child asks Redis itself
                     ),
                     name=f"ferry-decoder-{self.pipeline_id}",
                     daemon=True,
@@ -287,11 +293,15 @@ class ProcessSelector(Selector):
         self._send(("rollback", self._token))
         deadline = time.monotonic() + self._answer_s
         try:
-            while self._receive(deadline, "rollback") != ("rolled_back", self._token):
-                pass  # read ahead before the rollback: discarded
+            item = self._receive(deadline, "rollback")
+            while item[:2] != ("rolled_back", self._token):
+                item = self._receive(deadline, "rollback")  # read ahead before it: discarded
         except ResumableError as exc:
             logger.warning("{}; starting a new decoder process", exc)
             self._spawn()
+            return
+        if item[2] is not None:  # the child could not reopen (e.g. no longer the holder)
+            raise item[2]
 
     def last_entry_time(self) -> float | None:
         return self._last_ts
@@ -345,6 +355,7 @@ def _child_main(
     out: Any,
     log_level: str,
     encoding: FormatSpec | None,
+    holder: Callable[[], bool] | None,
 ) -> None:
     """The decoder process: select ahead, obey ack / rollback / stop in queue order."""
     _die_with_parent()
@@ -382,7 +393,7 @@ def _child_main(
         store = MemoryPositionStore(start)
         # snapshot rows are only shipped from here: the node builds their RowChanges
         selector = MySQLSelector(
-            config, max_rows, max_wait_ms, store, pipeline_id, build_reads=False
+            config, max_rows, max_wait_ms, store, pipeline_id, build_reads=False, holder=holder
         )
         sink_format = encoding.build() if encoding is not None else None
     except Exception as exc:  # the process itself could not start: a retry may do better
@@ -410,9 +421,14 @@ def _child_main(
                 elif command[0] == "snapshot":
                     selector.request_snapshot(command[1], command[2])
                 elif command[0] == "rollback":
-                    selector.rollback()
-                    failed = False
-                    send(("rolled_back", command[1]))
+                    try:
+                        selector.rollback()
+                    except Exception as exc:  # the handshake carries it: the parent raises it
+                        failed = True
+                        send(("rolled_back", command[1], _picklable(exc)))
+                    else:
+                        failed = False
+                        send(("rolled_back", command[1], None))
             except Exception as exc:  # reported in order; the parent rolls back
                 failed = True
                 send(("error", _picklable(exc)))

@@ -103,6 +103,25 @@ class Target:
         assert_same_tables(workload.mariadb, workload.schema, self.server, self.db)
 
 
+def assert_one_steady_dump(server: Any, seconds: float = 3.0) -> None:
+    """One binlog dump thread on the source, the same one for ``seconds``: no two clients
+    of one server id drop each other in a loop."""
+
+    def dumps() -> set[int]:
+        rows = server.execute(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump'"
+        )
+        return {int(row[0]) for row in rows}
+
+    first = wait_until(lambda: (found := dumps()) and len(found) == 1 and found, 30, "one dump")
+    seen = set(first)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen |= dumps()
+        time.sleep(0.05)
+    assert seen == first, f"binlog dump threads came and went: {sorted(seen)}"
+
+
 def holder(client: Any, key: str) -> Callable[[], str | None]:
     """Reads the mainstem key (``<epoch>:<node_id>``) directly: the exact moment of takeover."""
 
@@ -306,6 +325,10 @@ def test_a_node_frozen_between_its_lock_check_and_the_sink_fence_steps_down(
         workload.run(40)
         checkpoint = f"SELECT epoch FROM `{target.db}`.ferry_checkpoint"
         wait_until(lambda: target.server.execute(checkpoint)[0][0] == b_arbiter.epoch, 30, "b")
+        # a's decoder (a child process, running on while a is frozen) was dropped when b's
+        # connected with the same server id: it asks Redis, learns a lost the mainstem, and
+        # stops, instead of taking the dump back (they kicked each other until a woke up)
+        assert_one_steady_dump(mariadb)
         a_sink.thaw.set()  # a's load goes on to the fence while a still believes it is active
         wait_until(lambda: a.role == "standby", 30, "a to step down")
         clock.frozen_at = None

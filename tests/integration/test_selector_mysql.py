@@ -418,7 +418,7 @@ def test_purged_position_is_fatal(make_mariadb: Any) -> None:
 def test_misconfigured_server_is_a_clear_fatal_error(make_mariadb: Any) -> None:
     server = make_mariadb(["--binlog-format=STATEMENT", "--binlog-row-image=MINIMAL"])
     cfg = config(server, "x")
-    checks = {what.split(" ")[0]: ok for what, ok, _ in check_source(cfg)}
+    checks = {what.split(" ")[0]: ok for what, ok, _ in check_source(cfg, "x")}
     assert checks["connect"] and checks["log_bin"] and checks["privileges"]
     assert not checks["binlog_format"] and not checks["binlog_row_image"]
     with pytest.raises(FatalError, match=r"binlog_format.*SET GLOBAL binlog_format"):
