@@ -201,6 +201,8 @@ def connect(config: ArbiterConfig, socket_timeout_ms: int | None = None) -> redi
             options[name] = parsed[name]
     if url.startswith("rediss://"):
         options["ssl"] = True
+        # and the URL's TLS options, as from_url would take them (ssl_ca_certs, ...)
+        options.update({k: v for k, v in parsed.items() if k.startswith("ssl_")})
     sentinel = Sentinel(
         [(s.host, s.port) for s in config.sentinels],
         sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},

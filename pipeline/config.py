@@ -173,7 +173,7 @@ class FerryConfig(BaseModel):
             f"batches of <= {self.pipeline.batch.max_rows} rows"
             f" / {self.pipeline.batch.max_wait_ms} ms",
             f"source    mysql {src.user}@{src.host}:{src.port} server_id={server_id} "
-            f"start={_start_text(src.start)} include={','.join(src.include)}"
+            f"tls={src.tls.mode} start={_start_text(src.start)} include={','.join(src.include)}"
             + (f" exclude={','.join(src.exclude)}" if src.exclude else ""),
             f"arbiter   {self.arbiter.redacted_url()} lock_ttl={self.arbiter.lock_ttl_ms} ms",
             f"sink      {_sink_text(sink)}",
@@ -201,7 +201,7 @@ def _sink_text(sink: Any) -> str:
             f" client={sink.client}"
         )
     if sink.type == "mysql":
-        return f"mysql {sink.user}@{sink.host}:{sink.port} ddl={sink.ddl}"
+        return f"mysql {sink.user}@{sink.host}:{sink.port} tls={sink.tls.mode} ddl={sink.ddl}"
     if sink.type == "jsonl":
         return f"jsonl {sink.path} format={sink.format}"
     return f"stdout format={sink.format}"

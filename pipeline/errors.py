@@ -21,6 +21,7 @@ optional driver never breaks the import.
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 # MySQL/MariaDB error codes that say "try again" (server or client side).
@@ -133,9 +134,21 @@ def _mysql(exc: BaseException) -> bool | None:
     if isinstance(exc, my.InterfaceError):  # the client's connection is closed
         return True
     if isinstance(exc, my.MySQLError):
+        if _tls_refused(getattr(exc, "original_exception", None)):
+            return False  # PyMySQL wraps a failed TLS handshake as 2003 "can't connect"
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         return code in RESUMABLE_MYSQL_CODES
     return None
+
+
+def _tls_refused(exc: BaseException | None) -> bool:
+    """A TLS handshake that failed on its merits: the certificate did not verify, or the
+    peers share no protocol or cipher, or the server refused the client certificate.
+    An EOF or reset in the middle of it is the network's (resumable)."""
+    if not isinstance(exc, ssl.SSLError):
+        return False
+    transient = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+    return not isinstance(exc, transient)
 
 
 def _redis(exc: BaseException) -> bool | None:
@@ -145,6 +158,8 @@ def _redis(exc: BaseException) -> bool | None:
         return None
     if isinstance(exc, rd.AuthenticationError | rd.NoPermissionError):
         return False
+    if isinstance(exc, rd.ConnectionError) and _tls_refused(exc.__cause__ or exc.__context__):
+        return False  # rediss:// whose certificate does not verify: retrying cannot help
     if isinstance(exc, rd.ConnectionError | rd.TimeoutError | rd.BusyLoadingError):
         return True
     if isinstance(exc, rd.ReadOnlyError):  # a replica after failover: wait for the new master

@@ -25,6 +25,7 @@ from pipeline.config import (
     PipelineSettings,
     RenameTransform,
 )
+from pipeline.dialect import TlsConfig
 from selector.config import MySQLSourceConfig
 from sinks.debezium import DebeziumOptions
 from sinks.jsonl import JsonlSinkConfig
@@ -38,6 +39,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("pipeline", PipelineSettings),
     ("pipeline.batch", BatchConfig),
     ("source (type: mysql)", MySQLSourceConfig),
+    ("source.tls and sink.tls (sink type: mysql; the MySQL client's --ssl-mode words)", TlsConfig),
     ("arbiter", ArbiterConfig),
     ("sink (type: kafka)", KafkaSinkConfig),
     ("sink (type: mysql)", MySQLSinkConfig),

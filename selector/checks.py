@@ -11,6 +11,8 @@ from typing import Any
 
 import pymysql
 
+from pipeline.dialect import TlsError, connect_kwargs, describe
+from pipeline.dialect import connect as tls_connect
 from pipeline.errors import FatalError, ServerIdClash, classify
 
 from .config import MySQLSourceConfig
@@ -20,8 +22,9 @@ Check = tuple[str, bool, str]
 
 
 def connect(config: MySQLSourceConfig, **extra: Any) -> pymysql.connections.Connection[Any]:
-    """A plain autocommit connection to the source (control queries, not the dump)."""
-    return pymysql.connect(
+    """A plain autocommit connection to the source (control queries, snapshot reads; not
+    the dump), with ``source.tls``."""
+    return tls_connect(
         host=config.host,
         port=config.port,
         user=config.user,
@@ -29,6 +32,7 @@ def connect(config: MySQLSourceConfig, **extra: Any) -> pymysql.connections.Conn
         connect_timeout=max(1, config.connect_timeout_ms // 1000),
         autocommit=True,
         charset="utf8mb4",
+        **connect_kwargs(config.tls, "source.tls"),
         **extra,
     )
 
@@ -147,12 +151,12 @@ def check_source(config: MySQLSourceConfig, pipeline_id: str) -> list[Check]:
         conn = connect(config)
     except Exception as exc:
         error = classify(exc)
-        return [
-            (f"connect to {where}", False, f"{error.message}; check host, port, user, password")
-        ]
+        hint = "" if isinstance(error, TlsError) else "; check host, port, user, password"
+        return [(f"connect to {where}", False, f"{error.message}{hint}")]
     try:
         checks = [
             (f"connect to {where}", True, ""),
+            describe(conn, config.tls, "source.tls"),
             *server_checks(conn, config.user),
             server_id_check(conn, config, pipeline_id),
         ]

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from pipeline.dialect import TlsConfig
+
 
 class FilePosStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +37,11 @@ class MySQLSourceConfig(BaseModel):
     port: int = Field(3306, ge=1, le=65535, description="source server port")
     user: str = Field(description="user with REPLICATION SLAVE, REPLICATION CLIENT and SELECT")
     password: SecretStr = Field(SecretStr(""), description="password of `user`")
+    tls: TlsConfig = Field(
+        default_factory=TlsConfig,  # type: ignore[arg-type]
+        description="TLS of every connection to the source (control, binlog dump, snapshot),"
+        " see source.tls",
+    )
     server_id: int | None = Field(
         None,
         ge=1,

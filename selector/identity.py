@@ -55,6 +55,9 @@ ER_SPECIFIC_ACCESS_DENIED = 1227
 KICKS_PER_MINUTE = 3  # kicks we answer with a reconnect before the pipeline pauses
 _UNNAMED_DELAY_S = (2.0, 5.0)  # reconnect delay after a kick by an unidentified client
 _OWN_DELAY_S = (0.2, 1.0)  # after a kick by a node of this pipeline (it steps down)
+# A dump that just ended stays listed until its server thread notices (its next
+# heartbeat): a clash must outlast this to refuse a start.
+_STALE_S = 2.0
 _TAG = "ferry:"
 _TAG_MAX = 60  # MySQL 5.7 refuses a report host longer than 60 bytes
 
@@ -128,18 +131,22 @@ def clash_error(server_id: int, derived: bool, other: str, pipeline_id: str) -> 
 def refuse_clash(conn: Any, server_id: int, derived: bool, pipeline_id: str) -> tuple[bool, str]:
     """Before the first dump: raise ``ServerIdClash`` if a replica that is not this
     pipeline's is registered with ``server_id``. Returns (checked, what was found)."""
-    replicas = registered(conn, server_id)
-    if replicas is None:
-        return False, (
-            "cannot list the source's replicas (MariaDB 10.5+: GRANT REPLICATION MASTER ADMIN;"
-            " MySQL: REPLICATION SLAVE): a server id clash shows only when a client is"
-            " disconnected"
-        )
     ours = report_host(pipeline_id)
-    for replica in replicas:
-        if replica[0] != ours:
-            raise clash_error(server_id, derived, describe(replica), pipeline_id)
-    return True, "in use by this pipeline's node" if replicas else "not in use"
+    deadline = time.monotonic() + _STALE_S
+    while True:
+        replicas = registered(conn, server_id)
+        if replicas is None:
+            return False, (
+                "cannot list the source's replicas (MariaDB 10.5+: GRANT REPLICATION MASTER"
+                " ADMIN; MySQL: REPLICATION SLAVE): a server id clash shows only when a client"
+                " is disconnected"
+            )
+        foreign = [replica for replica in replicas if replica[0] != ours]
+        if not foreign:
+            return True, "in use by this pipeline's node" if replicas else "not in use"
+        if time.monotonic() >= deadline:
+            raise clash_error(server_id, derived, describe(foreign[0]), pipeline_id)
+        time.sleep(0.25)
 
 
 class KickPolicy:

@@ -51,7 +51,8 @@ from pymysqlreplication.event import (
     RotateEvent,
 )
 
-from pipeline.errors import FatalError, NotActiveError, ResumableError, classify
+from pipeline.dialect import connect_kwargs, session_tls
+from pipeline.errors import FatalError, FerryError, NotActiveError, ResumableError, classify
 from pipeline.model import Batch, Position, TableChange
 
 from .base import PositionStore, Selector
@@ -152,11 +153,13 @@ class MySQLSelector(Selector):
         at = self._ledger.resume_point
         assert at is not None
         logger.info(
-            "selector start pipeline={} server={} flavor={} server_id={} at={} ({})",
+            "selector start pipeline={} server={} flavor={} server_id={} tls={} ({}) at={} ({})",
             self.pipeline_id,
             version,
             "mariadb" if self._mariadb else "mysql",
             self.server_id,
+            session_tls(self._control()) or "none",
+            self.config.tls.mode,
             at,
             "committed"
             if committed is not None and not snapshot
@@ -220,6 +223,8 @@ class MySQLSelector(Selector):
                 self._ctl = None
         try:
             self._ctl = connect(self.config)
+        except FerryError:  # a TlsError: it names the setting already
+            raise
         except Exception as exc:
             raise classify(exc, f"cannot connect to the source: {exc}") from exc
         return self._ctl
@@ -338,6 +343,8 @@ class MySQLSelector(Selector):
             # a silent peer is dead after a few missed heartbeats
             "read_timeout": max(2, int(heartbeat * 4 + 1)),
             "charset": "utf8mb4",
+            # the reader's own control connection is built from these too (selector.stream)
+            **connect_kwargs(self.config.tls, "source.tls"),
         }
 
     def _open(self, at: Position) -> None:
@@ -368,9 +375,11 @@ class MySQLSelector(Selector):
         )
         try:
             stream.open()
-        except pymysql.MySQLError as exc:
+        except Exception as exc:
             stream.close()
-            raise self._stream_error(exc, at) from exc
+            if isinstance(exc, pymysql.MySQLError):
+                raise self._stream_error(exc, at) from exc
+            raise  # e.g. a TlsError (fatal, names source.tls)
         self._stream = stream
         previous = self._translator
         self._translator = Translator(

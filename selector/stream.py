@@ -11,7 +11,11 @@ This is the one module that touches the library's internals. What it relies on
 * Rows events whose ``table_id`` is not in ``table_map`` are dropped without
   decoding their rows (how excluded tables cost nothing).
 * The library calls ``pymysql.connect`` with deprecated names (``db``,
-  ``passwd``); :func:`pymysql_connect` translates them.
+  ``passwd``); :func:`pymysql_connect` translates them and connects through
+  :func:`pipeline.dialect.connect`, which holds ``source.tls``. The library
+  copies the dump's settings (with their ``ssl`` context) for its own control
+  connection when it is given no ``ctl_connection_settings``, so both connections
+  carry the same TLS.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import pymysql
 from pymysqlreplication import BinLogStreamReader
 
+from pipeline.dialect import connect
 from pipeline.errors import ResumableError
 
 PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: position gone or invalid
@@ -62,12 +67,13 @@ class Stream(BinLogStreamReader):
 
 
 def pymysql_connect(**settings: Any) -> Any:
-    """pymysql.connect without the deprecated names the library passes (db, passwd)."""
+    """pymysql.connect without the deprecated names the library passes (db, passwd),
+    holding the TLS mode of the settings' ``ssl`` context (see pipeline.dialect)."""
     if "db" in settings:
         settings["database"] = settings.pop("db")
     if "passwd" in settings:
         settings["password"] = settings.pop("passwd")
-    return pymysql.connect(**settings)
+    return connect(**settings)
 
 
 def connection_trouble(exc: BaseException) -> bool:

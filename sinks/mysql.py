@@ -62,6 +62,8 @@ import pymysql
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from pipeline.dialect import TlsConfig, connect_kwargs, describe, session_tls
+from pipeline.dialect import connect as tls_connect
 from pipeline.errors import FatalError, FerryError, classify
 from pipeline.model import Batch, DdlChange, Position, RowChange
 from sinks.base import Sink, SinkCheckpoint, fence
@@ -80,6 +82,10 @@ class MySQLSinkConfig(BaseModel):
     port: int = Field(3306, ge=1, le=65535, description="target server port")
     user: str = Field(description="target user (needs write rights and CREATE for the checkpoint)")
     password: SecretStr = Field(SecretStr(""), description="password of `user`")
+    tls: TlsConfig = Field(
+        default_factory=TlsConfig,  # type: ignore[arg-type]
+        description="TLS of the target connection, see sink.tls",
+    )
     ddl: Literal["apply", "skip", "fail"] = Field(
         "apply",
         description="what to do with DDL of replicated databases, tables, views and indexes",
@@ -426,9 +432,11 @@ def _key_text(action: Merged) -> str:
 
 
 def _code(exc: BaseException | None) -> int | None:
-    while exc is not None:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # `raise e from e` makes a loop
         if isinstance(exc, pymysql.MySQLError) and exc.args and isinstance(exc.args[0], int):
             return exc.args[0]
+        seen.add(id(exc))
         exc = exc.__cause__
     return None
 
@@ -477,7 +485,7 @@ class MySQLSink(Sink):
         cfg = self.config
         where = f"MySQL sink {cfg.user}@{cfg.host}:{cfg.port}"
         try:
-            conn = pymysql.connect(
+            conn = tls_connect(
                 host=cfg.host,
                 port=cfg.port,
                 user=cfg.user,
@@ -487,7 +495,10 @@ class MySQLSink(Sink):
                 connect_timeout=cfg.timeout_s,
                 read_timeout=cfg.timeout_s,
                 write_timeout=cfg.timeout_s,
+                **connect_kwargs(cfg.tls, "sink.tls"),
             )
+        except FerryError as exc:  # a TlsError: it names the setting already
+            raise exc.context(pipeline=self.pipeline_id) from exc.__cause__
         except Exception as exc:
             raise classify(exc, f"{where}: cannot connect: {exc}").context(
                 pipeline=self.pipeline_id
@@ -500,12 +511,19 @@ class MySQLSink(Sink):
                 packet = int(row[0]) if row else 4 << 20
                 self._max_bytes = max(1024, min(cfg.max_statement_bytes, packet // 2))
                 self._ensure_checkpoint_table(cur)
+            encrypted = session_tls(conn) or "not encrypted"
         except Exception as exc:
             conn.close()
             raise classify(exc, f"{where}: session setup failed: {exc}").context(
                 pipeline=self.pipeline_id
             ) from exc
-        logger.info("{}: connected (checkpoint table {})", where, self._ckpt_table)
+        logger.info(
+            "{}: connected, TLS {} ({}), checkpoint table {}",
+            where,
+            encrypted,
+            cfg.tls.mode,
+            self._ckpt_table,
+        )
         self._conn = conn
         return conn
 
@@ -818,6 +836,10 @@ class MySQLSink(Sink):
         except Exception as exc:
             return [(reach, False, str(exc)), (table, False, "needs a connection first")]
         results = [(reach, True, "")]
+        try:
+            results.append(describe(conn, cfg.tls, "sink.tls"))
+        except Exception as exc:
+            results.append(("sink TLS", False, f"cannot read Ssl_version/Ssl_cipher: {exc}"))
         try:
             conn.begin()
             with conn.cursor() as cur:

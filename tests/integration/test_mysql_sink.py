@@ -435,7 +435,8 @@ def test_unknown_table_is_fatal(sink: MySQLSink):
 def test_check(mariadb_target: Any, target_db: str):
     good = make_sink(mariadb_target, target_db)
     results = good.check()
-    assert [ok for _, ok, _ in results] == [True, True]
+    assert [ok for _, ok, _ in results] == [True, True, True]
+    assert results[1][0].startswith("sink TLS: ")  # protocol and cipher, or not encrypted
     bad = make_sink(mariadb_target, target_db, port=1)
     results = bad.check()
     assert results[0][1] is False and "cannot connect" in results[0][2]

@@ -499,3 +499,30 @@ def test_hub_unreachable_is_resumable_for_callers(memory_world: MemoryWorld) -> 
     with pytest.raises(ResumableError):
         node.status()
     assert node.await_active(stop=timed_stop(0.1)) is None  # a standby just waits
+
+
+def test_sentinel_with_rediss_keeps_the_urls_tls_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through Sentinel the address comes from Sentinel, but TLS is the URL's, options too."""
+    import arbitrate.redis as module
+
+    seen: dict[str, Any] = {}
+
+    class FakeSentinel:
+        def __init__(self, sentinels: Any, **kwargs: Any) -> None:
+            pass
+
+        def master_for(self, name: str, **options: Any) -> Any:
+            seen.update(options, name=name)
+            return None
+
+    monkeypatch.setattr(module, "Sentinel", FakeSentinel)
+    config = ArbiterConfig(
+        url="rediss://:pw@ignored:6380/2?ssl_ca_certs=/run/ca.pem&ssl_cert_reqs=required"  # type: ignore[arg-type]
+        "&ssl_check_hostname=true",
+        sentinels=[{"host": "s1"}],  # type: ignore[list-item]
+        master_name="main",
+    )
+    module.connect(config)
+    assert seen["ssl"] is True and seen["name"] == "main"
+    assert (seen["ssl_ca_certs"], seen["ssl_cert_reqs"]) == ("/run/ca.pem", "required")
+    assert seen["ssl_check_hostname"] is True and (seen["password"], seen["db"]) == ("pw", 2)

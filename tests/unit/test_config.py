@@ -41,6 +41,30 @@ def test_there_are_examples_for_each_main_sink() -> None:
     assert {"mysql-to-kafka.yaml", "mysql-to-mysql.yaml", "mysql-to-jsonl.yaml"} <= names
 
 
+def test_example_kafka_producer_options_are_the_clients_own_names() -> None:
+    """`producer:` goes to the client as is: a misspelt option would only fail at run time."""
+    from kafka.producer.kafka import KafkaProducer
+
+    for path in CONFIGS:
+        sink = load_config(path, env={}).sink
+        if sink.type == "kafka" and sink.client == "kafka-python":
+            assert set(sink.producer) <= set(KafkaProducer.DEFAULT_CONFIG), path.name
+
+
+def test_tls_examples_load_from_the_environment() -> None:
+    path = Path(__file__).parents[2] / "configs" / "mysql-to-mysql.yaml"
+    assert load_config(path, env={}).source.tls.mode == "preferred"
+    env = {"MYSQL_TLS_MODE": "verify_identity", "MYSQL_CA": "/run/ca.pem"}
+    env |= {"TARGET_TLS_MODE": "required"}
+    config = load_config(path, env=env)
+    assert (config.source.tls.mode, config.source.tls.ca) == ("verify_identity", "/run/ca.pem")
+    assert config.sink.tls.mode == "required"
+    secure = load_config(path.with_name("mysql-to-kafka-sasl-ssl.yaml"), env={})
+    assert secure.source.tls.mode == "verify_identity"
+    assert secure.arbiter.url.get_secret_value().startswith("rediss://")
+    assert secure.sink.producer["security_protocol"] == "SASL_SSL"
+
+
 def test_minimal_file_gets_defaults() -> None:
     config = parse_config(MINIMAL, env={})
     assert config.pipeline.parallelism == 3
