@@ -11,7 +11,7 @@ from typing import Any
 
 import pymysql
 
-from pipeline.errors import FatalError, classify
+from pipeline.errors import FatalError, classify, timed_out
 
 from .config import MySQLSourceConfig
 
@@ -30,6 +30,13 @@ def connect(config: MySQLSourceConfig, **extra: Any) -> pymysql.connections.Conn
         charset="utf8mb4",
         **extra,
     )
+
+
+def connect_timeout_hint(config: MySQLSourceConfig, exc: BaseException) -> str:
+    """For a connection attempt that timed out: the setting the timeout came from."""
+    if not timed_out(exc):
+        return ""
+    return f" (no answer within source.connect_timeout_ms, {config.connect_timeout_ms} ms)"
 
 
 def master_status(conn: Any) -> tuple[Any, ...]:
@@ -133,7 +140,12 @@ def check_source(config: MySQLSourceConfig) -> list[Check]:
     except Exception as exc:
         error = classify(exc)
         return [
-            (f"connect to {where}", False, f"{error.message}; check host, port, user, password")
+            (
+                f"connect to {where}",
+                False,
+                f"{error.message}{connect_timeout_hint(config, exc)};"
+                " check host, port, user, password",
+            )
         ]
     try:
         checks = [(f"connect to {where}", True, ""), *server_checks(conn, config.user)]

@@ -56,7 +56,15 @@ from pipeline.model import Batch, Position, TableChange
 
 from .base import PositionStore, Selector
 from .batching import Assembler, Ledger, Piece
-from .checks import binlog_files, check_source, connect, master_status, require, server_checks
+from .checks import (
+    binlog_files,
+    check_source,
+    connect,
+    connect_timeout_hint,
+    master_status,
+    require,
+    server_checks,
+)
 from .config import FilePosStart, GtidStart, MySQLSourceConfig
 from .events import EVENTS, Translator, replace_gtid
 from .gtids import GtidTracker
@@ -215,7 +223,8 @@ class MySQLSelector(Selector):
         try:
             self._ctl = connect(self.config)
         except Exception as exc:
-            raise classify(exc, f"cannot connect to the source: {exc}") from exc
+            hint = connect_timeout_hint(self.config, exc)
+            raise classify(exc, f"cannot connect to the source: {exc}{hint}") from exc
         return self._ctl
 
     def _query(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
@@ -421,8 +430,9 @@ class MySQLSelector(Selector):
             except Exception as exc:
                 if time.monotonic() + delay > deadline or self._stopping.is_set():
                     raise ResumableError(
-                        f"cannot reconnect to the source binlog within"
-                        f" {self.config.connect_timeout_ms} ms: {exc}",
+                        "cannot reconnect to the source binlog within"
+                        f" source.connect_timeout_ms ({self.config.connect_timeout_ms} ms):"
+                        f" {exc}",
                         pipeline=self.pipeline_id or None,
                         position=at,
                     ) from exc
