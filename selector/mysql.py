@@ -70,7 +70,14 @@ from .events import EVENTS, Translator, replace_gtid
 from .gtids import GtidTracker
 from .schemas import SchemaHistory
 from .snapshot import Reader, Snapshotter
-from .stream import PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
+from .stream import (
+    PURGED,
+    Stream,
+    StreamLost,
+    connection_trouble,
+    pymysql_connect,
+    same_server_id,
+)
 from .tables import TableCatalog, TableFilter
 
 __all__ = ["MySQLSelector", "check_source"]
@@ -401,6 +408,14 @@ class MySQLSelector(Selector):
 
     def _stream_error(self, exc: BaseException, at: Position) -> Exception:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        if code == PURGED and same_server_id(exc):
+            return FatalError(
+                f"another binlog client connected with source.server_id"
+                f" {self.config.server_id}, and the source dropped this one: every replica"
+                f" and every ferry pipeline needs its own source.server_id ({exc})",
+                pipeline=self.pipeline_id or None,
+                position=at,
+            )
         if code == PURGED:
             oldest = ""
             with contextlib.suppress(Exception):
@@ -416,7 +431,18 @@ class MySQLSelector(Selector):
         """Reopen after a lost connection at the last position handed out, within the bound."""
         at = self._ledger.stream_point
         assert at is not None
-        logger.warning("binlog connection lost ({}); reconnecting at {}", cause, at)
+        if same_server_id(cause):
+            logger.warning(
+                "binlog connection lost: another binlog client uses source.server_id {} and"
+                " the source drops one of the two each time the other connects; every replica"
+                " and every ferry pipeline needs its own source.server_id ({}); reconnecting"
+                " at {}",
+                self.config.server_id,
+                cause,
+                at,
+            )
+        else:
+            logger.warning("binlog connection lost ({}); reconnecting at {}", cause, at)
         self._close()
         deadline = time.monotonic() + self.config.connect_timeout_ms / 1000.0
         delay = 0.05

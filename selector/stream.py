@@ -26,6 +26,7 @@ from pymysqlreplication import BinLogStreamReader
 from pipeline.errors import ResumableError
 
 PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: position gone or invalid
+SAME_SERVER_ID = 4052  # MariaDB's ER_SLAVE_SAME_ID (MySQL: 1236 with the same text)
 
 
 class StreamLost(Exception):
@@ -68,6 +69,13 @@ def pymysql_connect(**settings: Any) -> Any:
     if "passwd" in settings:
         settings["password"] = settings.pop("passwd")
     return pymysql.connect(**settings)
+
+
+def same_server_id(exc: BaseException) -> bool:
+    """The server dropped the dump because another client connected with its server id
+    (MariaDB 4052; MySQL 1236 "A slave/replica with the same server_uuid/server_id")."""
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return code == SAME_SERVER_ID or "same server_uuid/server_id" in str(exc)
 
 
 def connection_trouble(exc: BaseException) -> bool:

@@ -194,3 +194,30 @@ def test_a_redis_timeout_names_arbiter_socket_timeout_ms() -> None:
         assert "socket_timeout_ms" not in str(refused)
     finally:
         arbiter.close()
+
+
+# --- the source: two binlog clients with one server id -----------------------------------
+
+
+def test_a_server_id_shared_with_another_binlog_client_is_named() -> None:
+    from selector.mysql import MySQLSelector
+    from selector.store import MemoryPositionStore
+    from selector.stream import same_server_id
+
+    mariadb = pymysql.err.OperationalError(
+        4052,
+        "A slave with the same server_uuid/server_id as this slave has connected to the master",
+    )
+    mysql = pymysql.err.OperationalError(
+        1236,
+        "A replica with the same server_uuid/server_id as this replica has connected to the"
+        " source; the first event 'binlog.000002' at 4, the last event read from …",
+    )
+    purged = pymysql.err.OperationalError(1236, "Could not find first log file name in binary log")
+    assert same_server_id(mariadb) and same_server_id(mysql) and not same_server_id(purged)
+    config = MySQLSourceConfig(user="repl", server_id=4242)
+    selector = MySQLSelector(config, 10, 100, MemoryPositionStore(), "pipe")
+    error = selector._stream_error(mysql, POS)
+    assert isinstance(error, FatalError)
+    assert "source.server_id 4242" in str(error) and "its own source.server_id" in str(error)
+    assert "cannot serve binlog position" not in str(error)
