@@ -96,7 +96,7 @@ def server_checks(conn: Any, user: str) -> list[Check]:
         expect(
             "binlog_row_metadata",
             "FULL",
-            "SET GLOBAL binlog_row_metadata = 'FULL' (MySQL 8.0.14+, MariaDB 10.5+) and in the"
+            "SET GLOBAL binlog_row_metadata = 'FULL' (MySQL 8.0+, MariaDB 10.5+) and in the"
             " server config; needed for column names, signedness, ENUM/SET values",
         )
     else:
