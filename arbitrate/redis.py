@@ -71,7 +71,7 @@ from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from pipeline.errors import FatalError, FerryError, classify
+from pipeline.errors import FatalError, FerryError, classify, timed_out
 from pipeline.model import Position
 
 from .base import Arbiter, PipelineState, PipelineStatus, SnapshotRequest
@@ -320,7 +320,7 @@ class RedisArbiter(Arbiter):
                     failures = 0
                     self._wait_message(pubsub, min(poll_s, wait_s))
                 except Exception as exc:
-                    error = classify(exc)
+                    error = self._classify(exc)
                     if isinstance(error, FatalError):
                         raise error from exc
                     # Resumable for a standby: keep waiting, Redis may come back.
@@ -693,4 +693,14 @@ class RedisArbiter(Arbiter):
                 pass
 
     def _error(self, exc: BaseException, position: Any = None) -> FerryError:
-        return classify(exc).context(pipeline=self.pipeline_id, position=position)
+        return self._classify(exc).context(pipeline=self.pipeline_id, position=position)
+
+    def _classify(self, exc: BaseException) -> FerryError:
+        """``classify``, naming arbiter.socket_timeout_ms when Redis did not answer in it."""
+        if isinstance(exc, FerryError) or not timed_out(exc):
+            return classify(exc)
+        return classify(
+            exc,
+            f"Redis did not answer within arbiter.socket_timeout_ms"
+            f" ({self.config.socket_timeout_ms} ms): {type(exc).__name__}: {exc}",
+        )

@@ -101,6 +101,7 @@ def run_checks(config: FerryConfig, out: Callable[[str], None] = print) -> bool:
     ):
         for what, passed, fix in _guarded(name, lambda run=run: run(config)):  # type: ignore[misc]
             if passed and fix:
+                fix = fix.removeprefix("warning: ")  # the selector's warnings say so already
                 out(f"! {what}\n    warning: {fix}")
             elif passed:
                 out(f"✓ {what}")

@@ -117,6 +117,29 @@ def classify(exc: BaseException, message: str | None = None) -> FerryError:
     return error
 
 
+def timed_out(exc: BaseException) -> bool:
+    """``exc`` is a socket timeout, or was raised from or while handling one (drivers wrap
+    them: pymysql's "Lost connection … (timed out)", redis-py's ``TimeoutError``).
+
+    Whoever reports such an error should name the ferry setting the timeout came from.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError | socket.timeout):
+            return True
+        if type(current).__name__ == "TimeoutError":  # redis.exceptions.TimeoutError
+            return True
+        original = getattr(current, "original_exception", None)  # pymysql's connect
+        current = (
+            original
+            if isinstance(original, BaseException)
+            else current.__cause__ or current.__context__
+        )
+    return False
+
+
 def _resumable(exc: BaseException) -> bool:
     for check in (_mysql, _redis, _kafka, _librdkafka):
         verdict = check(exc)

@@ -13,7 +13,7 @@ import pymysql
 
 from pipeline.dialect import TlsError, connect_kwargs, describe
 from pipeline.dialect import connect as tls_connect
-from pipeline.errors import FatalError, ServerIdClash, classify
+from pipeline.errors import FatalError, ServerIdClash, classify, timed_out
 
 from .config import MySQLSourceConfig
 from .identity import refuse_clash
@@ -35,6 +35,13 @@ def connect(config: MySQLSourceConfig, **extra: Any) -> pymysql.connections.Conn
         **connect_kwargs(config.tls, "source.tls"),
         **extra,
     )
+
+
+def connect_timeout_hint(config: MySQLSourceConfig, exc: BaseException) -> str:
+    """For a connection attempt that timed out: the setting the timeout came from."""
+    if not timed_out(exc):
+        return ""
+    return f" (no answer within source.connect_timeout_ms, {config.connect_timeout_ms} ms)"
 
 
 def master_status(conn: Any) -> tuple[Any, ...]:
@@ -94,7 +101,7 @@ def server_checks(conn: Any, user: str) -> list[Check]:
         expect(
             "binlog_row_metadata",
             "FULL",
-            "SET GLOBAL binlog_row_metadata = 'FULL' (MySQL 8.0.14+, MariaDB 10.5+) and in the"
+            "SET GLOBAL binlog_row_metadata = 'FULL' (MySQL 8.0+, MariaDB 10.5+) and in the"
             " server config; needed for column names, signedness, ENUM/SET values",
         )
     else:
@@ -151,7 +158,11 @@ def check_source(config: MySQLSourceConfig, pipeline_id: str) -> list[Check]:
         conn = connect(config)
     except Exception as exc:
         error = classify(exc)
-        hint = "" if isinstance(error, TlsError) else "; check host, port, user, password"
+        hint = (
+            ""
+            if isinstance(error, TlsError)
+            else f"{connect_timeout_hint(config, exc)}; check host, port, user, password"
+        )
         return [(f"connect to {where}", False, f"{error.message}{hint}")]
     try:
         checks = [

@@ -57,17 +57,33 @@ from pipeline.model import Batch, Position, TableChange
 
 from .base import PositionStore, Selector
 from .batching import Assembler, Ledger, Piece
-from .checks import binlog_files, check_source, connect, master_status, require, server_checks
+from .checks import (
+    binlog_files,
+    check_source,
+    connect,
+    connect_timeout_hint,
+    master_status,
+    require,
+    server_checks,
+)
 from .config import FilePosStart, GtidStart, MySQLSourceConfig
 from .events import EVENTS, Translator, replace_gtid
 from .gtids import GtidTracker
 from .identity import KickPolicy, describe, kicked, refuse_clash, registered, report_host
 from .schemas import SchemaHistory
 from .snapshot import Reader, Snapshotter
-from .stream import PURGED, Stream, StreamLost, connection_trouble, pymysql_connect
+from .stream import (
+    PURGED,
+    Stream,
+    StreamLost,
+    connection_trouble,
+    pymysql_connect,
+)
 from .tables import TableCatalog, TableFilter
 
 __all__ = ["MySQLSelector", "check_source"]
+
+_SYSTEM_SCHEMAS = "'mysql', 'information_schema', 'performance_schema', 'sys'"
 
 
 class MySQLSelector(Selector):
@@ -169,7 +185,7 @@ class MySQLSelector(Selector):
         )
         self._open(at)
         if snapshot:
-            self._begin_snapshot("initial", self._included_tables())
+            self._begin_snapshot("initial", self._included_tables(), self._included_databases())
         elif at.snapshot is not None and at.snapshot.table:
             self._started_requests.add(at.snapshot.request)
             logger.info(
@@ -226,7 +242,8 @@ class MySQLSelector(Selector):
         except FerryError:  # a TlsError: it names the setting already
             raise
         except Exception as exc:
-            raise classify(exc, f"cannot connect to the source: {exc}") from exc
+            hint = connect_timeout_hint(self.config, exc)
+            raise classify(exc, f"cannot connect to the source: {exc}{hint}") from exc
         return self._ctl
 
     def _query(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
@@ -486,8 +503,9 @@ class MySQLSelector(Selector):
             except Exception as exc:
                 if time.monotonic() + delay > deadline or self._stopping.is_set():
                     raise ResumableError(
-                        f"cannot reconnect to the source binlog within"
-                        f" {self.config.connect_timeout_ms} ms: {exc}",
+                        "cannot reconnect to the source binlog within"
+                        f" source.connect_timeout_ms ({self.config.connect_timeout_ms} ms):"
+                        f" {exc}",
                         pipeline=self.pipeline_id or None,
                         position=at,
                     ) from exc
@@ -580,16 +598,21 @@ class MySQLSelector(Selector):
             return True
         return False
 
-    def _begin_snapshot(self, request: str, tables: list[str]) -> None:
+    def _begin_snapshot(
+        self, request: str, tables: list[str], databases: list[str] | None = None
+    ) -> None:
         """Start a snapshot at the stream's current point (see selector.snapshot)."""
         translator, snapshot = self._translator, self._snapshot
         assert translator is not None and snapshot is not None
-        ddls = snapshot.begin(request, tables, time.time())
+        ddls = snapshot.begin(request, tables, time.time(), databases)
         translator.snapshot = snapshot.progress
         here = translator.here()
         logger.info("snapshot {} of {} tables from {}", request, len(tables), here)
-        for ddl in ddls:  # tables the target may lack come first, as DDL
+        for ddl in ddls:  # databases and tables the target may lack come first, as DDL
             ddl.position = here
+            if ddl.kind == "database":
+                self._assembler.ready.append(Piece([ddl], here))
+                continue
             ddl.verb, ddl.object = "CREATE", "TABLE"
             ddl.table_changes = tuple(
                 TableChange("CREATE", schema, table, self._history.definition(schema, table))
@@ -623,11 +646,19 @@ class MySQLSelector(Selector):
     def _included_tables(self) -> list[str]:
         rows = self._query(
             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES"
-            " WHERE TABLE_TYPE='BASE TABLE' AND TABLE_SCHEMA NOT IN"
-            " ('mysql', 'information_schema', 'performance_schema', 'sys')"
+            f" WHERE TABLE_TYPE='BASE TABLE' AND TABLE_SCHEMA NOT IN ({_SYSTEM_SCHEMAS})"
             " ORDER BY TABLE_SCHEMA, TABLE_NAME"
         )
         return [f"{schema}.{table}" for schema, table in rows if self.filter(schema, table)]
+
+    def _included_databases(self) -> list[str]:
+        """Databases whose DDL passes the filter: an initial snapshot creates them on the
+        target even when they hold no table yet (a later CREATE TABLE needs them)."""
+        rows = self._query(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN"
+            f" ({_SYSTEM_SCHEMAS}) ORDER BY SCHEMA_NAME"
+        )
+        return [str(schema) for (schema,) in rows if self.filter.schema_wanted(str(schema))]
 
     def _latest(self) -> Position:
         status = self._master_status()

@@ -74,6 +74,7 @@ from .tables import unique_key
 from .values import json_columns, single_precision
 
 _NO_TABLE = 1146  # ER_NO_SUCH_TABLE: dropped while the snapshot reads it
+_NO_DATABASE = 1049  # ER_BAD_DB_ERROR
 
 
 class TableMissing(FatalError):
@@ -523,12 +524,18 @@ class Snapshotter:
     def active(self) -> bool:
         return self.progress is not None
 
-    def begin(self, request: str, tables: list[str], started: float) -> list[DdlChange]:
+    def begin(
+        self, request: str, tables: list[str], started: float, databases: list[str] | None = None
+    ) -> list[DdlChange]:
         """Start a snapshot of ``tables`` ("schema.table"); returns the DDL that creates each
-        missing table on a sink that applies DDL (SHOW CREATE TABLE: the binlog may not
-        hold those statements), to hand out before any of their rows."""
+        missing database and table on a sink that applies DDL (SHOW CREATE DATABASE / TABLE:
+        the binlog may not hold those statements), to hand out before any of their rows:
+        each database once, before its first table. ``databases`` adds databases to create
+        even if none of ``tables`` is in them (an included database without tables yet,
+        whose later ``CREATE TABLE`` needs it on the target)."""
         estimates = []
         ddls = []
+        created: set[str] = set()
         conn = self._control()
         for name in tables:
             schema, _, table = name.partition(".")
@@ -537,7 +544,18 @@ class Snapshotter:
             with conn.cursor() as cur:
                 cur.execute(f"SHOW CREATE TABLE {ident(schema)}.{ident(table)}")
                 statement = str(cur.fetchone()[1])
+            if schema not in created:
+                created.add(schema)
+                database = _show_create_database(conn, schema)
+                if database is not None:
+                    ddls.append(database)
             ddls.append(_create_if_missing(schema, table, statement))
+        for schema in databases or ():
+            if schema not in created:
+                created.add(schema)
+                database = _show_create_database(conn, schema)
+                if database is not None:
+                    ddls.append(database)
         self.progress = SnapshotProgress(
             request, tuple(tables), None, 0, (), tuple(estimates), started
         )
@@ -670,6 +688,33 @@ def _next_table(progress: SnapshotProgress, name: str, rows: int) -> SnapshotPro
 def _order(at: Position) -> tuple[str, int, int]:
     """Binlog order of a stream point (a row offset plays no part between transactions)."""
     return at.sort_key()[:3]
+
+
+def _show_create_database(conn: Any, schema: str) -> DdlChange | None:
+    """``schema``'s ``CREATE DATABASE IF NOT EXISTS`` with its character set and collation
+    (SHOW CREATE DATABASE), or None when it was dropped meanwhile."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SHOW CREATE DATABASE {ident(schema)}")
+            statement = str(cur.fetchone()[1])
+    except pymysql.err.MySQLError as exc:
+        if exc.args and exc.args[0] == _NO_DATABASE:
+            logger.warning("snapshot: database {} no longer exists; not created", schema)
+            return None
+        raise
+    sql = re.sub(r"^CREATE DATABASE ", "CREATE DATABASE IF NOT EXISTS ", statement, count=1)
+    parsed = classify(sql, schema)
+    return DdlChange(
+        schema,
+        sql,
+        time.time(),
+        Position("", 0),
+        kind="database",
+        tables=parsed.tables,
+        names=references(sql, parsed),
+        object="DATABASE",
+        verb="CREATE",
+    )
 
 
 def _create_if_missing(schema: str, table: str, statement: str) -> DdlChange:

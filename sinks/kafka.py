@@ -39,7 +39,7 @@ from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
 from sinks.debezium import DebeziumOptions
 from sinks.formats import FormatName, FormatSpec, ddl_tables, get_format, now_ns
-from sinks.producers import Failure, ProducerAdapter, make_producer
+from sinks.producers import Failure, ProducerAdapter, make_producer, timed_out, too_large
 from sinks.redact import masked_key
 
 _PLACEHOLDERS = {"schema", "table", "pipeline"}
@@ -157,11 +157,17 @@ class KafkaSink(Sink):
             producer.ping(self.config.delivery_timeout_ms / 1000)
         except Exception as exc:
             producer.close(0)
-            raise self._error(exc, f"no broker at {self.config.bootstrap_servers}") from exc
+            within = f" within {self._timeout_setting()}" if timed_out(exc) else ""
+            raise self._error(
+                exc, f"no broker at {self.config.bootstrap_servers} answered{within}"
+            ) from exc
         self._producer = producer
 
     def _error(self, exc: BaseException, what: str) -> FerryError:
         return classify(exc, f"kafka sink ({self.config.client}): {what}: {exc}")
+
+    def _timeout_setting(self) -> str:
+        return f"sink.delivery_timeout_ms ({self.config.delivery_timeout_ms} ms)"
 
     def topics_for(self, change: Change) -> list[str]:
         """The topics of a change: one for a row change; for a DDL the topic of each table
@@ -205,6 +211,7 @@ class KafkaSink(Sink):
         send_error: FerryError | None = None
         topic: str | None = None
         key: bytes | None = None
+        value: bytes | None = None
         try:
             for change, messages in self._format.each(batch, now):
                 topics = topics_for(change)
@@ -219,7 +226,8 @@ class KafkaSink(Sink):
         except FerryError as exc:  # a value the formats cannot encode
             send_error = exc
         except Exception as exc:  # refused at once: too large, queue blocked, closed
-            send_error = self._failure(Failure(topic or "?", key, exc), 1, batch)
+            size = len(key or b"") + len(value or b"")
+            send_error = self._failure(Failure(topic or "?", key, exc), 1, batch, size)
         # Wait for every send already made, even after a failure: nothing of this
         # batch may still be in flight when the batch is retried.
         outcome = producer.confirm(self._confirm_timeout)
@@ -231,29 +239,82 @@ class KafkaSink(Sink):
             raise ResumableError(
                 f"kafka sink ({self.config.client}): {sent - outcome.confirmed} of {sent}"
                 f" sends not confirmed within {self._confirm_timeout:.0f} s"
+                f" ({self._timeout_setting()}, and a grace of 5 s)"
             )
 
-    def _failure(self, failure: Failure, count: int, batch: Batch) -> FerryError:
+    def _failure(
+        self, failure: Failure, count: int, batch: Batch, refused_size: int | None = None
+    ) -> FerryError:
         """A send failure, naming the row by its table and masked key (never raw key bytes:
-        a key column may hold a secret, and errors reach logs and `ferry status`)."""
-        more = f" ({count} sends failed)" if count > 1 else ""
-        what = "a message"
-        for change in batch.changes:
-            if failure.topic in self.topics_for(change) and failure.key in self._keys(change):
-                if isinstance(change, RowChange):
-                    key = masked_key(change.primary_key, change.key()) if change.primary_key else ""
-                    what = f"the {change.op} of {change.schema}.{change.table} {key}".rstrip()
-                else:
-                    what = f"the DDL of schema {change.schema}"
-                break
-        return self._error(failure.error, f"send of {what} to topic {failure.topic!r} failed{more}")
+        a key column may hold a secret, and errors reach logs and `ferry status`).
 
-    def _keys(self, change: Change) -> list[bytes | None]:
-        """The keys of a change's messages (a key change has two), to find a failed send's."""
+        ``refused_size`` (key + value bytes) is given when the client refused the send at
+        once, before it reached a broker (kafka-python 3 and confluent-kafka check the
+        size there). A failure that a ferry setting is behind (the
+        message size limit, the delivery timeout) names that setting, not the client's
+        option ferry set from it."""
+        more = f" ({count} sends failed)" if count > 1 else ""
+        what = ""
+        size = refused_size
+        for change in batch.changes:
+            if failure.topic not in self.topics_for(change):
+                continue
+            sizes = self._sizes(change)
+            if failure.key not in sizes:
+                continue
+            if isinstance(change, RowChange):
+                key = masked_key(change.primary_key, change.key()) if change.primary_key else ""
+                what = f"the {change.op} of {change.schema}.{change.table} {key}".rstrip()
+            else:
+                what = f"the DDL of schema {change.schema}"
+            if size is None:
+                size = sizes[failure.key]
+            break
+        error, topic, client = failure.error, failure.topic, self.config.client
+        if too_large(error):
+            limit = self.config.max_message_bytes
+            message = f"the message of {what}" if what else "a message"
+            # the client's own check (a message over the limit never reaches a broker)
+            if size is not None and (refused_size is not None or size > limit):
+                overhead = " with the client's record overhead" if size <= limit else ""
+                text = (
+                    f"kafka sink ({client}): {message} for topic {topic!r} is {size}"
+                    f" bytes (key and value), larger{overhead} than sink.max_message_bytes"
+                    f" ({limit} bytes): raise sink.max_message_bytes (and the topic's"
+                    " max.message.bytes on the broker, when it is lower), or leave such"
+                    " rows or columns out (source.exclude, columns)"
+                )
+            else:  # sent within ferry's limit: the broker's (or the topic's) is lower
+                shown = f"{size} bytes" if size is not None else "size unknown"
+                text = (
+                    f"kafka sink ({client}): the broker refused {message} for topic {topic!r}"
+                    f" as too large ({shown}; sink.max_message_bytes is {limit} bytes,"
+                    f" sink.batch_size_bytes {self.config.batch_size_bytes}): the topic's"
+                    " max.message.bytes (the broker's message.max.bytes) is lower; raise it,"
+                    " or lower sink.max_message_bytes and sink.batch_size_bytes to it"
+                    f"{more}; the broker said: {error}"
+                )
+            return classify(error, text)
+        what = what or "a message"
+        if timed_out(error):
+            return self._error(
+                error,
+                f"send of {what} to topic {topic!r} not confirmed within"
+                f" {self._timeout_setting()}{more}",
+            )
+        return self._error(error, f"send of {what} to topic {topic!r} failed{more}")
+
+    def _sizes(self, change: Change) -> dict[bytes | None, int]:
+        """The keys of a change's messages (a key change has two), to find a failed send's,
+        with each message's size (key and value bytes)."""
         try:
-            return [key for key, _ in self._format.messages(change, 0)]
+            messages = self._format.messages(change, 0)
         except FerryError:
-            return []
+            return {}
+        sizes: dict[bytes | None, int] = {}
+        for key, value in messages:  # a delete and its tombstone share a key: the larger
+            sizes[key] = max(sizes.get(key, 0), len(key or b"") + len(value or b""))
+        return sizes
 
     def _create_topics(self, batch: Batch) -> None:
         assert self._producer is not None

@@ -64,7 +64,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from pipeline.dialect import TlsConfig, connect_kwargs, describe, session_tls
 from pipeline.dialect import connect as tls_connect
-from pipeline.errors import FatalError, FerryError, classify
+from pipeline.errors import FatalError, FerryError, classify, timed_out
 from pipeline.model import Batch, DdlChange, Position, RowChange
 from sinks.base import Sink, SinkCheckpoint, fence
 from sinks.ddl import rewrite
@@ -403,11 +403,14 @@ def build_statements(
     return out
 
 
-def describe_failure(stmt: Statement, exc: BaseException) -> str:
-    """Table, key, statement and (masked) row of a failed statement."""
+def describe_failure(stmt: Statement, exc: BaseException, reason: str = "") -> str:
+    """Table, key, statement and (masked) row of a failed statement; ``reason`` (ferry's
+    words) instead of the server's message when given."""
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     server = str(exc.args[1]) if code is not None and len(exc.args) > 1 else str(exc)
     server = scrub(server, (action.row for action in stmt.actions))
+    if reason:
+        code, server = None, reason
     at_row = re.search(r"at row (\d+)", server)
     index = int(at_row.group(1)) - 1 if at_row else (0 if len(stmt.actions) == 1 else None)
     first = stmt.actions[0]
@@ -425,6 +428,37 @@ def describe_failure(stmt: Statement, exc: BaseException) -> str:
         parts.append(f"one of {len(stmt.actions)} keys {', '.join(keys)}{more}")
     parts.append(f"statement: {stmt.shape}")
     return "; ".join(parts)
+
+
+#: What a statement larger than the server's max_allowed_packet gets: 1153 when the server
+#: answers, or a dropped connection (2006/2013) when it closes it while the client still
+#: sends (seen on MariaDB 10.11 from about 3x the limit).
+PACKET_CODES = frozenset({1153, 2006, 2013})
+
+
+def statement_bytes(conn: Any, stmt: Statement) -> int:
+    """The bytes ``stmt`` takes on the wire, as the driver renders it (no server needed)."""
+    sql = pymysql.cursors.Cursor(conn).mogrify(stmt.sql, stmt.args)
+    return len(sql.encode(conn.encoding, "surrogateescape")) + 1  # + the command byte
+
+
+def packet_reason(size: int, packet: int, rows: int, configured: int, dropped: bool) -> str:
+    """Ferry's words for a statement over the target's max_allowed_packet."""
+    said = "refused it and dropped the connection" if dropped else "refused it"
+    reason = (
+        f"the statement is {size} bytes, larger than the target's max_allowed_packet"
+        f" ({packet} bytes): the server {said}"
+    )
+    if rows == 1:
+        return reason + (
+            f". One row is that large, and a row is never split: raise max_allowed_packet"
+            f" on the target to at least {size} (SET GLOBAL and its my.cnf;"
+            " sink.max_statement_bytes only bounds statements of several rows)"
+        )
+    return reason + (
+        f". Lower sink.max_statement_bytes (now {configured}) or raise the target's"
+        " max_allowed_packet"
+    )
 
 
 def _key_text(action: Merged) -> str:
@@ -461,6 +495,7 @@ class MySQLSink(Sink):
         super().__init__(config, pipeline_id)
         self._conn: pymysql.connections.Connection[Any] | None = None
         self._max_bytes = config.max_statement_bytes
+        self._packet = 0  # the target's max_allowed_packet (0: not read yet)
         self._warned_no_pk: set[tuple[str, str]] = set()
         self._last_checkpoint_write = 0.0
         self._facts: dict[tuple[str, str], TargetTable] = {}  # read once per target table
@@ -500,7 +535,7 @@ class MySQLSink(Sink):
         except FerryError as exc:  # a TlsError: it names the setting already
             raise exc.context(pipeline=self.pipeline_id) from exc.__cause__
         except Exception as exc:
-            raise classify(exc, f"{where}: cannot connect: {exc}").context(
+            raise classify(exc, f"{where}: cannot connect: {exc}{self._waited(exc)}").context(
                 pipeline=self.pipeline_id
             ) from exc
         try:
@@ -508,15 +543,14 @@ class MySQLSink(Sink):
                 self._sink_session(cur)
                 cur.execute("SELECT @@max_allowed_packet")
                 row = cur.fetchone()
-                packet = int(row[0]) if row else 4 << 20
+                packet = self._packet = int(row[0]) if row else 4 << 20
                 self._max_bytes = max(1024, min(cfg.max_statement_bytes, packet // 2))
                 self._ensure_checkpoint_table(cur)
             encrypted = session_tls(conn) or "not encrypted"
         except Exception as exc:
             conn.close()
-            raise classify(exc, f"{where}: session setup failed: {exc}").context(
-                pipeline=self.pipeline_id
-            ) from exc
+            message = f"{where}: session setup failed: {exc}{self._waited(exc)}"
+            raise classify(exc, message).context(pipeline=self.pipeline_id) from exc
         logger.info(
             "{}: connected, TLS {} ({}), checkpoint table {}",
             where,
@@ -574,9 +608,8 @@ class MySQLSink(Sink):
             raise
         except Exception as exc:
             self._drop()
-            raise classify(exc, f"MySQL sink: reading the checkpoint failed: {exc}").context(
-                pipeline=self.pipeline_id
-            ) from exc
+            message = f"MySQL sink: reading the checkpoint failed: {exc}{self._waited(exc)}"
+            raise classify(exc, message).context(pipeline=self.pipeline_id) from exc
         if row is None or row[1] is None:
             return None
         return SinkCheckpoint(Position.from_json(row[1]), int(row[0]))
@@ -713,13 +746,42 @@ class MySQLSink(Sink):
             self._drop()
             raise exc.context(**context) from exc.__cause__
         except Exception as exc:
+            reason = self._packet_reason(conn, stmt, exc) if stmt is not None else ""
             self._drop()
-            if stmt is not None:
-                message = describe_failure(stmt, exc)
-            else:
+            if stmt is None:
                 message = f"MySQL sink: batch transaction failed: {type(exc).__name__}: {exc}"
-            raise classify(exc, message).context(**context) from exc
+            else:
+                message = describe_failure(stmt, exc, reason)
+                if reason:  # fatal: a retry sends the same statement (a lost connection
+                    # would otherwise be retried until pipeline.max_retries)
+                    raise FatalError(message, **context) from exc
+            raise classify(exc, message + self._waited(exc)).context(**context) from exc
         return len(statements)
+
+    def _waited(self, exc: BaseException) -> str:
+        """For an error that is the connection's timeout: the setting it came from."""
+        if not timed_out(exc):
+            return ""
+        return (
+            f" (no answer within sink.timeout_s, {self.config.timeout_s:g} s: raise it when"
+            " the target is slow or a statement, like an ALTER of a big table, runs longer)"
+        )
+
+    def _packet_reason(self, conn: Any, stmt: Statement, exc: BaseException) -> str:
+        """Ferry's words when ``stmt`` failed for being over the target's max_allowed_packet
+        (the server's message names only its variable, or the connection just drops)."""
+        code = _code(exc)
+        dropped = code in (2006, 2013) or isinstance(exc, ConnectionError)
+        if not self._packet or not (code in PACKET_CODES or dropped):
+            return ""
+        try:
+            size = statement_bytes(conn, stmt)
+        except Exception:  # the size is the evidence; without it, the server's text stands
+            return ""
+        if size <= self._packet and code != 1153:
+            return ""  # a dropped connection for some other reason
+        configured = self.config.max_statement_bytes
+        return packet_reason(size, self._packet, len(stmt.actions), configured, code != 1153)
 
     # -- DDL
 
@@ -773,6 +835,7 @@ class MySQLSink(Sink):
                         f"; the target has no database {home!r}: create it, or map the source"
                         " schema to an existing one with sink.schema_map"
                     )
+                message += self._waited(exc)
                 raise classify(exc, message).context(position=ddl.position, **context) from exc
         self._tables_changed()
         self._transaction(batch, epoch, [])
@@ -793,7 +856,8 @@ class MySQLSink(Sink):
                 raise
             except Exception as exc:
                 self._drop()
-                raise classify(exc, f"MySQL sink: reading the target's columns: {exc}") from exc
+                message = f"MySQL sink: reading the target's columns: {exc}{self._waited(exc)}"
+                raise classify(exc, message) from exc
             generated = frozenset(str(r[0]) for r in rows if "GENERATED" in str(r[4]).upper())
             floats = {
                 str(name): (int(m), int(d)) if d is not None else None

@@ -76,6 +76,36 @@ class ProducerAdapter(ABC):
         """Stop the client; sends still pending after ``timeout`` seconds are dropped."""
 
 
+def _librdkafka_name(error: BaseException) -> str | None:
+    """The librdkafka error name a confluent-kafka exception carries, else None."""
+    try:
+        import confluent_kafka as ck
+    except ImportError:
+        return None
+    inner = error.args[0] if isinstance(error, ck.KafkaException) and error.args else error
+    return inner.name() if isinstance(inner, ck.KafkaError) else None
+
+
+def too_large(error: BaseException) -> bool:
+    """The client (before sending) or the broker refused a message as too large."""
+    from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
+
+    if isinstance(error, MessageSizeTooLargeError | RecordListTooLargeError):
+        return True
+    return _librdkafka_name(error) in {"MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"}
+
+
+def timed_out(error: BaseException) -> bool:
+    """A send (or the metadata it waited for) was not done within the delivery timeout:
+    the clients' ``delivery_timeout_ms`` / ``max_block_ms`` / ``message.timeout.ms``, which
+    ferry sets from ``sink.delivery_timeout_ms``."""
+    from kafka.errors import KafkaTimeoutError
+
+    if isinstance(error, KafkaTimeoutError):
+        return True
+    return _librdkafka_name(error) in {"_MSG_TIMED_OUT", "_TIMED_OUT"}
+
+
 def make_producer(config: KafkaSinkConfig, client_id: str) -> ProducerAdapter:
     """The adapter for ``config.client``; ConfigError if that client is not installed."""
     if config.client == "confluent-kafka":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import uuid
 import warnings
 from collections import defaultdict
@@ -165,6 +166,11 @@ def test_message_too_large_is_fatal(kafka_broker: Any, kafka_topic: str, client:
     text = str(info.value)
     assert kafka_topic in text and "shop.orders (id=42)" in text
     assert info.value.batch_id == 5
+    # ferry's setting and its value, the message's size; not the client's option names
+    assert "sink.max_message_bytes (64000 bytes)" in text, text
+    size = re.search(r" is (\d+) bytes \(key and value\)", text)
+    assert size and 100_000 < int(size.group(1)) < 101_000, text
+    assert "max_request_size" not in text and "message.max.bytes" not in text, text
 
 
 def test_broker_stopped_mid_batch_fails_then_retry_delivers(make_kafka: Any, client: str) -> None:

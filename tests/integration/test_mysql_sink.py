@@ -448,3 +448,29 @@ def test_wrong_password_is_fatal_and_not_echoed(mariadb_target: Any, target_db: 
         s.open()
     assert not isinstance(info.value, ResumableError)
     assert "1045" in str(info.value) and "wrong-Secret-42" not in str(info.value)
+
+
+@pytest.mark.parametrize("size", [1_200_000, 3_000_000], ids=["refused", "connection-dropped"])
+def test_a_row_over_the_targets_max_allowed_packet_pauses_naming_it(
+    make_mariadb: Any, size: int
+) -> None:
+    """A row just over the target's max_allowed_packet gets 1153; one a few times over it
+    makes MariaDB drop the connection (2006), which alone would be retried as a lost
+    connection until pipeline.max_retries. Either way: fatal, in ferry's words."""
+    target = make_mariadb(extra_args=["--max-allowed-packet=1M"])
+    target.execute("CREATE DATABASE t")
+    target.execute("CREATE TABLE t.docs (id INT PRIMARY KEY, body LONGBLOB)")
+    s = make_sink(target, "t")
+    try:
+        s.open()
+        s.load(batch(1, ins("docs", {"id": 1, "body": b"small"})), epoch=1)
+        with pytest.raises(FatalError) as info:
+            s.load(batch(2, ins("docs", {"id": 2, "body": b"\x01" * size})), epoch=1)
+        text = str(info.value)
+        assert "larger than the target's max_allowed_packet (1048576 bytes)" in text, text
+        assert "raise max_allowed_packet on the target to at least" in text, text
+        assert "src.docs (target t.docs)" in text and "key (id=2)" in text, text
+        s.load(batch(3, ins("docs", {"id": 3, "body": b"fine"})), epoch=1)  # reconnects
+    finally:
+        s.close()
+    assert [r[0] for r in rows(target, "t", "docs")] == [1, 3]

@@ -259,6 +259,29 @@ def test_check_fails_on_statement_binlog_format_with_the_fix(
     assert [line for line in lines if line.startswith("✗")] == [lines[failed]], done.stdout
 
 
+def test_run_pauses_at_start_without_full_row_metadata_and_check_says_so(
+    tmp_path: Path, make_mariadb: Any, redis_server: Any, key_prefix: str
+) -> None:
+    """What README's "Troubleshooting the source" says: on a server that has
+    binlog_row_metadata, anything but FULL fails `ferry check` and pauses `ferry run`
+    before it reads anything (no fallback to information_schema there)."""
+    server = make_mariadb(extra_args=["--binlog-row-metadata=MINIMAL"])
+    config = check_config(tmp_path, server, redis_server, key_prefix)
+    done = ferry(config, "check")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "✗ binlog_row_metadata = FULL (is MINIMAL)" in done.stdout, done.stdout
+    node = FerryNode(config, "a").start()
+    try:
+        status = wait_until(
+            lambda: (s := ferry_status(config))["state"] == "paused" and s, 60, "a pause"
+        )
+    finally:
+        node.stop()
+    assert "source server is not ready for ferry" in status["error"], status
+    assert "binlog_row_metadata = FULL (is MINIMAL)" in status["error"], status
+    assert not (tmp_path / "check.jsonl").exists() or not (tmp_path / "check.jsonl").read_text()
+
+
 def test_check_passes_on_a_well_configured_setup(
     tmp_path: Path, mariadb: Any, redis_server: Any, key_prefix: str
 ) -> None:

@@ -10,6 +10,7 @@ standby that continues from the last acked chunk, not from the start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -680,3 +681,106 @@ def test_a_table_dropped_during_its_snapshot_and_a_table_with_no_key(private_sho
         if e.get("op") == "r" and e["source"]["table"] == "nokey"
     ]
     assert sorted(nokey) == sorted((i % 50, "same") for i in range(1, 501))
+
+
+def charset_of(server: Any, db: str) -> tuple[str, str] | None:
+    found = server.execute(
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME"
+        " FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+        (db,),
+    )
+    return (str(found[0][0]), str(found[0][1])) if found else None
+
+
+@pytest.mark.parametrize("mapped", [True, False], ids=["schema_map", "same_names"])
+def test_a_snapshot_into_an_empty_target_creates_its_databases(
+    tmp_path: Path,
+    mariadb: Any,
+    source_db: str,
+    mariadb_target: Any,
+    target_db: str,
+    redis_server: Any,
+    key_prefix: str,
+    mapped: bool,
+) -> None:
+    """The target has none of the source's databases: the snapshot creates each one
+    (SHOW CREATE DATABASE: same character set and collation), with schema_map applied,
+    before its tables, also an included database that holds no table yet, so a table
+    created there later streams in too. The target ends equal to the source."""
+    if (mariadb.host, mariadb.port) == (mariadb_target.host, mariadb_target.port):
+        pytest.skip("the target is the source server: its databases are not missing")
+    empty = f"{source_db}_e"
+    names = (
+        {source_db: f"{target_db}_m", empty: f"{target_db}_me"}
+        if mapped
+        else {source_db: source_db, empty: empty}
+    )
+    try:
+        mariadb.execute(
+            f"ALTER DATABASE `{source_db}` CHARACTER SET latin2 COLLATE latin2_czech_cs"
+        )
+        mariadb.execute(f"CREATE DATABASE `{empty}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        create(mariadb, source_db, {"plain": 3000, "composite": 700, "unique": 500})
+        for db in names.values():
+            assert charset_of(mariadb_target, db) is None, db
+        sink = {
+            **mysql_sink(mariadb_target, source_db, target_db),
+            "schema_map": names if mapped else {},
+            "checkpoint_schema": target_db,  # exists already: only the copied ones do not
+        }
+        config = write_config(
+            tmp_path / "pipeline.yaml",
+            pipeline_id=f"snap-empty-{'m' if mapped else 's'}",
+            mariadb=mariadb,
+            schema=source_db,
+            redis_url=redis_server.url,
+            prefix=key_prefix,
+            sink=sink,
+            start=None,  # source.snapshot: initial
+            server_id=4470 + mapped,
+            batch={"max_rows": 1000, "max_wait_ms": 100},
+            source={"include": [f"{source_db}.*", f"{empty}.*"], "snapshot_chunk_rows": 1000},
+        )
+        node = FerryNode(config, "a").start()
+        try:
+            wait_until(
+                lambda: (
+                    (snapshot_state(config) or {}).get("state") == "complete"
+                    or ferry_status(config)["state"] == "paused"
+                ),
+                120,
+                "the snapshot",
+                interval_s=0.3,
+            )
+            status = ferry_status(config)
+            assert (status["state"], status["error"]) == ("running", ""), status
+            # the database that had no table: a table created there later streams in
+            mariadb.execute(f"CREATE TABLE `{empty}`.later (id INT PRIMARY KEY, t VARCHAR(10))")
+            mariadb.execute(f"INSERT INTO `{empty}`.later VALUES (1, 'příliš')")
+            mariadb.execute(f"INSERT INTO `{source_db}`.plain VALUES (-1, 1, 'streamed', NOW(6))")
+            [(file, pos, *_)] = mariadb.execute("SHOW MASTER STATUS")
+            wait_until(lambda: committed_at(config) >= (str(file), int(pos)), 60, "caught up")
+            status = ferry_status(config)
+        finally:
+            node.stop()
+        assert (status["state"], status["error"]) == ("running", ""), status
+        for db, to in names.items():
+            assert charset_of(mariadb_target, to) == charset_of(mariadb, db), (db, to)
+        copied = [(source_db, t) for t in KEYS] + [(empty, "later")]
+        for db, table in copied:
+            to = names[db]
+            assert realworld.definition(mariadb, db, table) == realworld.definition(
+                mariadb_target, to, table
+            ), table
+            assert realworld.rows_of(mariadb, db, table) == realworld.rows_of(
+                mariadb_target, to, table
+            ), table
+            assert realworld.checksum(mariadb, db, table) == realworld.checksum(
+                mariadb_target, to, table
+            ), table
+    finally:
+        with contextlib.suppress(Exception):
+            mariadb.execute(f"DROP DATABASE IF EXISTS `{empty}`")
+        for db in names.values():
+            with contextlib.suppress(Exception):
+                mariadb_target.execute(f"DROP DATABASE IF EXISTS `{db}`")

@@ -58,6 +58,14 @@ def test_report_host_names_the_pipeline_within_60_bytes() -> None:
             ),
             True,
         ),
+        (
+            pymysql.err.OperationalError(
+                1236,
+                "A replica with the same server_uuid/server_id as this replica has connected to"
+                " the source; the first event 'binlog.000002' at 4, …",
+            ),
+            True,
+        ),
         (pymysql.err.OperationalError(1236, "Could not find first log file name"), False),
         (pymysql.err.OperationalError(2013, "Lost connection"), False),
         (OSError("reset"), False),

@@ -36,6 +36,7 @@ class FakeProducer(ProducerAdapter):
         self.fail: dict[int, BaseException] = {}  # index -> error reported by confirm
         self.pending: set[int] = set()  # neither confirmed nor failed
         self.raise_on_send: dict[int, BaseException] = {}  # index -> raised by send
+        self.refused: list[tuple[str, bytes | None, bytes]] = []  # sends raise_on_send hit
         self.confirms: list[int] = []  # len(unconfirmed) at each confirm
         self.created: list[list[str]] = []
         self.closed = False
@@ -43,6 +44,7 @@ class FakeProducer(ProducerAdapter):
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         index = len(self.sent)
         if index in self.raise_on_send:
+            self.refused.append((topic, key, value))
             raise self.raise_on_send.pop(index)
         self.sent.append((topic, key, value))
         self.unconfirmed.append(index)
@@ -207,10 +209,103 @@ def test_send_refused_at_once_still_waits_for_earlier_sends() -> None:
     s, f = sink()
     producer = f.last
     producer.raise_on_send[2] = MessageSizeTooLargeError("record too large")
-    with pytest.raises(FatalError, match=r"shop.orders \(id=3\) to topic 'ferry.shop.orders'"):
+    with pytest.raises(FatalError, match=r"shop.orders \(id=3\) for topic 'ferry.shop.orders'"):
         s.load(batch(row(1), row(2), row(3), row(4)), epoch=1)
     assert producer.confirms == [2]  # the two earlier sends were waited for
     assert len(producer.sent) == 2  # nothing sent after the refusal
+
+
+def big_row(i: int, size: int) -> RowChange:
+    return RowChange(
+        "shop", "docs", "insert", None, {"id": i, "body": "x" * size}, ("id",), 1.0, POS
+    )
+
+
+def client_too_large(client: str) -> BaseException:
+    """What each client raises from send() for a message over its size option."""
+    if client == "kafka-python":
+        return MessageSizeTooLargeError(
+            "The message is 100354 bytes when serialized which is larger than the maximum"
+            " request size you have configured with the max_request_size configuration"
+        )
+    ck = pytest.importorskip("confluent_kafka")
+    return ck.KafkaException(ck.KafkaError(ck.KafkaError.MSG_SIZE_TOO_LARGE))
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
+def test_a_message_over_the_limit_names_ferrys_setting_not_the_clients(client: str) -> None:
+    s, f = sink(client=client, max_message_bytes=64_000)
+    f.last.raise_on_send[1] = client_too_large(client)
+    big = big_row(42, 100_000)
+    with pytest.raises(FatalError) as info:
+        s.load(batch(row(1), big, row(2), batch_id=4), epoch=1)
+    text = str(info.value)
+    [(_, key, value)] = f.last.refused
+    size = len(key or b"") + len(value)
+    assert "sink.max_message_bytes (64000 bytes)" in text, text
+    assert f"is {size} bytes (key and value)" in text, text
+    assert "the insert of shop.docs (id=42)" in text and "'ferry.shop.docs'" in text, text
+    assert "max_request_size" not in text and "message.max.bytes" not in text, text
+    assert info.value.batch_id == 4
+    assert f.last.confirms == [1]  # the send before it was waited for
+
+
+def test_a_message_too_large_for_the_limit_shows_no_secret_key() -> None:
+    s, f = sink(max_message_bytes=2048)
+    f.last.raise_on_send[0] = client_too_large("kafka-python")
+    token = "tok-9f8e7d6c5b4a"
+    change = RowChange(
+        "shop",
+        "sessions",
+        "insert",
+        None,
+        {"api_token": token, "blob": "y" * 5000},
+        ("api_token",),
+        1.0,
+        POS,
+    )
+    with pytest.raises(FatalError) as info:
+        s.load(batch(change), epoch=1)
+    text = str(info.value)
+    assert "shop.sessions (api_token=***)" in text and "sink.max_message_bytes" in text
+    assert token not in text
+
+
+def test_a_message_the_broker_refused_names_the_topics_limit() -> None:
+    """Sent within sink.max_message_bytes, refused by the broker: the topic's (or the
+    broker's) limit is lower than ferry's setting."""
+    s, f = sink(max_message_bytes=1 << 20)
+    f.last.fail[0] = MessageSizeTooLargeError("The message is larger than the broker accepts")
+    with pytest.raises(FatalError) as info:
+        s.load(batch(big_row(7, 300_000)), epoch=1)
+    text = str(info.value)
+    assert "the broker refused the message of the insert of shop.docs (id=7)" in text, text
+    assert "max.message.bytes" in text and "sink.max_message_bytes is 1048576 bytes" in text
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
+def test_a_send_that_timed_out_names_sink_delivery_timeout_ms(client: str) -> None:
+    if client == "kafka-python":
+        error: BaseException = KafkaTimeoutError(
+            "Expiring 1 record(s) for t-0: 30000 ms has passed since batch creation"
+        )
+    else:
+        ck = pytest.importorskip("confluent_kafka")
+        error = ck.KafkaException(ck.KafkaError(ck.KafkaError._MSG_TIMED_OUT))
+    s, f = sink(client=client, delivery_timeout_ms=7000)
+    f.last.fail[0] = error
+    with pytest.raises(ResumableError) as info:
+        s.load(batch(row(1)), epoch=1)
+    text = str(info.value)
+    assert "not confirmed within sink.delivery_timeout_ms (7000 ms)" in text, text
+    assert "shop.orders (id=1)" in text
+
+
+def test_unconfirmed_sends_name_sink_delivery_timeout_ms() -> None:
+    s, f = sink(delivery_timeout_ms=4000)
+    f.last.pending.add(0)
+    with pytest.raises(ResumableError, match=r"sink.delivery_timeout_ms \(4000 ms\)"):
+        s.load(batch(row(1)), epoch=1)
 
 
 def test_failed_batch_rebuilds_the_client_and_retry_succeeds() -> None:
