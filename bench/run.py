@@ -670,6 +670,13 @@ def main() -> int:
     )
     parser.add_argument("--txn-rows", type=int, default=500, help="rows per transaction")
     parser.add_argument(
+        "--statement-rows",
+        type=int,
+        help="rows per INSERT/UPDATE/DELETE statement, so per rows event: 1 is what"
+        " applications write (the default with --peer debezium); default otherwise: the"
+        " whole transaction in one statement",
+    )
+    parser.add_argument(
         "--peer",
         choices=["debezium"],
         help="also run this CDC tool over the same binlog, in the same run"
@@ -703,6 +710,8 @@ def main() -> int:
             "--peer debezium needs the private source server (it streams from the first binlog),"
             " no --rate, and --sink jsonl or kafka (Debezium writes JSON lines either way)"
         )
+    if args.statement_rows is None and args.peer == "debezium":
+        args.statement_rows = 1
     if args.peer == "debezium":
         from tests.debezium import classes_dir
 
@@ -738,6 +747,7 @@ def main() -> int:
         + (["thread"] if args.decoder == "thread" else [])
         + (["bigtxn"] if args.big_txn else [])
         + (["inserts"] if args.inserts_only else [])
+        + ([f"stmt{args.statement_rows}"] if args.statement_rows else [])
         + ([f"rate{int(args.rate)}"] if args.rate else [f"{args.rows}"])
         + ([args.peer] if args.peer else [])
     )
@@ -753,7 +763,12 @@ def main() -> int:
                 w = wl.write_big_transaction(src, args.shape, args.rows)
             else:
                 w = wl.write_changes(
-                    src, args.shape, args.rows, args.txn_rows, inserts_only=args.inserts_only
+                    src,
+                    args.shape,
+                    args.rows,
+                    args.txn_rows,
+                    inserts_only=args.inserts_only,
+                    statement_rows=args.statement_rows,
                 )
             written = dict(w.__dict__)
             spec.update(start=list(w.start), end=list(w.end), rows=w.rows)

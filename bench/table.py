@@ -35,6 +35,9 @@ def _row(result: dict[str, Any]) -> str:
         what = f"{workload['rows']:,} inserts"
     else:
         what = f"{workload['rows']:,} changes (70/20/10)"
+    if options.get("statement_rows") and not options.get("rate"):
+        rows = options["statement_rows"]
+        what += ", one row per statement" if rows == 1 else f", {rows} rows per statement"
     runs = options.get("runs") or 1
     what += f"; {'median of ' + str(runs) if runs > 1 else '1 run'} at {result['git']}"
     ratio = summary.get("ratio")

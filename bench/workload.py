@@ -142,6 +142,15 @@ def _key_range(shape: str, first: int, last: int) -> str:
     return f"id BETWEEN {first} AND {last}"
 
 
+def _key_eq(shape: str, i: int) -> str:
+    """WHERE clause selecting row number ``i`` alone."""
+    if shape == "composite":
+        tenant, rest = divmod(i, 1_000_000)
+        order, line = divmod(rest, 10)
+        return f"tenant={tenant} AND order_id={order} AND line={line}"
+    return f"id={i}"
+
+
 def _update_set(shape: str) -> str:
     if shape == "narrow":
         return "a=a+1, b=CONCAT('upd-', id), written_at=NOW(6)"
@@ -154,7 +163,25 @@ def _update_set(shape: str) -> str:
 
 
 def connect(conn_args: dict[str, Any]) -> Any:
-    return pymysql.connect(**conn_args, autocommit=False, charset="utf8mb4")
+    # several statements per round trip: one-row statements would otherwise be written at
+    # the pace of the client's round trips; each is still its own rows event
+    return pymysql.connect(
+        **conn_args,
+        autocommit=False,
+        charset="utf8mb4",
+        client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS,
+    )
+
+
+def _execute(cur: Any, statements: list[str]) -> int:
+    """Run ``statements`` (one round trip per 200); returns the rows they changed."""
+    changed = 0
+    for at in range(0, len(statements), 200):
+        cur.execute(";".join(statements[at : at + 200]))
+        changed += max(cur.rowcount, 0)
+        while cur.nextset():
+            changed += max(cur.rowcount, 0)
+    return changed
 
 
 def binlog_position(cur: Any) -> tuple[str, int]:
@@ -180,9 +207,12 @@ def write_changes(
     table: str = "t",
     seed: int = 7,
     inserts_only: bool = False,
+    statement_rows: int | None = None,
 ) -> Written:
     """About ``rows`` row changes (a whole number of cycles): 70 % ins, 20 % upd, 10 % del;
-    all inserts with ``inserts_only``."""
+    all inserts with ``inserts_only``. Each statement changes ``statement_rows`` rows (one
+    rows event each; default: the whole transaction): 1 is what applications write."""
+    per_statement = statement_rows or txn_rows
     create(conn_args, shape, table)
     rng = random.Random(seed)
     per_cycle = 10 * txn_rows
@@ -202,33 +232,48 @@ def write_changes(
             for t in range(inserts):
                 now = _now_text()
                 lo = first + t * txn_rows
-                values = ",".join(_values(shape, i, rng, now) for i in range(lo, lo + txn_rows))
-                cur.execute(f"INSERT INTO {SCHEMA}.{table} VALUES {values}")
+                statements = [
+                    f"INSERT INTO {SCHEMA}.{table} VALUES "
+                    + ",".join(_values(shape, i, rng, now) for i in range(at, at + n))
+                    for at, n in _pieces(lo, txn_rows, per_statement)
+                ]
+                _execute(cur, statements)
                 conn.commit()
                 written.inserts += txn_rows
             if inserts_only:
                 continue
-            for t in range(2):
+            for verb, t in (("update", 0), ("update", 1), ("delete", 6)):
                 lo = first + t * txn_rows
-                n = cur.execute(
+                head = (
                     f"UPDATE {SCHEMA}.{table} SET {_update_set(shape)}"
-                    f" WHERE {_key_range(shape, lo, lo + txn_rows - 1)}"
+                    if verb == "update"
+                    else f"DELETE FROM {SCHEMA}.{table}"
                 )
+                statements = [
+                    f"{head} WHERE "
+                    + (_key_eq(shape, at) if n == 1 else _key_range(shape, at, at + n - 1))
+                    for at, n in _pieces(lo, txn_rows, per_statement)
+                ]
+                changed = _execute(cur, statements)
                 conn.commit()
-                assert n == txn_rows, (n, txn_rows)
-                written.updates += n
-            lo = first + 6 * txn_rows
-            n = cur.execute(
-                f"DELETE FROM {SCHEMA}.{table} WHERE {_key_range(shape, lo, lo + txn_rows - 1)}"
-            )
-            conn.commit()
-            assert n == txn_rows, (n, txn_rows)
-            written.deletes += n
+                assert changed == txn_rows, (changed, txn_rows)
+                if verb == "update":
+                    written.updates += changed
+                else:
+                    written.deletes += changed
         written.end = binlog_position(cur)
     conn.close()
     written.seconds = time.perf_counter() - started
     written.rows = written.inserts + written.updates + written.deletes
     return written
+
+
+def _pieces(first: int, rows: int, per_statement: int) -> list[tuple[int, int]]:
+    """(first row, rows) of each statement that writes rows ``first .. first+rows-1``."""
+    return [
+        (at, min(per_statement, first + rows - at))
+        for at in range(first, first + rows, per_statement)
+    ]
 
 
 def write_big_transaction(
