@@ -50,6 +50,7 @@ from sinks.formats import (
     classified,
     encode_timedelta,
     now_ns,
+    utf8,
 )
 
 # -- options -----------------------------------------------------------------------------
@@ -957,7 +958,10 @@ class DebeziumJson(Format):
         except (TypeError, ValueError) as exc:
             raise FatalError(f"cannot encode message: {exc}") from exc
         if not self.options.schemas_enable:
-            return payload.encode("utf-8")
+            try:
+                return payload.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: see sinks.formats.utf8
+                return utf8(payload)
         image = after if after is not None else before
         assert image is not None
         names = tuple(image)
@@ -966,7 +970,7 @@ class DebeziumJson(Format):
             schema = self._value_schema(codec, names, change)
             if len(codec.schemas) < 64:
                 codec.schemas[names] = schema
-        return f'{{"schema":{_dumps(schema)},"payload":{payload}}}'.encode()
+        return utf8(f'{{"schema":{_dumps(schema)},"payload":{payload}}}')
 
     def _source(self, change: RowChange) -> str:
         event = change.event
@@ -1301,7 +1305,7 @@ def _ddl_object(change: DdlChange) -> str:
 
 
 def _envelope(schema: dict[str, Any], payload: Any) -> bytes:
-    return f'{{"schema":{_dumps(schema)},"payload":{_dumps(payload)}}}'.encode()
+    return utf8(f'{{"schema":{_dumps(schema)},"payload":{_dumps(payload)}}}')
 
 
 def _loose(value: Any, encoder: _Encoder) -> Any:
