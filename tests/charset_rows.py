@@ -10,7 +10,9 @@ One database (``SCHEMA`` by default) with
 * ``cs_<charset>`` for every charset of the server but binary: the bytes it can store that
   are hard to decode (8-bit: every byte; multi-byte: where the server departs from
   Python's codec, characters it maps to nothing, a mixed string; Unicode: astral
-  characters, and the surrogates MariaDB keeps).
+  characters, and the surrogates MariaDB keeps);
+* ``uca1400`` (MariaDB 10.10+): Unicode columns with the ``uca1400`` collations, whose
+  ids (2048 and up) mysql-replication does not know (it reads them as utf8).
 
 ``round_trip_only`` leaves out what a copy through a utf8mb4 connection cannot store back
 byte for byte (a byte the charset does not define reads as ``?``; a lone surrogate is not
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+import pymysql
 
 from selector import charsets
 
@@ -151,6 +155,28 @@ def _charset_table(cur: Any, schema: str, charset: str, round_trip_only: bool) -
     cur.execute(f"DELETE FROM `{schema}`.`cs_{charset}` WHERE id % 11 = 5")
 
 
+def _uca1400(cur: Any, schema: str) -> None:
+    columns = {"u8": "utf8mb4", "u3": "utf8mb3", "u2": "ucs2", "u16": "utf16", "u32": "utf32"}
+    try:
+        cur.execute(
+            f"CREATE TABLE `{schema}`.uca1400 (id INT PRIMARY KEY, "
+            + ", ".join(
+                f"{name} VARCHAR(20) CHARACTER SET {cs} COLLATE {cs}_uca1400_ai_ci"
+                for name, cs in columns.items()
+            )
+            + ")"
+        )
+    except pymysql.err.MySQLError as exc:
+        if exc.args and exc.args[0] == 1273:  # unknown collation: before MariaDB 10.10
+            return
+        raise
+    cur.execute(
+        f"INSERT INTO `{schema}`.uca1400 VALUES (1, 'é😀', 'é', 'é', 'é😀', 'é😀'),"
+        " (2, 'ascii', 'ascii', 'ascii', 'ascii', 'ascii')"
+    )
+    cur.execute(f"UPDATE `{schema}`.uca1400 SET u16 = 'ü' WHERE id = 2")
+
+
 def load(server: Any, schema: str = SCHEMA, *, round_trip_only: bool = False) -> None:
     """Create ``schema`` with the workload (see the module docstring)."""
     conn = server.connect()
@@ -161,6 +187,7 @@ def load(server: Any, schema: str = SCHEMA, *, round_trip_only: bool = False) ->
             for charset in charsets.SERVER_CHARSETS:
                 if charset != "binary":
                     _charset_table(cur, schema, charset, round_trip_only)
+            _uca1400(cur, schema)
     finally:
         conn.close()
 
