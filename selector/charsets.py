@@ -33,8 +33,8 @@ The 8-bit tables and the multi-byte differences are the server's, generated into
 ``mysql_*`` are registered with :mod:`codecs` when this module is imported, so
 ``raw.decode(codec.name, codec.errors)`` (the pure-Python decoder) and the
 compiled decoder (``selector/_rowimage.pyx``: 8-bit tables through
-``PyUnicode_DecodeCharmap``, the rest through ``PyUnicode_Decode`` by name) give the
-same strings. A value that still cannot be decoded (bytes no server stores in that
+``PyUnicode_DecodeCharmap``, UTF-8 through ``PyUnicode_DecodeUTF8``, the rest through
+``PyUnicode_Decode`` by name) give the same strings. A value that still cannot be decoded (bytes no server stores in that
 charset) raises ``UnicodeDecodeError``; the selector reports it with the table,
 column, key and binlog position.
 """
