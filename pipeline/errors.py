@@ -16,12 +16,18 @@ to standby (see ``pipeline.task``).
 Driver exceptions are mapped with :func:`classify`. This module imports nothing
 from the project; driver modules are imported lazily so that a missing
 optional driver never breaks the import.
+
+What an error may show of a row is decided here too, once for the selector and every
+sink: values of columns whose name looks secret are masked, others shortened
+(:func:`mask`, :func:`masked_key`, :func:`masked_row`).
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
+from collections.abc import Iterable
 from typing import Any
 
 # MySQL/MariaDB error codes that say "try again" (server or client side).
@@ -40,6 +46,26 @@ RESUMABLE_MYSQL_CODES = frozenset(
         3024,  # query execution interrupted, max_execution_time exceeded
     }
 )
+
+
+#: Column names whose values are masked in error messages and logs.
+SECRET_COLUMN = re.compile(r"pass|pwd|secret|token|key|salt|credential|private", re.IGNORECASE)
+
+
+def mask(column: str, value: Any, limit: int = 80) -> str:
+    """A value for an error message: masked for secret-like columns, shortened otherwise."""
+    if value is not None and SECRET_COLUMN.search(column):
+        return "***"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def masked_row(row: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{c}: {mask(c, v)}" for c, v in row.items()) + "}"
+
+
+def masked_key(columns: Iterable[str], values: Iterable[Any]) -> str:
+    return "(" + ", ".join(f"{c}={mask(c, v)}" for c, v in zip(columns, values, strict=True)) + ")"
 
 
 class FerryError(Exception):

@@ -6,7 +6,11 @@ reference, which stays the fallback): ``selector.values`` uses
 :func:`decode_rows` when this extension imports. A table plan is compiled once
 (cached on the :class:`~selector.values.TablePlan`); the rare kinds (MySQL
 binary JSON, pre-5.6 temporal types, BIT wider than 64 bits) call the reference
-module's own functions. Anything the compiled path cannot read (a row image
+module's own functions. Text decodes with the column's codec from
+:mod:`selector.charsets` (the one table both decoders use): an 8-bit charset through
+its 256-character table (``PyUnicode_DecodeCharmap``), UTF-8 with
+``PyUnicode_DecodeUTF8`` (neither looks a codec up per value), any other by its codec's
+name. Anything the compiled path cannot read (a row image
 running past the end of the body) makes it decode the whole event with the
 reference instead, so both always agree.
 """
@@ -16,7 +20,7 @@ from cpython.datetime cimport date_new, datetime_new, import_datetime, timedelta
 from cpython.dict cimport PyDict_SetItem
 from cpython.long cimport PyLong_FromLongLong, PyLong_FromUnsignedLongLong
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.unicode cimport PyUnicode_Decode
+from cpython.unicode cimport PyUnicode_Decode, PyUnicode_DecodeCharmap, PyUnicode_DecodeUTF8
 from libc.stdio cimport snprintf
 from libc.stdlib cimport strtod
 from libc.string cimport memcpy, memset
@@ -50,6 +54,12 @@ cdef enum:
     C_TIMESTAMP
     C_DATETIME
     C_TIME
+
+# how a text column decodes (CPlan.decoders)
+cdef enum:
+    D_NAMED = 0
+    D_CHARMAP
+    D_UTF8
 
 cdef int[7] FSP_BYTES = [0, 1, 1, 2, 2, 3, 3]
 cdef int[10] DIG2BYTES = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4]
@@ -87,25 +97,31 @@ cdef class CPlan:
     cdef int* unsigned_
     cdef int* precisions
     cdef int* scales
+    cdef int* decoders  # D_NAMED, D_CHARMAP or D_UTF8: how a text column decodes
     cdef const char** codecs
+    cdef const char** errors
     cdef list names
     cdef list codec_bytes
+    cdef list errors_bytes
+    cdef list charmaps
     cdef list members
     cdef list columns
 
     def __cinit__(self, columns):
         cdef int n = len(columns)
         self.n = n
-        self.kinds = <int*>PyMem_Malloc(sizeof(int) * (n + 1) * 7)
-        self.codecs = <const char**>PyMem_Malloc(sizeof(char*) * (n + 1))
+        self.kinds = <int*>PyMem_Malloc(sizeof(int) * (n + 1) * 8)
+        self.codecs = <const char**>PyMem_Malloc(sizeof(char*) * (n + 1) * 2)
         if self.kinds == NULL or self.codecs == NULL:
             raise MemoryError()
+        self.errors = self.codecs + (n + 1)
         self.widths = self.kinds + (n + 1)
         self.fsps = self.widths + (n + 1)
         self.pads = self.fsps + (n + 1)
         self.unsigned_ = self.pads + (n + 1)
         self.precisions = self.unsigned_ + (n + 1)
         self.scales = self.precisions + (n + 1)
+        self.decoders = self.scales + (n + 1)
 
     def __init__(self, columns):
         global _v
@@ -123,6 +139,8 @@ cdef class CPlan:
         self.columns = list(columns)
         self.names = [c.name for c in self.columns]
         self.codec_bytes = []
+        self.errors_bytes = []
+        self.charmaps = []
         self.members = []
         cdef int i
         for i, c in enumerate(self.columns):
@@ -136,6 +154,16 @@ cdef class CPlan:
             codec = None if c.text is None else c.text.encode("ascii")
             self.codec_bytes.append(codec)
             self.codecs[i] = NULL if codec is None else PyBytes_AS_STRING(codec)
+            errors = c.errors.encode("ascii")
+            self.errors_bytes.append(errors)
+            self.errors[i] = PyBytes_AS_STRING(errors)
+            self.charmaps.append(c.charmap if c.text is not None else None)
+            if c.text is not None and c.charmap is not None:
+                self.decoders[i] = D_CHARMAP
+            elif c.text == "utf-8":
+                self.decoders[i] = D_UTF8
+            else:
+                self.decoders[i] = D_NAMED
             self.members.append(tuple(c.members))
 
     def __dealloc__(self):
@@ -322,7 +350,7 @@ cdef object _text(CPlan cp, int i, int kind, const unsigned char* p, Py_ssize_t 
     cdef bytes padded
     if kind == C_JSON:
         if codec != NULL:  # MariaDB: LONGTEXT holding the document as typed
-            return JsonText(PyUnicode_Decode(<const char*>p, length, codec, NULL))
+            return JsonText(_decode(cp, i, p, length))
         return _v._mysql_json(PyBytes_FromStringAndSize(<const char*>p, length))
     if codec == NULL:
         pad = cp.pads[i]
@@ -332,7 +360,17 @@ cdef object _text(CPlan cp, int i, int kind, const unsigned char* p, Py_ssize_t 
             memset(PyBytes_AS_STRING(padded) + length, 0, pad - length)
             return padded
         return PyBytes_FromStringAndSize(<const char*>p, length)
-    return PyUnicode_Decode(<const char*>p, length, codec, NULL)
+    return _decode(cp, i, p, length)
+
+
+cdef inline object _decode(CPlan cp, int i, const unsigned char* p, Py_ssize_t length):
+    """Text in column ``i``'s charset (selector.charsets): what the server returns for it."""
+    cdef int how = cp.decoders[i]
+    if how == D_UTF8:
+        return PyUnicode_DecodeUTF8(<const char*>p, length, cp.errors[i])
+    if how == D_CHARMAP:
+        return PyUnicode_DecodeCharmap(<const char*>p, length, cp.charmaps[i], cp.errors[i])
+    return PyUnicode_Decode(<const char*>p, length, cp.codecs[i], cp.errors[i])
 
 
 cdef object _double(const unsigned char* data, Py_ssize_t* at, Py_ssize_t end):

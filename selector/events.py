@@ -50,6 +50,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
+from pipeline.errors import FatalError, masked_key
 from pipeline.model import UNKNOWN_TABLE, DdlChange, Position, RowChange, Skipped, SourceEvent
 
 from . import values as vals
@@ -404,7 +405,10 @@ class Translator:
         # the rest of the event is its row images: decoded by ferry (selector.values)
         body = packet.read(event.event_size - packet.read_bytes)
         second = event.columns_present_bitmap2 if kind is UpdateRowsEvent else None
-        rows = vals.decode_rows(info.plan, body, event.columns_present_bitmap, second)
+        try:
+            rows = vals.decode_rows(info.plan, body, event.columns_present_bitmap, second)
+        except Exception as exc:
+            raise self._undecodable(event, info, body, second, exc) from exc
         xa_rows = self._xa_rows
         if assembler.skip and xa_rows is None:
             rows = rows[assembler.take_skip(len(rows)) :]
@@ -443,6 +447,37 @@ class Translator:
             xa_rows.extend(changes)
         else:
             assembler.rows(changes)
+
+    def _undecodable(
+        self, event: Any, info: Any, body: bytes, second: Any, exc: Exception
+    ) -> FatalError:
+        """A rows event that does not decode: which table, column, row (its key, masked)
+        and where in the binlog. Never the value itself: only the codec's reason."""
+        packet = event.packet
+        start = packet.log_pos - packet.event_size
+        where = f"the rows event at {self.file}:{start}"
+        table = f"{event.schema}.{event.table}"
+        found = vals.find_undecodable(info.plan, body, event.columns_present_bitmap, second)
+        if found is None:
+            message = f"cannot decode a row of {table} in {where}: {type(exc).__name__}: {exc}"
+        else:
+            column, error = found.column, found.error
+            key = info.primary_key
+            shown = "(the table has no key)"
+            for image in found.images:
+                if key and all(k in image and image[k] is not None for k in key):
+                    shown = masked_key(key, [image[k] for k in key])
+                    break
+            charset = column.charset or column.text
+            at = f"byte {error.start}"
+            if error.end - error.start > 1:
+                at = f"bytes {error.start}-{error.end - 1}"
+            message = (
+                f"cannot decode column {column.name!r} of {table} ({charset}) in the row with"
+                f" key {shown}, in {where}: codec {column.text} cannot decode {at} of the"
+                f" value ({error.reason})"
+            )
+        return FatalError(message, position=Position(self.file, start))
 
 
 def replace_gtid(at: Position, gtid_set: str | None) -> Position:

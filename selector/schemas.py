@@ -1185,9 +1185,11 @@ def from_table_map(
     primary_key: tuple[str, ...],
     json_columns: frozenset[str] = frozenset(),
     nullable: Callable[[int], bool] = lambda _: True,
+    plan: Any = None,
 ) -> TableSchema:
     """A definition from a table map's columns (mysql-replication's): binlog types, names,
-    signedness, ENUM/SET members; no defaults, comments or DDL spellings."""
+    signedness, ENUM/SET members; no defaults, comments or DDL spellings. ``plan`` (the
+    table's ``selector.values.TablePlan``) gives the charsets and the decoded members."""
     from pymysqlreplication.constants import FIELD_TYPE as F
 
     integers = {F.TINY: "TINYINT", F.SHORT: "SMALLINT", F.INT24: "MEDIUMINT", F.LONG: "INT"}
@@ -1195,6 +1197,9 @@ def from_table_map(
     built = []
     for k, c in enumerate(columns):
         kind, charset = c.type, getattr(c, "character_set_name", None)
+        read = plan.columns[k] if plan is not None else None
+        if read is not None:
+            charset = read.charset
         text = charset not in (None, "binary")
         draft = _ColumnDraft(c.name, optional=nullable(k) and c.name not in primary_key)
         if kind in integers:
@@ -1206,6 +1211,8 @@ def from_table_map(
             words = f"{name}({c.fsp})" if c.fsp else name
         elif kind in (F.ENUM, F.SET):
             members = (c.enum_values if kind == F.ENUM else c.set_values) or ()
+            if read is not None:
+                members = read.members
             quoted = ",".join("'" + m.replace("'", "''") + "'" for m in members)
             words = f"{'ENUM' if kind == F.ENUM else 'SET'}({quoted})"
         elif kind in (F.VARCHAR, F.VAR_STRING):

@@ -16,6 +16,14 @@ This is the one module that touches the library's internals. What it relies on
   copies the dump's settings (with their ``ssl`` context) for its own control
   connection when it is given no ``ctl_connection_settings``, so both connections
   carry the same TLS.
+* A table map's ENUM and SET members are bytes in the column's charset; the library
+  decodes them as UTF-8 and makes a member it cannot decode ``''`` (a latin1
+  ``ENUM('café')`` would read as ``''``). ``TableMapEvent._read_type_values`` is
+  replaced by :func:`_read_type_values`, which gives the same strings as
+  :class:`RawMember` s that keep the bytes; ``selector.values`` decodes those with the
+  column's charset.
+* :func:`collation_ids` walks a table map's charset metadata as the library's
+  ``_sync_column_info`` does, for the collation ids the library could not name.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import Any
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.row_event import TableMapEvent
 
 from pipeline.dialect import connect
 from pipeline.errors import ResumableError
@@ -83,3 +92,52 @@ def connection_trouble(exc: BaseException) -> bool:
     if isinstance(exc, pymysql.err.InterfaceError):
         return True
     return isinstance(exc, (pymysql.err.OperationalError, ResumableError))
+
+
+class RawMember(str):
+    """An ENUM or SET member as the library decodes it (UTF-8, or ``''``), with ``raw``:
+    its bytes in the column's charset."""
+
+    raw: bytes
+
+
+def _read_type_values(self: Any, length: int) -> list[list[RawMember]] | None:
+    """``TableMapEvent._read_type_values`` (mysql-replication 1.0.x), keeping the bytes."""
+    result = []
+    read_until = self.packet.read_bytes + length
+    if self.packet.read_bytes >= read_until:
+        return None
+    while self.packet.read_bytes < read_until:
+        members = []
+        for _ in range(self.packet.read_length_coded_binary()):
+            raw = bytes(self.packet.read_variable_length_string())
+            try:
+                member = RawMember(raw.decode())
+            except UnicodeDecodeError:
+                member = RawMember("")
+            member.raw = raw
+            members.append(member)
+        result.append(members)
+    return result
+
+
+if hasattr(TableMapEvent, "_read_type_values"):
+    TableMapEvent._read_type_values = _read_type_values
+
+
+def collation_ids(table_map: Any) -> list[int | None]:
+    """The collation id of each column of a table map (None: not a text, ENUM or SET
+    column, or no charset metadata), in the order the library assigns them."""
+    meta = getattr(table_map, "optional_metadata", None)
+    text = list(getattr(meta, "charset_collation_list", None) or ())
+    members = list(getattr(meta, "enum_and_set_collation_list", None) or ())
+    dbms = getattr(table_map, "dbms", None) or "mysql"
+    found: list[int | None] = []
+    for column in table_map.columns:
+        if TableMapEvent._is_character_column(column.type, dbms=dbms):
+            found.append(int(text.pop(0)) if text else None)
+        elif TableMapEvent._is_enum_or_set_column(column.type, dbms=dbms):
+            found.append(int(members.pop(0)) if members else None)
+        else:
+            found.append(None)
+    return found

@@ -19,11 +19,15 @@ from collections.abc import Callable
 from typing import Any
 
 from pymysqlreplication import row_event as lib_row_event
+from pymysqlreplication.constants import CHARSET as LIB_CHARSETS
 
+from pipeline.errors import FatalError, ResumableError, classify
 from pipeline.model import TableSchema
 
+from . import charsets
 from . import values as vals
 from .schemas import SchemaHistory, from_table_map
+from .stream import collation_ids
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -147,6 +151,7 @@ class TableCatalog:
         self.full_metadata = full_metadata
         self.history = history if history is not None else SchemaHistory(query)
         self._tables: dict[int, TableInfo] = {}
+        self._collations: dict[int, str | None] = {}  # collation id -> charset (server's)
 
     def get(self, table_id: int, table: Any, table_map: Any = None) -> TableInfo:
         info = self._tables.get(table_id)
@@ -181,7 +186,13 @@ class TableCatalog:
             primary_key = unique_key(self._query, table.schema, table.table)
         if self.mariadb and any(vals.may_hold_json_text(c) for c in columns):
             json_text = self._json_columns(table.schema, table.table)
-        plan = vals.plan_for(columns, json_text, unsigned)
+        column_charsets = self._charsets(table_map, columns)
+        try:
+            plan = vals.plan_for(columns, json_text, unsigned, column_charsets)
+        except (NotImplementedError, UnicodeDecodeError) as exc:
+            raise FatalError(
+                f"cannot read the rows of {table.schema}.{table.table}: {exc}"
+            ) from exc
         names = [c.name for c in columns] if self.full_metadata else None
         definition = self.history.definition(table.schema, table.table, names)
         if definition is None:
@@ -192,8 +203,54 @@ class TableCatalog:
                 primary_key,
                 json_text,
                 _nullable(getattr(table_map, "null_bitmask", None)),
+                plan,
             )
         return TableInfo(primary_key, plan, definition)
+
+    def _charsets(self, table_map: Any, columns: list[Any]) -> list[str | None]:
+        """Each column's MySQL charset, from the collation ids of its table map: the
+        library names the ids it knows (it reads any other as utf8); the server, the rest
+        (MariaDB 10.10+'s ``uca1400`` collations have ids from 2048)."""
+        ids = collation_ids(table_map) if table_map is not None else [None] * len(columns)
+        if len(ids) != len(columns):
+            ids = [None] * len(columns)
+        dbms = getattr(table_map, "dbms", None) or ("mariadb" if self.mariadb else "mysql")
+        found: list[str | None] = []
+        for column, collation in zip(columns, ids, strict=True):
+            if collation is None:  # no metadata: what the library says of the column
+                found.append(charsets.charset_of_column(column))
+                continue
+            known = LIB_CHARSETS.charset_by_id(collation, dbms)
+            if known is not None:
+                found.append(str(known.name))
+                continue
+            if collation not in self._collations:
+                self._collations[collation] = self._server_charset(collation)
+            charset = self._collations[collation]
+            if charset is None:
+                raise FatalError(
+                    f"column {column.name!r}: collation id {collation} is unknown to the"
+                    " source server's information_schema"
+                )
+            found.append(charset)
+        return found
+
+    def _server_charset(self, collation: int) -> str | None:
+        """The charset of a collation id, as the source's information_schema says."""
+        for sql in (
+            "SELECT CHARACTER_SET_NAME FROM"  # MariaDB 10.10+: every collation, with its id
+            " information_schema.COLLATION_CHARACTER_SET_APPLICABILITY WHERE ID=%s",
+            "SELECT CHARACTER_SET_NAME FROM information_schema.COLLATIONS WHERE ID=%s",
+        ):
+            try:
+                rows = self._query(sql, (collation,))
+            except Exception as exc:  # MySQL has no ID in the first table
+                if isinstance(classify(exc), ResumableError):
+                    raise
+                continue
+            if rows and rows[0][0]:
+                return str(rows[0][0])
+        return None
 
     def _schema_info(self, schema: str, table: str) -> tuple[tuple[str, ...], frozenset[str]]:
         """Primary key and unsigned columns from information_schema (no FULL metadata)."""

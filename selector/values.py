@@ -31,13 +31,16 @@ TIMESTAMP(n)               aware ``datetime.datetime`` in UTC (an instant), µs 
                            the zero TIMESTAMP: ``ZeroDate('0000-00-00 00:00:00')``
 TIME(n)                    ``datetime.timedelta``, negative and beyond 24 h
                            (``-838:59:59`` is ``-timedelta(hours=838, minutes=59, seconds=59)``)
-CHAR/VARCHAR/TEXT          ``str`` decoded with the column's charset (MySQL's latin1 is
-                           cp1252); CHAR has no trailing spaces (as MySQL returns it)
+CHAR/VARCHAR/TEXT          ``str``: what the server returns for the stored bytes, decoded
+                           with the column's charset by :mod:`selector.charsets` (MariaDB's
+                           latin1 is cp1252 with 0x81, 0x8D, 0x8F, 0x90, 0x9D as U+0081…);
+                           CHAR has no trailing spaces (as MySQL returns it)
 BINARY(n)                  ``bytes`` of length n (the binlog strips trailing 0x00: padded
                            back); MariaDB UUID and INET6 are BINARY(16) in the binlog,
                            INET4 (MariaDB 10.10+) BINARY(4)
 VARBINARY / BLOB           ``bytes``
-ENUM                       ``str`` (the invalid value, index 0, is ``''``)
+ENUM                       ``str`` (the invalid value, index 0, is ``''``); members decoded
+                           from the table map's bytes with the column's charset
 SET                        ``set[str]`` (empty set: ``set()``)
 BIT(n)                     ``int``
 JSON                       ``JsonText``: the document as text. MariaDB (LONGTEXT with a
@@ -64,11 +67,12 @@ from decimal import Decimal
 from typing import Any
 
 from loguru import logger
-from pymysql.charset import charset_by_name
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.json_binary import parse_json
 
 from pipeline.model import JsonText, ZeroDate
+
+from . import charsets
 
 UTC = datetime.UTC
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
@@ -112,7 +116,10 @@ class Column:
     name: str
     kind: int
     width: int = 0  # bytes of a fixed-width value, or of the length prefix
-    text: str | None = None  # codec of a text column (None: bytes)
+    text: str | None = None  # codec of a text column (None: bytes): selector.charsets
+    errors: str = "strict"  # the codec's error handler (``surrogatepass`` for UTF-8)
+    charmap: str | None = None  # an 8-bit charset's 256 characters (the compiled decoder's)
+    charset: str | None = None  # the column's MySQL charset, for error messages
     unpack: Callable[..., Any] | None = None  # struct unpack_from for fixed-width numbers
     fsp: int = 0  # fraction digits of a temporal type
     pad: int = 0  # BINARY(n): pad to n bytes
@@ -129,15 +136,41 @@ class TablePlan:
     compiled: Any = field(default=None, compare=False, repr=False)
 
 
-def _codec(column: Any) -> str | None:
-    name = getattr(column, "character_set_name", None)
-    if name is None or name == "binary":
+def _codec(column: Any, charset: str | None = None) -> charsets.Codec | None:
+    """How a column's text decodes (None: bytes), from its MySQL ``charset`` or, without
+    one, from what mysql-replication says of the column."""
+    if charset is None:
+        charset = charsets.charset_of_column(column)
+    if charset is None:
         return None
-    charset = charset_by_name(name)
-    return charset.encoding if charset is not None else name
+    try:
+        return charsets.codec_for(charset)
+    except LookupError as exc:
+        raise NotImplementedError(f"column {column.name!r}: {exc}") from None
 
 
-def _column(column: Any, json_text: bool, unsigned: bool) -> Column:
+def _text_column(
+    name: str, kind: int, width: int, codec: charsets.Codec | None, pad: int = 0
+) -> Column:
+    if codec is None:
+        return Column(name, kind, width, pad=pad)
+    return Column(name, kind, width, codec.name, codec.errors, codec.charmap, codec.charset)
+
+
+def members(values: Any, codec: charsets.Codec | None) -> tuple[str, ...]:
+    """ENUM/SET members from a table map: decoded from their bytes with the column's
+    charset (``selector.stream.RawMember``), else as the library read them."""
+    out = []
+    for value in values or ():
+        raw = getattr(value, "raw", None)
+        if raw is not None and codec is not None:
+            out.append(raw.decode(codec.name, codec.errors))
+        else:
+            out.append(str(value))
+    return tuple(out)
+
+
+def _column(column: Any, json_text: bool, unsigned: bool, charset: str | None = None) -> Column:
     kind = column.type
     name = column.name
     if kind in _INT_FORMATS:
@@ -149,13 +182,13 @@ def _column(column: Any, json_text: bool, unsigned: bool) -> Column:
         int24 = _int24_unsigned if unsigned else _int24
         return Column(name, K_INT, 3, unpack=int24, unsigned=unsigned)
     if kind in (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING):
-        codec = _codec(column)
-        return Column(name, K_VARCHAR, 2 if column.max_length > 255 else 1, codec)
+        codec = _codec(column, charset)
+        return _text_column(name, K_VARCHAR, 2 if column.max_length > 255 else 1, codec)
     if kind == FIELD_TYPE.STRING:
-        codec = _codec(column)
+        codec = _codec(column, charset)
         width = 2 if column.max_length > 255 else 1
         pad = column.max_length if codec is None else 0
-        return Column(name, K_VARCHAR, width, codec, pad=pad)
+        return _text_column(name, K_VARCHAR, width, codec, pad)
     if kind == FIELD_TYPE.DATETIME2:
         return Column(name, K_DATETIME2, 5, fsp=column.fsp)
     if kind == FIELD_TYPE.NEWDECIMAL:
@@ -165,21 +198,24 @@ def _column(column: Any, json_text: bool, unsigned: bool) -> Column:
     if kind == FIELD_TYPE.FLOAT:
         return Column(name, K_FLOAT, 4, unpack=struct.Struct("<f").unpack_from)
     if kind in (FIELD_TYPE.BLOB, FIELD_TYPE.GEOMETRY):
-        codec = _codec(column) if kind == FIELD_TYPE.BLOB else None
+        codec = _codec(column, charset) if kind == FIELD_TYPE.BLOB else None
         if json_text and codec is not None:
-            return Column(name, K_JSON, column.length_size, codec)
-        return Column(name, K_BLOB, column.length_size, codec)
+            return _text_column(name, K_JSON, column.length_size, codec)
+        return _text_column(name, K_BLOB, column.length_size, codec)
     if kind == FIELD_TYPE.TIMESTAMP2:
         return Column(name, K_TIMESTAMP2, 4, fsp=column.fsp)
     if kind in (FIELD_TYPE.DATE, FIELD_TYPE.NEWDATE):
         return Column(name, K_DATE, 3)
     if kind == FIELD_TYPE.TIME2:
         return Column(name, K_TIME2, 3, fsp=column.fsp)
-    if kind == FIELD_TYPE.ENUM:
-        members = tuple(column.enum_values or ("",))
-        return Column(name, K_ENUM, column.size, members=members)
-    if kind == FIELD_TYPE.SET:
-        return Column(name, K_SET, column.size, members=tuple(column.set_values or ()))
+    if kind in (FIELD_TYPE.ENUM, FIELD_TYPE.SET):
+        codec = _codec(column, charset)
+        named = codec.charset if codec is not None else None
+        if kind == FIELD_TYPE.ENUM:
+            enum = members(column.enum_values, codec) or ("",)
+            return Column(name, K_ENUM, column.size, members=enum, charset=named)
+        found = members(column.set_values, codec)
+        return Column(name, K_SET, column.size, members=found, charset=named)
     if kind == FIELD_TYPE.BIT:
         return Column(name, K_BIT, column.bytes)
     if kind == FIELD_TYPE.YEAR:
@@ -199,17 +235,21 @@ def plan_for(
     columns: list[Any],
     json_text_columns: frozenset[str] = frozenset(),
     unsigned_columns: frozenset[str] = frozenset(),
+    column_charsets: list[str | None] | None = None,
 ) -> TablePlan:
     """How to read one table's row images, from its binlog table map columns.
 
     ``json_text_columns`` are MariaDB JSON columns (found in information_schema);
     ``unsigned_columns`` come from information_schema when the binlog lacks
-    signedness metadata.
+    signedness metadata; ``column_charsets`` are the MySQL charset of each column
+    (``selector.tables``: from the collation ids), else what the library says.
     """
+    if column_charsets is None:
+        column_charsets = [None] * len(columns)
     return TablePlan(
         [
-            _column(c, c.name in json_text_columns, c.unsigned or c.name in unsigned_columns)
-            for c in columns
+            _column(c, c.name in json_text_columns, c.unsigned or c.name in unsigned_columns, cs)
+            for c, cs in zip(columns, column_charsets, strict=True)
         ]
     )
 
@@ -287,7 +327,47 @@ def decode_rows_py(
     return rows
 
 
-def _image(columns: list[Column], data: bytes, pos: int) -> tuple[dict[str, Any], int]:
+@dataclass(slots=True)
+class Undecodable:
+    """The first value of a rows event that does not decode (:func:`find_undecodable`)."""
+
+    column: Column
+    error: UnicodeDecodeError
+    images: list[dict[str, Any]]  # its row's images (the failed value as None)
+
+
+def find_undecodable(
+    plan: TablePlan, body: bytes, present: bytes, present_after: bytes | None = None
+) -> Undecodable | None:
+    """The first text value of a rows event that its charset cannot decode, with the
+    rest of its row; None when there is none (or the body cannot be read at all)."""
+    columns = plan.columns
+    first = [c for i, c in enumerate(columns) if present[i >> 3] >> (i & 7) & 1]
+    second = None
+    if present_after is not None:
+        second = [c for i, c in enumerate(columns) if present_after[i >> 3] >> (i & 7) & 1]
+    pos = 0
+    try:
+        while pos < len(body):
+            failed: list[tuple[Column, UnicodeDecodeError]] = []
+            before, pos = _image(first, body, pos, failed)
+            images = [before]
+            if second is not None:
+                after, pos = _image(second, body, pos, failed)
+                images.append(after)
+            if failed:
+                return Undecodable(failed[0][0], failed[0][1], images)
+    except Exception:
+        return None
+    return None
+
+
+def _image(
+    columns: list[Column],
+    data: bytes,
+    pos: int,
+    failed: list[tuple[Column, UnicodeDecodeError]] | None = None,
+) -> tuple[dict[str, Any], int]:
     nulls = data[pos : pos + (len(columns) + 7) // 8]
     pos += len(nulls)
     row: dict[str, Any] = {}
@@ -306,7 +386,13 @@ def _image(columns: list[Column], data: bytes, pos: int) -> tuple[dict[str, Any]
             pos += width
             raw = data[pos : pos + length]
             pos += length
-            row[column.name] = _text(column, raw)
+            try:
+                row[column.name] = _text(column, raw)
+            except UnicodeDecodeError as exc:
+                if failed is None:
+                    raise
+                failed.append((column, exc))  # find_undecodable: note it, read on
+                row[column.name] = None
         elif kind == K_DATETIME2:
             row[column.name], pos = _datetime2(column, data, pos)
         elif kind == K_DECIMAL:
@@ -355,13 +441,13 @@ def _text(column: Column, raw: bytes) -> Any:
     kind = column.kind
     if kind == K_JSON:
         if column.text is not None:  # MariaDB: LONGTEXT holding the document as typed
-            return JsonText(raw.decode(column.text))
+            return JsonText(raw.decode(column.text, column.errors))
         return _mysql_json(raw)
     if column.text is None:
         if column.pad and len(raw) < column.pad:
             return raw.ljust(column.pad, b"\0")
         return bytes(raw)
-    return raw.decode(column.text)
+    return raw.decode(column.text, column.errors)
 
 
 def _mysql_json(raw: bytes) -> JsonText | None:

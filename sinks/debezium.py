@@ -50,6 +50,7 @@ from sinks.formats import (
     classified,
     encode_timedelta,
     now_ns,
+    utf8,
 )
 
 # -- options -----------------------------------------------------------------------------
@@ -367,6 +368,8 @@ class _Encoder:
         if jdbc in (1, 12, -15, -9):  # CHAR, VARCHAR, NCHAR, NVARCHAR: text
             # a text column of charset binary holds bytes (written as Latin-1 text)
             text = _string if column.charset == "binary" else _text
+            if column.charset == "latin1":
+                text = _latin1_text  # as Java's windows-1252 reads the binlog's bytes
             return _schema("string", optional), text, ""
         if jdbc in (-2, -3, 2004):  # BINARY, VARBINARY, BLOB
             return self._binary(optional, column.length if jdbc == -2 else None)
@@ -685,6 +688,22 @@ def _text(value: Any) -> str:
     return _string(value)
 
 
+# MariaDB's latin1 has the C1 controls at 0x81, 0x8D, 0x8F, 0x90 and 0x9D (the server returns
+# U+0081…, and so does ferry); Debezium decodes a latin1 column's binlog bytes with Java's
+# windows-1252, which has nothing there and writes U+FFFD. Its snapshot reads the server's
+# text through JDBC and keeps U+0081…: the converter is for streamed changes only.
+_LATIN1_HOLES = re.compile("[\x81\x8d\x8f\x90\x9d]")
+_JAVA_CP1252 = str.maketrans(dict.fromkeys((0x81, 0x8D, 0x8F, 0x90, 0x9D), 0xFFFD))
+
+
+def _latin1_text(value: Any) -> str:
+    """A latin1 column's value as Debezium streams it (see ``_LATIN1_HOLES``)."""
+    text = _string(value)
+    if _LATIN1_HOLES.search(text) is None:
+        return text
+    return text.translate(_JAVA_CP1252)
+
+
 def _enum(value: Any) -> str:
     return _enum_option(_string(value))
 
@@ -792,7 +811,10 @@ class DebeziumJson(Format):
             return codec
         return found[1]
 
-    def _row(self, codec: _TableCodec, row: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _row(
+        self, codec: _TableCodec, row: dict[str, Any] | None, read: bool = False
+    ) -> dict[str, Any] | None:
+        """A row image in Debezium's values; ``read``: a snapshot row (op ``r``)."""
         if row is None:
             return None
         out = dict(row)
@@ -803,9 +825,12 @@ class DebeziumJson(Format):
             if name not in out:
                 continue
             value = out[name]
-            if value is not None and field.convert is not None:
+            convert = field.convert
+            if read and convert is _latin1_text:  # a snapshot has the server's text
+                convert = _text
+            if value is not None and convert is not None:
                 try:
-                    value = field.convert(value)
+                    value = convert(value)
                 except _Untyped:
                     value = _loose(value, self._encoder)
                 except _Unrepresentable as exc:
@@ -824,10 +849,13 @@ class DebeziumJson(Format):
                     out[name] = _loose(value, self._encoder)
         return out
 
-    def _key(self, codec: _TableCodec, row: dict[str, Any]) -> dict[str, Any] | None:
+    def _key(
+        self, codec: _TableCodec, row: dict[str, Any], read: bool = False
+    ) -> dict[str, Any] | None:
         if not codec.key_fields:
             return None
-        converted = self._row(codec, {f.name: row.get(f.name) for f in codec.key_fields})
+        key = {f.name: row.get(f.name) for f in codec.key_fields}
+        converted = self._row(codec, key, read)
         return converted
 
     # -- messages --------------------------------------------------------------------
@@ -845,7 +873,7 @@ class DebeziumJson(Format):
             value = row.get(codec.key_fields[0].name)
             if type(value) is int:
                 return b"%s%d}" % (codec.int_key, value)
-        key = self._key(codec, row)
+        key = self._key(codec, row, change.op == "read")
         if key is None:
             return None
         if self.options.schemas_enable:
@@ -919,8 +947,9 @@ class DebeziumJson(Format):
     ) -> bytes:
         op = op or DEBEZIUM_OP[change.op]
         try:
-            before_json = "null" if before is None else _dumps(self._row(codec, before))
-            after_json = "null" if after is None else _dumps(self._row(codec, after))
+            read = change.op == "read"
+            before_json = "null" if before is None else _dumps(self._row(codec, before, read))
+            after_json = "null" if after is None else _dumps(self._row(codec, after, read))
             payload = (
                 f'{{"before":{before_json},"after":{after_json},"source":{self._source(change)},'
                 f'"transaction":null,"op":"{op}","ts_ms":{ns // 1_000_000},'
@@ -929,7 +958,10 @@ class DebeziumJson(Format):
         except (TypeError, ValueError) as exc:
             raise FatalError(f"cannot encode message: {exc}") from exc
         if not self.options.schemas_enable:
-            return payload.encode("utf-8")
+            try:
+                return payload.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: see sinks.formats.utf8
+                return utf8(payload)
         image = after if after is not None else before
         assert image is not None
         names = tuple(image)
@@ -938,7 +970,7 @@ class DebeziumJson(Format):
             schema = self._value_schema(codec, names, change)
             if len(codec.schemas) < 64:
                 codec.schemas[names] = schema
-        return f'{{"schema":{_dumps(schema)},"payload":{payload}}}'.encode()
+        return utf8(f'{{"schema":{_dumps(schema)},"payload":{payload}}}')
 
     def _source(self, change: RowChange) -> str:
         event = change.event
@@ -1273,7 +1305,7 @@ def _ddl_object(change: DdlChange) -> str:
 
 
 def _envelope(schema: dict[str, Any], payload: Any) -> bytes:
-    return f'{{"schema":{_dumps(schema)},"payload":{_dumps(payload)}}}'.encode()
+    return utf8(f'{{"schema":{_dumps(schema)},"payload":{_dumps(payload)}}}')
 
 
 def _loose(value: Any, encoder: _Encoder) -> Any:

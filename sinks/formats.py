@@ -296,17 +296,27 @@ def _dumps(value: Any) -> str:
     return "".join(_c_encode(value, 0))
 
 
+def utf8(text: str) -> bytes:
+    """JSON text as UTF-8. A lone surrogate (MariaDB keeps them in utf8mb3/utf8mb4, ucs2 and
+    utf32 columns, and returns them) has no UTF-8: it is written as its JSON escape
+    ``\\udXXX``, which a JSON reader turns back into the same string."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 def dumps(value: Any) -> bytes:
     """Encode any message or value with the ferry-json encoder, as compact UTF-8 JSON."""
     try:
-        return _dumps(value).encode("utf-8")
+        return utf8(_dumps(value))
     except (TypeError, ValueError) as exc:
         raise FatalError(f"cannot encode message: {exc}") from exc
 
 
 def _encoded(value: Any) -> bytes:
     try:
-        return _dumps(value).encode("utf-8")
+        return utf8(_dumps(value))
     except (TypeError, ValueError) as exc:
         raise FatalError(f"cannot encode message: {exc}") from exc
 
@@ -464,7 +474,10 @@ class FerryJson(Format):
             )
         except (TypeError, ValueError) as exc:
             raise FatalError(f"cannot encode message: {exc}") from exc
-        return text.encode("utf-8")
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: see utf8()
+            return utf8(text)
 
     def _source(self, change: Change, table: str | None, row: int) -> dict[str, Any]:
         source: dict[str, Any] = {"connector": "mysql", "name": self.pipeline}

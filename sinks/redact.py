@@ -4,7 +4,9 @@ Row values can be secrets (tokens, password hashes, API keys). Errors reach
 logs, ``ferry status`` and the operator's terminal, so values of columns whose
 name looks secret (``pass``, ``token``, ``key``, ``salt``, …) are masked, and
 every other value is shortened. A server's own message may quote a value (a
-duplicate-key error quotes the key): :func:`scrub` removes those.
+duplicate-key error quotes the key): :func:`scrub` removes those. The masking rule
+itself (:func:`mask`, :func:`masked_key`, :func:`masked_row`) lives in
+``pipeline.errors``, so that the selector's errors mask a row's key the same way.
 """
 
 from __future__ import annotations
@@ -13,25 +15,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-#: Column names whose values are masked in error messages and logs.
-SECRET_COLUMN = re.compile(r"pass|pwd|secret|token|key|salt|credential|private", re.IGNORECASE)
+from pipeline.errors import SECRET_COLUMN, mask, masked_key, masked_row
 
-
-def mask(column: str, value: Any, limit: int = 80) -> str:
-    """A value for an error message: masked for secret-like columns, shortened otherwise."""
-    if value is not None and SECRET_COLUMN.search(column):
-        return "***"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def masked_row(row: dict[str, Any]) -> str:
-    return "{" + ", ".join(f"{c}: {mask(c, v)}" for c, v in row.items()) + "}"
-
-
-def masked_key(columns: Iterable[str], values: Iterable[Any]) -> str:
-    return "(" + ", ".join(f"{c}={mask(c, v)}" for c, v in zip(columns, values, strict=True)) + ")"
-
+__all__ = ["SECRET_COLUMN", "mask", "masked_key", "masked_row", "scrub", "shown_statement"]
 
 # A credential written into a DDL statement: a FEDERATED/CONNECT/SPIDER table's
 # CONNECTION='mysql://user:password@host/…' or a PASSWORD '…' option.

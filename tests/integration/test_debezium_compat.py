@@ -4,13 +4,14 @@ One private MariaDB (with the version string Debezium accepts) gets a type table
 every column type with INSERT, UPDATE, an UPDATE of the key and DELETE, a table with a
 composite key, DDL (ADD COLUMN, ALTER COLUMN … SET/DROP DEFAULT, CONVERT TO CHARACTER
 SET, a table charset option, MODIFY, CHANGE, CREATE TABLE … LIKE, RENAME, CREATE INDEX,
-DROP), and the whole real-world corpus (``../shared/realworld-sql``: its type tables and
-everything else). Debezium and ferry's selector + ``debezium-json`` then read that
-binlog from its start, twice: with Debezium's default options, and with
-``decimal.handling.mode=string``, ``time.precision.mode=connect`` and the JSON schema
-envelope (what schema-aware consumers such as the JDBC sink read). Key and value of
-every event are compared (``tests/debezium_compat.py``); nothing may differ but what
-``IGNORED`` lists there and the float text below, each with its reason:
+DROP), latin1 tables holding every byte (also in a key), and the whole real-world
+corpus (``../shared/realworld-sql``: its type tables and everything else). Debezium and
+ferry's selector + ``debezium-json`` then read that binlog from its start, twice: with
+Debezium's default options, and with ``decimal.handling.mode=string``,
+``time.precision.mode=connect`` and the JSON schema envelope (what schema-aware
+consumers such as the JDBC sink read). Key and value of every event are compared
+(``tests/debezium_compat.py``); nothing may differ but what ``IGNORED`` lists there and
+the float text below, each with its reason:
 
 * ``ts_ms``/``ts_us``/``ts_ns`` of the envelope: processing time, when each tool wrote
   the event;
@@ -104,6 +105,18 @@ WORKLOAD = [
     f"RENAME TABLE {DB}.copy TO {DB}.copy2",
     f"UPDATE {DB}.copy2 SET note = 'renamed'",
     f"DROP TABLE {DB}.ck, {DB}.copy2",
+    # latin1 as legacy applications fill it: every byte, and 0x81/0x8D/0x8F/0x90/0x9D
+    # (MariaDB: the C1 controls; Debezium streams them as U+FFFD), also in a key
+    f"""CREATE TABLE {DB}.legacy (id INT PRIMARY KEY, c CHAR(8), v VARCHAR(300), t TEXT,
+        e ENUM('a\x81', 'b'), s SET('\x90', 'z'), u VARCHAR(10) CHARACTER SET utf8mb4)
+        DEFAULT CHARSET latin1""",
+    f"""INSERT INTO {DB}.legacy VALUES (1, _binary X'41818D8F909D42',
+        _binary X'{bytes(range(256)).hex()}', _binary X'C381', 1, 3, 'x\x81')""",
+    f"UPDATE {DB}.legacy SET c = _binary X'9D', e = 2 WHERE id = 1",
+    f"CREATE TABLE {DB}.lkey (k VARCHAR(5) PRIMARY KEY, n INT) DEFAULT CHARSET latin1",
+    f"INSERT INTO {DB}.lkey VALUES (_binary X'8141', 1), ('plain', 2)",
+    f"UPDATE {DB}.lkey SET n = 3 WHERE n = 1",
+    f"DELETE FROM {DB}.lkey WHERE n = 3",
 ]
 # Debezium: go on past the corpus's one statement its parser cannot read (MariaDB UUID)
 CONTINUE = {

@@ -1,9 +1,11 @@
 """The compiled row decoder against the pure-Python reference, on real binlogs.
 
 Every rows event of the whole real-world SQL corpus (``../shared/realworld-sql``,
-loaded into a private MariaDB) and of the benchmark's workloads (``bench/workload.py``:
-the narrow, wide and composite shapes, 70 % inserts / 20 % updates / 10 % deletes)
-is read by a real selector, and its body is decoded both ways: the values must be
+loaded into a private MariaDB, with ferry's own charset workload ``tests/charset_rows.py``),
+of that charset workload alone (text in every charset, every latin1 byte), and of the
+benchmark's workloads (``bench/workload.py``: the narrow, wide and composite shapes,
+70 % inserts / 20 % updates / 10 % deletes) is read by a real selector, and its body is
+decoded both ways: the values must be
 identical, types included (``tests.rowimage.difference``). The selector runs its
 decoder in a thread here, so the check sits in the same process.
 """
@@ -20,7 +22,7 @@ import pytest
 from bench import workload as wl
 from pipeline.model import RowChange
 from selector import values as vals
-from tests import realworld
+from tests import charset_rows, realworld
 from tests.integration.test_selector_mysql import selector
 from tests.rowimage import compiled, difference, outcome
 
@@ -84,12 +86,24 @@ def test_the_whole_real_world_corpus_decodes_identically(
     server = make_mariadb()
     for script in realworld.scripts(corpus):
         realworld.load(server, script)
-    dbs = realworld.databases(corpus)
+    charset_rows.load(server)
+    dbs = [*realworld.databases(corpus), charset_rows.SCHEMA]
     changes = read_to_end(server, [f"{db}.*" for db in dbs], differential)
     assert not differential.differences, "\n".join(differential.differences)
     assert differential.rows >= 20000  # README of the corpus: 20,187 row changes
     assert changes >= 20000
     assert len(differential.kinds) >= 14  # nearly every kind of selector.values
+
+
+def test_text_in_every_charset_decodes_identically(
+    make_mariadb: Any, differential: Differential
+) -> None:
+    server = make_mariadb()
+    charset_rows.load(server)
+    changes = read_to_end(server, [f"{charset_rows.SCHEMA}.*"], differential)
+    assert not differential.differences, "\n".join(differential.differences)
+    assert changes == differential.rows > 3000
+    assert {vals.K_VARCHAR, vals.K_BLOB, vals.K_ENUM, vals.K_SET} <= differential.kinds
 
 
 @pytest.mark.slow

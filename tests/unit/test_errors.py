@@ -65,3 +65,25 @@ def test_ferry_errors_pass_through_and_carry_context() -> None:
     assert (error.pipeline, error.batch_id, error.position) == ("p", 7, "f:4")
     assert str(error) == "lost (pipeline p, batch 7, position f:4)"
     assert isinstance(error, FerryError)
+
+
+def test_a_decoder_process_error_keeps_its_message_and_position_across_the_pipe() -> None:
+    import pickle
+
+    from pipeline.model import Position
+    from selector.process import _picklable
+
+    error = FatalError("cannot decode column 'note' of db.t", position=Position("mysql-bin.7", 9))
+    error.__cause__ = UnicodeDecodeError("cp1252", b"\x81", 0, 1, "undefined")
+    shipped = pickle.loads(pickle.dumps(_picklable(error)))
+    assert type(shipped) is FatalError
+    assert shipped.position == Position("mysql-bin.7", 9)
+    assert str(shipped) == "cannot decode column 'note' of db.t (position mysql-bin.7:9)"
+
+
+def test_masking_is_one_rule_for_the_selector_and_the_sinks() -> None:
+    from pipeline.errors import masked_key
+    from sinks import redact
+
+    assert redact.masked_key is masked_key
+    assert masked_key(["id", "api_key"], [7, "s3cret"]) == "(id=7, api_key=***)"

@@ -93,6 +93,19 @@ def test_four_byte_utf8_is_not_escaped() -> None:
     assert b"\\u" not in raw
 
 
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_a_lone_surrogate_is_written_as_its_json_escape(name: str) -> None:
+    # MariaDB stores U+D800 in utf8mb4/ucs2/utf32 columns and returns it; it has no UTF-8
+    row = {"i": 1, "s": "a\ud800b\udc81 é"}
+    made = change(after=row, before=None, primary_key=("i", "s"))
+    for key, value in get_format(name, "p").messages(made, now=5_000_000):
+        for raw in (key, value):
+            if raw is not None:
+                raw.decode("utf-8")  # valid UTF-8
+                assert "a\ud800b\udc81 é" in json.dumps(json.loads(raw), ensure_ascii=False)
+    assert json.loads(dumps(row)) == row
+
+
 def test_compact_separators() -> None:
     assert dumps({"a": [1, 2]}) == b'{"a":[1,2]}'
 

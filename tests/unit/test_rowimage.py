@@ -289,21 +289,54 @@ def test_doubles(value: float) -> None:
     [
         ("utf8mb4", "😀 ok, 日本語, é"),
         ("utf8mb3", "日本語"),
-        ("latin1", "café € ‰"),  # MySQL's latin1 is cp1252
+        ("latin1", "café € ‰"),  # MariaDB's latin1 is cp1252 …
+        ("latin1", "\x81\x8d\x8f\x90\x9d"),  # … with its five holes as C1 controls
         ("latin2", "Příliš"),
         ("utf8mb4", ""),
+        ("utf8mb4", "\ud800"),  # MariaDB stores UTF-8-encoded surrogates and returns them
+        ("ucs2", "é\ud83d\ude00"),  # two bytes, one character: no pairs
+        ("utf16", "é😀"),
+        ("utf32", "é😀"),
+        ("dec8", "Œ¤"),  # no Python codec: the server's table
+        ("ascii", "a?"),
+        ("big5", "碁"),
     ],
 )
 def test_text_in_its_charset(charset: str, text: str) -> None:
-    codec = vals._codec(SimpleNamespace(character_set_name=charset))
+    codec = vals._codec(SimpleNamespace(name="v", character_set_name=charset))
     assert codec is not None
-    raw = text.encode(codec)
+    raw = text.encode(codec.name, codec.errors)
     varchar = col("v", FIELD_TYPE.VARCHAR, max_length=1000, character_set_name=charset)
     assert one(varchar, len(raw).to_bytes(2, "little") + raw) == text
     blob = col("b", FIELD_TYPE.BLOB, length_size=4, character_set_name=charset)
     assert one(blob, len(raw).to_bytes(4, "little") + raw) == text
     char = col("c", FIELD_TYPE.STRING, max_length=40, character_set_name=charset)
     assert one(char, len(raw).to_bytes(1, "little") + raw) == text
+
+
+def test_every_latin1_byte_decodes_as_mariadb_returns_it() -> None:
+    raw = bytes(range(256))
+    holes = {0x81, 0x8D, 0x8F, 0x90, 0x9D}
+    expected = "".join(chr(b) if b in holes else bytes([b]).decode("cp1252") for b in raw)
+    for collation in ("latin1_swedish_ci", "latin1_bin", "latin1_german2_ci"):
+        varchar = col("v", FIELD_TYPE.VARCHAR, max_length=300, collation_name=collation)
+        assert one(varchar, (256).to_bytes(2, "little") + raw) == expected
+
+
+def test_enum_and_set_members_decode_with_the_column_charset() -> None:
+    from selector.stream import RawMember
+
+    def member(raw: bytes) -> RawMember:
+        found = RawMember("")  # what the library makes of a member that is not UTF-8
+        found.raw = raw
+        return found
+
+    latin1 = {"collation_name": "latin1_swedish_ci"}
+    enum = col("e", FIELD_TYPE.ENUM, size=1, enum_values=["", member(b"caf\xe9")], **latin1)
+    assert one(enum, b"\x01") == "café"
+    ucs2 = {"collation_name": "ucs2_general_ci"}
+    members = [member(b"\x00\xfc"), member(b"\x00x")]
+    assert one(col("s", FIELD_TYPE.SET, size=1, set_values=members, **ucs2), b"\x03") == {"ü", "x"}
 
 
 def test_invalid_utf8_raises_the_same_error_both_ways() -> None:
