@@ -57,7 +57,7 @@ from . import values as vals
 from .batching import Assembler
 from .gtids import GtidTracker
 from .statements import Statement, classify, drop_tables, references
-from .stream import Stream
+from .stream import RowsBody, Stream
 from .tables import TableCatalog, TableFilter
 
 #: The events the translator understands: all the selector asks the server for.
@@ -226,6 +226,21 @@ class Translator:
 
     def on_event(self, event: Any) -> None:
         kind = type(event)
+        if kind is RowsBody:  # the hot path (selector.stream)
+            ts = float(event.timestamp)
+            if ts:
+                self.last_ts = ts
+            self._rows(
+                event.op,
+                event.table_id,
+                event.body,
+                event.present,
+                event.present_after,
+                ts,
+                event.log_pos - event.event_size,
+                event.server_id,
+            )
+            return
         if kind is HeartbeatLogEvent:
             return
         end = event.packet.log_pos
@@ -242,6 +257,7 @@ class Translator:
                 self.catalog.forget(event.table_id)
             else:
                 self.catalog.get(event.table_id, event.get_table(), event)
+            self.stream.remember_map(event)
         elif kind is XidEvent:
             self._commit(end, ts)
         elif kind is XAPrepareEvent:
@@ -258,7 +274,7 @@ class Translator:
         elif kind is RotateEvent:
             if event.timestamp == 0 and event.next_binlog == self.file:
                 return  # the fake rotate that opens a dump
-            self.catalog.forget()  # table ids are per server run; a rotate may follow a restart
+            self._forget_tables()  # table ids are per server run; a rotate may follow a restart
             self.file, self.pos = event.next_binlog, event.position
             assembler.advance(self.here())
 
@@ -314,7 +330,7 @@ class Translator:
         start = assembler.txn_start if assembler.txn_start is not None else self.here()
         self.pos = end
         self.gtids.commit()
-        self.catalog.forget()  # columns and ids change with DDL
+        self._forget_tables()  # columns and ids change with DDL
         # every DDL moves the schema history, also of tables not replicated: a CREATE TABLE
         # … LIKE or a RENAME may bring one in
         changes = self.catalog.history.apply(event.query, schema, start)
@@ -347,6 +363,10 @@ class Translator:
             verb=statement.verb,
         )
         assembler.ddl(ddl, self.here(ts=ts))
+
+    def _forget_tables(self) -> None:
+        self.catalog.forget()
+        self.stream.forget_maps()
 
     def _commit(self, end: int, ts: float) -> None:
         self.pos = end
@@ -398,17 +418,43 @@ class Translator:
     # -- rows ----------------------------------------------------------------------
 
     def _on_rows(self, event: Any, ts: float) -> None:
-        assembler = self.assembler
-        info = self.catalog.get(event.table_id, self.stream.table_map[event.table_id])
+        """A rows event as the library reads it (the reference path)."""
         kind = type(event)
         packet = event.packet
         # the rest of the event is its row images: decoded by ferry (selector.values)
         body = packet.read(event.event_size - packet.read_bytes)
+        op = (
+            "insert"
+            if kind is WriteRowsEvent
+            else "update"
+            if kind is UpdateRowsEvent
+            else "delete"
+        )
         second = event.columns_present_bitmap2 if kind is UpdateRowsEvent else None
+        start = packet.log_pos - packet.event_size
+        present = event.columns_present_bitmap
+        self._rows(op, event.table_id, body, present, second, ts, start, packet.server_id)
+
+    def _rows(
+        self,
+        op: str,
+        table_id: int,
+        body: bytes,
+        present: bytes,
+        present_after: bytes | None,
+        ts: float,
+        event_pos: int,
+        server_id: int,
+    ) -> None:
+        assembler = self.assembler
+        table = self.stream.table_map[table_id]
+        info = self.catalog.get(table_id, table)
         try:
-            rows = vals.decode_rows(info.plan, body, event.columns_present_bitmap, second)
+            rows = vals.decode_rows(info.plan, body, present, present_after)
         except Exception as exc:
-            raise self._undecodable(event, info, body, second, exc) from exc
+            where = f"{table.schema}.{table.table}"
+            error = self._undecodable(where, event_pos, info, body, present, present_after, exc)
+            raise error from exc
         xa_rows = self._xa_rows
         if assembler.skip and xa_rows is None:
             rows = rows[assembler.take_skip(len(rows)) :]
@@ -423,24 +469,24 @@ class Translator:
             index = len(xa_rows)
         else:
             index = assembler.txn_done + len(assembler.txn or ())
-        schema, table, pk = event.schema, event.table, info.primary_key
+        schema, name, pk = table.schema, table.table, info.primary_key
         gtid = self.gtids.pending
         at = Position(start.file, start.pos, start.gtid_set, 0, ts)
-        ev = SourceEvent(packet.log_pos - packet.event_size, packet.server_id, index)
+        ev = SourceEvent(event_pos, server_id, index)
         defn = info.definition
-        if kind is WriteRowsEvent:
+        if op == "insert":
             changes = [
-                RowChange(schema, table, "insert", None, row, pk, ts, at, gtid, index + i, defn, ev)
+                RowChange(schema, name, "insert", None, row, pk, ts, at, gtid, index + i, defn, ev)
                 for i, row in enumerate(rows)
             ]
-        elif kind is UpdateRowsEvent:
+        elif op == "update":
             changes = [
-                RowChange(schema, table, "update", old, new, pk, ts, at, gtid, index + i, defn, ev)
+                RowChange(schema, name, "update", old, new, pk, ts, at, gtid, index + i, defn, ev)
                 for i, (old, new) in enumerate(rows)
             ]
         else:
             changes = [
-                RowChange(schema, table, "delete", row, None, pk, ts, at, gtid, index + i, defn, ev)
+                RowChange(schema, name, "delete", row, None, pk, ts, at, gtid, index + i, defn, ev)
                 for i, row in enumerate(rows)
             ]
         if xa_rows is not None:
@@ -449,15 +495,19 @@ class Translator:
             assembler.rows(changes)
 
     def _undecodable(
-        self, event: Any, info: Any, body: bytes, second: Any, exc: Exception
+        self,
+        table: str,
+        event_pos: int,
+        info: Any,
+        body: bytes,
+        present: bytes,
+        present_after: bytes | None,
+        exc: Exception,
     ) -> FatalError:
         """A rows event that does not decode: which table, column, row (its key, masked)
         and where in the binlog. Never the value itself: only the codec's reason."""
-        packet = event.packet
-        start = packet.log_pos - packet.event_size
-        where = f"the rows event at {self.file}:{start}"
-        table = f"{event.schema}.{event.table}"
-        found = vals.find_undecodable(info.plan, body, event.columns_present_bitmap, second)
+        where = f"the rows event at {self.file}:{event_pos}"
+        found = vals.find_undecodable(info.plan, body, present, present_after)
         if found is None:
             message = f"cannot decode a row of {table} in {where}: {type(exc).__name__}: {exc}"
         else:
@@ -477,7 +527,7 @@ class Translator:
                 f" key {shown}, in {where}: codec {column.text} cannot decode {at} of the"
                 f" value ({error.reason})"
             )
-        return FatalError(message, position=Position(self.file, start))
+        return FatalError(message, position=Position(self.file, event_pos))
 
 
 def replace_gtid(at: Position, gtid_set: str | None) -> Position:

@@ -1,0 +1,158 @@
+"""The hot event path (``selector.stream``: table maps skipped when unchanged, rows events
+read without the library's objects) against the library's events, on real binlogs.
+
+The same binlog is read to its end twice by a real selector, once with
+``selector.stream.HOT_PATH`` off (every event through mysql-replication's objects, the
+reference) and once with it on; every change handed out (row changes and DDL, with
+their positions, GTIDs, indexes, source events and table definitions) must be equal,
+in the same order. The binlogs: the whole real-world corpus (its DDL changes table
+maps under the same names), the benchmark's shapes written one row per statement
+(what applications write), and a workload made to trip a table-map cache: ALTERs
+between rows of one table, a table dropped and created again, rotations, an excluded
+table interleaved with an included one, XA and multi-statement transactions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import workload as wl
+from pipeline.model import Change, RowChange
+from selector import stream
+from tests import realworld
+from tests.integration.test_selector_mysql import selector
+
+
+def read_to_end(server: Any, include: list[str], exclude: list[str] | None = None) -> list[Change]:
+    with server.connect() as conn, conn.cursor() as cur:
+        end = wl.binlog_position(cur)
+    sel = selector(
+        server,
+        "unused",
+        start="earliest",
+        include=include,
+        exclude=exclude or [],
+        decoder="thread",
+    )
+    changes: list[Change] = []
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            assert time.monotonic() < deadline, f"the end {end} was not reached"
+            batch = sel.select()
+            changes.extend(batch.changes)
+            sel.ack(batch.batch_id)
+            at = batch.position
+            if at is not None and (at.file, at.pos) >= end:
+                return changes
+    finally:
+        sel.stop()
+
+
+def both_ways(
+    server: Any, monkeypatch: pytest.MonkeyPatch, include: list[str], **kw: Any
+) -> tuple[list[Change], list[Change]]:
+    monkeypatch.setattr(stream, "HOT_PATH", False)
+    reference = read_to_end(server, include, **kw)
+    monkeypatch.setattr(stream, "HOT_PATH", True)
+    return reference, read_to_end(server, include, **kw)
+
+
+def assert_same(reference: list[Change], hot: list[Change]) -> None:
+    for i, (want, got) in enumerate(zip(reference, hot, strict=False)):
+        assert got == want, f"change #{i} differs:\n  library: {want}\n  hot:     {got}"
+    assert len(hot) == len(reference)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+    """How many rows events each path read (the hot path must really be taken)."""
+    seen = {"hot": 0}
+    original = stream._rows_body
+
+    def rows_body(*args: Any) -> Any:
+        seen["hot"] += 1
+        return original(*args)
+
+    monkeypatch.setattr(stream, "_rows_body", rows_body)
+    yield seen
+
+
+@pytest.mark.realworld
+@pytest.mark.slow
+def test_the_real_world_corpus_reads_the_same_on_the_hot_path(
+    corpus: Path, make_mariadb: Any, monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
+) -> None:
+    server = make_mariadb()
+    for script in realworld.scripts(corpus):
+        realworld.load(server, script)
+    include = [f"{db}.*" for db in realworld.databases(corpus)]
+    reference, hot = both_ways(server, monkeypatch, include)
+    assert_same(reference, hot)
+    assert len(reference) > 20000 and counted["hot"] > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", wl.SHAPES)
+def test_one_row_statements_read_the_same_on_the_hot_path(
+    shape: str, make_mariadb: Any, monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
+) -> None:
+    server = make_mariadb()
+    args = {"host": server.host, "port": server.port, "user": server.user}
+    args["password"] = server.password
+    written = wl.write_changes(args, shape, 3000, txn_rows=100, statement_rows=1)
+    reference, hot = both_ways(server, monkeypatch, [f"{wl.SCHEMA}.*"])
+    assert_same(reference, hot)
+    assert sum(isinstance(c, RowChange) for c in reference) == written.rows
+    assert counted["hot"] == written.rows  # every rows event of one row on the hot path
+
+
+def test_table_map_changes_read_the_same_on_the_hot_path(
+    make_mariadb: Any, monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
+) -> None:
+    server = make_mariadb()
+    statements = [
+        "CREATE DATABASE hot",
+        "CREATE TABLE hot.t (id INT PRIMARY KEY, a VARCHAR(20))",
+        "CREATE TABLE hot.skip (id INT PRIMARY KEY, secret VARCHAR(20))",
+        "INSERT INTO hot.t VALUES (1, 'a')",
+        "INSERT INTO hot.skip VALUES (1, 'x')",
+        "INSERT INTO hot.t VALUES (2, 'b')",
+        "ALTER TABLE hot.t ADD COLUMN b INT DEFAULT 7 AFTER id",
+        "INSERT INTO hot.t VALUES (3, 3, 'c')",
+        "UPDATE hot.t SET a = 'bb' WHERE id = 2",
+        "ALTER TABLE hot.t MODIFY a VARCHAR(40) CHARACTER SET latin1",
+        "UPDATE hot.t SET a = 'café' WHERE id = 3",
+        "FLUSH BINARY LOGS",
+        "INSERT INTO hot.t VALUES (4, 4, 'd')",
+        "DROP TABLE hot.t",
+        "CREATE TABLE hot.t (id BIGINT PRIMARY KEY, a TEXT)",
+        "INSERT INTO hot.t VALUES (5, 'e')",
+        "XA START 'x1'",
+        "INSERT INTO hot.t VALUES (6, 'f')",
+        "INSERT INTO hot.skip VALUES (2, 'y')",
+        "XA END 'x1'",
+        "XA PREPARE 'x1'",
+        "XA COMMIT 'x1'",
+        "BEGIN",
+        "INSERT INTO hot.t VALUES (7, 'g')",
+        "UPDATE hot.skip SET secret = 'z'",
+        "DELETE FROM hot.t WHERE id = 5",
+        "INSERT INTO hot.t VALUES (8, 'h'), (9, 'i')",
+        "COMMIT",
+        "FLUSH BINARY LOGS",
+        "DELETE FROM hot.t",
+    ]
+    with server.connect() as conn, conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+    reference, hot = both_ways(server, monkeypatch, ["hot.*"], exclude=["hot.skip"])
+    assert_same(reference, hot)
+    rows = [c for c in reference if isinstance(c, RowChange)]
+    assert len(rows) == 16 and all(c.table == "t" for c in rows)
+    assert counted["hot"] > 0
