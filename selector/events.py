@@ -210,6 +210,8 @@ class Translator:
         self._standalone = False  # the open group is one statement (no BEGIN…COMMIT)
         self._xa_rows: list[RowChange] | None = None  # rows of an XA transaction being read
         self._prepared: dict[tuple[bytes, bytes, int], _Prepared] = {}
+        self._at: Position | None = None  # the position rows carry: their transaction's start
+        self._at_start: Position | None = None  # ... which this was made from
 
     def here(self, pos: int | None = None, ts: float = 0.0) -> Position:
         at = self.pos if pos is None else pos
@@ -471,7 +473,11 @@ class Translator:
             index = assembler.txn_done + len(assembler.txn or ())
         schema, name, pk = table.schema, table.table, info.primary_key
         gtid = self.gtids.pending
-        at = Position(start.file, start.pos, start.gtid_set, 0, ts)
+        at = self._at
+        if at is None or at.ts != ts or self._at_start is not start:
+            # one object while the transaction and the second last: a batch pickles it once
+            at = self._at = Position(start.file, start.pos, start.gtid_set, 0, ts)
+            self._at_start = start
         ev = SourceEvent(event_pos, server_id, index)
         defn = info.definition
         if op == "insert":

@@ -6,7 +6,10 @@ the node writes those messages and never reads the rows' values: it needs a row'
 the row count. Pickling every value of every image cost the decoder process as much as
 decoding them (Decimal and datetime pickle through ``__reduce__``), so such rows cross
 projected to their key columns (as a column filter keeping only the key would leave them),
-one header per rows event: ``ship`` in the decoder, ``_rebuild`` when the node unpickles.
+in runs: consecutive rows of one table, operation, transaction and table definition share
+one header, whatever rows events they came from (on a binlog of one-row statements every
+row is an event of its own), and carry their event time, rows event and index as plain
+numbers: ``ship`` in the decoder, ``_rebuild`` when the node unpickles.
 
 A DDL, or a row the decoder could not encode (the sink encodes it again and reports why),
 crosses whole.
@@ -16,10 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.model import Batch, Change, Encoded, RowChange
+from pipeline.model import Batch, Change, Encoded, RowChange, SourceEvent
 
-# (schema, table, op, primary_key, ts, position, gtid, definition, event, first index,
-#  key values of the before images or None, of the after images or None)
+# [schema, table, op, primary_key, position, gtid, definition, server id,
+#  [event time], [rows event position], [its first index], [index],
+#  key values of the before images or None, of the after images or None]
 _Run = list[Any]
 
 
@@ -39,36 +43,46 @@ def ship(batch: Batch, encoded: Encoded) -> Batch:
     """The batch to send to the node: a new Batch (the selector's own stays whole, for a
     re-delivery after a rollback) whose encoded rows are projected to their key."""
     runs: list[_Run | Change] = []
-    run: list[Any] | None = None
+    run: _Run | None = None
     last: RowChange | None = None
     for change, messages in zip(batch.changes, encoded.messages, strict=True):
-        if messages is None or not isinstance(change, RowChange):
+        event = change.event if isinstance(change, RowChange) else None
+        if messages is None or event is None:
             runs.append(change)
             run = last = None
             continue
+        assert isinstance(change, RowChange)
         key = change.primary_key
-        before = None if change.before is None else tuple(change.before.get(c) for c in key)
-        after = None if change.after is None else tuple(change.after.get(c) for c in key)
-        if run is None or last is None or not _same_event(last, change):
+        if run is None or last is None or not _same_run(last, change):
             run = [
                 change.schema,
                 change.table,
                 change.op,
                 key,
-                change.ts,
                 change.position,
                 change.gtid,
                 change.definition,
-                change.event,
-                change.index,
-                None if before is None else [],
-                None if after is None else [],
+                event.server_id,
+                [],
+                [],
+                [],
+                [],
+                None if change.before is None else [],
+                None if change.after is None else [],
             ]
             runs.append(run)
-        if run[10] is not None:
-            run[10].append(before)
-        if run[11] is not None:
-            run[11].append(after)
+        run[8].append(change.ts)
+        run[9].append(event.pos)
+        run[10].append(event.first_index)
+        run[11].append(change.index)
+        if run[12] is not None:
+            before = change.before
+            assert before is not None
+            run[12].append(tuple(before.get(c) for c in key))
+        if run[13] is not None:
+            after = change.after
+            assert after is not None
+            run[13].append(tuple(after.get(c) for c in key))
         last = change
     return Batch(
         batch.batch_id,
@@ -80,17 +94,17 @@ def ship(batch: Batch, encoded: Encoded) -> Batch:
     )
 
 
-def _same_event(last: RowChange, change: RowChange) -> bool:
-    """The next row of the same rows event: one header describes both."""
+def _same_run(last: RowChange, change: RowChange) -> bool:
+    """The next row goes on in the run of the last one: one header describes both."""
+    event, previous = change.event, last.event
     return (
-        change.event is last.event
-        and change.event is not None
-        and change.index == last.index + 1
+        event is not None
+        and previous is not None
+        and event.server_id == previous.server_id
         and change.op == last.op
         and change.position is last.position
         and change.definition is last.definition
         and change.gtid == last.gtid
-        and change.ts == last.ts
         and change.schema == last.schema
         and change.table == last.table
         and change.primary_key == last.primary_key
@@ -101,16 +115,21 @@ def _same_event(last: RowChange, change: RowChange) -> bool:
 
 def _rebuild(runs: list[_Run | Change]) -> list[Change]:
     changes: list[Change] = []
+    append = changes.append
     for run in runs:
         if not isinstance(run, list):
-            changes.append(run)
+            append(run)
             continue
-        schema, table, op, key, ts, position, gtid, definition, event, first, befores, afters = run
-        count = len(befores if befores is not None else afters)
-        for i in range(count):
+        (schema, table, op, key, position, gtid, definition, server_id) = run[:8]
+        times, events, firsts, indexes, befores, afters = run[8:]
+        event: SourceEvent | None = None
+        for i, index in enumerate(indexes):
+            pos, first = events[i], firsts[i]
+            if event is None or event.pos != pos or event.first_index != first:
+                event = SourceEvent(pos, server_id, first)  # shared by the rows of one event
             before = None if befores is None else dict(zip(key, befores[i], strict=True))
             after = None if afters is None else dict(zip(key, afters[i], strict=True))
-            changes.append(
+            append(
                 RowChange(
                     schema,
                     table,
@@ -118,10 +137,10 @@ def _rebuild(runs: list[_Run | Change]) -> list[Change]:
                     before,
                     after,
                     key,
-                    ts,
+                    times[i],
                     position,
                     gtid,
-                    first + i,
+                    index,
                     definition,
                     event,
                 )
