@@ -1,8 +1,10 @@
-"""Builds ferry's optional C extension, the compiled row-image decoder (selector/_rowimage.pyx).
+"""Builds ferry's optional C extensions: the compiled row-image decoder (selector/_rowimage.pyx)
+and the compiled hot path of binlog reading (selector/_binlog.pyx).
 
-Everything else about the distribution is in pyproject.toml. The extension is
-optional: without Cython or a C compiler the install still succeeds, and
-``selector.values`` uses its pure-Python decoder (slower; it logs one line saying so).
+Everything else about the distribution is in pyproject.toml. The extensions are
+optional: without Cython or a C compiler the install still succeeds, ``selector.values``
+uses its pure-Python decoder (slower; it logs one line saying so) and ``selector.stream``
+its pure-Python hot path.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _extensions() -> list[Any]:
         return []
     try:
         return cythonize(
-            ["selector/_rowimage.pyx"],
+            ["selector/_rowimage.pyx", "selector/_binlog.pyx"],
             compiler_directives={"language_level": "3"},
             quiet=True,
         )

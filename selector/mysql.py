@@ -83,6 +83,10 @@ from .tables import TableCatalog, TableFilter
 
 __all__ = ["MySQLSelector", "check_source"]
 
+# Events read in a row inside a transaction before the select loop looks at stop requests
+# again (a transaction of an excluded table can be long and hand nothing out).
+_EVENTS_PER_CHECK = 4096
+
 _SYSTEM_SCHEMAS = "'mysql', 'information_schema', 'performance_schema', 'sys'"
 
 
@@ -549,36 +553,54 @@ class MySQLSelector(Selector):
                 assembler.flush()
                 piece = assembler.ready.popleft() if assembler.ready else Piece([], None)
                 return self._hand_out(piece)
-            stream = self._stream
-            try:
-                if stream is None:
-                    raise StreamLost("no binlog connection")
-                event = stream.fetchone()
-                if event is None:
-                    raise StreamLost("the server ended the binlog dump")
-            except FatalError:
-                raise
-            except Exception as exc:
-                if self._stopping.is_set():
-                    continue
-                if kicked(exc):
-                    self._answer_kick(exc)
-                    if self._stopping.is_set():
-                        continue
-                elif isinstance(exc, pymysql.MySQLError) and exc.args and exc.args[0] == PURGED:
-                    at = self._ledger.stream_point
-                    assert at is not None
-                    raise self._stream_error(exc, at) from exc
-                elif not connection_trouble(exc):
-                    where = self._translator
-                    here = f"{where.file}:{where.pos}" if where is not None else "?"
-                    message = f"binlog decode failed at {here}: {exc}"
-                    raise classify(exc, message) from exc
-                self._reconnect(exc)
+            event = self._fetch()
+            if event is None:  # reconnected (a new assembler), or stopping
                 assembler = self._assembler
                 continue
             assert self._translator is not None  # set with the stream it reads
-            self._translator.on_event(event)
+            translate = self._translator.on_event
+            translate(event)
+            # Inside a transaction none of the checks above can change their answer (a
+            # chunk, a snapshot start and the deadline wait for its end): read on.
+            for _ in range(_EVENTS_PER_CHECK):
+                if not assembler.in_txn or assembler.ready:
+                    break
+                event = self._fetch()
+                if event is None:
+                    break
+                translate(event)
+
+    def _fetch(self) -> Any:
+        """The next event of the stream; None after a lost connection was reopened (or a
+        kick answered), or while stopping: the select loop checks everything again."""
+        stream = self._stream
+        try:
+            if stream is None:
+                raise StreamLost("no binlog connection")
+            event = stream.fetchone()
+            if event is None:
+                raise StreamLost("the server ended the binlog dump")
+            return event
+        except FatalError:
+            raise
+        except Exception as exc:
+            if self._stopping.is_set():
+                return None
+            if kicked(exc):
+                self._answer_kick(exc)
+                if self._stopping.is_set():
+                    return None
+            elif isinstance(exc, pymysql.MySQLError) and exc.args and exc.args[0] == PURGED:
+                at = self._ledger.stream_point
+                assert at is not None
+                raise self._stream_error(exc, at) from exc
+            elif not connection_trouble(exc):
+                where = self._translator
+                here = f"{where.file}:{where.pos}" if where is not None else "?"
+                message = f"binlog decode failed at {here}: {exc}"
+                raise classify(exc, message) from exc
+            self._reconnect(exc)
+            return None
 
     # -- snapshots ----------------------------------------------------------------------
 

@@ -44,11 +44,20 @@ import struct
 from typing import Any, Literal
 
 import pymysql
+from pymysql.protocol import MysqlPacket
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import TableMapEvent
 
 from pipeline.dialect import connect
 from pipeline.errors import ResumableError
+
+_compiled: Any = None  # the compiled hot path (selector/_binlog.pyx); else the Python one
+try:
+    from selector import _binlog  # type: ignore[attr-defined]
+
+    _compiled = _binlog
+except ImportError:  # built by pip install; without a C compiler, the Python hot path runs
+    pass
 
 PURGED = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: position gone or invalid
 
@@ -130,6 +139,15 @@ class Stream(BinLogStreamReader):
         BinLogStreamReader._BinLogStreamReader__connect_to_stream(self)
         conn = self._stream_connection
         read = conn._read_packet
+        self._reader: Any = None
+        if HOT_PATH and _compiled is not None:
+            checksum = bool(self._BinLogStreamReader__use_checksum)
+            self._reader = _compiled.Reader(conn, self, RowsBody, checksum)
+            self._reader.maps = self._maps
+            encoding = conn.encoding
+
+            def read(*_: Any, **__: Any) -> Any:  # the compiled reader owns the socket now
+                return _packet(self._reader.packet(), encoding)
 
         def read_packet(*args: Any, **kwargs: Any) -> Any:
             pushed, self._pushed = self._pushed, None
@@ -140,6 +158,13 @@ class Stream(BinLogStreamReader):
 
     def fetchone(self) -> Any:
         if not HOT_PATH or not self._ferry_connected:
+            return super().fetchone()
+        reader = self._reader
+        if reader is not None:
+            event = reader.next_event()
+            if type(event) is RowsBody:
+                return event
+            self._pushed = _packet(event, self._stream_connection.encoding)
             return super().fetchone()
         checksum = 4 if self._BinLogStreamReader__use_checksum else 0
         maps, table_map = self._maps, self.table_map
@@ -189,6 +214,14 @@ class Stream(BinLogStreamReader):
     def forget_table(self, table_id: int) -> None:
         """Drop a table map: the reader then skips that table's rows undecoded."""
         self.table_map.pop(table_id, None)
+
+
+def _packet(payload: bytes, encoding: str) -> Any:
+    """A payload the compiled reader read, as the packet pymysql's reader would return."""
+    packet = MysqlPacket(payload, encoding)
+    if packet.is_error_packet():
+        packet.raise_for_error()
+    return packet
 
 
 def _rows_body(data: bytes, kind: int, table_id: int, checksum: int) -> RowsBody | None:

@@ -1,12 +1,14 @@
 """The hot event path (``selector.stream``: table maps skipped when unchanged, rows events
-read without the library's objects) against the library's events, on real binlogs.
+read without the library's objects), compiled (``selector/_binlog.pyx``) and in Python,
+against the library's events, on real binlogs.
 
-The same binlog is read to its end twice by a real selector, once with
+The same binlog is read to its end three times by a real selector: with
 ``selector.stream.HOT_PATH`` off (every event through mysql-replication's objects, the
-reference) and once with it on; every change handed out (row changes and DDL, with
-their positions, GTIDs, indexes, source events and table definitions) must be equal,
-in the same order. The binlogs: the whole real-world corpus (its DDL changes table
-maps under the same names), the benchmark's shapes written one row per statement
+reference), on the Python hot path, and on the compiled one; every change handed out
+(row changes and DDL, with their positions, GTIDs, indexes, source events and table
+definitions) must be equal, in the same order. The binlogs: the whole real-world
+corpus (its DDL changes table maps under the same names), the benchmark's shapes
+written one row per statement
 (what applications write), and a workload made to trip a table-map cache: ALTERs
 between rows of one table, a table dropped and created again, rotations, an excluded
 table interleaved with an included one, XA and multi-statement transactions.
@@ -14,6 +16,7 @@ table interleaved with an included one, XA and multi-statement transactions.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +27,7 @@ import pytest
 from bench import workload as wl
 from pipeline.model import Change, RowChange
 from selector import stream
+from selector.events import Translator
 from tests import realworld
 from tests.integration.test_selector_mysql import selector
 
@@ -54,13 +58,21 @@ def read_to_end(server: Any, include: list[str], exclude: list[str] | None = Non
         sel.stop()
 
 
-def both_ways(
+def every_way(
     server: Any, monkeypatch: pytest.MonkeyPatch, include: list[str], **kw: Any
-) -> tuple[list[Change], list[Change]]:
+) -> tuple[list[Change], list[Change], list[Change]]:
+    """The changes read on the library's path, the Python hot path and the compiled one."""
+    compiled = stream._compiled
+    if compiled is None and os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail("selector._binlog is not built (pip install builds it)")
     monkeypatch.setattr(stream, "HOT_PATH", False)
     reference = read_to_end(server, include, **kw)
     monkeypatch.setattr(stream, "HOT_PATH", True)
-    return reference, read_to_end(server, include, **kw)
+    monkeypatch.setattr(stream, "_compiled", None)
+    python = read_to_end(server, include, **kw)
+    monkeypatch.setattr(stream, "_compiled", compiled)
+    fast = read_to_end(server, include, **kw) if compiled is not None else python
+    return reference, python, fast
 
 
 def assert_same(reference: list[Change], hot: list[Change]) -> None:
@@ -71,15 +83,16 @@ def assert_same(reference: list[Change], hot: list[Change]) -> None:
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
-    """How many rows events each path read (the hot path must really be taken)."""
+    """How many rows events came on a hot path (it must really be taken)."""
     seen = {"hot": 0}
-    original = stream._rows_body
+    original = Translator.on_event
 
-    def rows_body(*args: Any) -> Any:
-        seen["hot"] += 1
-        return original(*args)
+    def on_event(self: Translator, event: Any) -> None:
+        if type(event) is stream.RowsBody:
+            seen["hot"] += 1
+        original(self, event)
 
-    monkeypatch.setattr(stream, "_rows_body", rows_body)
+    monkeypatch.setattr(Translator, "on_event", on_event)
     yield seen
 
 
@@ -92,8 +105,9 @@ def test_the_real_world_corpus_reads_the_same_on_the_hot_path(
     for script in realworld.scripts(corpus):
         realworld.load(server, script)
     include = [f"{db}.*" for db in realworld.databases(corpus)]
-    reference, hot = both_ways(server, monkeypatch, include)
-    assert_same(reference, hot)
+    reference, python, fast = every_way(server, monkeypatch, include)
+    assert_same(reference, python)
+    assert_same(reference, fast)
     assert len(reference) > 20000 and counted["hot"] > 1000
 
 
@@ -106,10 +120,12 @@ def test_one_row_statements_read_the_same_on_the_hot_path(
     args = {"host": server.host, "port": server.port, "user": server.user}
     args["password"] = server.password
     written = wl.write_changes(args, shape, 3000, txn_rows=100, statement_rows=1)
-    reference, hot = both_ways(server, monkeypatch, [f"{wl.SCHEMA}.*"])
-    assert_same(reference, hot)
+    reference, python, fast = every_way(server, monkeypatch, [f"{wl.SCHEMA}.*"])
+    assert_same(reference, python)
+    assert_same(reference, fast)
     assert sum(isinstance(c, RowChange) for c in reference) == written.rows
-    assert counted["hot"] == written.rows  # every rows event of one row on the hot path
+    # every rows event of one row on the hot paths (python and compiled)
+    assert counted["hot"] == 2 * written.rows
 
 
 def test_table_map_changes_read_the_same_on_the_hot_path(
@@ -151,8 +167,29 @@ def test_table_map_changes_read_the_same_on_the_hot_path(
     with server.connect() as conn, conn.cursor() as cur:
         for statement in statements:
             cur.execute(statement)
-    reference, hot = both_ways(server, monkeypatch, ["hot.*"], exclude=["hot.skip"])
-    assert_same(reference, hot)
+    reference, python, fast = every_way(server, monkeypatch, ["hot.*"], exclude=["hot.skip"])
+    assert_same(reference, python)
+    assert_same(reference, fast)
     rows = [c for c in reference if isinstance(c, RowChange)]
     assert len(rows) == 16 and all(c.table == "t" for c in rows)
     assert counted["hot"] > 0
+
+
+def test_an_event_longer_than_a_packet_reads_the_same_on_the_hot_path(
+    make_mariadb: Any, monkeypatch: pytest.MonkeyPatch, counted: dict[str, int]
+) -> None:
+    """A rows event over 16 MiB comes in several MySQL packets (the compiled reader joins
+    them); a table map between two of them must not be read as one of its own."""
+    server = make_mariadb(["--max-allowed-packet=256M"])
+    server.execute("CREATE DATABASE big")
+    server.execute("CREATE TABLE big.t (id INT PRIMARY KEY, body LONGBLOB, n INT)")
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO big.t VALUES (1, REPEAT('x', 20000000), 1)")
+        cur.execute("INSERT INTO big.t VALUES (2, 'small', 2)")
+        cur.execute("UPDATE big.t SET n = 3 WHERE id = 1")  # before and after: 40 MB
+    reference, python, fast = every_way(server, monkeypatch, ["big.*"])
+    assert_same(reference, python)
+    assert_same(reference, fast)
+    rows = [c for c in reference if isinstance(c, RowChange)]
+    assert [c.op for c in rows] == ["insert", "insert", "update"]
+    assert len(rows[0].after["body"]) == 20_000_000  # type: ignore[index]

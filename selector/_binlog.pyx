@@ -1,0 +1,161 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The hot path of ``selector.stream``, compiled: MySQL packets read straight from the
+binlog dump connection's socket, table maps compared with the last one the selector
+handled, rows events' headers read.
+
+:class:`Reader` takes over the dump connection's reading once the dump is open (the
+library keeps the handshake and the dump request). ``next_event`` returns a
+``selector.stream.RowsBody`` for a rows event of a table in the library's
+``table_map``, and the payload of any other packet as ``bytes``, for the library to
+read (``selector.stream.Stream.fetchone``); ``packet`` returns the next payload as is.
+It does what the pure-Python hot path in ``selector.stream`` does, event for event
+(``tests/integration/test_event_path_differential.py`` holds the three paths equal).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.string cimport memcmp
+
+import pymysql
+
+cdef int _TABLE_MAP = 19
+cdef Py_ssize_t _CHUNK = 1 << 17  # bytes asked of the socket at a time
+cdef Py_ssize_t _MAX_PACKET = 0xFFFFFF  # a payload this long continues in the next packet
+
+
+cdef inline unsigned long long _le(const unsigned char* p, int n) noexcept nogil:
+    cdef unsigned long long value = 0
+    cdef int i
+    for i in range(n - 1, -1, -1):
+        value = (value << 8) | p[i]
+    return value
+
+
+cdef class Reader:
+    """Reads the binlog dump's packets from ``connection`` (a pymysql connection whose dump
+    was requested), for ``stream`` (``selector.stream.Stream``: its ``table_map``)."""
+
+    cdef object _read1
+    cdef object _stream
+    cdef object _rows_body
+    cdef bytes _buf
+    cdef Py_ssize_t _pos
+    cdef Py_ssize_t _checksum
+    cdef public dict maps  # table id -> the bytes of its last table map the selector handled
+
+    def __init__(self, connection, stream, rows_body, bint checksum):
+        self._read1 = connection._rfile.read1
+        self._stream = stream
+        self._rows_body = rows_body
+        self._buf = b""
+        self._pos = 0
+        self._checksum = 4 if checksum else 0
+        self.maps = {}
+
+    cdef bytes _take(self, Py_ssize_t n):
+        """The next ``n`` bytes of the stream."""
+        cdef Py_ssize_t have = PyBytes_GET_SIZE(self._buf) - self._pos
+        cdef bytes out
+        cdef bytes chunk
+        cdef list parts
+        if have >= n:
+            out = self._buf[self._pos : self._pos + n]
+            self._pos += n
+            return out
+        parts = [self._buf[self._pos :]]
+        while True:
+            chunk = self._more()  # at most _CHUNK bytes
+            if have + PyBytes_GET_SIZE(chunk) >= n:
+                self._buf = chunk
+                self._pos = n - have
+                parts.append(chunk[: self._pos])
+                return b"".join(parts)
+            parts.append(chunk)
+            have += PyBytes_GET_SIZE(chunk)
+
+    cdef bytes _more(self):
+        try:
+            chunk = self._read1(_CHUNK)
+        except OSError as exc:
+            raise pymysql.err.OperationalError(
+                2013, f"Lost connection to MySQL server during query ({exc})"
+            ) from exc
+        if not chunk:
+            raise pymysql.err.OperationalError(
+                2013, "Lost connection to MySQL server during query"
+            )
+        return chunk
+
+    cpdef bytes packet(self):
+        """The next packet's payload (one that went on in following packets, joined)."""
+        cdef bytes header = self._take(4)
+        cdef const unsigned char* h = <const unsigned char*>PyBytes_AS_STRING(header)
+        cdef Py_ssize_t length = h[0] | (h[1] << 8) | (h[2] << 16)
+        cdef bytes payload = self._take(length)
+        cdef list parts
+        if length < _MAX_PACKET:
+            return payload
+        parts = [payload]
+        while length == _MAX_PACKET:
+            header = self._take(4)
+            h = <const unsigned char*>PyBytes_AS_STRING(header)
+            length = h[0] | (h[1] << 8) | (h[2] << 16)
+            parts.append(self._take(length))
+        return b"".join(parts)
+
+    def next_event(self):
+        """A RowsBody, or the payload of a packet the library must read."""
+        cdef bytes payload
+        cdef const unsigned char* data
+        cdef Py_ssize_t size, at, width, columns
+        cdef int kind
+        cdef unsigned long long table_id
+        cdef bytes known
+        cdef object present_after
+        while True:
+            payload = self.packet()
+            data = <const unsigned char*>PyBytes_AS_STRING(payload)
+            size = PyBytes_GET_SIZE(payload)
+            if data[0] != 0 or size <= 26:
+                return payload
+            kind = data[5]
+            if kind == _TABLE_MAP:
+                table_id = _le(data + 20, 6)
+                known = self.maps.get(table_id)
+                if (
+                    known is not None
+                    and PyBytes_GET_SIZE(known) == size - 20 - self._checksum
+                    and memcmp(PyBytes_AS_STRING(known), data + 20, size - 20 - self._checksum) == 0
+                ):
+                    continue  # the same definition: nothing to do
+                return payload
+            if kind < 23 or (kind > 25 and kind < 30) or kind > 32:
+                return payload
+            table_id = _le(data + 20, 6)
+            if table_id not in self._stream.table_map:
+                continue  # a table the selector does not replicate: not decoded
+            at = 28  # OK byte, header, table id, flags
+            if kind >= 30:
+                at += <Py_ssize_t>_le(data + 28, 2)  # extra data, its length included
+            columns = data[at]
+            if columns >= 251:  # a length-encoded column count: the library reads it
+                return payload
+            at += 1
+            width = (columns + 7) >> 3
+            present = payload[at : at + width]
+            at += width
+            present_after = None
+            if kind == 24 or kind == 31:
+                present_after = payload[at : at + width]
+                at += width
+            return self._rows_body(
+                "insert" if kind == 23 or kind == 30 else "update" if present_after is not None
+                else "delete",
+                table_id,
+                _le(data + 1, 4),
+                _le(data + 6, 4),
+                _le(data + 10, 4),
+                _le(data + 14, 4),
+                payload[at : size - self._checksum],
+                present,
+                present_after,
+            )
