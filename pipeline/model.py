@@ -435,3 +435,10 @@ class Batch:
     @property
     def row_count(self) -> int:
         return sum(1 for change in self.changes if isinstance(change, RowChange))
+
+    def exact(self, index: int) -> Change:
+        """``changes[index]`` in full. The rows of a batch encoded ahead arrive in runs
+        that share one RowChange (``selector.transport``): what a sink reads of them is
+        their table, operation and messages; an error that names a row takes it here."""
+        exact = getattr(self.changes, "exact", None)
+        return exact(index) if exact is not None else self.changes[index]

@@ -11,6 +11,12 @@ one header, whatever rows events they came from (on a binlog of one-row statemen
 row is an event of its own), and carry their event time, rows event and index as plain
 numbers: ``ship`` in the decoder, ``_rebuild`` when the node unpickles.
 
+On the node, the rows of a run are one RowChange, the run's first row, repeated: building
+a RowChange (and its key dict and source event) for every row cost the node more than
+writing its messages, and what the node reads of a row encoded ahead is its table,
+operation and transaction; its messages are the rest. ``Shipped.exact(i)`` (through
+``Batch.exact``) rebuilds row ``i`` exactly, for an error that must name it by its key.
+
 A DDL, or a row the decoder could not encode (the sink encodes it again and reports why),
 crosses whole.
 """
@@ -29,7 +35,8 @@ _Run = list[Any]
 
 class Shipped(list[Change]):
     """A batch's changes as they cross to the node (see the module docstring). Empty in the
-    decoder process, which only pickles it; a list of changes once unpickled."""
+    decoder process, which only pickles it; once unpickled, a list with a RowChange per
+    row (a run's rows share its first row's)."""
 
     def __init__(self, runs: list[_Run | Change]) -> None:
         super().__init__()
@@ -37,6 +44,20 @@ class Shipped(list[Change]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self.runs,))
+
+    def exact(self, index: int) -> Change:
+        """Change ``index`` as it was, rebuilt from its run."""
+        for run in self.runs:
+            if not isinstance(run, list):
+                if index == 0:
+                    return run
+                index -= 1
+                continue
+            count = len(run[11])
+            if index < count:
+                return _row(run, index)
+            index -= count
+        raise IndexError(index)
 
 
 def ship(batch: Batch, encoded: Encoded) -> Batch:
@@ -113,36 +134,31 @@ def _same_run(last: RowChange, change: RowChange) -> bool:
     )
 
 
-def _rebuild(runs: list[_Run | Change]) -> list[Change]:
-    changes: list[Change] = []
-    append = changes.append
+def _rebuild(runs: list[_Run | Change]) -> Shipped:
+    changes = Shipped(runs)
     for run in runs:
         if not isinstance(run, list):
-            append(run)
+            changes.append(run)
             continue
-        (schema, table, op, key, position, gtid, definition, server_id) = run[:8]
-        times, events, firsts, indexes, befores, afters = run[8:]
-        event: SourceEvent | None = None
-        for i, index in enumerate(indexes):
-            pos, first = events[i], firsts[i]
-            if event is None or event.pos != pos or event.first_index != first:
-                event = SourceEvent(pos, server_id, first)  # shared by the rows of one event
-            before = None if befores is None else dict(zip(key, befores[i], strict=True))
-            after = None if afters is None else dict(zip(key, afters[i], strict=True))
-            append(
-                RowChange(
-                    schema,
-                    table,
-                    op,
-                    before,
-                    after,
-                    key,
-                    times[i],
-                    position,
-                    gtid,
-                    index,
-                    definition,
-                    event,
-                )
-            )
+        changes.extend([_row(run, 0)] * len(run[11]))  # see the module docstring
     return changes
+
+
+def _row(run: _Run, i: int) -> RowChange:
+    """Row ``i`` of a run."""
+    schema, table, op, key, position, gtid, definition, server_id = run[:8]
+    times, events, firsts, indexes, befores, afters = run[8:]
+    return RowChange(
+        schema,
+        table,
+        op,
+        None if befores is None else dict(zip(key, befores[i], strict=True)),
+        None if afters is None else dict(zip(key, afters[i], strict=True)),
+        key,
+        times[i],
+        position,
+        gtid,
+        indexes[i],
+        definition,
+        SourceEvent(events[i], server_id, firsts[i]),
+    )

@@ -256,9 +256,10 @@ class KafkaSink(Sink):
         more = f" ({count} sends failed)" if count > 1 else ""
         what = ""
         size = refused_size
-        for change in batch.changes:
-            if failure.topic not in self.topics_for(change):
+        for index, shared in enumerate(batch.changes):
+            if failure.topic not in self.topics_for(shared):
                 continue
+            change = batch.exact(index)
             sizes = self._sizes(change)
             if failure.key not in sizes:
                 continue

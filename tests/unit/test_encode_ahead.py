@@ -188,7 +188,8 @@ def test_the_decoder_encodes_ahead_only_rows_that_reach_the_sink_as_selected(
 
 
 def test_rows_cross_to_the_node_by_key_and_whole_where_not_encoded() -> None:
-    """selector.transport: one header per rows event, key-only images, the rest whole."""
+    """selector.transport: runs of rows by key (shared on the node, exact by Batch.exact),
+    the rest whole."""
     first, second = SourceEvent(400, 1, 0), SourceEvent(900, 1, 3)
     keyless = TableSchema("shop", "log", (Column("v", "INT", 4, 1),))
     rows: list[Change] = [
@@ -218,12 +219,35 @@ def test_rows_cross_to_the_node_by_key_and_whole_where_not_encoded() -> None:
         else c
         for i, c in enumerate(rows)
     ]
-    assert got.changes == keyed
+    assert [got.exact(i) for i in range(len(rows))] == keyed
+    # on the node a run's rows share its first: the table, operation and transaction
+    assert got.changes == [keyed[0], keyed[0], *keyed[2:]]
+    assert got.row_count == batch.row_count == 5
     # a keyless row's key is its whole image: () by key, everything when it crossed whole
-    assert [c.key() for c in got.changes if isinstance(c, RowChange)] == [
+    assert [got.exact(i).key() for i in range(len(rows)) if i != 2] == [
         (0,),
         (1,),
         (2,),
         (("v", 0),),
         (),
     ]
+
+
+def test_one_row_events_cross_in_one_run_and_rebuild_exactly() -> None:
+    """One-row statements: every row its own rows event; they still share one run header,
+    and each row comes back with its own event, time and index."""
+    events = [SourceEvent(400 + 100 * i, 1, i) for i in range(4)]
+    rows: list[Change] = [
+        RowChange("shop", "t", "insert", None, {"id": i, "v": "a"}, ("id",), 1.0 + i, POS,
+                  "0-1-5", i, None, events[i])
+        for i in range(4)
+    ]  # fmt: skip
+    encoded = Encoded("spec", [[(b"k", b"v")]] * 4)
+    shipped = ship(Batch(7, rows, POS, 1.0), encoded)
+    assert len(shipped.changes.runs) == 1  # type: ignore[attr-defined]
+    got = pickle.loads(pickle.dumps(shipped))
+    exact = [got.exact(i) for i in range(4)]
+    assert [(c.event, c.ts, c.index, c.after) for c in exact] == [
+        (events[i], 1.0 + i, i, {"id": i}) for i in range(4)
+    ]
+    assert got.changes == [exact[0]] * 4
