@@ -212,6 +212,8 @@ class Translator:
         self._prepared: dict[tuple[bytes, bytes, int], _Prepared] = {}
         self._at: Position | None = None  # the position rows carry: their transaction's start
         self._at_start: Position | None = None  # ... which this was made from
+        # table id -> (schema, table, TableInfo) of the catalog: one lookup per rows event
+        self._known: dict[int, tuple[str, str, Any]] = {}
 
     def here(self, pos: int | None = None, ts: float = 0.0) -> Position:
         at = self.pos if pos is None else pos
@@ -257,6 +259,7 @@ class Translator:
                 # the reader drops rows events whose table_id is unknown, undecoded
                 self.stream.forget_table(event.table_id)
                 self.catalog.forget(event.table_id)
+                self._known.pop(event.table_id, None)
             else:
                 self.catalog.get(event.table_id, event.get_table(), event)
             self.stream.remember_map(event)
@@ -369,6 +372,7 @@ class Translator:
     def _forget_tables(self) -> None:
         self.catalog.forget()
         self.stream.forget_maps()
+        self._known.clear()
 
     def _commit(self, end: int, ts: float) -> None:
         self.pos = end
@@ -449,12 +453,16 @@ class Translator:
         server_id: int,
     ) -> None:
         assembler = self.assembler
-        table = self.stream.table_map[table_id]
-        info = self.catalog.get(table_id, table)
+        known = self._known.get(table_id)
+        if known is None:
+            table = self.stream.table_map[table_id]
+            known = (table.schema, table.table, self.catalog.get(table_id, table))
+            self._known[table_id] = known
+        schema, name, info = known
         try:
             rows = vals.decode_rows(info.plan, body, present, present_after)
         except Exception as exc:
-            where = f"{table.schema}.{table.table}"
+            where = f"{schema}.{name}"
             error = self._undecodable(where, event_pos, info, body, present, present_after, exc)
             raise error from exc
         xa_rows = self._xa_rows
@@ -471,7 +479,7 @@ class Translator:
             index = len(xa_rows)
         else:
             index = assembler.txn_done + len(assembler.txn or ())
-        schema, name, pk = table.schema, table.table, info.primary_key
+        pk = info.primary_key
         gtid = self.gtids.pending
         at = self._at
         if at is None or at.ts != ts or self._at_start is not start:
