@@ -227,9 +227,12 @@ class NodeFaults:
       wrote to the sink) — a VM suspended for a while, not a blip — or after
       ``_ZOMBIE_HOLD_S``: a node frozen inside its MySQL transaction holds the checkpoint
       row, and its successor waits for it (the README's limit);
-    * ``sigstop_wake_after_takeover`` (issue 20): it wakes ``wake_after_takeover_s`` after
-      its successor took over, whatever the successor did meanwhile, so its last load
-      may land after the successor chose where to start, before its first write.
+    * ``sigstop_wake_after_takeover`` (issue 20): it wakes one of ``wake_after_takeover_s``
+      after its successor took over, whatever the successor did meanwhile, so its last
+      load may land after the successor chose where to start, before its first write.
+      The short wakes are the ones that land there: a successor writes within a second
+      of its takeover (before issue 20's fix, the frozen node's decoder kept taking the
+      dump back, and held it off for seconds); the long one is the issue's 4 s.
     """
 
     def __init__(
@@ -238,7 +241,7 @@ class NodeFaults:
         lock_ttl_s: float,
         rng: random.Random,
         load: Callable[[], None] | None = None,
-        wake_after_takeover_s: float = 4.0,
+        wake_after_takeover_s: tuple[float, ...] = (0.2, 0.5, 4.0),
         stutter: bool = False,
         aim: Callable[[], Callable[[], bool]] | None = None,
     ) -> None:
@@ -320,11 +323,12 @@ class NodeFaults:
 
     def sigstop_wake_after_takeover(self) -> str:
         def for_a_while(epoch: int) -> str:
-            time.sleep(self.wake_after_takeover_s)
+            wake_s = self.random.choice(self.wake_after_takeover_s)
+            time.sleep(wake_s)
             committed = self.cluster.committed_epoch() > epoch
             self.woke_first += not committed
             return (
-                f"{self.wake_after_takeover_s:g}s in which it"
+                f"{wake_s:g}s in which it"
                 f" {'committed' if committed else 'had not committed yet'}"
             )
 
