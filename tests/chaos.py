@@ -328,8 +328,7 @@ class NodeFaults:
             committed = self.cluster.committed_epoch() > epoch
             self.woke_first += not committed
             return (
-                f"{wake_s:g}s in which it"
-                f" {'committed' if committed else 'had not committed yet'}"
+                f"{wake_s:g}s in which it {'committed' if committed else 'had not committed yet'}"
             )
 
         return self._freeze_past_ttl(for_a_while)
