@@ -17,6 +17,7 @@ import math
 import re
 import struct
 import uuid
+from binascii import b2a_base64
 from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from importlib.metadata import PackageNotFoundError
@@ -44,6 +45,8 @@ from sinks.formats import (
     Message,
     _b64,
     _dumps,
+    _dumps_value,
+    _encode_str,
     _encoded,
     _fast_default,
     _json_doc,
@@ -134,6 +137,9 @@ except PackageNotFoundError:  # running from a checkout that was never installed
     _VERSION = "ferry"
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_ONE_US = dt.timedelta(microseconds=1)
+_ONE_MS = dt.timedelta(milliseconds=1)
 _DAY_US = 86_400_000_000
 _BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9._-]")
 
@@ -165,7 +171,7 @@ def _zoned(value: dt.datetime, digits: int) -> str:
 
 def _twos_complement(value: int) -> bytes:
     """Java's BigInteger.toByteArray: the shortest big-endian two's complement."""
-    length = (value.bit_length() if value >= 0 else (-value - 1).bit_length()) // 8 + 1
+    length = (value if value >= 0 else ~value).bit_length() // 8 + 1  # ~value: -value - 1
     return value.to_bytes(length, "big", signed=True)
 
 
@@ -211,9 +217,20 @@ _POINT = struct.Struct("<dd")
 
 
 class _Field:
-    """How one column is encoded: its Connect schema and a converter of non-null values."""
+    """How one column is encoded: its Connect schema and a converter of non-null values
+    (``_Encoder.value`` says how they are applied)."""
 
-    __slots__ = ("convert", "default", "name", "optional", "plain", "schema", "zero")
+    __slots__ = (
+        "convert",
+        "converts",
+        "default",
+        "head",
+        "name",
+        "optional",
+        "plain",
+        "schema",
+        "zero",
+    )
 
     def __init__(
         self,
@@ -231,6 +248,16 @@ class _Field:
         self.default: Any = None
         # the converter only checks the type: the binlog's values pass through as they are
         self.plain = convert in _CHECKS
+        # whether _Encoder.value changes a value: a converter that is not plain, or a
+        # default for NULL (set by _Encoder.field once the default is known)
+        self.converts = False
+        self.head = _dumps(name) + ":"  # the field's name in a JSON object
+
+    def converter(self, read: bool) -> Callable[[Any], Any] | None:
+        """The converter of a streamed row's values, or of a snapshot's (``read``)."""
+        if read and self.convert is _latin1_text:  # a snapshot has the server's text
+            return _text
+        return self.convert
 
 
 class _Untyped(Exception):
@@ -263,6 +290,7 @@ class _Encoder:
     def __init__(self, options: DebeziumOptions) -> None:
         self.options = options
         self.connect = options.time_precision_mode == "connect"
+        self.replace_null = options.replace_null_with_default
 
     # -- a column's field ----------------------------------------------------------
 
@@ -280,7 +308,37 @@ class _Encoder:
                 field.default = default
                 field.schema["default"] = default
         field.schema["field"] = column.name
+        field.converts = (field.convert is not None and not field.plain) or (
+            field.default is not None
+        )
         return field
+
+    def value(self, field: _Field, value: Any, read: bool = False) -> Any:
+        """``value`` of ``field``'s column as Debezium writes it; ``read``: of a snapshot row.
+
+        The converter's result; NULL is the column's default (as JsonConverter's
+        replace.null.with.default), else NULL, else Debezium's zero for a NOT NULL column.
+        A value of another type than the column's (a transform's) is written by its type.
+        This is the reference the row writers (:func:`_row_writer`) follow.
+        """
+        if not field.converts:  # a plain column without default: the binlog's value as is
+            return value
+        convert = field.converter(read)
+        if value is not None and convert is not None:
+            try:
+                value = convert(value)
+            except _Untyped:
+                value = _loose(value, self)
+            except _Unrepresentable as exc:
+                if not field.optional:
+                    raise _Refused(f"column {field.name!r}: {exc}") from exc
+                value = None
+        if value is None:
+            if field.default is not None and (self.replace_null or not field.optional):
+                value = field.default
+            elif not field.optional:
+                value = field.zero
+        return value
 
     def _field(
         self, column: Column, base: str, unsigned: bool, optional: bool
@@ -387,7 +445,8 @@ class _Encoder:
         schema = _schema(
             "bytes", optional, "org.apache.kafka.connect.data.Decimal", parameters=parameters
         )
-        return schema, lambda v: _decimal_bytes(v, scale), _decimal_bytes(Decimal(0), scale)
+        convert = _decimal_bytes_at(scale)
+        return schema, convert, convert(Decimal(0))
 
     def _binary(
         self, optional: bool, pad: int | None
@@ -594,14 +653,28 @@ def _scaled(value: Any, scale: int) -> Decimal:
     return Decimal(value).quantize(Decimal(1).scaleb(-scale), context=_DECIMALS)
 
 
+def _decimal_bytes_at(scale: int) -> Callable[[Any], str]:
+    """The converter of a DECIMAL(p, ``scale``) to Connect's Decimal: the base64 of its
+    unscaled value's two's complement (``_twos_complement``, inlined: this is the hottest
+    converter)."""
+
+    def convert(value: Any) -> str:
+        text = str(value) if type(value) is Decimal else ""
+        whole, _, fraction = text.partition(".")
+        # the binlog's Decimal is at the column's scale: its digits are the unscaled value
+        # (not so with another number of fraction digits, or an exponent: "1E+2", "1.5E-7")
+        if text and len(fraction) == scale and "E" not in text:
+            unscaled = int(whole + fraction)
+        else:
+            unscaled = int(_scaled(value, scale).scaleb(scale, context=_DECIMALS))
+        length = (unscaled if unscaled >= 0 else ~unscaled).bit_length() // 8 + 1
+        return b2a_base64(unscaled.to_bytes(length, "big", signed=True), newline=False).decode()
+
+    return convert
+
+
 def _decimal_bytes(value: Any, scale: int) -> str:
-    if type(value) is Decimal:  # the binlog's: already at the column's scale, most often
-        text = str(value)
-        point = text.find(".")
-        if "E" not in text and (len(text) - point - 1 == scale if point >= 0 else scale == 0):
-            return _b64(_twos_complement(int(text.replace(".", ""))))
-    unscaled = int(_scaled(value, scale).scaleb(scale, context=_DECIMALS))
-    return _b64(_twos_complement(unscaled))
+    return _decimal_bytes_at(scale)(value)
 
 
 def _decimal_text(value: Any, scale: int) -> str:
@@ -646,13 +719,19 @@ def _time_millis(value: Any) -> int:
 
 def _datetime_us(value: Any) -> int | None:
     if type(value) is dt.datetime:
-        return _micros(value if value.year >= 100 else _adjusted(value))
+        if value.year >= 100:
+            if value.tzinfo is None:  # the binlog's: _micros, in C
+                return (value - _EPOCH_NAIVE) // _ONE_US
+            return _micros(value)
+        return _micros(_adjusted(value))
     if type(value) is ZeroDate:
         return None
     raise _Untyped
 
 
 def _datetime_ms(value: Any) -> int | None:
+    if type(value) is dt.datetime and value.tzinfo is None and value.year >= 100:
+        return (value - _EPOCH_NAIVE) // _ONE_MS  # _datetime_us(value) // 1000, in C
     micros = _datetime_us(value)
     return None if micros is None else micros // 1000
 
@@ -698,6 +777,8 @@ _JAVA_CP1252 = str.maketrans(dict.fromkeys((0x81, 0x8D, 0x8F, 0x90, 0x9D), 0xFFF
 
 def _latin1_text(value: Any) -> str:
     """A latin1 column's value as Debezium streams it (see ``_LATIN1_HOLES``)."""
+    if type(value) is str and value.isascii():  # the holes are not ASCII
+        return value
     text = _string(value)
     if _LATIN1_HOLES.search(text) is None:
         return text
@@ -753,26 +834,112 @@ def _inet(value: Any) -> str:
 _CHECKS = frozenset({_int, _to_float, _text})
 
 
+def _row_writer(
+    fields: list[_Field], read: bool, encoder: _Encoder
+) -> Callable[[Iterable[Any]], str]:
+    """A function of a row's values, in the order of ``fields``, to the JSON object of what
+    ``encoder.value`` makes of them (``_dumps({f.name: encoder.value(f, value, read)})``)
+    for the values it has a case for. A value it has no case for (one a converter refuses:
+    a transform's) raises, and the caller writes that row with the reference
+    (``DebeziumJson._row``), which also raises whatever the reference raises.
+
+    The function is generated once per table definition and format, as straight-line code:
+    a loop with a call per value costs as much as converting the values. Its source, for
+    ``(id BIGINT, b VARCHAR(32), c DECIMAL(12,2) NOT NULL)``::
+
+        def write_row(values):
+            v0, v1, v2, = values
+            return "".join((
+                head0, repr(v0) if type(v0) is int else dumps_value(v0),
+                head1, encode_str(v1) if type(v1) is str else dumps_value(v1),
+                head2, null2 if v2 is None or (x := convert2(v2)) is None
+                    else repr(x) if type(x) is int else encode_str(x) if type(x) is str
+                    else dumps_value(x),
+                "}"))
+
+    ``head0`` is ``{"id":``, ``head1`` ``,"b":`` and so on. A plain column (no converter but
+    a type check, no default) writes its value as it is, through ``_dumps_value`` with its
+    commonest case inline; a converted one writes its converter's result, and NULL (also a
+    NULL result: a zero date) as ``null2``: the default, the zero or ``null``.
+    """
+    if not fields:
+        return lambda values: "{}"
+    scope: dict[str, Any] = {"dumps_value": _dumps_value, "encode_str": _encode_str}
+    lines = []
+    for k, field in enumerate(fields):
+        v = f"v{k}"
+        scope[f"head{k}"] = ("," if k else "{") + field.head
+        if not field.converts:
+            if field.convert is _int:
+                write = f"repr({v}) if type({v}) is int else dumps_value({v})"
+            elif field.convert is _text:
+                write = f"encode_str({v}) if type({v}) is str else dumps_value({v})"
+            else:
+                write = f"dumps_value({v})"
+        else:
+            scope[f"null{k}"] = _dumps(encoder.value(field, None, read))
+            scope[f"convert{k}"] = field.converter(read)
+            write = (
+                f"null{k} if {v} is None or (x := convert{k}({v})) is None"
+                " else repr(x) if type(x) is int else encode_str(x) if type(x) is str"
+                " else dumps_value(x)"
+            )
+        lines.append(f"        head{k}, {write},")
+    values = ", ".join(f"v{k}" for k in range(len(fields)))
+    head = ["def write_row(values):", f"    {values}, = values", '    return "".join((']
+    source = "\n".join([*head, *lines, '        "}"))'])
+    exec(compile(source, "<debezium-json row writer>", "exec"), scope)
+    written: Callable[[Iterable[Any]], str] = scope["write_row"]
+    return written
+
+
 class _TableCodec:
     """One table definition's fields, key and schema names, for one Debezium format."""
 
-    __slots__ = ("convert", "fields", "int_key", "key_fields", "prefix", "schemas")
+    __slots__ = (
+        "convert",
+        "encoder",
+        "fields",
+        "int_key",
+        "key_fields",
+        "key_writers",
+        "names",
+        "schemas",
+        "writers",
+    )
 
     def __init__(self, definition: TableSchema, encoder: _Encoder) -> None:
+        self.encoder = encoder
         self.fields = {c.name: encoder.field(c) for c in definition.columns}
         self.key_fields = [self.fields[n] for n in definition.primary_key if n in self.fields]
         # the columns that are not written as they are: a converter or a default
-        self.convert = [
-            f
-            for f in self.fields.values()
-            if (f.convert is not None and not f.plain) or f.default is not None
-        ]
+        self.convert = [f for f in self.fields.values() if f.converts]
+        # a row as the decoder makes it has these columns, in this order
+        self.names = tuple(self.fields)
+        # the row writers of streamed and snapshot rows ([read]), made when first needed
+        self.writers: list[Callable[[Iterable[Any]], str] | None] = [None, None]
+        self.key_writers: list[Callable[[Iterable[Any]], str] | None] = [None, None]
         # ``{"id":`` when the key is one integer column: most keys, built without the encoder
         single = self.key_fields[0] if len(self.key_fields) == 1 else None
         self.int_key = None
         if single is not None and single.convert is _int and single.default is None:
-            self.int_key = ("{" + _dumps(single.name) + ":").encode()
+            self.int_key = ("{" + single.head).encode()
         self.schemas: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    def writer(self, read: bool) -> Callable[[Iterable[Any]], str]:
+        """The writer of a row with the definition's columns (see :func:`_row_writer`)."""
+        found = self.writers[read]
+        if found is None:
+            fields = list(self.fields.values())
+            found = self.writers[read] = _row_writer(fields, read, self.encoder)
+        return found
+
+    def key_writer(self, read: bool) -> Callable[[Iterable[Any]], str]:
+        """The writer of the key columns' values."""
+        found = self.key_writers[read]
+        if found is None:
+            found = self.key_writers[read] = _row_writer(self.key_fields, read, self.encoder)
+        return found
 
 
 class DebeziumJson(Format):
@@ -789,12 +956,11 @@ class DebeziumJson(Format):
         self._encoder = _Encoder(self.options)
         self._codecs: dict[int, tuple[TableSchema, _TableCodec]] = {}
         self._name = _dumps(self.prefix)
-        self._heads: dict[tuple[str, str], tuple[str, str]] = {}  # source's parts per table
-        self._files: dict[str, str] = {}
         self._last_row = 0
-        # the source block of the last rows event, but for its "row": (what it was made
-        # from, the text before the row number, the text after it)
-        self._last_source: tuple[tuple[Any, ...], str, str] | None = None
+        # the source blocks up to "pos", by what they are made of (see _source)
+        self._source_heads: dict[tuple[Any, ...], str] = {}
+        # the envelope's processing time, its text: (ns, ``"ts_ms":…,"ts_us":…,"ts_ns":…}``)
+        self._stamp = (-1, "")
 
     # -- the table's codec -----------------------------------------------------------
 
@@ -811,52 +977,42 @@ class DebeziumJson(Format):
             return codec
         return found[1]
 
-    def _row(
-        self, codec: _TableCodec, row: dict[str, Any] | None, read: bool = False
-    ) -> dict[str, Any] | None:
+    def _row(self, codec: _TableCodec, row: dict[str, Any], read: bool = False) -> dict[str, Any]:
         """A row image in Debezium's values; ``read``: a snapshot row (op ``r``)."""
-        if row is None:
-            return None
         out = dict(row)
         fields = codec.fields
-        replace_null = self.options.replace_null_with_default
+        value_of = self._encoder.value
         for field in codec.convert:
             name = field.name
-            if name not in out:
-                continue
-            value = out[name]
-            convert = field.convert
-            if read and convert is _latin1_text:  # a snapshot has the server's text
-                convert = _text
-            if value is not None and convert is not None:
-                try:
-                    value = convert(value)
-                except _Untyped:
-                    value = _loose(value, self._encoder)
-                except _Unrepresentable as exc:
-                    if not field.optional:
-                        raise _Refused(f"column {name!r}: {exc}") from exc
-                    value = None
-            if value is None:
-                if field.default is not None and (replace_null or not field.optional):
-                    value = field.default
-                elif not field.optional:
-                    value = field.zero
-            out[name] = value
+            if name in out:
+                out[name] = value_of(field, out[name], read)
         if not out.keys() <= fields.keys():  # columns the definition lacks (a transform's)
             for name, value in out.items():
                 if name not in fields and value is not None:
                     out[name] = _loose(value, self._encoder)
         return out
 
-    def _key(
-        self, codec: _TableCodec, row: dict[str, Any], read: bool = False
-    ) -> dict[str, Any] | None:
+    def _row_json(self, codec: _TableCodec, row: dict[str, Any], read: bool = False) -> str:
+        """``_dumps(self._row(codec, row, read))``: the JSON of a row image. A row with the
+        definition's columns in its order (every row the decoder makes) is written by the
+        table's row writer, without the dict of its Debezium values."""
+        if tuple(row) == codec.names:
+            try:
+                return codec.writer(read)(row.values())
+            except Exception:  # a value it has no case for: see _row_writer
+                pass
+        return _dumps(self._row(codec, row, read))
+
+    def _key_json(self, codec: _TableCodec, row: dict[str, Any], read: bool) -> str | None:
+        """The JSON of the key columns of ``row``: ``_row_json`` of ``{name: row.get(name)}``."""
         if not codec.key_fields:
             return None
-        key = {f.name: row.get(f.name) for f in codec.key_fields}
-        converted = self._row(codec, key, read)
-        return converted
+        values = [row.get(f.name) for f in codec.key_fields]
+        try:
+            return codec.key_writer(read)(values)
+        except Exception:  # as in _row_json
+            key = {f.name: value for f, value in zip(codec.key_fields, values, strict=True)}
+            return _dumps(self._row(codec, key, read))
 
     # -- messages --------------------------------------------------------------------
 
@@ -869,14 +1025,18 @@ class DebeziumJson(Format):
     def _key_bytes(
         self, codec: _TableCodec, row: dict[str, Any], change: RowChange
     ) -> bytes | None:
-        if codec.int_key is not None and not self.options.schemas_enable:
+        schemas = self.options.schemas_enable
+        if codec.int_key is not None and not schemas:
             value = row.get(codec.key_fields[0].name)
             if type(value) is int:
                 return b"%s%d}" % (codec.int_key, value)
-        key = self._key(codec, row, change.op == "read")
+        try:
+            key = self._key_json(codec, row, change.op == "read")
+        except (TypeError, ValueError) as exc:
+            raise FatalError(f"cannot encode message: {exc}") from exc
         if key is None:
             return None
-        if self.options.schemas_enable:
+        if schemas:
             schema = {
                 "type": "struct",
                 "fields": [f.schema for f in codec.key_fields],
@@ -884,7 +1044,7 @@ class DebeziumJson(Format):
                 "name": f"{self._schema_name(change)}.Key",
             }
             return _envelope(schema, key)
-        return _encoded(key)
+        return utf8(key)
 
     def messages(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[Message]:
         ns = now_ns() if now is None else now
@@ -946,14 +1106,19 @@ class DebeziumJson(Format):
         ns: int,
     ) -> bytes:
         op = op or DEBEZIUM_OP[change.op]
+        stamp = self._stamp
+        if stamp[0] != ns:  # one processing time per batch
+            stamp = self._stamp = (
+                ns,
+                f'"ts_ms":{ns // 1_000_000},"ts_us":{ns // 1000},"ts_ns":{ns}}}',
+            )
         try:
             read = change.op == "read"
-            before_json = "null" if before is None else _dumps(self._row(codec, before, read))
-            after_json = "null" if after is None else _dumps(self._row(codec, after, read))
+            before_json = "null" if before is None else self._row_json(codec, before, read)
+            after_json = "null" if after is None else self._row_json(codec, after, read)
             payload = (
                 f'{{"before":{before_json},"after":{after_json},"source":{self._source(change)},'
-                f'"transaction":null,"op":"{op}","ts_ms":{ns // 1_000_000},'
-                f'"ts_us":{ns // 1000},"ts_ns":{ns}}}'
+                f'"transaction":null,"op":"{op}",{stamp[1]}'
             )
         except (TypeError, ValueError) as exc:
             raise FatalError(f"cannot encode message: {exc}") from exc
@@ -970,68 +1135,53 @@ class DebeziumJson(Format):
             schema = self._value_schema(codec, names, change)
             if len(codec.schemas) < 64:
                 codec.schemas[names] = schema
-        return utf8(f'{{"schema":{_dumps(schema)},"payload":{payload}}}')
+        return _envelope(schema, payload)
 
     def _source(self, change: RowChange) -> str:
+        """The source block. All of it but ``pos`` and ``row`` is the same for the rows of
+        one transaction, table, op kind and second: that part is made once."""
         event = change.event
-        last = self._last_source
-        if event is not None and last is not None:
-            made_of = last[0]
-            # the rows of one event share these objects (and a batch's pickle keeps that)
-            if (
-                made_of[0] is event
-                and made_of[1] is change.position
-                and made_of[2] == change.ts
-                and made_of[3] == change.gtid
-                and made_of[4] == change.op
-                and made_of[5] == change.schema
-                and made_of[6] == change.table
-            ):
-                row = change.index - event.first_index
-                self._last_row = row
-                return f"{last[1]}{row}{last[2]}"
-        text = self._source_text(change)
         if event is not None:
-            made_of = (
-                event,
-                change.position,
-                change.ts,
-                change.gtid,
-                change.op,
-                change.schema,
-                change.table,
-            )
-            head, _, tail = text.rpartition(f',"row":{self._last_row},')
-            self._last_source = (made_of, f'{head},"row":', f",{tail}")
-        return text
-
-    def _source_text(self, change: RowChange) -> str:
-        table_key = (change.schema, change.table)
-        head = self._heads.get(table_key)
+            pos, row, server_id = event.pos, change.index - event.first_index, event.server_id
+        else:
+            pos, row, server_id = change.position.pos, change.index, self.server_id or 0
+        self._last_row = row
+        made_of = (
+            change.position.file,
+            change.ts,
+            change.gtid,
+            change.op == "read",
+            change.schema,
+            change.table,
+            server_id,
+        )
+        head = self._source_heads.get(made_of)
         if head is None:
-            head = self._heads[table_key] = (
-                f',"db":{_dumps(change.schema)},"sequence":null,"ts_us":',
-                f',"table":{_dumps(change.table)},"server_id":',
-            )
+            if len(self._source_heads) >= 1024:
+                self._source_heads.clear()
+            head = self._source_heads[made_of] = self._source_head(*made_of)
+        return f'{head}{pos},"row":{row},"thread":null,"query":null}}'
+
+    def _source_head(
+        self,
+        file: str,
+        ts: float,
+        gtid: str | None,
+        read: bool,
+        schema: str,
+        table: str,
+        server_id: int,
+    ) -> str:
+        """The source block up to ``"pos":``."""
         # a row a snapshot copied: "true" (Debezium also marks its first and last rows
         # "first"/"last"; ferry's snapshot hands rows out in chunks and does not know them)
-        snapshot = "true" if change.op == "read" else "false"
-        event = change.event
-        position = change.position
-        ms = int(change.ts * 1000)
-        server_id = event.server_id if event is not None else (self.server_id or 0)
-        pos = event.pos if event is not None else position.pos
-        row = change.index - event.first_index if event is not None else change.index
-        self._last_row = row
-        file = self._files.get(position.file)
-        if file is None:
-            file = self._files[position.file] = _dumps(position.file)
-        gtid = "null" if change.gtid is None else _dumps(change.gtid)
+        snapshot = "true" if read else "false"
+        ms = int(ts * 1000)
         return (
             f'{{"version":"{_VERSION}","connector":"mysql","name":{self._name},"ts_ms":{ms}'
-            f',"snapshot":"{snapshot}"{head[0]}{ms * 1000},"ts_ns":{ms * 1_000_000}{head[1]}'
-            f'{server_id},"gtid":{gtid},"file":{file},"pos":{pos},"row":{row},'
-            '"thread":null,"query":null}'
+            f',"snapshot":"{snapshot}","db":{_dumps(schema)},"sequence":null,"ts_us":{ms * 1000}'
+            f',"ts_ns":{ms * 1_000_000},"table":{_dumps(table)},"server_id":{server_id}'
+            f',"gtid":{_dumps(gtid)},"file":{_dumps(file)},"pos":'
         )
 
     def _schema_name(self, change: RowChange) -> str:
@@ -1065,7 +1215,7 @@ class DebeziumJson(Format):
     def _schema_change_key(self, database: str) -> bytes:
         key = {"databaseName": database}
         if self.options.schemas_enable:
-            return _envelope(_SCHEMA_CHANGE_KEY_SCHEMA, key)
+            return _envelope(_SCHEMA_CHANGE_KEY_SCHEMA, _dumps(key))
         return _encoded(key)
 
     def _ddl_messages(self, change: DdlChange, ns: int) -> list[Message]:
@@ -1149,7 +1299,7 @@ class DebeziumJson(Format):
             "tableChanges": [self._table_change(c) for c in changes],
         }
         if self.options.schemas_enable:
-            return _envelope(_SCHEMA_CHANGE_VALUE_SCHEMA, payload)
+            return _envelope(_SCHEMA_CHANGE_VALUE_SCHEMA, _dumps(payload))
         return _encoded(payload)
 
     def _table_change(self, change: TableChange) -> dict[str, Any]:
@@ -1304,8 +1454,9 @@ def _ddl_object(change: DdlChange) -> str:
     return "DATABASE" if change.kind == "database" else change.object
 
 
-def _envelope(schema: dict[str, Any], payload: Any) -> bytes:
-    return utf8(f'{{"schema":{_dumps(schema)},"payload":{_dumps(payload)}}}')
+def _envelope(schema: dict[str, Any], payload: str) -> bytes:
+    """JsonConverter's message with schemas.enable; ``payload``: JSON text."""
+    return utf8(f'{{"schema":{_dumps(schema)},"payload":{payload}}}')
 
 
 def _loose(value: Any, encoder: _Encoder) -> Any:
