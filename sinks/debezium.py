@@ -137,6 +137,7 @@ except PackageNotFoundError:  # running from a checkout that was never installed
     _VERSION = "ferry"
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_DATETIME = dt.datetime
 _EPOCH_NAIVE = dt.datetime(1970, 1, 1)
 _ONE_US = dt.timedelta(microseconds=1)
 _ONE_MS = dt.timedelta(milliseconds=1)
@@ -718,19 +719,17 @@ def _time_millis(value: Any) -> int:
 
 
 def _datetime_us(value: Any) -> int | None:
+    if type(value) is _DATETIME and value.tzinfo is None and value.year >= 100:
+        return (value - _EPOCH_NAIVE) // _ONE_US  # the binlog's: _micros(value), in C
     if type(value) is dt.datetime:
-        if value.year >= 100:
-            if value.tzinfo is None:  # the binlog's: _micros, in C
-                return (value - _EPOCH_NAIVE) // _ONE_US
-            return _micros(value)
-        return _micros(_adjusted(value))
+        return _micros(value if value.year >= 100 else _adjusted(value))
     if type(value) is ZeroDate:
         return None
     raise _Untyped
 
 
 def _datetime_ms(value: Any) -> int | None:
-    if type(value) is dt.datetime and value.tzinfo is None and value.year >= 100:
+    if type(value) is _DATETIME and value.tzinfo is None and value.year >= 100:
         return (value - _EPOCH_NAIVE) // _ONE_MS  # _datetime_us(value) // 1000, in C
     micros = _datetime_us(value)
     return None if micros is None else micros // 1000
@@ -902,6 +901,7 @@ class _TableCodec:
         "fields",
         "int_key",
         "key_fields",
+        "key_of",
         "key_writers",
         "names",
         "schemas",
@@ -914,16 +914,27 @@ class _TableCodec:
         self.key_fields = [self.fields[n] for n in definition.primary_key if n in self.fields]
         # the columns that are not written as they are: a converter or a default
         self.convert = [f for f in self.fields.values() if f.converts]
+        names = [f.name for f in self.key_fields]
+        # a row's key values, to compare (a list: list equality tells NaN from NaN as
+        # Python's lists do); a one-column key without a listcomp
+        self.key_of: Callable[[dict[str, Any]], list[Any]] = (
+            (lambda row: [row.get(names[0])])
+            if len(names) == 1
+            else (lambda row: [row.get(n) for n in names])
+        )
         # a row as the decoder makes it has these columns, in this order
         self.names = tuple(self.fields)
         # the row writers of streamed and snapshot rows ([read]), made when first needed
         self.writers: list[Callable[[Iterable[Any]], str] | None] = [None, None]
         self.key_writers: list[Callable[[Iterable[Any]], str] | None] = [None, None]
-        # ``{"id":`` when the key is one integer column: most keys, built without the encoder
+        # the key is most often one integer column: then (its name, ``b'{"id":%d}'``)
         single = self.key_fields[0] if len(self.key_fields) == 1 else None
-        self.int_key = None
-        if single is not None and single.convert is _int and single.default is None:
-            self.int_key = ("{" + single.head).encode()
+        self.int_key: tuple[str, bytes] | None = None
+        plain = single is not None and single.convert is _int and single.default is None
+        if plain and not encoder.options.schemas_enable:
+            assert single is not None
+            template = "{" + single.head.replace("%", "%%") + "%d}"
+            self.int_key = (single.name, template.encode())
         self.schemas: dict[tuple[str, ...], dict[str, Any]] = {}
 
     def writer(self, read: bool) -> Callable[[Iterable[Any]], str]:
@@ -955,10 +966,15 @@ class DebeziumJson(Format):
         self.prefix = self.options.topic_prefix or pipeline
         self._encoder = _Encoder(self.options)
         self._codecs: dict[int, tuple[TableSchema, _TableCodec]] = {}
+        self._last_codec: tuple[TableSchema, _TableCodec] | None = None
         self._name = _dumps(self.prefix)
+        self._schemas = self.options.schemas_enable
+        self._tombstones = self.options.tombstones_on_delete
         self._last_row = 0
-        # the source blocks up to "pos", by what they are made of (see _source)
+        # the source blocks up to "pos", by what they are made of (see _source), and the
+        # last one used
         self._source_heads: dict[tuple[Any, ...], str] = {}
+        self._last_source: tuple[tuple[Any, ...], str] = ((), "")
         # the envelope's processing time, its text: (ns, ``"ts_ms":…,"ts_us":…,"ts_ns":…}``)
         self._stamp = (-1, "")
 
@@ -966,15 +982,17 @@ class DebeziumJson(Format):
 
     def _codec(self, change: RowChange) -> _TableCodec:
         definition = change.definition
-        if definition is None:
-            definition = _guess_definition(change)
-        found = self._codecs.get(id(definition))
+        found = self._last_codec  # most rows are of the last row's table
         if found is None or found[0] is not definition:
-            codec = _TableCodec(definition, self._encoder)
-            if len(self._codecs) > 10_000:
-                self._codecs.clear()
-            self._codecs[id(definition)] = (definition, codec)
-            return codec
+            if definition is None:
+                definition = _guess_definition(change)
+            found = self._codecs.get(id(definition))
+            if found is None or found[0] is not definition:
+                codec = _TableCodec(definition, self._encoder)
+                if len(self._codecs) > 10_000:
+                    self._codecs.clear()
+                found = self._codecs[id(definition)] = (definition, codec)
+            self._last_codec = found
         return found[1]
 
     def _row(self, codec: _TableCodec, row: dict[str, Any], read: bool = False) -> dict[str, Any]:
@@ -998,7 +1016,7 @@ class DebeziumJson(Format):
         table's row writer, without the dict of its Debezium values."""
         if tuple(row) == codec.names:
             try:
-                return codec.writer(read)(row.values())
+                return (codec.writers[read] or codec.writer(read))(row.values())
             except Exception:  # a value it has no case for: see _row_writer
                 pass
         return _dumps(self._row(codec, row, read))
@@ -1025,18 +1043,17 @@ class DebeziumJson(Format):
     def _key_bytes(
         self, codec: _TableCodec, row: dict[str, Any], change: RowChange
     ) -> bytes | None:
-        schemas = self.options.schemas_enable
-        if codec.int_key is not None and not schemas:
-            value = row.get(codec.key_fields[0].name)
+        if codec.int_key is not None:
+            value = row.get(codec.int_key[0])
             if type(value) is int:
-                return b"%s%d}" % (codec.int_key, value)
+                return codec.int_key[1] % value
         try:
             key = self._key_json(codec, row, change.op == "read")
         except (TypeError, ValueError) as exc:
             raise FatalError(f"cannot encode message: {exc}") from exc
         if key is None:
             return None
-        if schemas:
+        if self._schemas:
             schema = {
                 "type": "struct",
                 "fields": [f.schema for f in codec.key_fields],
@@ -1051,44 +1068,49 @@ class DebeziumJson(Format):
         if isinstance(change, DdlChange):
             return self._ddl_messages(change, ns)
         try:
-            return self._row_messages(change, ns)
+            codec = self._codec(change)
+            op, before, after = change.op, change.before, change.after
+            if op == "update" and codec.key_fields:
+                assert before is not None and after is not None
+                if codec.key_of(before) != codec.key_of(after):
+                    return self._key_change(change, codec, ns)
+            row = after if after is not None else before
+            assert row is not None, "a row change has a before or an after image"
+            key = self._key_bytes(codec, row, change)
+            value = self._value(change, codec, before, after, DEBEZIUM_OP[op], ns)
         except _Refused as exc:
-            # Debezium's event.processing.failure.handling.mode: fail | warn | skip
-            where = f"{change.schema}.{change.table} at {change.position}"
-            mode = self.options.event_processing_failure_handling_mode
-            if mode == "fail":
-                raise FatalError(
-                    f"debezium-json cannot write a change of {where}: {exc}"
-                    " (time.precision.mode=connect cannot hold it; use"
-                    " adaptive_time_microseconds, or event.processing.failure.handling.mode"
-                    " warn or skip to leave such changes out)"
-                ) from None
-            if mode == "warn":
-                logger.warning("debezium-json left out a change of {}: {}", where, exc)
-            return []
-
-    def _row_messages(self, change: RowChange, ns: int) -> list[Message]:
-        codec = self._codec(change)
-        tombstones = self.options.tombstones_on_delete
-        if change.op == "update" and codec.key_fields:
-            assert change.before is not None and change.after is not None
-            old = [change.before.get(f.name) for f in codec.key_fields]
-            new = [change.after.get(f.name) for f in codec.key_fields]
-            if old != new:  # the key changed: delete the old row, create the new one
-                old_key = self._key_bytes(codec, change.before, change)
-                out: list[Message] = [
-                    (old_key, self._value(change, codec, change.before, None, "d", ns))
-                ]
-                if tombstones:
-                    out.append((old_key, None))
-                new_key = self._key_bytes(codec, change.after, change)
-                out.append((new_key, self._value(change, codec, None, change.after, "c", ns)))
-                return out
-        key = self._key_bytes(codec, change.row, change)
-        value = self._value(change, codec, change.before, change.after, None, ns)
-        if change.op == "delete" and tombstones:
+            return self._refused(change, exc)
+        if op == "delete" and self._tombstones:
             return [(key, value), (key, None)]
         return [(key, value)]
+
+    def _key_change(self, change: RowChange, codec: _TableCodec, ns: int) -> list[Message]:
+        """An update that changed the key: a delete of the old row, its tombstone, a create
+        of the new one."""
+        before, after = change.before, change.after
+        assert before is not None and after is not None
+        old_key = self._key_bytes(codec, before, change)
+        out: list[Message] = [(old_key, self._value(change, codec, before, None, "d", ns))]
+        if self._tombstones:
+            out.append((old_key, None))
+        new_key = self._key_bytes(codec, after, change)
+        out.append((new_key, self._value(change, codec, None, after, "c", ns)))
+        return out
+
+    def _refused(self, change: RowChange, exc: _Refused) -> list[Message]:
+        """Debezium's event.processing.failure.handling.mode: fail | warn | skip."""
+        where = f"{change.schema}.{change.table} at {change.position}"
+        mode = self.options.event_processing_failure_handling_mode
+        if mode == "fail":
+            raise FatalError(
+                f"debezium-json cannot write a change of {where}: {exc}"
+                " (time.precision.mode=connect cannot hold it; use"
+                " adaptive_time_microseconds, or event.processing.failure.handling.mode"
+                " warn or skip to leave such changes out)"
+            ) from None
+        if mode == "warn":
+            logger.warning("debezium-json left out a change of {}: {}", where, exc)
+        return []
 
     def encode(self, change: Change, now: int | None = None) -> bytes:
         for _, value in self.messages(change, now):
@@ -1102,10 +1124,9 @@ class DebeziumJson(Format):
         codec: _TableCodec,
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
-        op: str | None,
+        op: str,
         ns: int,
     ) -> bytes:
-        op = op or DEBEZIUM_OP[change.op]
         stamp = self._stamp
         if stamp[0] != ns:  # one processing time per batch
             stamp = self._stamp = (
@@ -1122,9 +1143,9 @@ class DebeziumJson(Format):
             )
         except (TypeError, ValueError) as exc:
             raise FatalError(f"cannot encode message: {exc}") from exc
-        if not self.options.schemas_enable:
+        if not self._schemas:
             try:
-                return payload.encode("utf-8")
+                return payload.encode()
             except UnicodeEncodeError:  # a lone surrogate: see sinks.formats.utf8
                 return utf8(payload)
         image = after if after is not None else before
@@ -1155,11 +1176,17 @@ class DebeziumJson(Format):
             change.table,
             server_id,
         )
-        head = self._source_heads.get(made_of)
-        if head is None:
-            if len(self._source_heads) >= 1024:
-                self._source_heads.clear()
-            head = self._source_heads[made_of] = self._source_head(*made_of)
+        last = self._last_source
+        if made_of == last[0]:  # the last row's: most often
+            head = last[1]
+        else:
+            found = self._source_heads.get(made_of)
+            if found is None:
+                if len(self._source_heads) >= 1024:
+                    self._source_heads.clear()
+                found = self._source_heads[made_of] = self._source_head(*made_of)
+            head = found
+            self._last_source = (made_of, head)
         return f'{head}{pos},"row":{row},"thread":null,"query":null}}'
 
     def _source_head(
