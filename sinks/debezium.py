@@ -902,6 +902,7 @@ class _TableCodec:
         "int_key",
         "key_fields",
         "key_of",
+        "key_schemas",
         "key_writers",
         "names",
         "schemas",
@@ -935,7 +936,10 @@ class _TableCodec:
             assert single is not None
             template = "{" + single.head.replace("%", "%%") + "%d}"
             self.int_key = (single.name, template.encode())
-        self.schemas: dict[tuple[str, ...], dict[str, Any]] = {}
+        # with schemas.enable: the JSON of the value schema by the row's columns, and of
+        # the key schema by its name
+        self.schemas: dict[tuple[str, ...], str] = {}
+        self.key_schemas: dict[str, str] = {}
 
     def writer(self, read: bool) -> Callable[[Iterable[Any]], str]:
         """The writer of a row with the definition's columns (see :func:`_row_writer`)."""
@@ -1054,12 +1058,14 @@ class DebeziumJson(Format):
         if key is None:
             return None
         if self._schemas:
-            schema = {
-                "type": "struct",
-                "fields": [f.schema for f in codec.key_fields],
-                "optional": False,
-                "name": f"{self._schema_name(change)}.Key",
-            }
+            name = f"{self._schema_name(change)}.Key"
+            schema = codec.key_schemas.get(name)
+            if schema is None:
+                fields = [f.schema for f in codec.key_fields]
+                struct = {"type": "struct", "fields": fields, "optional": False, "name": name}
+                schema = _dumps(struct)
+                if len(codec.key_schemas) < 64:
+                    codec.key_schemas[name] = schema
             return _envelope(schema, key)
         return utf8(key)
 
@@ -1153,7 +1159,7 @@ class DebeziumJson(Format):
         names = tuple(image)
         schema = codec.schemas.get(names)
         if schema is None:
-            schema = self._value_schema(codec, names, change)
+            schema = _dumps(self._value_schema(codec, names, change))
             if len(codec.schemas) < 64:
                 codec.schemas[names] = schema
         return _envelope(schema, payload)
@@ -1242,7 +1248,7 @@ class DebeziumJson(Format):
     def _schema_change_key(self, database: str) -> bytes:
         key = {"databaseName": database}
         if self.options.schemas_enable:
-            return _envelope(_SCHEMA_CHANGE_KEY_SCHEMA, _dumps(key))
+            return _envelope(_dumps(_SCHEMA_CHANGE_KEY_SCHEMA), _dumps(key))
         return _encoded(key)
 
     def _ddl_messages(self, change: DdlChange, ns: int) -> list[Message]:
@@ -1326,7 +1332,7 @@ class DebeziumJson(Format):
             "tableChanges": [self._table_change(c) for c in changes],
         }
         if self.options.schemas_enable:
-            return _envelope(_SCHEMA_CHANGE_VALUE_SCHEMA, _dumps(payload))
+            return _envelope(_dumps(_SCHEMA_CHANGE_VALUE_SCHEMA), _dumps(payload))
         return _encoded(payload)
 
     def _table_change(self, change: TableChange) -> dict[str, Any]:
@@ -1481,9 +1487,9 @@ def _ddl_object(change: DdlChange) -> str:
     return "DATABASE" if change.kind == "database" else change.object
 
 
-def _envelope(schema: dict[str, Any], payload: str) -> bytes:
-    """JsonConverter's message with schemas.enable; ``payload``: JSON text."""
-    return utf8(f'{{"schema":{_dumps(schema)},"payload":{payload}}}')
+def _envelope(schema: str, payload: str) -> bytes:
+    """JsonConverter's message with schemas.enable, of JSON texts."""
+    return utf8(f'{{"schema":{schema},"payload":{payload}}}')
 
 
 def _loose(value: Any, encoder: _Encoder) -> Any:
