@@ -936,10 +936,10 @@ class _TableCodec:
             assert single is not None
             template = "{" + single.head.replace("%", "%%") + "%d}"
             self.int_key = (single.name, template.encode())
-        # with schemas.enable: the JSON of the value schema by the row's columns, and of
-        # the key schema by its name
+        # with schemas.enable, the JSON of the value schema by the change's schema, table
+        # and columns, and of the key schema by its schema and table
         self.schemas: dict[tuple[str, ...], str] = {}
-        self.key_schemas: dict[str, str] = {}
+        self.key_schemas: dict[tuple[str, str], str] = {}
 
     def writer(self, read: bool) -> Callable[[Iterable[Any]], str]:
         """The writer of a row with the definition's columns (see :func:`_row_writer`)."""
@@ -1058,14 +1058,15 @@ class DebeziumJson(Format):
         if key is None:
             return None
         if self._schemas:
-            name = f"{self._schema_name(change)}.Key"
-            schema = codec.key_schemas.get(name)
+            table = (change.schema, change.table)  # a transform may have renamed it
+            schema = codec.key_schemas.get(table)
             if schema is None:
                 fields = [f.schema for f in codec.key_fields]
+                name = f"{self._schema_name(change)}.Key"
                 struct = {"type": "struct", "fields": fields, "optional": False, "name": name}
                 schema = _dumps(struct)
                 if len(codec.key_schemas) < 64:
-                    codec.key_schemas[name] = schema
+                    codec.key_schemas[table] = schema
             return _envelope(schema, key)
         return utf8(key)
 
@@ -1156,10 +1157,10 @@ class DebeziumJson(Format):
                 return utf8(payload)
         image = after if after is not None else before
         assert image is not None
-        names = tuple(image)
+        names = (change.schema, change.table, *image)  # the schema's name, its fields
         schema = codec.schemas.get(names)
         if schema is None:
-            schema = _dumps(self._value_schema(codec, names, change))
+            schema = _dumps(self._value_schema(codec, names[2:], change))
             if len(codec.schemas) < 64:
                 codec.schemas[names] = schema
         return _envelope(schema, payload)
