@@ -4,6 +4,11 @@ The encodings are in the table at the top of ``sinks.formats``; this module is h
 made: one converter per column, built once per table definition (``pipeline.model.TableSchema``)
 and options (:class:`DebeziumOptions`, Debezium's names), the envelope and the schema-change
 events. ``tests/integration/test_debezium_compat.py`` compares it with Debezium 3.6.3 itself.
+
+Two paths write a row image, with the same bytes (``tests/unit/test_debezium_writer.py``):
+the reference (``DebeziumJson._row``: every column's value through ``_Encoder.value``, then
+the JSON encoder), and the row writer generated per table definition (:func:`_row_writer`),
+which writes the rows the decoder makes, and leaves any other to the reference.
 """
 
 from __future__ import annotations
