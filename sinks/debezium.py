@@ -868,6 +868,8 @@ def _row_writer(
     """
     if not fields:
         return lambda values: "{}"
+    # the source names values, heads and converters by their index only: nothing of the
+    # definition (a column name) is ever part of the code
     scope: dict[str, Any] = {"dumps_value": _dumps_value, "encode_str": _encode_str}
     lines = []
     for k, field in enumerate(fields):
@@ -921,8 +923,8 @@ class _TableCodec:
         # the columns that are not written as they are: a converter or a default
         self.convert = [f for f in self.fields.values() if f.converts]
         names = [f.name for f in self.key_fields]
-        # a row's key values, to compare (a list: list equality tells NaN from NaN as
-        # Python's lists do); a one-column key without a listcomp
+        # a row's key values, to tell an update that changed the key (lists: compared
+        # element by element, identity first); a one-column key without a comprehension
         self.key_of: Callable[[dict[str, Any]], list[Any]] = (
             (lambda row: [row.get(names[0])])
             if len(names) == 1
