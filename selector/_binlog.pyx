@@ -1,15 +1,17 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The hot path of ``selector.stream``, compiled: MySQL packets read straight from the
 binlog dump connection's socket, table maps compared with the last one the selector
-handled, rows events' headers read.
+handled, rows events' headers read; and :func:`translate`, the common case of
+``selector.events.Translator._rows`` (rows of a known table in an open transaction).
 
 :class:`Reader` takes over the dump connection's reading once the dump is open (the
 library keeps the handshake and the dump request). ``next_event`` returns a
 ``selector.stream.RowsBody`` for a rows event of a table in the library's
 ``table_map``, and the payload of any other packet as ``bytes``, for the library to
 read (``selector.stream.Stream.fetchone``); ``packet`` returns the next payload as is.
-It does what the pure-Python hot path in ``selector.stream`` does, event for event
-(``tests/integration/test_event_path_differential.py`` holds the three paths equal).
+Both do what the pure-Python hot path in ``selector.stream`` and ``selector.events``
+does, event for event (``tests/integration/test_event_path_differential.py`` holds the
+library's path, the Python hot path and this one equal).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -159,3 +161,58 @@ cdef class Reader:
                 present,
                 present_after,
             )
+
+
+def translate(translator, event, double ts):
+    """``selector.events.Translator._rows`` for a RowsBody in the common case: a table
+    the translator knows, in an open transaction, no XA, nothing to skip. Returns False
+    (having done nothing) otherwise, or when the rows do not decode: the Python path then
+    runs, and reports a decode failure with its table, column, key and position."""
+    global _decode, _RowChange, _SourceEvent, _Position
+    assembler = translator.assembler
+    if translator._xa_rows is not None or assembler.skip or assembler.txn is None:
+        return False
+    known = translator._known.get(event.table_id)
+    if known is None:
+        return False
+    if _decode is None:
+        from pipeline.model import Position, RowChange, SourceEvent
+        from selector._rowimage import decode_rows
+        _decode, _RowChange, _SourceEvent, _Position = decode_rows, RowChange, SourceEvent, Position
+    schema, name, info = known
+    try:
+        rows = _decode(info.plan, event.body, event.present, event.present_after)
+    except Exception:
+        return False
+    start = assembler.txn_start
+    cdef Py_ssize_t index = assembler.txn_done + len(assembler.txn)
+    at = translator._at
+    if at is None or at.ts != ts or translator._at_start is not start:
+        # one object while the transaction and the second last (see the Python path)
+        at = _Position(start.file, start.pos, start.gtid_set, 0, ts)
+        translator._at = at
+        translator._at_start = start
+    pk = info.primary_key
+    gtid = translator.gtids.pending
+    defn = info.definition
+    ev = _SourceEvent(event.log_pos - event.event_size, event.server_id, index)
+    op = event.op
+    cdef list changes = []
+    cdef Py_ssize_t i = index
+    if op == "insert":
+        for row in rows:
+            changes.append(_RowChange(schema, name, op, None, row, pk, ts, at, gtid, i, defn, ev))
+            i += 1
+    elif op == "update":
+        for old, new in rows:
+            changes.append(_RowChange(schema, name, op, old, new, pk, ts, at, gtid, i, defn, ev))
+            i += 1
+    else:
+        for row in rows:
+            changes.append(_RowChange(schema, name, op, row, None, pk, ts, at, gtid, i, defn, ev))
+            i += 1
+    assembler.rows(changes)
+    return True
+
+
+_decode = _RowChange = _SourceEvent = _Position = None  # imported on first use
