@@ -29,8 +29,8 @@ of ``--backlog-rows`` rows each (default 20000 or ``$FERRY_SOAK_BACKLOG_ROWS``; 
 had 100000) written before the nodes start, then a writer of 20-step transactions
 (insert an order with its lines, update an order, delete an order and its lines, move a
 kv row to a new key: ``UPDATE kv SET k='moved-<n>' ...``). At least eight of its faults
-freeze the active node past the TTL and wake it 4 s after the standby took over,
-whatever the standby did meanwhile. Each such freeze follows a short stop, so the node
+freeze the active node past the TTL and wake it 0.2 s, 0.5 s or 4 s after the standby
+took over, whatever the standby did meanwhile. Each such freeze follows a short stop, so the node
 wakes with batches queued, and comes the moment its sink commits a load: the frozen node
 is then likely past its lock check with the next batch, and that load may land after
 its successor chose where to start, so the target is ahead of the successor's first
