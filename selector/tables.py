@@ -26,7 +26,8 @@ from pipeline.model import TableSchema
 
 from . import charsets
 from . import values as vals
-from .schemas import SchemaHistory, from_table_map
+from .ddl import from_table_map
+from .schemas import SchemaHistory
 from .stream import collation_ids
 
 _GLOB_CHARS = re.compile(r"[*?\[]")

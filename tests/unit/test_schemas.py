@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from pipeline.model import Position, TableSchema
-from selector.schemas import SchemaHistory, charset_of_collation, from_table_map
+from selector.ddl import charset_of_collation, from_table_map
+from selector.schemas import SchemaHistory
 
 
 def history(**charsets: str | None) -> SchemaHistory:
