@@ -42,6 +42,33 @@ class PipelineStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryWrite:
+    """What a commit adds to the pipeline's schema history (``pipeline.model.SchemaRecord``
+    and ``SchemaState`` as JSON): ``records`` numbered from ``first``; a ``snapshot`` of
+    every definition after the last of them (None: none this time); ``coverage``, the
+    position the history is complete up to once stored (JSON)."""
+
+    records: tuple[str, ...]
+    first: int
+    snapshot: str | None
+    coverage: str
+
+
+@dataclass(slots=True)
+class StoredHistory:
+    """A pipeline's schema history as stored: ``records`` (JSON) numbered from ``first``,
+    ``seq`` the last record's number, ``snapshots`` by the number of the last record each
+    includes, ``coverage`` the position (JSON) up to which the history is complete. All
+    empty (``coverage`` None) when there is no history."""
+
+    records: list[str] = field(default_factory=list)
+    first: int = 1
+    seq: int = 0
+    snapshots: dict[int, str] = field(default_factory=dict)
+    coverage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotRequest:
     """A `ferry snapshot` request: kept in the arbiter until the snapshot is done.
 
@@ -113,8 +140,11 @@ class Arbiter(ABC):
         """Give up the mainstem (no-op when not held) and wake standbys."""
 
     @abstractmethod
-    def commit_position(self, position: Position, epoch: int) -> None:
-        """Fenced commit (see class docstring)."""
+    def commit_position(
+        self, position: Position | None, epoch: int, history: HistoryWrite | None = None
+    ) -> None:
+        """Fenced commit (see class docstring), with what it adds to the schema history in
+        the same atomic step (``position`` None: the history alone)."""
 
     @abstractmethod
     def load_position(self) -> Position | None:
@@ -128,6 +158,27 @@ class Arbiter(ABC):
     @abstractmethod
     def set_position(self, position: Position | None) -> None:
         """Operator reset of the position (only while paused; None = forget it)."""
+
+    # -- the schema history (selector.schemas; recovered by arbitrate.common) -----------
+
+    @abstractmethod
+    def load_history(self) -> StoredHistory:
+        """The pipeline's schema history as stored (empty when there is none)."""
+
+    @abstractmethod
+    def start_history(self, snapshot: str, coverage: str, epoch: int) -> None:
+        """A new pipeline's history: only ``snapshot`` (at ``coverage``); fenced like a
+        commit. Whatever was stored before is dropped."""
+
+    @abstractmethod
+    def truncate_history(self, seq: int, coverage: str, epoch: int) -> None:
+        """Drop the records after ``seq`` and the snapshots that include them (a takeover
+        at an earlier position); fenced like a commit."""
+
+    @abstractmethod
+    def rebuild_history(self, snapshot: str, coverage: str) -> None:
+        """``ferry schema rebuild``: replace the history by ``snapshot`` (only while
+        paused; like ``set_position``, it fences the holder)."""
 
     @abstractmethod
     def raise_epoch_floor(self, epoch: int) -> None:

@@ -11,14 +11,15 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
 
-from pipeline.errors import FencedError
-from pipeline.model import Position
+from pipeline.errors import FatalError, FencedError
+from pipeline.model import HistoryCorrupt, Position, SchemaRecord, SchemaState
 
-from .base import PipelineState, PipelineStatus, SnapshotRequest
+from .base import PipelineState, PipelineStatus, SnapshotRequest, StoredHistory
 
 # Fields of a node report as published by `publish_status` (others are kept too).
 REPORT_FIELDS = (
@@ -216,3 +217,99 @@ def decode_snapshot_requests(fields: Mapping[str, str]) -> list[SnapshotRequest]
             )
         )
     return sorted(requests, key=lambda r: (r.requested_at, r.request))
+
+
+# -- the schema history ----------------------------------------------------------------------
+
+#: snapshots kept: the newest, and the one before it (a position moved back a little)
+HISTORY_SNAPSHOTS_KEPT = 2
+
+_REBUILD = (
+    "`ferry schema rebuild -c FILE` (it takes the source's current definitions, with a"
+    " warning) and `ferry resume -c FILE`"
+)
+
+
+def history_error(pipeline: str, what: str) -> FatalError:
+    return FatalError(
+        f"the schema history of pipeline {pipeline!r} {what}. ferry does not guess"
+        f" definitions: to go on, {_REBUILD}",
+        pipeline=pipeline,
+    )
+
+
+@dataclass(slots=True)
+class Recovered:
+    """The history recovered for a start at ``at``: ``state`` (at ``at``, or at the
+    coverage when the history stops before ``at``: the selector reads the DDL in between
+    from the binlog), and ``keep``: the number of the last record to keep, when records or
+    snapshots past ``at`` must be dropped (None: nothing to drop)."""
+
+    state: SchemaState
+    keep: int | None = None
+
+
+def recover_history(stored: StoredHistory, at: Position, pipeline: str) -> Recovered:
+    """The newest snapshot at or before ``at``, and the records after it up to ``at``.
+
+    Raises FatalError when there is no history, when it has nothing at or before ``at``,
+    and when a record or snapshot it needs is corrupt or missing (named)."""
+    if stored.coverage is None and not stored.snapshots:
+        raise history_error(
+            pipeline,
+            f"is missing from Redis, but the committed position is {at}"
+            " (Redis lost its data, or the pipeline ran with a ferry version without a"
+            " history)",
+        )
+    try:
+        coverage = Position.from_json(stored.coverage) if stored.coverage else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise history_error(pipeline, f"has a corrupt coverage position ({exc})") from None
+    base: SchemaState | None = None
+    for seq in sorted(stored.snapshots, reverse=True):
+        what = f"snapshot {seq} (the definitions after record {seq})"
+        try:
+            snapshot = SchemaState.from_json(stored.snapshots[seq], what)
+        except HistoryCorrupt as exc:
+            raise history_error(pipeline, f"is corrupt: {exc}") from None
+        if snapshot.position is None or snapshot.position.sort_key() <= at.sort_key():
+            base = snapshot
+            break
+    if base is None:
+        oldest = min(stored.snapshots, default=None)
+        raise history_error(
+            pipeline,
+            f"has no definitions at or before the committed position {at}"
+            + (f" (its oldest snapshot is number {oldest})" if oldest is not None else ""),
+        )
+    state = base.copy()
+    keep: int | None = None
+    expected = state.seq + 1
+    for index, text in enumerate(stored.records):
+        seq = stored.first + index
+        if seq <= state.seq:
+            continue
+        try:
+            record = SchemaRecord.from_json(text, f"record {seq}")
+        except HistoryCorrupt as exc:
+            raise history_error(pipeline, f"is corrupt: {exc}") from None
+        if record.seq != expected:
+            raise history_error(
+                pipeline, f"is out of order: record {seq} says it is number {record.seq}"
+            )
+        expected += 1
+        if record.position.sort_key() > at.sort_key():
+            keep = seq - 1  # past the committed position: dropped on takeover
+            break
+        state.apply(record)
+    if keep is None and stored.seq > state.seq and expected <= stored.seq:
+        raise history_error(pipeline, f"is missing records {expected} to {stored.seq}")
+    if keep is None and any(seq > state.seq for seq in stored.snapshots):
+        keep = state.seq
+    if coverage is not None and coverage.sort_key() < at.sort_key():
+        state.position = coverage  # the DDL between coverage and `at` is read again
+    else:
+        state.position = at
+        if coverage is not None and coverage.sort_key() > at.sort_key() and keep is None:
+            keep = state.seq
+    return Recovered(state, keep)

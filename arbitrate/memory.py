@@ -35,8 +35,16 @@ from loguru import logger
 from pipeline.errors import FatalError, ResumableError
 from pipeline.model import Position
 
-from .base import Arbiter, PipelineState, PipelineStatus, SnapshotRequest
+from .base import (
+    Arbiter,
+    HistoryWrite,
+    PipelineState,
+    PipelineStatus,
+    SnapshotRequest,
+    StoredHistory,
+)
 from .common import (
+    HISTORY_SNAPSHOTS_KEPT,
     NOT_HOLDER,
     STALE_EPOCH,
     announce_lost,
@@ -68,6 +76,7 @@ class _Store:
     state: dict[str, str] | None = None
     reports: dict[str, tuple[dict[str, str], float]] = field(default_factory=dict)
     snapshots: dict[str, str] = field(default_factory=dict)  # request id -> encoded request
+    history: StoredHistory = field(default_factory=StoredHistory)  # the schema history
 
 
 @dataclass
@@ -302,11 +311,64 @@ class MemoryArbiter(Arbiter):
             raise fenced(self, epoch, STALE_EPOCH, position)
         return store
 
-    def commit_position(self, position: Position, epoch: int) -> None:
+    def commit_position(
+        self, position: Position | None, epoch: int, history: HistoryWrite | None = None
+    ) -> None:
         with self.hub.cond:
             store = self._holder_store(epoch, position)
-            store.position = position_record(position, epoch, self.node_id, time.time())
+            stored = store.history
+            if history is not None and history.records and history.first > stored.seq + 1:
+                raise FatalError(
+                    f"schema history record {history.first} would leave a gap in the stored"
+                    " history (another writer?)",
+                    pipeline=self.pipeline_id,
+                )
+            if position is not None:
+                store.position = position_record(position, epoch, self.node_id, time.time())
+            if history is not None:
+                for seq, record in enumerate(history.records, history.first):
+                    if seq == stored.seq + 1:
+                        stored.records.append(record)
+                        stored.seq = seq
+                stored.coverage = history.coverage
+                if history.snapshot is not None:
+                    stored.snapshots[stored.seq] = history.snapshot
+                    kept = sorted(stored.snapshots, reverse=True)[:HISTORY_SNAPSHOTS_KEPT]
+                    stored.snapshots = {k: stored.snapshots[k] for k in kept}
+                    oldest = min(kept)
+                    if oldest >= stored.first:
+                        del stored.records[: oldest - stored.first + 1]
+                        stored.first = oldest + 1
         self._log.debug("position committed: {} epoch={}", position, epoch)
+
+    def load_history(self) -> StoredHistory:
+        with self.hub.cond:
+            stored = self.hub.store(self.pipeline_id).history
+            return replace(stored, records=list(stored.records), snapshots=dict(stored.snapshots))
+
+    def start_history(self, snapshot: str, coverage: str, epoch: int) -> None:
+        with self.hub.cond:
+            store = self._holder_store(epoch)
+            store.history = StoredHistory(snapshots={0: snapshot}, coverage=coverage)
+
+    def truncate_history(self, seq: int, coverage: str, epoch: int) -> None:
+        with self.hub.cond:
+            stored = self._holder_store(epoch).history
+            del stored.records[max(0, seq - stored.first + 1) :]
+            stored.snapshots = {k: v for k, v in stored.snapshots.items() if k <= seq}
+            stored.seq, stored.coverage = seq, coverage
+
+    def rebuild_history(self, snapshot: str, coverage: str) -> None:
+        with self.hub.cond:
+            store = self.hub.store(self.pipeline_id)
+            if not parse_state(store.state).paused:
+                raise FatalError(
+                    "the schema history can only be rebuilt while the pipeline is paused",
+                    pipeline=self.pipeline_id,
+                )
+            store.history = StoredHistory(snapshots={0: snapshot}, coverage=coverage)
+            store.epoch += 1
+        self.hub.sweep()
 
     def load_position(self) -> Position | None:
         with self.hub.cond:

@@ -24,7 +24,25 @@ key                           type    holds
                                       [...], "state": pending|running|done, "at": T}``
 ``P:notify``                  pubsub  channel: ``released`` (mainstem given up),
                                       ``state`` (permit changed)
+``P:history``                 list    the schema history's records, oldest first: JSON
+                                      of ``pipeline.model.SchemaRecord`` (position,
+                                      epoch, statement, the full definition of every
+                                      table it changed) with a CRC-32; appended by the
+                                      commit of the DDL's position, in the same script
+``P:history:snapshots``       hash    record number -> JSON of every table's definition
+                                      after that record (``SchemaState``, with a
+                                      CRC-32); the newest two are kept, and the records
+                                      they include are trimmed from ``P:history``
+``P:history:head``            hash    ``seq`` (the last record's number), ``first`` (the
+                                      number of the list's first record), ``at`` (JSON
+                                      of the position the history is complete up to:
+                                      the last commit's)
 ============================  ======  =================================================
+
+Sizes: a definition takes about 60 bytes per column plus 80 per table in JSON (a
+20-column table: ~1.3 KB); a record holds the statement and the definitions it changed;
+a snapshot every definition of the captured databases (1,000 tables of 20 columns: ~1.3
+MB), written every ``HISTORY_SNAPSHOT_EVERY`` records.
 
 Wake-ups use pub/sub rather than BLPOP on a notify list: a release or a resume
 must wake *every* waiter (several standbys, permit waiters), while a list
@@ -74,8 +92,16 @@ from redis.sentinel import Sentinel
 from pipeline.errors import FatalError, FerryError, classify, timed_out
 from pipeline.model import Position
 
-from .base import Arbiter, PipelineState, PipelineStatus, SnapshotRequest
+from .base import (
+    Arbiter,
+    HistoryWrite,
+    PipelineState,
+    PipelineStatus,
+    SnapshotRequest,
+    StoredHistory,
+)
 from .common import (
+    HISTORY_SNAPSHOTS_KEPT,
     NOT_HOLDER,
     STALE_EPOCH,
     announce_lost,
@@ -144,6 +170,85 @@ redis.call('SET', KEYS[3], ARGV[3])
 return 1
 """
 )
+
+# The commit with the schema history (see the key table).
+# KEYS: mainstem, epoch, position, history, snapshots, head.
+# ARGV: value, epoch, record ('' = the position stays), first, n, n records, snapshot ('' =
+# none), snapshots kept, coverage. Records already stored (a retried script) are skipped.
+# -> 1 stored, 0 not the holder, -1 epoch not current, -2 a record would leave a gap.
+_COMMIT_HISTORY = (
+    _HOLDER
+    + """
+local head = tonumber(redis.call('HGET', KEYS[6], 'seq') or '0')
+local first = tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+if n > 0 and first > head + 1 then return -2 end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+for i = 1, n do
+  if first + i - 1 == head + 1 then
+    redis.call('RPUSH', KEYS[4], ARGV[5 + i])
+    head = head + 1
+  end
+end
+if redis.call('HEXISTS', KEYS[6], 'first') == 0 then redis.call('HSET', KEYS[6], 'first', 1) end
+redis.call('HSET', KEYS[6], 'seq', head, 'at', ARGV[8 + n])
+if ARGV[6 + n] ~= '' then
+  redis.call('HSET', KEYS[5], tostring(head), ARGV[6 + n])
+  local seqs = {}
+  for _, key in ipairs(redis.call('HKEYS', KEYS[5])) do table.insert(seqs, tonumber(key)) end
+  table.sort(seqs, function(a, b) return a > b end)
+  local keep = tonumber(ARGV[7 + n])
+  for i = keep + 1, #seqs do redis.call('HDEL', KEYS[5], tostring(seqs[i])) end
+  local oldest = seqs[math.min(keep, #seqs)]
+  local lfirst = tonumber(redis.call('HGET', KEYS[6], 'first'))
+  if oldest >= lfirst then
+    redis.call('LTRIM', KEYS[4], oldest - lfirst + 1, -1)
+    redis.call('HSET', KEYS[6], 'first', oldest + 1)
+  end
+end
+return 1
+"""
+)
+
+# KEYS: mainstem, epoch, history, snapshots, head. ARGV: value, epoch, snapshot, coverage.
+# -> 1 started, 0 not the holder, -1 epoch not current.
+_START_HISTORY = (
+    _HOLDER
+    + """
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+redis.call('HSET', KEYS[4], '0', ARGV[3])
+redis.call('HSET', KEYS[5], 'seq', 0, 'first', 1, 'at', ARGV[4])
+return 1
+"""
+)
+
+# KEYS: mainstem, epoch, history, snapshots, head. ARGV: value, epoch, seq kept, coverage.
+# -> 1 done, 0 not the holder, -1 epoch not current.
+_TRUNCATE_HISTORY = (
+    _HOLDER
+    + """
+local keep = tonumber(ARGV[3])
+local lfirst = tonumber(redis.call('HGET', KEYS[5], 'first') or '1')
+if keep < lfirst then redis.call('DEL', KEYS[3])
+else redis.call('LTRIM', KEYS[3], 0, keep - lfirst) end
+for _, key in ipairs(redis.call('HKEYS', KEYS[4])) do
+  if tonumber(key) > keep then redis.call('HDEL', KEYS[4], key) end
+end
+redis.call('HSET', KEYS[5], 'seq', keep, 'at', ARGV[4])
+return 1
+"""
+)
+
+# KEYS: state, epoch, history, snapshots, head. ARGV: snapshot, coverage.
+# -> 1 done, 0 not paused. Bumps the epoch (fences the holder, as _SET_POSITION does).
+_REBUILD_HISTORY = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+redis.call('HSET', KEYS[4], '0', ARGV[1])
+redis.call('HSET', KEYS[5], 'seq', 0, 'first', 1, 'at', ARGV[2])
+redis.call('INCR', KEYS[2])
+return 1
+"""
 
 # KEYS: mainstem, epoch, state. ARGV: value, epoch, channel, then the state hash's
 # field/value pairs. -> 1 paused, 0 not the holder, -1 epoch not current.
@@ -274,6 +379,9 @@ class RedisArbiter(Arbiter):
             name: f"{base}:{name}"
             for name in ("mainstem", "epoch", "position", "state", "notify", "snapshots")
         }
+        for name in ("snapshots", "head"):
+            self.keys[f"history:{name}"] = f"{base}:history:{name}"
+        self.keys["history"] = f"{base}:history"
         self._status_prefix = f"{base}:status:"
         self._client = connect(config)
         # The renewer gets its own client whose timeout fits in a renewal interval, so a
@@ -285,6 +393,10 @@ class RedisArbiter(Arbiter):
         self._renew = self._client.register_script(_RENEW)
         self._release = self._client.register_script(_RELEASE)
         self._commit = self._client.register_script(_COMMIT)
+        self._commit_history = self._client.register_script(_COMMIT_HISTORY)
+        self._start_history = self._client.register_script(_START_HISTORY)
+        self._truncate_history = self._client.register_script(_TRUNCATE_HISTORY)
+        self._rebuild_history = self._client.register_script(_REBUILD_HISTORY)
         self._pause_on_error = self._client.register_script(_PAUSE_ON_ERROR)
         self._raise_floor = self._client.register_script(_RAISE_FLOOR)
         self._set_position = self._client.register_script(_SET_POSITION)
@@ -468,20 +580,114 @@ class RedisArbiter(Arbiter):
 
     # -- positions -----------------------------------------------------------------------
 
-    def commit_position(self, position: Position, epoch: int) -> None:
-        record = position_record(position, epoch, self.node_id, time.time())
+    def commit_position(
+        self, position: Position | None, epoch: int, history: HistoryWrite | None = None
+    ) -> None:
+        record = (
+            position_record(position, epoch, self.node_id, time.time())
+            if position is not None
+            else ""
+        )
+        holder = [mainstem_value(epoch, self.node_id), epoch]
         try:
-            result = int(
-                self._commit(
-                    keys=[self.keys["mainstem"], self.keys["epoch"], self.keys["position"]],
-                    args=[mainstem_value(epoch, self.node_id), epoch, record],
+            if history is None:
+                assert position is not None
+                result = int(
+                    self._commit(
+                        keys=[self.keys["mainstem"], self.keys["epoch"], self.keys["position"]],
+                        args=[*holder, record],
+                    )
                 )
-            )
+            else:
+                result = int(
+                    self._commit_history(
+                        keys=[
+                            self.keys["mainstem"],
+                            self.keys["epoch"],
+                            self.keys["position"],
+                            *self._history_keys(),
+                        ],
+                        args=[
+                            *holder,
+                            record,
+                            history.first,
+                            len(history.records),
+                            *history.records,
+                            history.snapshot or "",
+                            HISTORY_SNAPSHOTS_KEPT,
+                            history.coverage,
+                        ],
+                    )
+                )
         except Exception as exc:
             raise self._error(exc, position) from exc
+        if result == -2:
+            raise FatalError(
+                f"schema history record {history.first if history else '?'} would leave a gap"
+                " in the stored history (another writer?)",
+                pipeline=self.pipeline_id,
+                position=position,
+            )
         if result != 1:
             raise fenced(self, epoch, NOT_HOLDER if result == 0 else STALE_EPOCH, position)
         self._log.debug("position committed: {} epoch={}", position, epoch)
+
+    def _history_keys(self) -> list[str]:
+        return [self.keys["history"], self.keys["history:snapshots"], self.keys["history:head"]]
+
+    def load_history(self) -> StoredHistory:
+        try:
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self.keys["history:head"])
+                pipe.lrange(self.keys["history"], 0, -1)
+                pipe.hgetall(self.keys["history:snapshots"])
+                head, records, snapshots = pipe.execute()
+        except Exception as exc:
+            raise self._error(exc) from exc
+        try:
+            return StoredHistory(
+                records=list(records),
+                first=int(head.get("first") or 1),
+                seq=int(head.get("seq") or 0),
+                snapshots={int(k): v for k, v in snapshots.items()},
+                coverage=head.get("at"),
+            )
+        except ValueError as exc:
+            raise FatalError(
+                f"the schema history's head in Redis is corrupt ({exc})", pipeline=self.pipeline_id
+            ) from exc
+
+    def _fenced_history(self, script: Any, epoch: int, *args: Any) -> None:
+        keys = [self.keys["mainstem"], self.keys["epoch"], *self._history_keys()]
+        try:
+            result = int(
+                script(keys=keys, args=[mainstem_value(epoch, self.node_id), epoch, *args])
+            )
+        except Exception as exc:
+            raise self._error(exc) from exc
+        if result != 1:
+            raise fenced(self, epoch, NOT_HOLDER if result == 0 else STALE_EPOCH)
+
+    def start_history(self, snapshot: str, coverage: str, epoch: int) -> None:
+        self._fenced_history(self._start_history, epoch, snapshot, coverage)
+        self._log.info("schema history started at {}", coverage)
+
+    def truncate_history(self, seq: int, coverage: str, epoch: int) -> None:
+        self._fenced_history(self._truncate_history, epoch, seq, coverage)
+        self._log.info("schema history: records after {} dropped (takeover at {})", seq, coverage)
+
+    def rebuild_history(self, snapshot: str, coverage: str) -> None:
+        keys = [self.keys["state"], self.keys["epoch"], *self._history_keys()]
+        try:
+            done = int(self._rebuild_history(keys=keys, args=[snapshot, coverage]))
+        except Exception as exc:
+            raise self._error(exc) from exc
+        if not done:
+            raise FatalError(
+                "the schema history can only be rebuilt while the pipeline is paused",
+                pipeline=self.pipeline_id,
+            )
+        self._log.warning("schema history rebuilt by an operator at {}", coverage)
 
     def load_position(self) -> Position | None:
         return self.load_position_record()[0]

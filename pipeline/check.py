@@ -100,7 +100,9 @@ def run_checks(config: FerryConfig, out: Callable[[str], None] = print) -> bool:
         ("sink", sink_checks),
     ):
         for what, passed, fix in _guarded(name, lambda run=run: run(config)):  # type: ignore[misc]
-            if passed and fix:
+            if passed and fix.startswith("note: "):
+                out(f"✓ {what}\n    {fix}")
+            elif passed and fix:
                 fix = fix.removeprefix("warning: ")  # the selector's warnings say so already
                 out(f"! {what}\n    warning: {fix}")
             elif passed:

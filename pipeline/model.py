@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import weakref
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -318,6 +319,217 @@ class TableChange:
     definition: TableSchema | None = None
 
 
+# -- the schema history's durable form (selector.schemas writes it, arbitrate keeps it) ------
+
+_COLUMN_DEFAULTS = {
+    "length": None,
+    "scale": None,
+    "optional": True,
+    "charset": None,
+    "auto_increment": False,
+    "generated": False,
+    "comment": None,
+    "default": None,
+    "enum_values": (),
+    "column_type": "",
+}
+
+
+def table_to_dict(table: TableSchema) -> dict[str, Any]:
+    """A definition as JSON-ready data: a column's fields at their defaults are left out."""
+    columns = []
+    for column in table.columns:
+        data: dict[str, Any] = {
+            "name": column.name,
+            "type_name": column.type_name,
+            "jdbc_type": column.jdbc_type,
+        }
+        for name, default in _COLUMN_DEFAULTS.items():
+            value = getattr(column, name)
+            if value != default:
+                data[name] = list(value) if isinstance(value, tuple) else value
+        columns.append(data)
+    data = {"schema": table.schema, "table": table.table, "columns": columns}
+    if table.primary_key:
+        data["primary_key"] = list(table.primary_key)
+    if table.charset is not None:
+        data["charset"] = table.charset
+    if table.comment is not None:
+        data["comment"] = table.comment
+    return data
+
+
+def table_from_dict(data: dict[str, Any]) -> TableSchema:
+    """The definition :func:`table_to_dict` wrote (interned, as an unpickled one is)."""
+    columns = []
+    for k, column in enumerate(data["columns"]):
+        extra = {name: column.get(name, default) for name, default in _COLUMN_DEFAULTS.items()}
+        extra["enum_values"] = tuple(extra["enum_values"])
+        columns.append(
+            Column(
+                name=str(column["name"]),
+                type_name=str(column["type_name"]),
+                jdbc_type=int(column["jdbc_type"]),
+                position=k + 1,
+                **extra,
+            )
+        )
+    return _interned_table(
+        str(data["schema"]),
+        str(data["table"]),
+        tuple(columns),
+        tuple(data.get("primary_key") or ()),
+        data.get("charset"),
+        data.get("comment"),
+    )
+
+
+class HistoryCorrupt(ValueError):
+    """A stored schema history record or snapshot does not read back as it was written."""
+
+
+def _sealed(body: dict[str, Any]) -> str:
+    """``body`` as JSON with a CRC-32 of its canonical text (``crc``), so that a record
+    changed or cut short in storage is told from a good one."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return json.dumps({**body, "crc": f"{zlib.crc32(text.encode()):08x}"}, sort_keys=True)
+
+
+def _unsealed(text: str | bytes, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+        crc = data.pop("crc")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise HistoryCorrupt(f"{what} is not the JSON ferry wrote ({exc})") from None
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    if f"{zlib.crc32(canonical.encode()):08x}" != crc:
+        raise HistoryCorrupt(f"{what} does not match its checksum (crc {crc})")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaRecord:
+    """One schema change of a pipeline's durable schema history.
+
+    ``position`` is just after the statement (where a stream resumes past it); ``tables``
+    holds the full definition after it of every table it changed (None: the table is gone,
+    e.g. dropped, or renamed away), ``databases`` the default charset of each database it
+    created or altered (``dropped``: a DROP DATABASE, which also drops its tables).
+    ``seq`` numbers the records of one history (1, 2, …; given when stored), ``epoch`` is
+    the node's that stored it.
+    """
+
+    position: Position
+    schema: str
+    statement: str
+    kind: str = "table"
+    verb: str = ""
+    object: str = ""
+    tables: tuple[tuple[str, str, TableSchema | None], ...] = ()
+    databases: tuple[tuple[str, str | None, bool], ...] = ()
+    seq: int = 0
+    epoch: int | None = None
+
+    def to_json(self) -> str:
+        return _sealed(
+            {
+                "seq": self.seq,
+                "epoch": self.epoch,
+                "position": self.position.to_dict(),
+                "schema": self.schema,
+                "statement": self.statement,
+                "kind": self.kind,
+                "verb": self.verb,
+                "object": self.object,
+                "tables": [
+                    [s, t, table_to_dict(d) if d is not None else None] for s, t, d in self.tables
+                ],
+                "databases": [[d, c, dropped] for d, c, dropped in self.databases],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes, what: str = "schema history record") -> SchemaRecord:
+        data = _unsealed(text, what)
+        try:
+            return cls(
+                position=Position.from_dict(data["position"]),
+                schema=str(data["schema"]),
+                statement=str(data["statement"]),
+                kind=str(data["kind"]),
+                verb=str(data["verb"]),
+                object=str(data["object"]),
+                tables=tuple(
+                    (str(s), str(t), table_from_dict(d) if d is not None else None)
+                    for s, t, d in data["tables"]
+                ),
+                databases=tuple((str(d), c, bool(x)) for d, c, x in data["databases"]),
+                seq=int(data["seq"]),
+                epoch=data["epoch"],
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise HistoryCorrupt(f"{what} is not a record ferry wrote ({exc!r})") from None
+
+
+@dataclass(slots=True)
+class SchemaState:
+    """Every known table's definition, and databases' default charsets, at ``position``
+    (the schema history there): what a snapshot of the history stores, and what a node
+    recovers (newest snapshot at or before its start + the records after it). ``seq`` is
+    the last record it includes."""
+
+    position: Position | None
+    tables: dict[tuple[str, str], TableSchema] = field(default_factory=dict)
+    charsets: dict[str, str | None] = field(default_factory=dict)
+    seq: int = 0
+
+    def copy(self) -> SchemaState:
+        return SchemaState(self.position, dict(self.tables), dict(self.charsets), self.seq)
+
+    def apply(self, record: SchemaRecord) -> None:
+        """Move forward by one record."""
+        for database, charset, dropped in record.databases:
+            if dropped:
+                self.charsets.pop(database, None)
+                for key in [k for k in self.tables if k[0] == database]:
+                    del self.tables[key]
+            else:
+                self.charsets[database] = charset
+        for schema, table, definition in record.tables:
+            if definition is None:
+                self.tables.pop((schema, table), None)
+            else:
+                self.tables[(schema, table)] = definition
+        self.position = record.position
+        self.seq = max(self.seq, record.seq)
+
+    def to_json(self) -> str:
+        position = self.position.to_dict() if self.position is not None else None
+        return _sealed(
+            {
+                "seq": self.seq,
+                "position": position,
+                "tables": [table_to_dict(t) for _, t in sorted(self.tables.items())],
+                "charsets": self.charsets,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes, what: str = "schema history snapshot") -> SchemaState:
+        data = _unsealed(text, what)
+        try:
+            tables = [table_from_dict(t) for t in data["tables"]]
+            position = data["position"]
+            return cls(
+                Position.from_dict(position) if position is not None else None,
+                {(t.schema, t.table): t for t in tables},
+                {str(k): v for k, v in data["charsets"].items()},
+                int(data["seq"]),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise HistoryCorrupt(f"{what} is not a snapshot ferry wrote ({exc!r})") from None
+
+
 @dataclass(frozen=True, slots=True)
 class NameRef:
     """Where a statement names a database or a table: spans ``[start, end)`` of its text.
@@ -428,6 +640,8 @@ class Batch:
     first_event_ts: float | None = None  # unix seconds of the first change's event
     skipped: list[Skipped] = field(default_factory=list)  # statements not passed on (counted)
     encoded: Encoded | None = None  # the changes as messages, encoded ahead (see Encoded)
+    # schema history records to store with this batch's position (a DDL's; see SchemaRecord)
+    history: tuple[SchemaRecord, ...] = ()
 
     @property
     def is_empty(self) -> bool:

@@ -26,16 +26,18 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, Literal
 
 from loguru import logger
 
-from arbitrate.base import Arbiter
+from arbitrate.base import Arbiter, HistoryWrite
+from arbitrate.common import recover_history
 from pipeline.config import FerryConfig
 from pipeline.errors import FatalError, FencedError, FerryError, NotActiveError, classify
-from pipeline.model import Position
+from pipeline.model import Position, SchemaRecord, SchemaState
 from pipeline.recovery import EpochBehind, Start, StateFile, choose_start
 from pipeline.stages import Stages
 from pipeline.stats import Stats
@@ -53,16 +55,32 @@ _FATAL_ATTEMPTS = 3
 _FATAL_RETRY_S = 1.0
 
 
+#: a snapshot of the schema history is stored with every this-many records
+HISTORY_SNAPSHOT_EVERY = 100
+
+
 class FencedPositionStore(PositionStore):
-    """The selector's position store for one epoch: commits through the arbiter's fence."""
+    """The selector's position store for one epoch: commits through the arbiter's fence,
+    with the schema history's records of each batch in the same atomic step (recovered
+    at ``start`` by ``arbitrate.common.recover_history``; a snapshot every
+    ``snapshot_every`` records)."""
 
     def __init__(
-        self, arbiter: Arbiter, epoch: int, start: Position | None, state: StateFile | None
+        self,
+        arbiter: Arbiter,
+        epoch: int,
+        start: Position | None,
+        state: StateFile | None,
+        snapshot_every: int = HISTORY_SNAPSHOT_EVERY,
     ) -> None:
         self._arbiter = arbiter
         self._epoch = epoch
         self._position = start
         self._state = state
+        self._history: SchemaState | None = None  # at the committed position, once loaded
+        self._snapshot_every = snapshot_every
+        self._since_snapshot = 0
+        self._lock = threading.Lock()  # saves (ProcessTermin) against loads (a respawn)
 
     def load(self) -> Position | None:
         return self._position
@@ -70,14 +88,78 @@ class FencedPositionStore(PositionStore):
     def holder_probe(self) -> Callable[[], bool]:
         return self._arbiter.holder_probe(self._epoch)
 
-    def save(self, position: Position) -> None:
-        self._arbiter.commit_position(position, self._epoch)
-        self._position = position
+    def load_history(self) -> SchemaState | None:
+        with self._lock:
+            if self._history is None and self._position is not None:
+                stored = self._arbiter.load_history()
+                pipeline = self._arbiter.pipeline_id
+                recovered = recover_history(stored, self._position, pipeline)
+                if recovered.keep is not None:
+                    coverage = recovered.state.position or self._position
+                    self._arbiter.truncate_history(recovered.keep, coverage.to_json(), self._epoch)
+                self._history = recovered.state
+                self._since_snapshot = recovered.state.seq - max(stored.snapshots, default=0)
+                logger.info(
+                    "schema history recovered: {} tables at {} (record {})",
+                    len(self._history.tables),
+                    self._history.position,
+                    self._history.seq,
+                )
+            return self._history.copy() if self._history is not None else None
+
+    def start_history(self, state: SchemaState) -> None:
+        assert state.position is not None
+        with self._lock:
+            self._arbiter.start_history(state.to_json(), state.position.to_json(), self._epoch)
+            self._history = state.copy()
+            self._since_snapshot = 0
+        logger.info("schema history started: {} tables at {}", len(state.tables), state.position)
+
+    def append_history(self, records: Sequence[SchemaRecord], coverage: Position) -> None:
+        with self._lock:
+            self._write(None, records, coverage)
+
+    def save(self, position: Position, history: Sequence[SchemaRecord] = ()) -> None:
+        with self._lock:
+            self._write(position, history, position)
+            self._position = position
         if self._state is not None:
             try:
                 self._state.write(position, self._epoch)
             except OSError as exc:  # a marker only: Redis already holds the position
                 logger.warning("cannot write state file {}: {}", self._state.path, exc)
+
+    def _write(
+        self, position: Position | None, records: Sequence[SchemaRecord], coverage: Position
+    ) -> None:
+        current = self._history
+        if current is None:  # a selector that keeps no history (e.g. selector.memory)
+            if records:
+                raise FatalError("schema history records to store, but no history was loaded")
+            if position is not None:
+                self._arbiter.commit_position(position, self._epoch)
+            return
+        if not records:
+            write = HistoryWrite((), current.seq + 1, None, coverage.to_json())
+            self._arbiter.commit_position(position, self._epoch, write)
+            current.position = coverage
+            return
+        numbered = [
+            replace(r, seq=current.seq + k, epoch=self._epoch) for k, r in enumerate(records, 1)
+        ]
+        after = current.copy()
+        for record in numbered:
+            after.apply(record)
+        after.position = coverage
+        snapshot = None
+        if self._since_snapshot + len(numbered) >= self._snapshot_every:
+            snapshot = after.to_json()
+        write = HistoryWrite(
+            tuple(r.to_json() for r in numbered), numbered[0].seq, snapshot, coverage.to_json()
+        )
+        self._arbiter.commit_position(position, self._epoch, write)
+        self._history = after
+        self._since_snapshot = 0 if snapshot is not None else self._since_snapshot + len(numbered)
 
 
 class Node:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pipeline.errors import FatalError
-from pipeline.model import Batch, Position
+from pipeline.model import Batch, Position, SchemaRecord, SchemaState
 
 
 class PositionStore(ABC):
@@ -21,8 +21,29 @@ class PositionStore(ABC):
         """The last committed position, or None when nothing was ever committed."""
 
     @abstractmethod
-    def save(self, position: Position) -> None:
-        """Make ``position`` the committed one. Raises on failure; never half-writes."""
+    def save(self, position: Position, history: Sequence[SchemaRecord] = ()) -> None:
+        """Make ``position`` the committed one, and append ``history`` (the schema changes
+        of the batch it ends) to the schema history in the same step. Raises on failure;
+        never half-writes."""
+
+    def load_history(self) -> SchemaState | None:
+        """The schema history at the committed position (``SchemaState.position`` may be
+        earlier: the history is complete only up to there, and the selector reads the DDL
+        in between from the binlog). None: nothing committed yet, or a store that keeps no
+        history (the selector then asks the server for definitions as it meets tables).
+        Raises ``FatalError`` when a history it keeps is missing or corrupt."""
+        return None
+
+    def start_history(self, state: SchemaState) -> None:
+        """A new pipeline's definitions at its start position (``state.position``), stored
+        before anything is committed; replaces any history stored before."""
+        return None  # a store that keeps no history
+
+    def append_history(self, records: Sequence[SchemaRecord], coverage: Position) -> None:
+        """Schema changes read between the history's end and the committed position (a start
+        ahead of it), stored without moving the position; the history then covers up to
+        ``coverage``."""
+        return None  # a store that keeps no history
 
     def holder_probe(self) -> Callable[[], bool] | None:
         """Asks, with a round trip, whether the node saving here still holds the mainstem

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from loguru import logger
 
 from pipeline.errors import FatalError, classify
-from pipeline.model import Batch, Change, DdlChange, Position, RowChange, Skipped
+from pipeline.model import Batch, Change, DdlChange, Position, RowChange, SchemaRecord, Skipped
 
 from .base import PositionStore
 
@@ -40,6 +40,7 @@ class Piece:
     changes: list[Change]
     position: Position | None
     skipped: list[Skipped] = field(default_factory=list)
+    history: tuple[SchemaRecord, ...] = ()  # schema history records stored with the position
 
 
 class Assembler:
@@ -129,11 +130,20 @@ class Assembler:
         self.txn_done = 0
         self.skip = 0  # a skip applies to the first transaction only
 
-    def ddl(self, change: DdlChange, end: Position) -> None:
-        """A DDL statement (its own transaction): a batch by itself."""
+    def ddl(self, change: DdlChange, end: Position, history: tuple[SchemaRecord, ...] = ()) -> None:
+        """A DDL statement (its own transaction): a batch by itself, with the schema history
+        records to store with its position."""
         self._end_txn()
         self.flush()
-        self.ready.append(Piece([change], end))
+        self.ready.append(Piece([change], end, history=history))
+
+    def schema_change(self, history: tuple[SchemaRecord, ...], end: Position) -> None:
+        """A DDL that reaches no sink but changes the schema history (a table of a captured
+        database that is not included): an empty batch of its own, so its records are
+        stored with the position just after it."""
+        self._end_txn()
+        self.flush()
+        self.ready.append(Piece([], end, history=history))
 
     def note_skipped(self, skipped: Skipped) -> None:
         """A statement read and not passed on: counted when the batch that holds it is acked."""
@@ -204,7 +214,14 @@ class Ledger:
         changes = piece.changes
         if first_event_ts is None and changes:
             first_event_ts = changes[0].ts
-        batch = Batch(self._next_id, changes, piece.position, first_event_ts, piece.skipped)
+        batch = Batch(
+            self._next_id,
+            changes,
+            piece.position,
+            first_event_ts,
+            piece.skipped,
+            history=piece.history,
+        )
         self._next_id += 1
         self.in_flight.append(batch)
         if piece.position is not None:
@@ -228,7 +245,10 @@ class Ledger:
             )
         if oldest.position is not None:
             try:
-                self.store.save(oldest.position)
+                if oldest.history:
+                    self.store.save(oldest.position, oldest.history)
+                else:
+                    self.store.save(oldest.position)
             except Exception as exc:
                 raise classify(exc, f"cannot save the committed position: {exc}").context(
                     pipeline=self.pipeline_id or None,

@@ -97,24 +97,45 @@ def server_checks(conn: Any, user: str) -> list[Check]:
         "FULL",
         "SET GLOBAL binlog_row_image = 'FULL' and binlog_row_image=FULL in the server config",
     )
-    if "binlog_row_metadata" in found:
+    metadata = found.get("binlog_row_metadata", "").upper()
+    if metadata == "FULL":
+        checks.append(("binlog_row_metadata = FULL", True, ""))
+    elif metadata in ("NO_LOG", "MINIMAL"):
+        checks.append(
+            (
+                f"binlog_row_metadata = {metadata}",
+                True,
+                "note: rows are read with the table definitions of ferry's schema history"
+                " (README: the schema history); FULL also puts column names in the binlog,"
+                " which ferry then checks against the history",
+            )
+        )
+    elif "binlog_row_metadata" in found:
         expect(
             "binlog_row_metadata",
             "FULL",
             "SET GLOBAL binlog_row_metadata = 'FULL' (MySQL 8.0+, MariaDB 10.5+) and in the"
-            " server config; needed for column names, signedness, ENUM/SET values",
+            " server config, or NO_LOG or MINIMAL",
         )
     else:
         checks.append(
             (
                 "binlog_row_metadata (not on this server version)",
                 True,
-                "warning: column names, primary keys and signedness come from"
-                " information_schema; an ALTER TABLE racing the stream can mislabel columns",
+                "note: rows are read with the table definitions of ferry's schema history"
+                " (README: the schema history)",
             )
         )
     checks.append(privileges(conn, user))
     return checks
+
+
+def row_metadata(conn: Any) -> str:
+    """What the server's table maps carry: ``FULL``, ``MINIMAL``, ``NO_LOG``, or ``NONE`` (a
+    server without the variable: MySQL 5.7, MariaDB before 10.5, whose maps have no
+    metadata)."""
+    found = variables(conn, "binlog_row_metadata").get("binlog_row_metadata", "").upper()
+    return found if found in ("FULL", "MINIMAL", "NO_LOG") else "NONE"
 
 
 _REPLICA = re.compile(r"\b(ALL PRIVILEGES|REPLICATION SLAVE|REPLICATION REPLICA)\b")

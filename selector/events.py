@@ -51,7 +51,15 @@ from pymysqlreplication.row_event import (
 )
 
 from pipeline.errors import FatalError, masked_key
-from pipeline.model import UNKNOWN_TABLE, DdlChange, Position, RowChange, Skipped, SourceEvent
+from pipeline.model import (
+    UNKNOWN_TABLE,
+    DdlChange,
+    Position,
+    RowChange,
+    SchemaRecord,
+    Skipped,
+    SourceEvent,
+)
 
 from . import stream as stream_module
 from . import values as vals
@@ -265,7 +273,8 @@ class Translator:
                 self.catalog.forget(event.table_id)
                 self._known.pop(event.table_id, None)
             else:
-                self.catalog.get(event.table_id, event.get_table(), event)
+                at = Position(self.file, end - event.packet.event_size)
+                self.catalog.get(event.table_id, event.get_table(), event, at)
             self.stream.remember_map(event)
         elif kind is XidEvent:
             self._commit(end, ts)
@@ -342,12 +351,22 @@ class Translator:
         self._forget_tables()  # columns and ids change with DDL
         # every DDL moves the schema history, also of tables not replicated: a CREATE TABLE
         # … LIKE or a RENAME may bring one in
-        changes = self.catalog.history.apply(event.query, schema, start)
+        history = self.catalog.history
+        changes = history.apply(event.query, schema, start)
         if self.on_ddl is not None:
             self.on_ddl(statement.tables)
+        records: tuple[SchemaRecord, ...] = ()
+        if history.durable:  # stored with the position just after the statement
+            record = history.record(
+                event.query, schema, statement, self.here(ts=ts), self.filter.schema_wanted
+            )
+            records = (record,) if record is not None else ()
         if not self.filter.wanted(statement.tables):
             assembler.abort()
-            assembler.advance(self.here(ts=ts))
+            if records:
+                assembler.schema_change(records, self.here(ts=ts))
+            else:
+                assembler.advance(self.here(ts=ts))
             return
         query = event.query
         if statement.verb == "DROP" and statement.object == "TABLE":
@@ -371,7 +390,7 @@ class Translator:
             object=statement.object,
             verb=statement.verb,
         )
-        assembler.ddl(ddl, self.here(ts=ts))
+        assembler.ddl(ddl, self.here(ts=ts), records)
 
     def _forget_tables(self) -> None:
         self.catalog.forget()

@@ -36,6 +36,7 @@ transaction (= start of the next); a split transaction's piece is
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections import deque
@@ -48,12 +49,13 @@ from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
+    QueryEvent,
     RotateEvent,
 )
 
 from pipeline.dialect import connect_kwargs, session_tls
 from pipeline.errors import FatalError, FerryError, NotActiveError, ResumableError, classify
-from pipeline.model import Batch, Position, TableChange
+from pipeline.model import Batch, Position, SchemaState, TableChange
 
 from .base import PositionStore, Selector
 from .batching import Assembler, Ledger, Piece
@@ -64,6 +66,7 @@ from .checks import (
     connect_timeout_hint,
     master_status,
     require,
+    row_metadata,
     server_checks,
 )
 from .config import FilePosStart, GtidStart, MySQLSourceConfig
@@ -72,6 +75,7 @@ from .gtids import GtidTracker
 from .identity import KickPolicy, describe, kicked, refuse_clash, registered, report_host
 from .schemas import SchemaHistory
 from .snapshot import Reader, Snapshotter
+from .statements import classify as classify_statement
 from .stream import (
     PURGED,
     Stream,
@@ -88,6 +92,8 @@ __all__ = ["MySQLSelector", "check_source"]
 _EVENTS_PER_CHECK = 4096
 
 _SYSTEM_SCHEMAS = "'mysql', 'information_schema', 'performance_schema', 'sys'"
+_CAPTURE_ATTEMPTS = 5  # reads of a new pipeline's table definitions, while DDL runs
+_USE = re.compile(r"^use [^;]*; ", re.IGNORECASE)  # SHOW BINLOG EVENTS' prefix of a query
 
 
 class MySQLSelector(Selector):
@@ -121,7 +127,7 @@ class MySQLSelector(Selector):
         self._translator: Translator | None = None  # one per opened stream
         self._ctl: Any = None  # control connection (positions, information_schema)
         self._mariadb = False
-        self._full_metadata = True
+        self._metadata = "FULL"  # binlog_row_metadata: FULL, MINIMAL, NO_LOG or NONE
         # table definitions as the DDL read so far made them; outlives reconnects (rewound)
         self._history = SchemaHistory(self._query)
         self._stopping = threading.Event()
@@ -141,7 +147,7 @@ class MySQLSelector(Selector):
         warnings = require(server_checks(conn, self.config.user))
         for warning in warnings:
             logger.warning("source: {}", warning)
-        self._full_metadata = not any("binlog_row_metadata" in w for w in warnings)
+        self._metadata = row_metadata(conn)
         self._refuse_clash()
         version = self._query_one("SELECT VERSION()")[0]
         flavor = self.config.flavor
@@ -149,11 +155,11 @@ class MySQLSelector(Selector):
             "mariadb" in str(version).lower() if flavor == "auto" else flavor == "mariadb"
         )
         committed = self._ledger.load()
+        state = self._ledger.store.load_history()  # raises when it is missing or corrupt
         mode = self.config.snapshot_mode
         snapshot = committed is None and mode != "never"
         if committed is None:
-            # a snapshot streams from where its first chunk is read: the binlog's end now
-            self._ledger.origin = self._latest() if snapshot else self._resolve_start()
+            state = None  # a first start: the history starts with it (below)
         elif mode == "when_needed" and not self._available(committed):
             logger.warning(
                 "the committed position {} is no longer on the source (purged);"
@@ -161,7 +167,7 @@ class MySQLSelector(Selector):
                 committed,
             )
             self._ledger.committed = None
-            self._ledger.origin = self._latest()
+            state = None
             snapshot = True
         elif mode == "initial_only" and (
             committed.snapshot is None or not committed.snapshot.table
@@ -171,16 +177,32 @@ class MySQLSelector(Selector):
                 "source.snapshot is initial_only and its snapshot is complete: no streaming"
             )
             self._streaming = False
+        if self._ledger.committed is None:
+            # a snapshot streams from where its first chunk is read: the binlog's end now
+            self._ledger.origin, state = self._first_history(snapshot)
+            self._ledger.store.start_history(state)
         at = self._ledger.resume_point
         assert at is not None
+        if state is not None:
+            self._history.load(state)
+            if state.position is not None and state.position.sort_key() < at.sort_key():
+                self._catch_up(state.position, at)
+        elif self._metadata != "FULL":
+            logger.warning(
+                "no schema history was given: table definitions come from the source as it is"
+                " now, which is right only if no DDL ran since {}",
+                at,
+            )
         logger.info(
-            "selector start pipeline={} server={} flavor={} server_id={} tls={} ({}) at={} ({})",
+            "selector start pipeline={} server={} flavor={} server_id={} tls={} ({})"
+            " row_metadata={} at={} ({})",
             self.pipeline_id,
             version,
             "mariadb" if self._mariadb else "mysql",
             self.server_id,
             session_tls(self._control()) or "none",
             self.config.tls.mode,
+            self._metadata,
             at,
             "committed"
             if committed is not None and not snapshot
@@ -201,6 +223,120 @@ class MySQLSelector(Selector):
                 len(at.snapshot.tables) - 1,
             )
         self._started = True
+
+    # -- the schema history (selector.schemas) -------------------------------------------
+
+    def _first_history(self, snapshot: bool) -> tuple[Position, SchemaState]:
+        """A new pipeline's start position and its history there: every table of the
+        captured databases, read so that no DDL ran between the position and the reads
+        (else read again)."""
+        captured = self.filter.schema_wanted
+        if not snapshot and self.config.start != "latest":
+            origin = self._resolve_start()
+            latest = self._latest()
+            state = self._history.capture(captured, origin)
+            if (origin.file, origin.pos) != (latest.file, latest.pos):
+                logger.warning(
+                    "the stream starts at {}, before the binlog's end ({}): the schema history"
+                    " starts with the definitions the source has now. Exact for every table"
+                    " whose CREATE comes after {} or that no DDL changed since; rows of a table"
+                    " altered since then are read with its later definition",
+                    origin,
+                    latest,
+                    origin,
+                )
+            return origin, state
+        for _ in range(_CAPTURE_ATTEMPTS):
+            before = self._latest()
+            state = self._history.capture(captured, before)
+            after = self._latest()
+            if not self._ddl_between(before, after):
+                return before, state
+            logger.info("DDL ran while the table definitions were read: reading them again")
+        raise ResumableError(
+            f"the source's DDL kept changing tables while ferry read their definitions"
+            f" ({_CAPTURE_ATTEMPTS} attempts); the next start tries again",
+            pipeline=self.pipeline_id or None,
+        )
+
+    def _ddl_between(self, first: Position, last: Position) -> bool:
+        """Some DDL was written to the binlog between ``first`` and ``last``."""
+        if (first.file, first.pos) == (last.file, last.pos):
+            return False
+        names = [name for name, _ in self._binlogs()]
+        if first.file not in names or last.file not in names:
+            return True  # rotated away meanwhile: assume the worst, read again
+        for name in names[names.index(first.file) : names.index(last.file) + 1]:
+            pos = first.pos if name == first.file else 4
+            while True:
+                rows = self._query(f"SHOW BINLOG EVENTS IN %s FROM {int(pos)} LIMIT 1000", (name,))
+                for row in rows:
+                    if name == last.file and int(row[1]) >= last.pos:
+                        return False
+                    if (
+                        str(row[2]) == "Query"
+                        and classify_statement(_USE.sub("", str(row[5])), "").is_ddl
+                    ):
+                        return True
+                if len(rows) < 1000:
+                    break
+                pos = int(rows[-1][4])
+        return False
+
+    def _catch_up(self, since: Position, at: Position) -> None:
+        """The stored history ends at ``since``, before the start position ``at`` (a start
+        from a sink checkpoint ahead of Redis, or a position an operator moved forward):
+        read the DDL in between from the binlog and store it in the history first."""
+        logger.info("schema history: reading the DDL from {} up to the start {}", since, at)
+        self._check_position(since)
+        self._confirm_holder()
+        probe = Stream(
+            self._settings(),
+            server_id=self.server_id,
+            report_slave=self._report,
+            blocking=True,
+            resume_stream=True,
+            log_file=since.file,
+            log_pos=since.pos,
+            is_mariadb=False,
+            slave_heartbeat=self.heartbeat_s,
+            only_events=[QueryEvent, RotateEvent, HeartbeatLogEvent],
+            enable_logging=False,
+            pymysql_wrapper=pymysql_connect,
+        )
+        records = []
+        file = since.file
+        stop = at.sort_key()[:3]
+        try:
+            probe.open()
+            while True:
+                event = probe.fetchone()
+                if event is None or isinstance(event, HeartbeatLogEvent):
+                    break  # at the binlog's end
+                if isinstance(event, RotateEvent):
+                    file = event.next_binlog
+                    continue
+                begin = event.packet.log_pos - event.packet.event_size
+                if Position(file, begin).sort_key()[:3] >= stop:
+                    break
+                schema = event.schema
+                schema = schema.decode() if isinstance(schema, bytes) else str(schema)
+                statement = classify_statement(event.query, schema)
+                if not statement.is_ddl:
+                    continue
+                self._history.apply(event.query, schema, Position(file, begin))
+                end = Position(file, event.packet.log_pos)
+                record = self._history.record(
+                    event.query, schema, statement, end, self.filter.schema_wanted
+                )
+                if record is not None:
+                    records.append(record)
+        except pymysql.MySQLError as exc:
+            raise self._stream_error(exc, since) from exc
+        finally:
+            probe.close()
+        self._ledger.store.append_history(records, at)
+        logger.info("schema history: {} records read up to {}", len(records), at)
 
     @property
     def resume_point(self) -> Position | None:
@@ -391,7 +527,7 @@ class MySQLSelector(Selector):
             only_events=EVENTS,
             only_schemas=only,
             ignored_schemas=ignored,
-            use_column_name_cache=not self._full_metadata,
+            use_column_name_cache=False,  # names come from the table map or the history
             enable_logging=False,
             pymysql_wrapper=pymysql_connect,
         )
@@ -409,7 +545,7 @@ class MySQLSelector(Selector):
             assembler=self._assembler,
             gtids=gtids,
             stream=stream,
-            catalog=TableCatalog(self._query, self._mariadb, self._full_metadata, self._history),
+            catalog=TableCatalog(self._query, self._mariadb, self._metadata, self._history),
             table_filter=self.filter,
             mariadb=self._mariadb,
             last_ts=previous.last_ts if previous is not None else None,

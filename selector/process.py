@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from pipeline.errors import FatalError, FerryError, ResumableError, classify
-from pipeline.model import Batch, Position
+from pipeline.model import Batch, Position, SchemaRecord, SchemaState
 
 from .base import PositionStore, Selector
 from .config import MySQLSourceConfig
@@ -102,7 +102,7 @@ class ProcessSelector(Selector):
         self._out: Any = None
         self._stopping = False
         self._token = 0
-        self._in_flight: deque[tuple[int, Position | None]] = deque()
+        self._in_flight: deque[tuple[int, Position | None, tuple[SchemaRecord, ...]]] = deque()
         self._committed: Position | None = None
         # The start the first child resolved (`latest` means *then*): a child respawned before
         # anything was committed must reopen there, not at a new `latest`.
@@ -136,6 +136,7 @@ class ProcessSelector(Selector):
                         self.max_rows,
                         self.max_wait_ms,
                         self._committed or self._origin,
+                        self.store.load_history(),  # raises when it is missing or corrupt
                         self.pipeline_id,
                         commands,
                         out_writer,
@@ -161,6 +162,11 @@ class ProcessSelector(Selector):
             item = self._receive(deadline, "start")
             if item[0] == "started":
                 self._origin = self._origin or item[1]
+                for write in item[2]:  # what the child stored in the schema history
+                    if write[0] == "start":
+                        self.store.start_history(write[1])
+                    else:
+                        self.store.append_history(write[1], write[2])
                 return
             if item[0] == "error":
                 self._kill_child()
@@ -253,7 +259,7 @@ class ProcessSelector(Selector):
             if kind == "batch":
                 batch: Batch = item[1]
                 self._last_ts = item[2]
-                self._in_flight.append((batch.batch_id, batch.position))
+                self._in_flight.append((batch.batch_id, batch.position, batch.history))
                 return batch
             if kind == "error":
                 raise item[1]
@@ -267,10 +273,13 @@ class ProcessSelector(Selector):
                 pipeline=self.pipeline_id or None,
                 batch_id=batch_id,
             )
-        position = self._in_flight[0][1]
+        _, position, history = self._in_flight[0]
         if position is not None:
             try:
-                self.store.save(position)
+                if history:
+                    self.store.save(position, history)
+                else:
+                    self.store.save(position)
             except Exception as exc:
                 raise classify(exc, f"cannot save the committed position: {exc}").context(
                     pipeline=self.pipeline_id or None, batch_id=batch_id, position=position
@@ -350,6 +359,7 @@ def _child_main(
     max_rows: int,
     max_wait_ms: int,
     start: Position | None,
+    history: SchemaState | None,
     pipeline_id: str,
     commands: Any,
     out: Any,
@@ -390,7 +400,7 @@ def _child_main(
             backtrace=False,
             diagnose=False,
         )
-        store = MemoryPositionStore(start)
+        store = MemoryPositionStore(start, history)
         # snapshot rows are only shipped from here: the node builds their RowChanges
         selector = MySQLSelector(
             config, max_rows, max_wait_ms, store, pipeline_id, build_reads=False, holder=holder
@@ -405,7 +415,7 @@ def _child_main(
     except Exception as exc:  # the source's verdict: resumable (unreachable) or fatal (auth)
         send(("error", _picklable(exc)))
         return
-    send(("started", selector.resume_point))
+    send(("started", selector.resume_point, store.history_writes))
     failed = False  # after an error, wait for the parent's rollback
     while os.getppid() == parent:
         try:

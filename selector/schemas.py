@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.model import Position, TableChange, TableSchema
+from pipeline.model import Position, SchemaRecord, SchemaState, TableChange, TableSchema
 
 from .ddl import (
     OTHER,
@@ -59,11 +59,15 @@ __all__ = ["SchemaHistory", "charset_of_collation", "from_table_map"]
 
 @dataclass
 class _Undo:
-    """How to take back one change of the history (for a stream reopened before it)."""
+    """How to take back one change of the history (for a stream reopened before it): a
+    table's definition, or (``database``) a database's charset (``known``: it had one)."""
 
-    at: tuple[str, int, int]
+    at: tuple[str, int, int, int]
     key: tuple[str, str]
     previous: TableSchema | None
+    database: bool = False
+    charset: str | None = None
+    known: bool = False
 
 
 class SchemaHistory:
@@ -81,6 +85,76 @@ class SchemaHistory:
         self._undo: list[_Undo] = []
         # (table, row image columns) neither the history nor the server fits, until a DDL
         self._misses: set[tuple[tuple[str, str], tuple[str, ...]]] = set()
+        # True once the history started from a stored one (or its first capture): it is
+        # then the truth, stored record by record (SchemaRecord), not guessed from the server
+        self.durable = False
+        self._touched: dict[tuple[str, str], None] = {}  # tables the last statement changed
+        self._touched_databases: dict[str, bool] = {}  # ... databases (True: dropped)
+
+    # -- the durable history -----------------------------------------------------------
+
+    def load(self, state: SchemaState) -> None:
+        """Start from a stored history: every definition at ``state.position``."""
+        self._tables = dict(state.tables)
+        self._charsets = dict(state.charsets)
+        self._undo.clear()
+        self._misses.clear()
+        self.durable = True
+
+    def capture(self, captured: Callable[[str], bool], at: Position) -> SchemaState:
+        """Every table of the captured databases (``captured(database)``), and their
+        charsets, as the source has them now: a new pipeline's history at ``at``."""
+        if self._query is None:
+            raise ValueError("capture needs a connection to the source")
+        state = SchemaState(Position(at.file, at.pos, at.gtid_set))
+        for name, charset in self._query(
+            "SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA", None
+        ):
+            if captured(str(name)):
+                state.charsets[str(name)] = str(charset) if charset else None
+        self._charsets.update(state.charsets)
+        for schema, table in self._query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES"
+            " WHERE TABLE_TYPE='BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME",
+            None,
+        ):
+            if str(schema) in state.charsets:
+                definition = self._fetch(str(schema), str(table))
+                if definition is not None:
+                    state.tables[(str(schema), str(table))] = definition
+        self.load(state)
+        return state
+
+    def record(
+        self,
+        sql: str,
+        schema: str,
+        statement: Statement,
+        at: Position,
+        captured: Callable[[str], bool],
+    ) -> SchemaRecord | None:
+        """What the statement :meth:`apply` just applied did to the captured databases, as
+        a record of the durable history (None: nothing of theirs changed)."""
+        tables = tuple(
+            (s, t, self._tables.get((s, t))) for s, t in self._touched if s and captured(s)
+        )
+        databases = tuple(
+            (d, self._charsets.get(d), dropped)
+            for d, dropped in self._touched_databases.items()
+            if captured(d)
+        )
+        if not tables and not databases:
+            return None
+        return SchemaRecord(
+            position=Position(at.file, at.pos, at.gtid_set, 0, at.ts),
+            schema=schema,
+            statement=sql,
+            kind=statement.kind,
+            verb=statement.verb,
+            object=statement.object,
+            tables=tables,
+            databases=databases,
+        )
 
     # -- reading ---------------------------------------------------------------------
 
@@ -119,9 +193,11 @@ class SchemaHistory:
         self, sql: str, default_schema: str, at: Position | None = None
     ) -> tuple[TableChange, ...]:
         """Apply one DDL statement; the table changes it made, as Debezium reports them."""
+        self._touched = {}
+        self._touched_databases = {}
         statement = classify(sql, default_schema)
         if statement.kind == "database":
-            self._database(sql, statement)
+            self._database(sql, statement, at.sort_key() if at is not None else None)
             return ()
         if statement.kind != "table" or statement.object not in ("TABLE", "INDEX"):
             return ()
@@ -136,12 +212,18 @@ class SchemaHistory:
         mark = at.sort_key()
         while self._undo and self._undo[-1].at >= mark:
             undo = self._undo.pop()
-            if undo.previous is None:
+            if undo.database:
+                if undo.known:
+                    self._charsets[undo.key[0]] = undo.charset
+                else:
+                    self._charsets.pop(undo.key[0], None)
+            elif undo.previous is None:
                 self._tables.pop(undo.key, None)
             else:
                 self._tables[undo.key] = undo.previous
 
     def _set(self, key: tuple[str, str], table: TableSchema | None, mark: Any) -> None:
+        self._touched[key] = None
         self._misses = {m for m in self._misses if m[0] != key}
         if mark is not None:
             self._undo.append(_Undo(mark, key, self._tables.get(key)))
@@ -226,17 +308,30 @@ class SchemaHistory:
                 changes.append(TableChange(kind, *key, table))  # type: ignore[arg-type]
         return tuple(changes)
 
-    def _database(self, sql: str, statement: Statement) -> None:
+    def _database(self, sql: str, statement: Statement, mark: Any) -> None:
         for schema, _ in statement.tables:
             if statement.verb == "DROP":
-                self._charsets.pop(schema, None)
+                self._set_charset(schema, None, mark, dropped=True)
                 for key in [k for k in self._tables if k[0] == schema]:
-                    del self._tables[key]
+                    self._set(key, None, mark)
                 continue
             charset = database_charset(sql)
             if charset is not None or statement.verb == "CREATE":
                 # a database created without a charset has none in Debezium's history either
-                self._charsets[schema] = charset
+                self._set_charset(schema, charset, mark)
+
+    def _set_charset(
+        self, schema: str, charset: str | None, mark: Any, dropped: bool = False
+    ) -> None:
+        self._touched_databases[schema] = dropped
+        if mark is not None:
+            known = schema in self._charsets
+            previous = self._charsets.get(schema)
+            self._undo.append(_Undo(mark, (schema, ""), None, True, previous, known))
+        if dropped:
+            self._charsets.pop(schema, None)
+        else:
+            self._charsets[schema] = charset
 
     # -- the server ------------------------------------------------------------------
 
@@ -250,10 +345,11 @@ class SchemaHistory:
                     (schema,),
                 )
                 charset = str(rows[0][0]) if rows else None
-            self._charsets[schema] = charset or self._server()
+            self._charsets[schema] = charset or self.server_charset()
         return self._charsets[schema]
 
-    def _server(self) -> str | None:
+    def server_charset(self) -> str | None:
+        """The source's ``character_set_server`` (a database created without a charset)."""
         if self._server_charset is None and self._query is not None:
             rows = self._query("SELECT @@character_set_server", None)
             self._server_charset = str(rows[0][0]) if rows else None
@@ -264,6 +360,7 @@ class SchemaHistory:
         fetched = self._fetch(schema, table)
         if fetched is not None:
             self._tables[(schema, table)] = fetched
+            self._touched[(schema, table)] = None
         return fetched
 
     def _fetch(self, schema: str, table: str) -> TableSchema | None:

@@ -9,30 +9,60 @@ import contextlib
 import os
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import FatalError
-from pipeline.model import Position
+from pipeline.model import Position, SchemaRecord, SchemaState
 
 from .base import PositionStore
 
 
 class MemoryPositionStore(PositionStore):
-    """Keeps the committed position in this process only. ``saves`` counts saves (for tests)."""
+    """Keeps the committed position, and the schema history, in this process only. ``saves``
+    counts saves (for tests); ``history_writes`` lists what was stored in the history other
+    than by a save (``("start", state)``, ``("append", records, coverage)``), for a decoder
+    process to hand to its node."""
 
-    def __init__(self, position: Position | None = None) -> None:
+    def __init__(
+        self, position: Position | None = None, history: SchemaState | None = None
+    ) -> None:
         self._position = position
+        self._history = history
         self._lock = threading.Lock()
         self.saves = 0
+        self.history_writes: list[tuple[Any, ...]] = []
 
     def load(self) -> Position | None:
         with self._lock:
             return self._position
 
-    def save(self, position: Position) -> None:
+    def save(self, position: Position, history: Sequence[SchemaRecord] = ()) -> None:
         with self._lock:
             self._position = position
             self.saves += 1
+            if self._history is not None:
+                for record in history:
+                    self._history.apply(record)
+                self._history.position = position
+
+    def load_history(self) -> SchemaState | None:
+        with self._lock:
+            return self._history.copy() if self._history is not None else None
+
+    def start_history(self, state: SchemaState) -> None:
+        with self._lock:
+            self._history = state.copy()
+            self.history_writes.append(("start", state.copy()))
+
+    def append_history(self, records: Sequence[SchemaRecord], coverage: Position) -> None:
+        with self._lock:
+            if self._history is not None:
+                for record in records:
+                    self._history.apply(record)
+                self._history.position = coverage
+            self.history_writes.append(("append", tuple(records), coverage))
 
 
 class FilePositionStore(PositionStore):
@@ -58,7 +88,7 @@ class FilePositionStore(PositionStore):
                 f"position file {self.path} is not a valid position ({exc}); fix or remove it"
             ) from exc
 
-    def save(self, position: Position) -> None:
+    def save(self, position: Position, history: Sequence[SchemaRecord] = ()) -> None:
         write_atomically(self.path, position.to_json() + "\n")
 
 

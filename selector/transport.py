@@ -117,6 +117,7 @@ def ship(batch: Batch, encoded: Encoded | None) -> Batch:
         batch.first_event_ts,
         batch.skipped,
         encoded,
+        batch.history,
     )
 
 
