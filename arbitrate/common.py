@@ -265,6 +265,8 @@ def recover_history(stored: StoredHistory, at: Position, pipeline: str) -> Recov
         coverage = Position.from_json(stored.coverage) if stored.coverage else None
     except (ValueError, KeyError, TypeError) as exc:
         raise history_error(pipeline, f"has a corrupt coverage position ({exc})") from None
+    if not at.file and coverage is not None:  # a GTID an operator set: the history's end
+        at = coverage
     base: SchemaState | None = None
     for seq in sorted(stored.snapshots, reverse=True):
         what = f"snapshot {seq} (the definitions after record {seq})"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from pipeline.config import FerryConfig
-from pipeline.errors import classify
+from pipeline.errors import FerryError, classify
 
 Check = tuple[str, bool, str]  # (what, ok, fix); ok with a fix text is a warning
 
@@ -44,9 +45,35 @@ def arbiter_checks(config: FerryConfig) -> list[Check]:
             )
         if status.position is not None:
             checks += _position_on_source(config, status.position.file)
+        checks += _history_check(arbiter, config, status.position)
         return checks
     finally:
         arbiter.close()
+
+
+def _history_check(arbiter: Any, config: FerryConfig, position: Any) -> list[Check]:
+    """The schema history recovers at the committed position (README: the schema history)."""
+    from arbitrate.common import recover_history
+
+    stored = arbiter.load_history()
+    if position is None:
+        return (
+            [("schema history: started, nothing committed yet", True, "")]
+            if stored.coverage
+            else []
+        )
+    try:
+        state = recover_history(stored, position, config.pipeline.id).state
+    except FerryError as exc:
+        return [("schema history at the committed position", False, exc.message)]
+    return [
+        (
+            f"schema history at the committed position: {len(state.tables)} tables,"
+            f" up to record {state.seq}",
+            True,
+            "",
+        )
+    ]
 
 
 def _redis_persistent(config: FerryConfig) -> bool:

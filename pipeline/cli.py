@@ -33,6 +33,8 @@ examples:
   ferry status -c configs/mysql-to-kafka.yaml    who is active, position, lag, last error
   ferry pause -c FILE / ferry resume -c FILE     stop / restart selecting on the active node
   ferry position -c FILE --set mysql-bin.000042:4 --yes   move the position (while paused)
+  ferry schema show -c FILE [SCHEMA.TABLE]       table definitions in the schema history
+  ferry schema rebuild -c FILE --yes             replace the history by the source's definitions
 
 exit status: 0 success, 2 bad configuration or usage, 1 anything else.
 """
@@ -98,6 +100,21 @@ def _parser() -> argparse.ArgumentParser:
     snapshot.add_argument(
         "tables", nargs="+", metavar="SCHEMA.TABLE", help="included tables to copy again"
     )
+    schema = commands.add_parser(
+        "schema",
+        parents=[common],
+        help="the schema history: show it, or (while paused) rebuild it from the source",
+    )
+    schema.add_argument(
+        "action",
+        choices=["show", "rebuild"],
+        help="show: the definitions at the committed position; rebuild: replace the history"
+        " by the source's current definitions (rows older than a later ALTER may then read"
+        " wrong)",
+    )
+    schema.add_argument("table", nargs="?", metavar="SCHEMA.TABLE", help="show: only this table")
+    schema.add_argument("--yes", action="store_true", help="rebuild: do not ask")
+    schema.add_argument("--json", action="store_true", help="show: print JSON")
     return parser
 
 
@@ -491,6 +508,154 @@ def cmd_snapshot(args: argparse.Namespace, config: FerryConfig) -> int:
     return EXIT_OK
 
 
+def _history_at(arbiter: Any, config: FerryConfig) -> tuple[Any, Any, Position | None]:
+    """(the stored history, the state recovered at the committed position, that position)."""
+    from arbitrate.common import recover_history
+
+    stored = arbiter.load_history()
+    committed = arbiter.load_position()
+    at = committed
+    if at is None and stored.coverage:
+        at = Position.from_json(stored.coverage)  # started, nothing committed yet
+    if at is None:
+        return stored, None, None
+    return stored, recover_history(stored, at, config.pipeline.id).state, committed
+
+
+def _column_line(column: Any, key: tuple[str, ...]) -> str:
+    parts = [column.name, column.column_type or column.type_name]
+    if column.charset and column.jdbc_type in (1, 12, -15, -9):
+        parts.append(f"CHARACTER SET {column.charset}")
+    if not column.optional:
+        parts.append("NOT NULL")
+    if column.default is not None:
+        parts.append(f"DEFAULT {column.default!r}")
+    if column.auto_increment:
+        parts.append("AUTO_INCREMENT")
+    if column.name in key:
+        parts.append("KEY")
+    return "    " + " ".join(parts)
+
+
+def cmd_schema(args: argparse.Namespace, config: FerryConfig) -> int:
+    """`ferry schema show|rebuild`: the schema history (selector.schemas, arbitrate)."""
+    arbiter = build_arbiter(config, "cli")
+    try:
+        if args.action == "rebuild":
+            return _schema_rebuild(args, config, arbiter)
+        stored, state, committed = _history_at(arbiter, config)
+    finally:
+        arbiter.close()
+    if state is None:
+        print(f"pipeline {config.pipeline.id}: no schema history (no node has started yet)")
+        return EXIT_OK
+    tables = sorted(state.tables.items())
+    if args.table:
+        schema, dot, table = args.table.partition(".")
+        if not dot:
+            print(f"ferry: {args.table!r} is not SCHEMA.TABLE", file=sys.stderr)
+            return EXIT_USAGE
+        tables = [(k, t) for k, t in tables if k == (schema, table)]
+        if not tables:
+            print(
+                f"ferry: the schema history has no table {args.table} at {state.position}",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
+    if args.json:
+        from pipeline.model import table_to_dict
+
+        print(
+            json.dumps(
+                {
+                    "position": state.position.to_dict() if state.position else None,
+                    "record": state.seq,
+                    "records": stored.seq,
+                    "tables": [table_to_dict(t) for _, t in tables],
+                    "charsets": state.charsets,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    where = "the committed position" if committed is not None else "its start"
+    print(
+        f"schema history of pipeline {config.pipeline.id} at {where} {state.position}:"
+        f" {len(state.tables)} tables in {len(state.charsets)} databases, up to record"
+        f" {state.seq} of {stored.seq}"
+    )
+    for (schema, table), definition in tables:
+        charset = f" (charset {definition.charset})" if definition.charset else ""
+        print(f"{schema}.{table}{charset}")
+        for column in definition.columns:
+            print(_column_line(column, definition.primary_key))
+    return EXIT_OK
+
+
+REBUILD_WARNING = """\
+WARNING: `ferry schema rebuild` replaces pipeline {pipeline}'s schema history by the
+definitions the source has NOW, taken as the definitions at the committed position
+{position}. Rows the pipeline reads after it that were written before a later ALTER
+(still in the binlog between {position} and now) are then read with the later
+definition: without binlog_row_metadata=FULL their values can come out under wrong
+columns or fail to decode; with FULL, ferry stops at the first table map that does not
+fit. Use it when the history is lost or corrupt and no DDL ran since the position, or
+after moving the position to the binlog's end (`ferry position --set latest`)."""
+
+
+def _schema_rebuild(args: argparse.Namespace, config: FerryConfig, arbiter: Any) -> int:
+    from pipeline.errors import classify
+    from selector.checks import connect
+    from selector.schemas import SchemaHistory
+    from selector.tables import TableFilter
+
+    if not arbiter.get_state().paused:
+        print(
+            f"ferry: pipeline {config.pipeline.id} is running; `ferry pause -c {args.config}`"
+            " first",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    position = arbiter.load_position()
+    if position is None:
+        print(
+            f"ferry: pipeline {config.pipeline.id} has no committed position: a new"
+            " pipeline's history is made when it first starts",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    print(REBUILD_WARNING.format(pipeline=config.pipeline.id, position=position), file=sys.stderr)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("ferry: refusing to rebuild the schema history without --yes", file=sys.stderr)
+            return EXIT_USAGE
+        if input("rebuild it? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("schema history unchanged")
+            return EXIT_FAIL
+    try:
+        connection = connect(config.source)
+    except Exception as exc:
+        raise classify(exc, f"cannot reach the source: {exc}") from exc
+    try:
+
+        def query(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+
+        wanted = TableFilter(config.source.include, config.source.exclude)
+        state = SchemaHistory(query).capture(wanted.schema_wanted, position)
+    finally:
+        connection.close()
+    state.position = position
+    arbiter.rebuild_history(state.to_json(), position.to_json())
+    print(
+        f"pipeline {config.pipeline.id}: schema history rebuilt from the source's current"
+        f" definitions ({len(state.tables)} tables) at {position}; `ferry resume` to continue"
+    )
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, FerryConfig], int]] = {
     "snapshot": cmd_snapshot,
     "run": cmd_run,
@@ -499,4 +664,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, FerryConfig], int]] = {
     "resume": cmd_resume,
     "position": cmd_position,
     "check": cmd_check,
+    "schema": cmd_schema,
 }

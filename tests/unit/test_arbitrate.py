@@ -20,7 +20,7 @@ from arbitrate.base import Arbiter
 from arbitrate.config import ArbiterConfig
 from arbitrate.memory import MemoryArbiter, MemoryArbiterHub
 from pipeline.errors import FatalError, FencedError, ResumableError
-from pipeline.model import Position
+from pipeline.model import Column, Position, SchemaRecord, SchemaState, TableSchema
 
 P1 = Position("binlog.000001", 4)
 P2 = Position("binlog.000001", 1200, gtid_set="0-1-7", row_offset=3, ts=1.5)
@@ -361,7 +361,65 @@ def scenario_snapshot_requests(world: World) -> None:
     assert states == {first.request: "running", second.request: "pending"}
 
 
+def _table(*columns: str) -> TableSchema:
+    cols = tuple(Column(name, "INT", 4, k + 1) for k, name in enumerate(columns))
+    return TableSchema("shop", "t", cols, (columns[0],), "utf8mb4")
+
+
+def scenario_schema_history(world: World) -> None:
+    """The history is appended with the commit of its position, snapshotted, recovered at a
+    committed position by a node that takes over (records past it dropped), and a stale
+    epoch cannot append."""
+    from pipeline.node import FencedPositionStore
+
+    at = [Position("binlog.000001", pos) for pos in (100, 200, 300, 400)]
+    v1, v2, v3 = _table("id"), _table("id", "a"), _table("id", "a", "b")
+    first = world.arbiter("first")
+    epoch = first.await_active()
+    assert epoch is not None
+    store = FencedPositionStore(first, epoch, None, None, snapshot_every=2)
+    assert store.load_history() is None  # nothing committed: a first start
+    store.start_history(SchemaState(P1, {("shop", "t"): v1}, {"shop": "utf8mb4"}))
+
+    def alter(position: Position, table: TableSchema | None) -> SchemaRecord:
+        return SchemaRecord(position, "shop", "ALTER TABLE t …", tables=(("shop", "t", table),))
+
+    store.save(at[0], [alter(at[0], v2)])
+    store.save(Position("binlog.000001", 150))  # rows: no record
+    store.save(at[1], [alter(at[1], v3)])  # record 2: a snapshot (every 2)
+    store.save(at[2], [alter(at[2], None)])  # record 3: DROP
+    stored = first.load_history()
+    assert stored.seq == 3 and set(stored.snapshots) == {0, 2}
+    assert [SchemaRecord.from_json(r).seq for r in stored.records] == [1, 2, 3]
+    assert Position.from_json(stored.coverage or "") == at[2]
+    assert stored.snapshots[2] and SchemaState.from_json(stored.snapshots[2]).tables == {
+        ("shop", "t"): v3
+    }
+    first.release()
+
+    # a takeover at an earlier position (say an operator moved it back): the history there
+    second = world.arbiter("second")
+    epoch2 = second.await_active()
+    assert epoch2 is not None
+    store2 = FencedPositionStore(second, epoch2, Position("binlog.000001", 250), None)
+    state = store2.load_history()
+    assert state is not None and state.tables == {("shop", "t"): v3} and state.seq == 2
+    stored = second.load_history()
+    assert stored.seq == 2 and len(stored.records) <= 2  # record 3 was past it: dropped
+    store2.save(at[3], [alter(at[3], v1)])  # numbered 3 again
+    assert SchemaRecord.from_json(second.load_history().records[-1]).seq == 3
+
+    with pytest.raises(FencedError):  # the old holder cannot append
+        store.save(at[3], [alter(at[3], v2)])
+
+    # a start ahead of the history's end: it recovers what it has, up to its end
+    store3 = FencedPositionStore(second, epoch2, Position("binlog.000002", 4), None)
+    state3 = store3.load_history()
+    assert state3 is not None and state3.position == at[3] and state3.tables == {("shop", "t"): v1}
+
+
 SCENARIOS = [
+    scenario_schema_history,
     scenario_snapshot_requests,
     scenario_race_one_winner_epochs_increase,
     scenario_stalled_holder_is_fenced,

@@ -1,0 +1,148 @@
+"""The durable schema history without services: its records and snapshots as stored, their
+recovery (missing, corrupt, out of order), and how a table map is compared with it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pymysqlreplication.constants import FIELD_TYPE as F
+
+from arbitrate.base import StoredHistory
+from arbitrate.common import recover_history
+from pipeline.errors import FatalError
+from pipeline.model import HistoryCorrupt, Position, SchemaRecord, SchemaState
+from selector.schemas import SchemaHistory
+from selector.tables import _differences, _member
+
+AT = Position("binlog.000001", 4)
+
+
+def history(sql: str) -> SchemaHistory:
+    h = SchemaHistory()
+    h._charsets["shop"] = "utf8mb4"
+    h.apply(sql, "shop", AT)
+    return h
+
+
+def table(sql: str) -> Any:
+    found = history(sql).get("shop", "t")
+    assert found is not None
+    return found
+
+
+def test_records_and_snapshots_read_back_as_written() -> None:
+    t = table("CREATE TABLE t (id INT PRIMARY KEY, e ENUM('a','b') DEFAULT 'a', d DECIMAL(8,2))")
+    record = SchemaRecord(
+        Position("binlog.000001", 120, "0-1-5", 0, 1.5),
+        "shop",
+        "CREATE TABLE t …",
+        "table",
+        "CREATE",
+        "TABLE",
+        (("shop", "t", t), ("shop", "old", None)),
+        (("shop", "latin1", False),),
+        seq=7,
+        epoch=3,
+    )
+    assert SchemaRecord.from_json(record.to_json()) == record
+    state = SchemaState(AT, {("shop", "t"): t}, {"shop": "utf8mb4", "empty": None}, 7)
+    back = SchemaState.from_json(state.to_json())
+    again = SchemaState.from_json(state.to_json())
+    assert back == state and back.tables[("shop", "t")] is again.tables[("shop", "t")]  # interned
+
+
+def test_a_changed_or_cut_record_is_told_from_a_good_one() -> None:
+    text = SchemaRecord(AT, "shop", "DROP TABLE t", tables=(("shop", "t", None),)).to_json()
+    with pytest.raises(HistoryCorrupt, match="checksum"):
+        SchemaRecord.from_json(text.replace("DROP TABLE t", "DROP TABLE u"))
+    with pytest.raises(HistoryCorrupt, match="not the JSON"):
+        SchemaRecord.from_json(text[:-20])
+
+
+def stored_history(*records: SchemaRecord, coverage: Position | None = None) -> StoredHistory:
+    snapshot = SchemaState(AT, {}, {"shop": "utf8mb4"}).to_json()
+    numbered = [r.to_json() for r in records]
+    last = records[-1].position if records else AT
+    return StoredHistory(numbered, 1, len(records), {0: snapshot}, (coverage or last).to_json())
+
+
+def created(seq: int, pos: int) -> SchemaRecord:
+    t = table("CREATE TABLE t (id INT PRIMARY KEY)")
+    return SchemaRecord(
+        Position("binlog.000001", pos), "shop", "CREATE …", tables=(("shop", "t", t),), seq=seq
+    )
+
+
+def test_recovery_names_what_is_missing_or_corrupt() -> None:
+    with pytest.raises(FatalError, match=r"is missing from Redis.*ferry schema rebuild"):
+        recover_history(StoredHistory(), AT, "p")
+    stored = stored_history(created(1, 100), created(2, 200))
+    stored.records[1] = stored.records[1].replace('"CREATE', '"DROP')
+    with pytest.raises(FatalError, match=r"record 2 does not match its checksum"):
+        recover_history(stored, Position("binlog.000001", 300), "p")
+    # a record before the committed position is never skipped silently
+    stored = stored_history(created(1, 100), created(3, 200))
+    with pytest.raises(FatalError, match="out of order: record 2 says it is number 3"):
+        recover_history(stored, Position("binlog.000001", 300), "p")
+    stored = stored_history(created(1, 100))
+    stored.seq = 2  # the head says two records were stored
+    with pytest.raises(FatalError, match="missing records 2 to 2"):
+        recover_history(stored, Position("binlog.000001", 300), "p")
+
+
+def test_recovery_stops_at_the_committed_position_or_the_historys_end() -> None:
+    stored = stored_history(created(1, 100), created(2, 200))
+    earlier = recover_history(stored, Position("binlog.000001", 150), "p")
+    assert earlier.state.seq == 1 and earlier.keep == 1  # record 2 is past it: dropped
+    assert earlier.state.position == Position("binlog.000001", 150)
+    later = recover_history(stored, Position("binlog.000002", 4), "p")
+    assert later.state.seq == 2 and later.keep is None
+    assert later.state.position == Position("binlog.000001", 200)  # the DDL after is read again
+
+
+def test_enum_members_as_the_server_stores_them() -> None:
+    assert _member("'a'") == "a"
+    assert _member("'it''s'") == "it's"
+    assert _member("'a\\'b'") == "a'b"
+    assert _member("'tab\\there  '") == "tab\there"  # trailing spaces dropped, as MySQL does
+    assert _member('"q"') == "q"
+
+
+def column(kind: int, **extra: Any) -> Any:
+    return SimpleNamespace(type=kind, name=None, unsigned=False, **extra)
+
+
+def test_a_table_map_is_compared_with_the_history() -> None:
+    t = table("CREATE TABLE t (id INT UNSIGNED PRIMARY KEY, n VARCHAR(5), d DECIMAL(8,2))")
+    fits = [column(F.LONG), column(F.VARCHAR), column(F.NEWDECIMAL, precision=8, decimals=2)]
+    assert _differences(t, fits, None, None) == []
+    assert _differences(t, fits, ["id", "n", "d"], [True, False, False]) == []
+    assert _differences(t, fits[:2], None, None) == [
+        "the binlog's table map has 2 columns, the history 3 (id, n, d)"
+    ]
+    wrong = [column(F.LONG), column(F.LONG), column(F.NEWDECIMAL, precision=10, decimals=0)]
+    assert _differences(t, wrong, None, [False, False, False]) == [
+        "column 1 (id) is INT UNSIGNED in the history, signed in the binlog",
+        "column 2 (n) is VARCHAR(5) in the history, LONG in the binlog",
+        "column 3 (d) is DECIMAL(8,2) in the history, DECIMAL(10,0) in the binlog",
+    ]
+    assert _differences(t, fits, ["id", "m", "d"], None) == [
+        "column 2 is 'm' in the binlog, 'n' in the history"
+    ]
+
+
+def test_a_statement_is_recorded_with_the_definitions_it_changed() -> None:
+    h = history("CREATE TABLE t (id INT PRIMARY KEY, a INT)")
+    h.durable = True
+    statement = SimpleNamespace(kind="table", verb="RENAME", object="TABLE")
+    h.apply("RENAME TABLE t TO u", "shop", AT)
+    record = h.record("RENAME TABLE t TO u", "shop", statement, AT, lambda db: db == "shop")  # type: ignore[arg-type]
+    assert record is not None
+    assert [(s, t, d is not None) for s, t, d in record.tables] == [
+        ("shop", "t", False),
+        ("shop", "u", True),
+    ]
+    h.apply("CREATE TABLE other.x (id INT)", "shop", AT)
+    assert h.record("…", "shop", statement, AT, lambda db: db == "shop") is None  # type: ignore[arg-type]
