@@ -670,11 +670,10 @@ class RedisArbiter(Arbiter):
 
     def start_history(self, snapshot: str, coverage: str, epoch: int) -> None:
         self._fenced_history(self._start_history, epoch, snapshot, coverage)
-        self._log.info("schema history started at {}", coverage)
 
     def truncate_history(self, seq: int, coverage: str, epoch: int) -> None:
         self._fenced_history(self._truncate_history, epoch, seq, coverage)
-        self._log.info("schema history: records after {} dropped (takeover at {})", seq, coverage)
+        self._log.info("schema history: the records after record {} dropped (past the start)", seq)
 
     def rebuild_history(self, snapshot: str, coverage: str) -> None:
         keys = [self.keys["state"], self.keys["epoch"], *self._history_keys()]
@@ -687,7 +686,7 @@ class RedisArbiter(Arbiter):
                 "the schema history can only be rebuilt while the pipeline is paused",
                 pipeline=self.pipeline_id,
             )
-        self._log.warning("schema history rebuilt by an operator at {}", coverage)
+        self._log.warning("schema history rebuilt by an operator")
 
     def load_position(self) -> Position | None:
         return self.load_position_record()[0]

@@ -44,6 +44,7 @@ import contextlib
 import ctypes
 import fcntl
 import gc
+import logging
 import multiprocessing
 import os
 import queue
@@ -390,6 +391,9 @@ def _child_main(
         from .store import MemoryPositionStore
         from .transport import ship
 
+        # the library's own warnings (e.g. that binlog_row_metadata is not FULL, which
+        # ferry reads with its schema history) are not the user's business (pipeline.logs)
+        logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)
         logger.remove()
         logger.add(
             sys.stderr,
