@@ -24,13 +24,18 @@ import json
 import random
 import struct
 import sys
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.model import DdlChange
+from arbitrate.config import ArbiterConfig
+from arbitrate.redis import RedisArbiter
+from pipeline.model import Batch, DdlChange
+from pipeline.node import FencedPositionStore
+from selector.base import PositionStore
 from selector.config import MySQLSourceConfig
 from selector.mysql import MySQLSelector
 from selector.store import MemoryPositionStore
@@ -84,9 +89,17 @@ def ferry_records(
     schemas: bool = False,
     topic_prefix: str = "dbz",
     timeout_s: float = 300.0,
+    nodes: Callable[[], PositionStore] | None = None,
+    stops: Sequence[Callable[[Batch, int], bool]] = (),
+    in_flight: bool = False,
 ) -> list[Record]:
     """Every change of ``databases`` from the server's first binlog, as ferry's
-    ``debezium-json`` writes it (``properties``: Debezium's option names)."""
+    ``debezium-json`` writes it (``properties``: Debezium's option names).
+
+    ``nodes`` gives each node's position store (default: one in memory); at the first of
+    ``stops`` that says so of a batch (and the number of records so far), the node stops
+    and the next starts from its store, in order: with ``in_flight``, the node dies with
+    that batch not acked (the next reads it again), else it acks it first."""
     known = {f.alias for f in DebeziumOptions.model_fields.values()}
     chosen = {k: v for k, v in (properties or {}).items() if k in known}
     options = DebeziumOptions.model_validate(
@@ -103,14 +116,17 @@ def ferry_records(
         include=[f"{db}.*" for db in dbs],
         start="earliest",
     )
-    selector = MySQLSelector(config, 1000, 100, MemoryPositionStore(), "ferry-compat")
+    store = nodes() if nodes is not None else MemoryPositionStore()
+    selector = MySQLSelector(config, 1000, 100, store, "ferry-compat")
     selector.start()
+    pending = list(stops)
     records: list[Record] = []
     deadline = time.monotonic() + timeout_s
     idle, idle_batches = 0, 15  # 1.5 s of empty batches
     try:
         while time.monotonic() < deadline:
             batch = selector.select()
+            read = []
             for change in batch.changes:
                 if isinstance(change, DdlChange):
                     topic = topic_prefix
@@ -119,13 +135,24 @@ def ferry_records(
                         f"{topic_prefix}.{{schema}}.{{table}}", change.schema, change.table, ""
                     )
                 for key, value in fmt.messages(change):
-                    records.append(
+                    read.append(
                         Record(
                             topic,
                             None if key is None else json.loads(key),
                             None if value is None else json.loads(value),
                         )
                     )
+            if pending and pending[0](batch, len(records) + len(read)):
+                pending.pop(0)
+                if not in_flight:
+                    selector.ack(batch.batch_id)
+                    records += read
+                selector.stop()  # a new node goes on from the committed position
+                assert nodes is not None
+                selector = MySQLSelector(config, 1000, 100, nodes(), "ferry-compat")
+                selector.start()
+                continue
+            records += read
             selector.ack(batch.batch_id)
             # the binlog was written before: idle means read to its end
             idle = 0 if batch.changes else idle + 1
@@ -134,6 +161,48 @@ def ferry_records(
         raise TimeoutError(f"ferry did not read the binlog within {timeout_s:.0f} s")
     finally:
         selector.stop()
+
+
+class RedisNodes:
+    """Nodes of one pipeline on a real Redis, one after the other: each call makes a node
+    that takes the mainstem (from the one before, which gives it up) and recovers the
+    committed position and the schema history from Redis, as ``ferry run`` does. With
+    ``standby``, the next node is already waiting for the mainstem when the one before
+    stops."""
+
+    def __init__(self, url: str, prefix: str, pipeline: str, standby: bool = False) -> None:
+        self.config = ArbiterConfig.model_validate(
+            {"url": url, "key_prefix": prefix.rstrip(":"), "lock_ttl_ms": 2000}
+        )
+        self.pipeline = pipeline
+        self.standby = standby
+        self.arbiters: list[RedisArbiter] = []
+        self._active: RedisArbiter | None = None
+        self._waiting: tuple[RedisArbiter, threading.Thread, dict[str, Any]] | None = None
+
+    def _start_node(self) -> tuple[RedisArbiter, threading.Thread, dict[str, Any]]:
+        """A node waiting for the mainstem (in a thread)."""
+        arbiter = RedisArbiter(self.config, self.pipeline, f"node{len(self.arbiters) + 1}")
+        self.arbiters.append(arbiter)
+        result: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: result.update(epoch=arbiter.await_active()))
+        thread.start()
+        return arbiter, thread, result
+
+    def __call__(self) -> PositionStore:
+        arbiter, thread, result = self._waiting or self._start_node()
+        self._waiting = None
+        if self._active is not None:
+            self._active.close()  # the node before gives the mainstem up
+        thread.join(30)
+        self._active = arbiter
+        if self.standby:
+            self._waiting = self._start_node()  # waits while this one is active
+        return FencedPositionStore(arbiter, result["epoch"], arbiter.load_position(), None)
+
+    def close(self) -> None:
+        for arbiter in self.arbiters:
+            arbiter.close()
 
 
 def _where(record: Record) -> tuple[Any, ...]:

@@ -47,10 +47,11 @@ from typing import Any
 
 import pytest
 
+from pipeline.model import Batch, DdlChange
 from tests import realworld
 from tests.conftest import unavailable
 from tests.debezium import MARIADB_ARGS, Debezium
-from tests.debezium_compat import compare, ferry_records
+from tests.debezium_compat import RedisNodes, compare, ferry_records
 
 pytestmark = [pytest.mark.debezium, pytest.mark.slow]
 
@@ -105,6 +106,20 @@ WORKLOAD = [
     f"RENAME TABLE {DB}.copy TO {DB}.copy2",
     f"UPDATE {DB}.copy2 SET note = 'renamed'",
     f"DROP TABLE {DB}.ck, {DB}.copy2",
+    # issue 23's workload: a restart right after the first ALTER (RESTARTS) must not read
+    # the earlier rows, or the later schema changes, with the table's final definition
+    f"""CREATE TABLE {DB}.hist (id INT PRIMARY KEY, a VARCHAR(10), amount DECIMAL(10,2),
+        note VARCHAR(10) DEFAULT 'dflt')""",
+    f"INSERT INTO {DB}.hist (id, a, amount) VALUES (1, 'x', 1.25)",
+    f"ALTER TABLE {DB}.hist ADD COLUMN c VARCHAR(10) DEFAULT 'dflt' AFTER id",
+    f"INSERT INTO {DB}.hist (id, a, amount, note) VALUES (2, 'y', 2.5, NULL)",
+    f"ALTER TABLE {DB}.hist DROP COLUMN a",
+    f"INSERT INTO {DB}.hist (id, amount) VALUES (3, 3.75)",
+    f"ALTER TABLE {DB}.hist MODIFY amount DOUBLE",
+    f"INSERT INTO {DB}.hist (id, c, amount) VALUES (4, NULL, 4.5)",
+    f"CREATE TABLE {DB}.later (id INT PRIMARY KEY, v VARCHAR(5) DEFAULT 'v')",
+    f"INSERT INTO {DB}.later (id) VALUES (1)",
+    f"UPDATE {DB}.hist SET amount = 9 WHERE id = 1",
     # latin1 as legacy applications fill it: every byte, and 0x81/0x8D/0x8F/0x90/0x9D
     # (MariaDB: the C1 controls; Debezium streams them as U+FFFD), also in a key
     f"""CREATE TABLE {DB}.legacy (id INT PRIMARY KEY, c CHAR(8), v VARCHAR(300), t TEXT,
@@ -166,9 +181,31 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Any:
     stop_quietly([server])
 
 
+def _first_alter_of_hist(batch: Batch, _: int) -> bool:
+    return any(
+        isinstance(c, DdlChange) and c.verb == "ALTER" and ("compat_types", "hist") in c.tables
+        for c in batch.changes
+    )
+
+
+def _halfway(batch: Batch, records: int) -> bool:
+    return records >= 10_000  # about half of the corpus
+
+
+#: ferry stopped and a new node started from what Redis holds (position, schema history):
+#: right after the first ALTER of issue 23's workload, and halfway through the corpus;
+#: with "takeover", a standby takes over from a node that died with a batch in flight
+RESTARTS = {"default": "restarts", "string-connect-schemas": "takeover"}
+
+
 @pytest.mark.parametrize("run", sorted(RUNS))
 def test_debezium_json_equals_debezium(
-    source: Any, run: str, make_debezium: Callable[..., Debezium], tmp_path: Path
+    source: Any,
+    run: str,
+    make_debezium: Callable[..., Debezium],
+    tmp_path: Path,
+    redis_server: Any,
+    key_prefix: str,
 ) -> None:
     server, databases = source
     schemas, options = RUNS[run]
@@ -182,6 +219,26 @@ def test_debezium_json_equals_debezium(
     theirs = [r for r in debezium.records if _database(r) != "dbz_uuid_column_test"]
     report = compare(theirs, ferry)
     print(f"\n{run}: {report.summary(20)}")
+    assert report.compared > 20_000
+    assert report.clean, report.summary(40)
+
+    variant = RESTARTS[run]
+    nodes = RedisNodes(redis_server.url, key_prefix, f"compat-{variant}", variant == "takeover")
+    try:
+        restarted = ferry_records(
+            server,
+            databases,
+            options,
+            schemas=schemas,
+            nodes=nodes,
+            stops=[_first_alter_of_hist, _halfway],
+            in_flight=variant == "takeover",
+        )
+    finally:
+        nodes.close()
+    assert len(nodes.arbiters) >= 3  # two stops: three nodes
+    report = compare(theirs, restarted)
+    print(f"{run}, {variant}: {report.summary(20)}")
     assert report.compared > 20_000
     assert report.clean, report.summary(40)
 
