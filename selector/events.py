@@ -489,8 +489,10 @@ class Translator:
             error = self._undecodable(where, event_pos, info, body, present, present_after, exc)
             raise error from exc
         xa_rows = self._xa_rows
+        skipped = 0  # rows of this event delivered before a restart inside its transaction
         if assembler.skip and xa_rows is None:
-            rows = rows[assembler.take_skip(len(rows)) :]
+            skipped = assembler.take_skip(len(rows))
+            rows = rows[skipped:]
             if not rows:
                 return
         start = assembler.txn_start
@@ -509,7 +511,8 @@ class Translator:
             # one object while the transaction and the second last: a batch pickles it once
             at = self._at = Position(start.file, start.pos, start.gtid_set, 0, ts)
             self._at_start = start
-        ev = SourceEvent(event_pos, server_id, index)
+        # the event's first row, skipped or not: a row's place in its event stays the same
+        ev = SourceEvent(event_pos, server_id, index - skipped)
         defn = info.definition
         if op == "insert":
             changes = [
