@@ -39,10 +39,10 @@ key                           type    holds
                                       the last commit's)
 ============================  ======  =================================================
 
-Sizes: a definition takes about 60 bytes per column plus 80 per table in JSON (a
-20-column table: ~1.3 KB); a record holds the statement and the definitions it changed;
-a snapshot every definition of the captured databases (1,000 tables of 20 columns: ~1.3
-MB), written every ``HISTORY_SNAPSHOT_EVERY`` records.
+Sizes: a definition takes about 120 bytes per column plus 80 per table in JSON (a
+20-column table: ~2.5 KB); a record ~300 bytes plus its statement and the definitions it
+changed; a snapshot every definition of the captured databases (1,000 tables of 20
+columns: ~2.5 MB), stored with every 100th record (``pipeline.node.HISTORY_SNAPSHOT_EVERY``).
 
 Wake-ups use pub/sub rather than BLPOP on a notify list: a release or a resume
 must wake *every* waiter (several standbys, permit waiters), while a list

@@ -10,22 +10,28 @@ definition, moved forward by each DDL statement read from the binlog
 How a definition is known, in order:
 
 1. **The DDL in the binlog**, read by :mod:`selector.ddl`.
-2. **The server, for a table the history has not seen** (the pipeline started after its
-   CREATE, a restart, a statement the reader could not follow): ``SHOW CREATE TABLE``,
-   read by the same parser, as Debezium's schema snapshot does. That is the table as it
-   is *now*: exact while the binlog being read is recent, wrong for rows older than a
-   later ALTER (limit 1). A table created by a statement ferry cannot read (``CREATE
-   TABLE … SELECT``) is seeded the same way.
-3. **The table map**, when neither agrees with the row events' columns (limit 1, or a
-   dropped table): names and binlog types only (``selector.values`` still decodes every
-   value exactly; only type spellings, defaults and comments are lost).
+2. **The server, for a table the history has not seen** (a history not stored, a table
+   brought in from a database that is not captured, a statement the reader could not
+   follow): ``SHOW CREATE TABLE``, read by the same parser, as Debezium's schema snapshot
+   does. That is the table as it is *now*: exact while the binlog being read is recent,
+   wrong for rows older than a later ALTER (limit 1). A table created by a statement
+   ferry cannot read (``CREATE TABLE … SELECT``) is seeded the same way.
+3. **The table map**, without a stored history, when neither agrees with the row events'
+   columns (with ``binlog_row_metadata=FULL`` only): names and binlog types
+   (``selector.values`` still decodes every value exactly; only type spellings, defaults
+   and comments are lost).
 
-Limits: (1) the history lives in memory; a restarted node starts again from the server's
-current definitions (step 2), so rows read after a restart but written before a later
-ALTER get the later definition, or the table map's (step 3). Debezium keeps its history in
-a topic for this; ferry does not yet. (2) Views, triggers and routines have no
-definition here. (3) The database charset of a database created before the start
-position comes from ``information_schema``.
+The history is durable (README, "The schema history"): a new pipeline starts it with
+:meth:`SchemaHistory.capture` (every table of the captured databases), every DDL that
+changes a captured database gives a ``pipeline.model.SchemaRecord``
+(:meth:`SchemaHistory.record`) that the node stores with the DDL's position, and a node
+that starts loads it back (:meth:`SchemaHistory.load`); it is then ``durable``: the truth,
+which a table map that does not fit stops at (``selector.tables``). Without a stored
+history (a store that keeps none), step 2 fills it as tables are met.
+
+Limits: (1) a statement the reader cannot follow takes the server's definition when it is
+read (step 2). (2) Views, triggers and routines have no definition here. (3) The database
+charset of a database created before the start position comes from ``information_schema``.
 """
 
 from __future__ import annotations
