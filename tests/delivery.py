@@ -161,7 +161,8 @@ class Workload:
             rows[key] = self.seq
             return (table, "update", key, self.seq)
         cursor.execute(
-            f"INSERT INTO `{table}` VALUES (%s, %s, %s, %s)", (key, self.seq, f"n{self.seq}", 1.5)
+            f"INSERT INTO `{table}` (id, seq, note, amount) VALUES (%s, %s, %s, %s)",
+            (key, self.seq, f"n{self.seq}", 1.5),
         )
         rows[key] = self.seq
         return (table, "insert", key, self.seq)

@@ -12,7 +12,9 @@ batches). Faults, drawn from a shuffled bag and printed with their time:
 * SIGSTOP shorter than the TTL, then SIGCONT;
 * a restart of Redis (``appendonly yes``: the position survives);
 * MySQL variant: ``KILL CONNECTION`` of the sink's sessions on the target; a restart
-  of the target server;
+  of the target server; at least three schema changes on the source while the writer
+  writes (a column added after ``id``, its type and charset changed, dropped again: the
+  target follows each through the schema history, issue 23);
 * Kafka variant: the broker stopped (SIGSTOP: the in-memory broker keeps its data)
   for a few seconds.
 
@@ -95,6 +97,9 @@ def _timed(action: Callable[[], object]) -> float:
 
 def _workload(mariadb: Any, schema: str, seed: int) -> Writes:
     return Workload(mariadb, schema, seed=seed, keys=200, key_changes=0.05)
+
+
+ALTER = "alter_source"  # a schema change on the source (MySQL variant)
 
 
 @dataclass(frozen=True)
@@ -255,6 +260,7 @@ class MySQLTarget:
         self.server = make_mariadb()
         self.server.execute("CREATE DATABASE chaos")
         self.sink = mysql_target(soak.mariadb, self.server, soak.source_db, "chaos", soak.tables)
+        self.alters = 0
 
     def kill_sink_connections(self) -> str:
         sessions = self.server.execute(
@@ -319,6 +325,22 @@ class MySQLTarget:
         reached = Position.from_json(checkpoint[0][0]).sort_key()
         return reached >= Position(end["file"], end["pos"]).sort_key()
 
+    def alter_source(self) -> str:
+        """A schema change on the source while the writer writes (issue 23): over the
+        workload's tables in turn, a column added after ``id``, its type changed, then
+        dropped; the target must follow each, and end identical."""
+        soak, n = self.soak, self.alters
+        self.alters += 1
+        table = soak.tables[(n // 3) % len(soak.tables)]
+        column = f"extra{n // 3}"
+        sql = [
+            f"ALTER TABLE `{table}` ADD COLUMN `{column}` VARCHAR(8) DEFAULT 'x' AFTER id",
+            f"ALTER TABLE `{table}` MODIFY `{column}` VARCHAR(20) CHARACTER SET latin1 DEFAULT 'y'",
+            f"ALTER TABLE `{table}` DROP COLUMN `{column}`",
+        ][n % 3]
+        took = _timed(lambda: soak.mariadb.execute(sql, database=soak.source_db))
+        return f"{sql} on the source ({took:.1f}s)"
+
     def run(self) -> None:
         """Run the soak against this target, then check it equals the source."""
         soak = self.soak
@@ -326,6 +348,8 @@ class MySQLTarget:
             "kill_sink_connection": self.kill_sink_connections,
             "restart_target": self.restart,
         }
+        if isinstance(soak.workload, Workload):  # its statements name their columns
+            faults[ALTER] = self.alter_source
         chaos, nodes = soak.run(self.sink, faults, self.caught_up, self.next_load)
         assert_same_tables(soak.mariadb, soak.source_db, self.server, "chaos", soak.tables)
         soak.summary(chaos, nodes, "none visible (idempotent upserts; target checksum-identical)")
@@ -345,7 +369,8 @@ def test_chaos_soak_mysql_sink(
     make_mariadb: Callable[..., Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    soak = Soak("mysql", request, tmp_path, mariadb, source_db, appendonly_redis, capsys)
+    shape = Shape(at_least={ALTER: 3})
+    soak = Soak("mysql", request, tmp_path, mariadb, source_db, appendonly_redis, capsys, shape)
     MySQLTarget(soak, make_mariadb).run()
 
 
