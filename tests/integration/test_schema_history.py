@@ -462,3 +462,56 @@ def test_a_corrupt_or_lost_history_stops_the_pipeline_and_rebuild_recovers(
         source.execute("SET GLOBAL binlog_row_metadata = 'FULL'")
     expected = [(t, op, readable(before), readable(after)) for t, op, before, after in src.events]
     assert delivered(out)[0] == expected
+
+
+def test_a_start_ahead_of_the_history_reads_the_ddl_in_between_first(
+    tmp_path: Path, source: Any, redis_server: Any, key_prefix: str
+) -> None:
+    """An operator moves the position forward, past DDL the history has not seen: the node
+    reads that DDL from the binlog before it streams (NO_LOG: or the rows would not fit)."""
+    source.execute("SET GLOBAL binlog_row_metadata = 'NO_LOG'")
+    db = "hist_ahead"
+    source.execute(f"DROP DATABASE IF EXISTS `{db}`")
+    source.execute(f"CREATE DATABASE `{db}`")
+    src = Source(source, db)
+    out = tmp_path / "out.jsonl"
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="hist-ahead",
+        mariadb=source,
+        schema=db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink={"type": "jsonl", "path": str(out), "format": "ferry-json"},
+        start=source_position(source),
+        server_id=4605,
+    )
+    node = FerryNode(config, "a")
+    try:
+        node.start()
+        wait_until(lambda: ferry_status(config)["active_node"] == "a", 30, "a active")
+        src.ddl("CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10))", "t")
+        src.insert("t", 1, a="one")
+        wait_until(lambda: len(delivered(out)[0]) == 1, 30, "the first row")
+        assert ferry(config, "pause").returncode == 0
+        wait_until(lambda: "paused: selecting stopped" in node.log(100_000), 30, "the pause")
+        src.insert("t", 2, a="skipped")
+        src.ddl("ALTER TABLE t ADD COLUMN b INT FIRST, MODIFY a VARCHAR(10) CHARACTER SET latin1")
+        src.insert("t", 3, b=3, a="skipped")
+        assert ferry(config, "position", "--set", "latest", "--yes").returncode == 0
+        src.events = src.events[:1]  # the rows before the new position are not read
+        src.insert("t", 4, b=4, a="quatre é")
+        assert ferry(config, "resume").returncode == 0
+        wait_until(lambda: len(delivered(out)[0]) >= 2, 30, "the row after the position")
+        shown = ferry(config, "schema", "show", f"{db}.t")
+        assert "    b INT" in shown.stdout and "up to record 2 of 2" in shown.stdout, shown
+        assert node.stop() == 0
+    except BaseException:
+        print(node.log(20_000))
+        raise
+    finally:
+        node.stop()
+        source.execute("SET GLOBAL binlog_row_metadata = 'FULL'")
+    expected = [(t, op, readable(before), readable(after)) for t, op, before, after in src.events]
+    assert delivered(out)[0] == expected
+    assert "reading the DDL from" in node.log(100_000)
