@@ -187,10 +187,7 @@ class TableCatalog:
             try:
                 info = self._tables[table_id] = self._info(table, table_map)
             except SchemaMismatch as exc:
-                if at is not None:
-                    exc.position = at
-                    exc.message += f", at the table map at {at.file}:{at.pos}"
-                    exc.args = (exc.message,)
+                exc.context(position=at)
                 raise
         return info
 

@@ -515,3 +515,60 @@ def test_a_start_ahead_of_the_history_reads_the_ddl_in_between_first(
     expected = [(t, op, readable(before), readable(after)) for t, op, before, after in src.events]
     assert delivered(out)[0] == expected
     assert "reading the DDL from" in node.log(100_000)
+
+
+def test_a_table_map_that_does_not_fit_the_history_stops_the_pipeline(
+    tmp_path: Path, source: Any, redis_server: Any, key_prefix: str
+) -> None:
+    """What `ferry schema rebuild` warns of: rows written before a later ALTER, read with
+    the rebuilt (later) definition. On NO_LOG the table map's types show it: the pipeline
+    stops, naming the table, the position and the difference, and delivers nothing wrong."""
+    source.execute("SET GLOBAL binlog_row_metadata = 'NO_LOG'")
+    db = "hist_mismatch"
+    source.execute(f"DROP DATABASE IF EXISTS `{db}`")
+    source.execute(f"CREATE DATABASE `{db}`")
+    src = Source(source, db)
+    out = tmp_path / "out.jsonl"
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="hist-mismatch",
+        mariadb=source,
+        schema=db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink={"type": "jsonl", "path": str(out), "format": "ferry-json"},
+        start=source_position(source),
+        server_id=4606,
+    )
+    node = FerryNode(config, "a")
+    try:
+        node.start()
+        wait_until(lambda: ferry_status(config)["active_node"] == "a", 30, "a active")
+        src.ddl("CREATE TABLE t (id INT PRIMARY KEY, n DECIMAL(10,2))", "t")
+        src.insert("t", 1, n=Decimal("1.50"))
+        wait_until(lambda: len(delivered(out)[0]) == 1, 30, "the first row")
+        assert ferry(config, "pause").returncode == 0
+        wait_until(lambda: "paused: selecting stopped" in node.log(100_000), 30, "the pause")
+        src.insert("t", 2, n=Decimal("2.50"))
+        src.ddl("ALTER TABLE t MODIFY n DOUBLE", "t")
+        src.insert("t", 3, n=3.5)
+        done = ferry(config, "schema", "rebuild", "--yes")
+        assert done.returncode == 0, done.stderr
+        assert ferry(config, "resume").returncode == 0
+
+        def error() -> str:
+            status = ferry_status(config)
+            return str(status["error"]) if status["state"] == "paused" else ""
+
+        found = wait_until(error, 30, "a pause")
+        assert node.stop() == 0
+    except BaseException:
+        print(node.log(20_000))
+        raise
+    finally:
+        node.stop()
+        source.execute("SET GLOBAL binlog_row_metadata = 'FULL'")
+    assert f"the binlog's table map of {db}.t does not fit the schema history's" in found, found
+    assert "column 2 (n) is DOUBLE in the history, DECIMAL(10,2) in the binlog" in found, found
+    assert "(position mysql-bin." in found, found
+    assert len(delivered(out)[0]) == 1  # nothing read with the wrong definition
