@@ -177,8 +177,13 @@ def translate(translator, event, double ts):
         return False
     if _decode is None:
         from pipeline.model import Position, RowChange, SourceEvent
-        from selector._rowimage import decode_rows
-        _decode, _RowChange, _SourceEvent, _Position = decode_rows, RowChange, SourceEvent, Position
+        from selector import values
+        # the row decoder selector.values chose (None: its pure-Python one, e.g. with
+        # FERRY_ROW_DECODER=python): the Python path then runs, through values.decode_rows
+        _decode = values._compiled or False
+        _RowChange, _SourceEvent, _Position = RowChange, SourceEvent, Position
+    if _decode is False:
+        return False
     schema, name, info = known
     try:
         rows = _decode(info.plan, event.body, event.present, event.present_after)
