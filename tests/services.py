@@ -824,7 +824,9 @@ class ApacheKafka(_KafkaClient, _Process):
         return f"{self.host}:{self.port}"
 
     def _server_properties(self) -> dict[str, str]:
-        listen = f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+        listen = (
+            f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+        )
         return {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -870,8 +872,7 @@ class ApacheKafka(_KafkaClient, _Process):
             self.classpath,
             "kafka.tools.StorageTool",
             "format",
-            "--cluster-id",
-            _kafka_uuid(),
+            f"--cluster-id={_kafka_uuid()}",  # one argument: an id may start with "-"
             "--config",
             str(self.config_path),
         ]
@@ -905,7 +906,8 @@ class ApacheKafka(_KafkaClient, _Process):
         return True
 
     def _diagnostics(self) -> str:
-        return f"--- {self.broker_log}:\n{_tail(self.broker_log)}\n--- stdout:\n{_tail(self.log_path)}"
+        broker = _tail(self.broker_log)
+        return f"--- {self.broker_log}:\n{broker}\n--- stdout:\n{_tail(self.log_path)}"
 
 
 class ExternalKafka(_KafkaClient):
