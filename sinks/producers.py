@@ -203,8 +203,17 @@ class KafkaPythonProducer(ProducerAdapter):
             admin.close()
 
     def close(self, timeout: float) -> None:
+        from kafka.errors import KafkaTimeoutError
+
         self._futures = []
-        self._producer.close(timeout=timeout)
+        try:
+            self._producer.close(timeout=timeout)
+        except KafkaTimeoutError:
+            # Sends still pending (the broker is away): kafka-python's close flushes first
+            # and gives up without closing (its __del__ would try again, and raise, later).
+            # Fail what is pending, then close without waiting.
+            self._producer._accumulator.abort_incomplete_batches()
+            self._producer.close(timeout=0)
 
 
 class ConfluentProducer(ProducerAdapter):
