@@ -186,6 +186,51 @@ class ExactlyOnce:
         self._session = uuid.uuid4().hex
         return producer
 
+    def check(self) -> list[tuple[str, bool, str]]:
+        """`ferry check`'s lines, without taking the transactional id (``init_transactions``
+        would fence the active node's producer) and without creating anything."""
+        where = f"sink kafka reachable at {self.config.bootstrap_servers}"
+        txn = "sink kafka can run transactions (exactly_once)"
+        offsets = f"sink kafka offsets topic {self.offsets_topic}"
+        try:
+            producer = self._factory(
+                self.config, f"ferry-{self.pipeline_id}-check", self.transactional_id
+            )
+        except Exception as exc:
+            return [(where, False, str(exc))]
+        try:
+            metadata = producer.metadata(self._timeout_s)
+        except Exception as exc:
+            self._drop(producer)
+            return [(where, False, str(exc)), (txn, False, "needs a broker first")]
+        try:
+            results = [(where, True, "")]
+            brokers = len(metadata.brokers)
+            setting = "transaction.state.log.replication.factor"
+            factor = (
+                None
+                if TRANSACTION_STATE_TOPIC in metadata.topics
+                else self._broker_setting(producer, metadata, setting)
+            )
+            if factor is not None and factor > brokers:
+                results.append(
+                    (
+                        txn,
+                        False,
+                        f"the brokers' {setting} is {factor}, the cluster has {brokers}"
+                        " broker(s): lower it or add brokers",
+                    )
+                )
+            else:
+                results.append((txn, True, ""))
+            if self.offsets_topic in metadata.topics:
+                results.append((offsets + " exists", True, ""))
+            else:
+                results.append((offsets + " (created, compacted, at the first start)", True, ""))
+            return results
+        finally:
+            self._drop(producer)
+
     def _init_error(self, exc: BaseException) -> FerryError:
         name = error_name(exc)
         if name in UNSUPPORTED:

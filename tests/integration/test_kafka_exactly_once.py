@@ -264,3 +264,20 @@ def test_resumable_errors_are_not_fatal(kafka_broker: Any) -> None:
             sink.open()
     finally:
         sink.close()
+
+
+def test_ferry_check_does_not_fence_the_active_producer(
+    kafka_broker: Any, kafka_topic: str
+) -> None:
+    pipeline = f"eos-{uuid.uuid4().hex[:6]}"
+    active = make_sink(kafka_broker.bootstrap, kafka_topic, pipeline)
+    try:
+        active.load(batch(1, range(0, 5), 100), epoch=1)
+        lines = make_sink(kafka_broker.bootstrap, kafka_topic, pipeline).check()
+        assert all(ok for _, ok, _ in lines), lines
+        assert any("offsets topic" in what and "exists" in what for what, _, _ in lines), lines
+        active.load(batch(2, range(5, 10), 200), epoch=1)  # not fenced by the check
+    finally:
+        active.close()
+    committed = kafka_broker.read_all(kafka_topic, min_count=10, isolation="read_committed")
+    assert ids_of(committed) == list(range(10))
