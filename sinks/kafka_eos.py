@@ -336,6 +336,9 @@ class ExactlyOnce:
         """
         producer = self.open()
         record = self._read_last(producer)
+        # The node starts from the later of this and Redis's position: a commit left
+        # unsettled before is settled by this read (it is in it, or it never happened).
+        self._unsettled = None
         if record is None:
             return None
         self._stored_epoch = record.epoch
@@ -484,6 +487,7 @@ class ExactlyOnce:
                     ) from exc
                 if _flag(exc, "retriable") and time.monotonic() < deadline:
                     logger.warning("{}: commit_transaction: {}; trying again", self._what(), exc)
+                    time.sleep(0.1)
                     continue
                 # Unknown outcome: a new producer settles it.
                 logger.warning(

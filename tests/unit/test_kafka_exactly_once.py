@@ -270,3 +270,18 @@ def test_a_failed_position_commit_after_a_committed_load_is_retried_not_replayed
         assert seqs == expected  # every change once: nothing replayed
     else:
         assert len(seqs) > len(expected)  # at-least-once: the rollback replayed batches
+
+
+def test_a_checkpoint_read_at_activation_settles_an_unsettled_commit() -> None:
+    """The node started again from the checkpoint (which holds the batch): no step-down."""
+    h = Harness()
+    h.commit_errors = [[kafka_error("_TRANSPORT", fatal=True)]]
+    h.script = [[], [kafka_error("_TRANSPORT", retriable=True)]]
+    h.eos.open()
+    session = h.eos._session
+    with pytest.raises(ResumableError):
+        h.load(one_batch())
+    h.last = OffsetsRecord(Position("f.1", 100), 1, 1, session)
+    checkpoint = h.eos.read_checkpoint()
+    assert checkpoint is not None and checkpoint.position == Position("f.1", 100)
+    h.load(one_batch(2, 200), epoch=2)
