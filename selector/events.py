@@ -230,7 +230,8 @@ class Translator:
 
     def on_event(self, event: Any) -> None:
         kind = type(event)
-        if kind is RowsBody:  # the hot path (selector.stream)
+        if kind is RowsBody:  # the hot path (selector.stream; its compiled reader translates
+            # the common case itself: selector._binlog)
             ts = float(event.timestamp)
             if ts:
                 self.last_ts = ts

@@ -110,6 +110,7 @@ class MySQLSelector(Selector):
         self.heartbeat_s = min(config.heartbeat_ms, batch_max_wait_ms) / 1000.0
         self.pipeline_id = pipeline_id
         self.server_id = config.dump_server_id(pipeline_id)
+        self._report = (report_host(pipeline_id), "", "", 0)  # SHOW SLAVE HOSTS: this pipeline
         # asked before every dump this selector opens (selector.identity)
         self._holder = holder if holder is not None else store.holder_probe()
         self._kicks = KickPolicy(self.server_id, config.server_id is None, pipeline_id)
@@ -298,7 +299,7 @@ class MySQLSelector(Selector):
         probe = Stream(
             settings,
             server_id=self.server_id,
-            report_slave=(report_host(self.pipeline_id), "", "", 0),
+            report_slave=self._report,
             blocking=True,
             auto_position=gtid,
             is_mariadb=self._mariadb,
@@ -380,7 +381,7 @@ class MySQLSelector(Selector):
         stream = Stream(
             self._settings(),
             server_id=self.server_id,
-            report_slave=(report_host(self.pipeline_id), "", "", 0),
+            report_slave=self._report,
             blocking=True,
             resume_stream=True,
             log_file=at.file,
@@ -443,24 +444,22 @@ class MySQLSelector(Selector):
         if not checked:
             logger.warning("source: server id {}: {}", self.server_id, found)
 
-    def _confirm_holder(self) -> None:
-        """Before a dump opens: a round trip says this node still holds the mainstem, else
-        it would take the source's dump (same server id) from the node that does."""
+    def _confirm_holder(self, doing: str = "not opening the binlog dump") -> None:
+        """Before a dump opens (or reopens after a kick): a round trip says this node still
+        holds the mainstem, else it would take the source's dump (one per server id) from
+        the node that does."""
         if self._holder is not None and not self._holder():
             raise NotActiveError(
-                "not opening the binlog dump: this node no longer holds the mainstem",
+                f"{doing}: this node no longer holds the mainstem",
                 pipeline=self.pipeline_id or None,
             )
 
     def _answer_kick(self, exc: BaseException) -> None:
         """Another client connected with our server id and the server dropped our dump:
         step down, pause for a clash, or wait a little and reconnect (``KickPolicy``)."""
-        if self._holder is not None and not self._holder():
-            raise NotActiveError(
-                f"another binlog client connected with server id {self.server_id} and this"
-                " node no longer holds the mainstem: its decoder stops",
-                pipeline=self.pipeline_id or None,
-            )
+        self._confirm_holder(
+            f"another binlog client connected with server id {self.server_id}; the decoder stops"
+        )
         try:
             kickers = registered(self._control(), self.server_id)
         except Exception as list_error:  # cannot tell who it was: the cautious policy
@@ -554,7 +553,7 @@ class MySQLSelector(Selector):
                 piece = assembler.ready.popleft() if assembler.ready else Piece([], None)
                 return self._hand_out(piece)
             event = self._fetch()
-            if event is None:  # reconnected (a new assembler), or stopping
+            if event is None:  # translated by the compiled reader, reconnected, or stopping
                 assembler = self._assembler
                 continue
             assert self._translator is not None  # set with the stream it reads
@@ -571,16 +570,14 @@ class MySQLSelector(Selector):
                 translate(event)
 
     def _fetch(self) -> Any:
-        """The next event of the stream; None after a lost connection was reopened (or a
+        """The next event for the translator; None when the compiled reader translated
+        rows events itself (``Stream.read``), after a lost connection was reopened (or a
         kick answered), or while stopping: the select loop checks everything again."""
         stream = self._stream
         try:
             if stream is None:
                 raise StreamLost("no binlog connection")
-            event = stream.fetchone()
-            if event is None:
-                raise StreamLost("the server ended the binlog dump")
-            return event
+            return stream.read(self._translator, _EVENTS_PER_CHECK)
         except FatalError:
             raise
         except Exception as exc:

@@ -446,9 +446,13 @@ def _child_main(
         # then this core has time to spare. A node waiting for batches gets them as rows and
         # encodes them itself, so both cores share the encoding, whichever is the slower one.
         # Snapshot chunks (Reads) are RowChanges only once unpickled: the node encodes them.
+        # Every other batch crosses in runs (selector.transport), by key when encoded.
         shipped = batch
-        if sink_format is not None and type(batch.changes) is list and _unread(out) > 0:
-            shipped = ship(batch, encode_ahead(sink_format, batch))
+        if type(batch.changes) is list:
+            encoded = None
+            if sink_format is not None and _unread(out) > 0:
+                encoded = encode_ahead(sink_format, batch)
+            shipped = ship(batch, encoded)
         if not send(("batch", shipped, selector.last_entry_time())):
             break
     selector.stop()

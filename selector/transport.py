@@ -1,24 +1,24 @@
-"""How a batch encoded ahead crosses from the decoder process to the node.
+"""How a batch crosses from the decoder process to the node.
 
-When the decoder process encodes a batch's rows for the sink (``pipeline.model.Encoded``),
-the node writes those messages and never reads the rows' values: it needs a row's table
-(a topic, a file), its operation and key (an error names the row by its masked key), and
-the row count. Pickling every value of every image cost the decoder process as much as
-decoding them (Decimal and datetime pickle through ``__reduce__``), so such rows cross
-projected to their key columns (as a column filter keeping only the key would leave them),
-in runs: consecutive rows of one table, operation, transaction and table definition share
-one header, whatever rows events they came from (on a binlog of one-row statements every
-row is an event of its own), and carry their event time, rows event and index as plain
-numbers: ``ship`` in the decoder, ``_rebuild`` when the node unpickles.
+Pickling a RowChange per row (through its ``__reduce__``, with its source event's) cost
+both processes more than decoding the row, so rows cross in runs: consecutive rows of one
+table, operation, transaction and table definition share one header, whatever rows events
+they came from (on a binlog of one-row statements every row is an event of its own), and
+carry their event time, rows event and index as plain numbers: ``ship`` in the decoder,
+``_rebuild`` when the node unpickles. A run's rows carry
 
-On the node, the rows of a run are one RowChange, the run's first row, repeated: building
-a RowChange (and its key dict and source event) for every row cost the node more than
-writing its messages, and what the node reads of a row encoded ahead is its table,
-operation and transaction; its messages are the rest. ``Shipped.exact(i)`` (through
-``Batch.exact``) rebuilds row ``i`` exactly, for an error that must name it by its key.
+* their **images**, when the node will encode them (the batch is not encoded ahead): the
+  node gets a RowChange per row, as the selector made it;
+* only their **keys**, when the decoder process encoded them for the sink
+  (``pipeline.model.Encoded``): the node writes those messages and never reads the rows'
+  values (Decimal and datetime values pickle through ``__reduce__``: shipping them cost the
+  decoder as much as decoding them). What the node reads of such a row is its table,
+  operation and transaction, so a run's rows are one RowChange, the run's first row,
+  repeated; ``Shipped.exact(i)`` (through ``Batch.exact``) rebuilds row ``i`` exactly, for an
+  error that must name it by its key.
 
-A DDL, or a row the decoder could not encode (the sink encodes it again and reports why),
-crosses whole.
+A DDL, a row without its source event, or a row the decoder could not encode (the sink
+encodes it again and reports why) crosses whole.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from pipeline.model import Batch, Change, Encoded, RowChange, SourceEvent
 
 # [schema, table, op, primary_key, position, gtid, definition, server id,
 #  [event time], [rows event position], [its first index], [index],
-#  key values of the before images or None, of the after images or None]
+#  [before images] or None, [after images] or None, keyed]
+# keyed: the images are key values (a batch encoded ahead), else the rows' dicts
 _Run = list[Any]
+_KEYED = 14
 
 
 class Shipped(list[Change]):
@@ -46,7 +48,7 @@ class Shipped(list[Change]):
         return (_rebuild, (self.runs,))
 
     def exact(self, index: int) -> Change:
-        """Change ``index`` as it was, rebuilt from its run."""
+        """Change ``index`` as it was (a keyed run's row projected to its key)."""
         for run in self.runs:
             if not isinstance(run, list):
                 if index == 0:
@@ -60,15 +62,17 @@ class Shipped(list[Change]):
         raise IndexError(index)
 
 
-def ship(batch: Batch, encoded: Encoded) -> Batch:
+def ship(batch: Batch, encoded: Encoded | None) -> Batch:
     """The batch to send to the node: a new Batch (the selector's own stays whole, for a
-    re-delivery after a rollback) whose encoded rows are projected to their key."""
+    re-delivery after a rollback) whose rows cross in runs, by key where ``encoded``."""
     runs: list[_Run | Change] = []
     run: _Run | None = None
     last: RowChange | None = None
-    for change, messages in zip(batch.changes, encoded.messages, strict=True):
+    keyed = encoded is not None
+    messages = encoded.messages if encoded is not None else [True] * len(batch.changes)
+    for change, encoded_as in zip(batch.changes, messages, strict=True):
         event = change.event if isinstance(change, RowChange) else None
-        if messages is None or event is None:
+        if encoded_as is None or event is None:
             runs.append(change)
             run = last = None
             continue
@@ -90,6 +94,7 @@ def ship(batch: Batch, encoded: Encoded) -> Batch:
                 [],
                 None if change.before is None else [],
                 None if change.after is None else [],
+                keyed,
             ]
             runs.append(run)
         run[8].append(change.ts)
@@ -99,11 +104,11 @@ def ship(batch: Batch, encoded: Encoded) -> Batch:
         if run[12] is not None:
             before = change.before
             assert before is not None
-            run[12].append(tuple(before.get(c) for c in key))
+            run[12].append(tuple(before.get(c) for c in key) if keyed else before)
         if run[13] is not None:
             after = change.after
             assert after is not None
-            run[13].append(tuple(after.get(c) for c in key))
+            run[13].append(tuple(after.get(c) for c in key) if keyed else after)
         last = change
     return Batch(
         batch.batch_id,
@@ -136,24 +141,61 @@ def _same_run(last: RowChange, change: RowChange) -> bool:
 
 def _rebuild(runs: list[_Run | Change]) -> Shipped:
     changes = Shipped(runs)
+    append = changes.append
     for run in runs:
         if not isinstance(run, list):
-            changes.append(run)
-            continue
-        changes.extend([_row(run, 0)] * len(run[11]))  # see the module docstring
+            append(run)
+        elif run[_KEYED]:
+            changes.extend([_row(run, 0)] * len(run[11]))  # see the module docstring
+        else:
+            _whole_rows(run, append)
     return changes
+
+
+def _whole_rows(run: _Run, append: Any) -> None:
+    """Every row of a run with its images, a RowChange each (one source event per rows
+    event, shared by its rows, as the selector made them)."""
+    schema, table, op, key, position, gtid, definition, server_id = run[:8]
+    times, events, firsts, indexes, befores, afters = run[8:14]
+    event: SourceEvent | None = None
+    for i, index in enumerate(indexes):
+        pos, first = events[i], firsts[i]
+        if event is None or event.pos != pos or event.first_index != first:
+            event = SourceEvent(pos, server_id, first)
+        append(
+            RowChange(
+                schema,
+                table,
+                op,
+                None if befores is None else befores[i],
+                None if afters is None else afters[i],
+                key,
+                times[i],
+                position,
+                gtid,
+                index,
+                definition,
+                event,
+            )
+        )
 
 
 def _row(run: _Run, i: int) -> RowChange:
     """Row ``i`` of a run."""
     schema, table, op, key, position, gtid, definition, server_id = run[:8]
-    times, events, firsts, indexes, befores, afters = run[8:]
+    times, events, firsts, indexes, befores, afters, keyed = run[8:]
+
+    def image(images: list[Any] | None) -> dict[str, Any] | None:
+        if images is None:
+            return None
+        return dict(zip(key, images[i], strict=True)) if keyed else images[i]
+
     return RowChange(
         schema,
         table,
         op,
-        None if befores is None else dict(zip(key, befores[i], strict=True)),
-        None if afters is None else dict(zip(key, afters[i], strict=True)),
+        image(befores),
+        image(afters),
         key,
         times[i],
         position,

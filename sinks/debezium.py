@@ -4,6 +4,11 @@ The encodings are in the table at the top of ``sinks.formats``; this module is h
 made: one converter per column, built once per table definition (``pipeline.model.TableSchema``)
 and options (:class:`DebeziumOptions`, Debezium's names), the envelope and the schema-change
 events. ``tests/integration/test_debezium_compat.py`` compares it with Debezium 3.6.3 itself.
+
+Two paths write a row image, with the same bytes (``tests/unit/test_debezium_writer.py``):
+the reference (``DebeziumJson._row``: every column's value through ``_Encoder.value``, then
+the JSON encoder), and the row writer generated per table definition (:func:`_row_writer`),
+which writes the rows the decoder makes, and leaves any other to the reference.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import math
 import re
 import struct
 import uuid
+from binascii import b2a_base64
 from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from importlib.metadata import PackageNotFoundError
@@ -44,6 +50,8 @@ from sinks.formats import (
     Message,
     _b64,
     _dumps,
+    _dumps_value,
+    _encode_str,
     _encoded,
     _fast_default,
     _json_doc,
@@ -134,6 +142,10 @@ except PackageNotFoundError:  # running from a checkout that was never installed
     _VERSION = "ferry"
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_DATETIME = dt.datetime
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_ONE_US = dt.timedelta(microseconds=1)
+_ONE_MS = dt.timedelta(milliseconds=1)
 _DAY_US = 86_400_000_000
 _BAD_NAME_CHARS = re.compile(r"[^a-zA-Z0-9._-]")
 
@@ -165,7 +177,7 @@ def _zoned(value: dt.datetime, digits: int) -> str:
 
 def _twos_complement(value: int) -> bytes:
     """Java's BigInteger.toByteArray: the shortest big-endian two's complement."""
-    length = (value.bit_length() if value >= 0 else (-value - 1).bit_length()) // 8 + 1
+    length = (value if value >= 0 else ~value).bit_length() // 8 + 1  # ~value: -value - 1
     return value.to_bytes(length, "big", signed=True)
 
 
@@ -211,9 +223,20 @@ _POINT = struct.Struct("<dd")
 
 
 class _Field:
-    """How one column is encoded: its Connect schema and a converter of non-null values."""
+    """How one column is encoded: its Connect schema and a converter of non-null values
+    (``_Encoder.value`` says how they are applied)."""
 
-    __slots__ = ("convert", "default", "name", "optional", "plain", "schema", "zero")
+    __slots__ = (
+        "convert",
+        "converts",
+        "default",
+        "head",
+        "name",
+        "optional",
+        "plain",
+        "schema",
+        "zero",
+    )
 
     def __init__(
         self,
@@ -231,6 +254,16 @@ class _Field:
         self.default: Any = None
         # the converter only checks the type: the binlog's values pass through as they are
         self.plain = convert in _CHECKS
+        # whether _Encoder.value changes a value: a converter that is not plain, or a
+        # default for NULL (set by _Encoder.field once the default is known)
+        self.converts = False
+        self.head = _dumps(name) + ":"  # the field's name in a JSON object
+
+    def converter(self, read: bool) -> Callable[[Any], Any] | None:
+        """The converter of a streamed row's values, or of a snapshot's (``read``)."""
+        if read and self.convert is _latin1_text:  # a snapshot has the server's text
+            return _text
+        return self.convert
 
 
 class _Untyped(Exception):
@@ -263,6 +296,7 @@ class _Encoder:
     def __init__(self, options: DebeziumOptions) -> None:
         self.options = options
         self.connect = options.time_precision_mode == "connect"
+        self.replace_null = options.replace_null_with_default
 
     # -- a column's field ----------------------------------------------------------
 
@@ -280,7 +314,37 @@ class _Encoder:
                 field.default = default
                 field.schema["default"] = default
         field.schema["field"] = column.name
+        field.converts = (field.convert is not None and not field.plain) or (
+            field.default is not None
+        )
         return field
+
+    def value(self, field: _Field, value: Any, read: bool = False) -> Any:
+        """``value`` of ``field``'s column as Debezium writes it; ``read``: of a snapshot row.
+
+        The converter's result; NULL is the column's default (as JsonConverter's
+        replace.null.with.default), else NULL, else Debezium's zero for a NOT NULL column.
+        A value of another type than the column's (a transform's) is written by its type.
+        This is the reference the row writers (:func:`_row_writer`) follow.
+        """
+        if not field.converts:  # a plain column without default: the binlog's value as is
+            return value
+        convert = field.converter(read)
+        if value is not None and convert is not None:
+            try:
+                value = convert(value)
+            except _Untyped:
+                value = _loose(value, self)
+            except _Unrepresentable as exc:
+                if not field.optional:
+                    raise _Refused(f"column {field.name!r}: {exc}") from exc
+                value = None
+        if value is None:
+            if field.default is not None and (self.replace_null or not field.optional):
+                value = field.default
+            elif not field.optional:
+                value = field.zero
+        return value
 
     def _field(
         self, column: Column, base: str, unsigned: bool, optional: bool
@@ -387,7 +451,8 @@ class _Encoder:
         schema = _schema(
             "bytes", optional, "org.apache.kafka.connect.data.Decimal", parameters=parameters
         )
-        return schema, lambda v: _decimal_bytes(v, scale), _decimal_bytes(Decimal(0), scale)
+        convert = _decimal_bytes_at(scale)
+        return schema, convert, convert(Decimal(0))
 
     def _binary(
         self, optional: bool, pad: int | None
@@ -594,14 +659,28 @@ def _scaled(value: Any, scale: int) -> Decimal:
     return Decimal(value).quantize(Decimal(1).scaleb(-scale), context=_DECIMALS)
 
 
+def _decimal_bytes_at(scale: int) -> Callable[[Any], str]:
+    """The converter of a DECIMAL(p, ``scale``) to Connect's Decimal: the base64 of its
+    unscaled value's two's complement (``_twos_complement``, inlined: this is the hottest
+    converter)."""
+
+    def convert(value: Any) -> str:
+        text = str(value) if type(value) is Decimal else ""
+        whole, _, fraction = text.partition(".")
+        # the binlog's Decimal is at the column's scale: its digits are the unscaled value
+        # (not so with another number of fraction digits, or an exponent: "1E+2", "1.5E-7")
+        if text and len(fraction) == scale and "E" not in text:
+            unscaled = int(whole + fraction)
+        else:
+            unscaled = int(_scaled(value, scale).scaleb(scale, context=_DECIMALS))
+        length = (unscaled if unscaled >= 0 else ~unscaled).bit_length() // 8 + 1
+        return b2a_base64(unscaled.to_bytes(length, "big", signed=True), newline=False).decode()
+
+    return convert
+
+
 def _decimal_bytes(value: Any, scale: int) -> str:
-    if type(value) is Decimal:  # the binlog's: already at the column's scale, most often
-        text = str(value)
-        point = text.find(".")
-        if "E" not in text and (len(text) - point - 1 == scale if point >= 0 else scale == 0):
-            return _b64(_twos_complement(int(text.replace(".", ""))))
-    unscaled = int(_scaled(value, scale).scaleb(scale, context=_DECIMALS))
-    return _b64(_twos_complement(unscaled))
+    return _decimal_bytes_at(scale)(value)
 
 
 def _decimal_text(value: Any, scale: int) -> str:
@@ -645,6 +724,8 @@ def _time_millis(value: Any) -> int:
 
 
 def _datetime_us(value: Any) -> int | None:
+    if type(value) is _DATETIME and value.tzinfo is None and value.year >= 100:
+        return (value - _EPOCH_NAIVE) // _ONE_US  # the binlog's: _micros(value), in C
     if type(value) is dt.datetime:
         return _micros(value if value.year >= 100 else _adjusted(value))
     if type(value) is ZeroDate:
@@ -653,6 +734,8 @@ def _datetime_us(value: Any) -> int | None:
 
 
 def _datetime_ms(value: Any) -> int | None:
+    if type(value) is _DATETIME and value.tzinfo is None and value.year >= 100:
+        return (value - _EPOCH_NAIVE) // _ONE_MS  # _datetime_us(value) // 1000, in C
     micros = _datetime_us(value)
     return None if micros is None else micros // 1000
 
@@ -698,6 +781,8 @@ _JAVA_CP1252 = str.maketrans(dict.fromkeys((0x81, 0x8D, 0x8F, 0x90, 0x9D), 0xFFF
 
 def _latin1_text(value: Any) -> str:
     """A latin1 column's value as Debezium streams it (see ``_LATIN1_HOLES``)."""
+    if type(value) is str and value.isascii():  # the holes are not ASCII
+        return value
     text = _string(value)
     if _LATIN1_HOLES.search(text) is None:
         return text
@@ -753,26 +838,130 @@ def _inet(value: Any) -> str:
 _CHECKS = frozenset({_int, _to_float, _text})
 
 
+def _row_writer(
+    fields: list[_Field], read: bool, encoder: _Encoder
+) -> Callable[[Iterable[Any]], str]:
+    """A function of a row's values, in the order of ``fields``, to the JSON object of what
+    ``encoder.value`` makes of them (``_dumps({f.name: encoder.value(f, value, read)})``)
+    for the values it has a case for. A value it has no case for (one a converter refuses:
+    a transform's) raises, and the caller writes that row with the reference
+    (``DebeziumJson._row``), which also raises whatever the reference raises.
+
+    The function is generated once per table definition and format, as straight-line code:
+    a loop with a call per value costs as much as converting the values. Its source, for
+    ``(id BIGINT, b VARCHAR(32), c DECIMAL(12,2) NOT NULL)``::
+
+        def write_row(values):
+            v0, v1, v2, = values
+            return "".join((
+                head0, repr(v0) if type(v0) is int else dumps_value(v0),
+                head1, encode_str(v1) if type(v1) is str else dumps_value(v1),
+                head2, null2 if v2 is None or (x := convert2(v2)) is None
+                    else repr(x) if type(x) is int else encode_str(x) if type(x) is str
+                    else dumps_value(x),
+                "}"))
+
+    ``head0`` is ``{"id":``, ``head1`` ``,"b":`` and so on. A plain column (no converter but
+    a type check, no default) writes its value as it is, through ``_dumps_value`` with its
+    commonest case inline; a converted one writes its converter's result, and NULL (also a
+    NULL result: a zero date) as ``null2``: the default, the zero or ``null``.
+    """
+    if not fields:
+        return lambda values: "{}"
+    # the source names values, heads and converters by their index only: nothing of the
+    # definition (a column name) is ever part of the code
+    scope: dict[str, Any] = {"dumps_value": _dumps_value, "encode_str": _encode_str}
+    lines = []
+    for k, field in enumerate(fields):
+        v = f"v{k}"
+        scope[f"head{k}"] = ("," if k else "{") + field.head
+        if not field.converts:
+            if field.convert is _int:
+                write = f"repr({v}) if type({v}) is int else dumps_value({v})"
+            elif field.convert is _text:
+                write = f"encode_str({v}) if type({v}) is str else dumps_value({v})"
+            else:
+                write = f"dumps_value({v})"
+        else:
+            scope[f"null{k}"] = _dumps(encoder.value(field, None, read))
+            scope[f"convert{k}"] = field.converter(read)
+            write = (
+                f"null{k} if {v} is None or (x := convert{k}({v})) is None"
+                " else repr(x) if type(x) is int else encode_str(x) if type(x) is str"
+                " else dumps_value(x)"
+            )
+        lines.append(f"        head{k}, {write},")
+    values = ", ".join(f"v{k}" for k in range(len(fields)))
+    head = ["def write_row(values):", f"    {values}, = values", '    return "".join((']
+    source = "\n".join([*head, *lines, '        "}"))'])
+    exec(compile(source, "<debezium-json row writer>", "exec"), scope)
+    written: Callable[[Iterable[Any]], str] = scope["write_row"]
+    return written
+
+
 class _TableCodec:
     """One table definition's fields, key and schema names, for one Debezium format."""
 
-    __slots__ = ("convert", "fields", "int_key", "key_fields", "prefix", "schemas")
+    __slots__ = (
+        "convert",
+        "encoder",
+        "fields",
+        "int_key",
+        "key_fields",
+        "key_of",
+        "key_schemas",
+        "key_writers",
+        "names",
+        "schemas",
+        "writers",
+    )
 
     def __init__(self, definition: TableSchema, encoder: _Encoder) -> None:
+        self.encoder = encoder
         self.fields = {c.name: encoder.field(c) for c in definition.columns}
         self.key_fields = [self.fields[n] for n in definition.primary_key if n in self.fields]
         # the columns that are not written as they are: a converter or a default
-        self.convert = [
-            f
-            for f in self.fields.values()
-            if (f.convert is not None and not f.plain) or f.default is not None
-        ]
-        # ``{"id":`` when the key is one integer column: most keys, built without the encoder
+        self.convert = [f for f in self.fields.values() if f.converts]
+        names = [f.name for f in self.key_fields]
+        # a row's key values, to tell an update that changed the key (lists: compared
+        # element by element, identity first); a one-column key without a comprehension
+        self.key_of: Callable[[dict[str, Any]], list[Any]] = (
+            (lambda row: [row.get(names[0])])
+            if len(names) == 1
+            else (lambda row: [row.get(n) for n in names])
+        )
+        # a row as the decoder makes it has these columns, in this order
+        self.names = tuple(self.fields)
+        # the row writers of streamed and snapshot rows ([read]), made when first needed
+        self.writers: list[Callable[[Iterable[Any]], str] | None] = [None, None]
+        self.key_writers: list[Callable[[Iterable[Any]], str] | None] = [None, None]
+        # the key is most often one integer column: then (its name, ``b'{"id":%d}'``)
         single = self.key_fields[0] if len(self.key_fields) == 1 else None
-        self.int_key = None
-        if single is not None and single.convert is _int and single.default is None:
-            self.int_key = ("{" + _dumps(single.name) + ":").encode()
-        self.schemas: dict[tuple[str, ...], dict[str, Any]] = {}
+        self.int_key: tuple[str, bytes] | None = None
+        plain = single is not None and single.convert is _int and single.default is None
+        if plain and not encoder.options.schemas_enable:
+            assert single is not None
+            template = "{" + single.head.replace("%", "%%") + "%d}"
+            self.int_key = (single.name, template.encode())
+        # with schemas.enable, the JSON of the value schema by the change's schema, table
+        # and columns, and of the key schema by its schema and table
+        self.schemas: dict[tuple[str, ...], str] = {}
+        self.key_schemas: dict[tuple[str, str], str] = {}
+
+    def writer(self, read: bool) -> Callable[[Iterable[Any]], str]:
+        """The writer of a row with the definition's columns (see :func:`_row_writer`)."""
+        found = self.writers[read]
+        if found is None:
+            fields = list(self.fields.values())
+            found = self.writers[read] = _row_writer(fields, read, self.encoder)
+        return found
+
+    def key_writer(self, read: bool) -> Callable[[Iterable[Any]], str]:
+        """The writer of the key columns' values."""
+        found = self.key_writers[read]
+        if found is None:
+            found = self.key_writers[read] = _row_writer(self.key_fields, read, self.encoder)
+        return found
 
 
 class DebeziumJson(Format):
@@ -788,75 +977,71 @@ class DebeziumJson(Format):
         self.prefix = self.options.topic_prefix or pipeline
         self._encoder = _Encoder(self.options)
         self._codecs: dict[int, tuple[TableSchema, _TableCodec]] = {}
+        self._last_codec: tuple[TableSchema, _TableCodec] | None = None
         self._name = _dumps(self.prefix)
-        self._heads: dict[tuple[str, str], tuple[str, str]] = {}  # source's parts per table
-        self._files: dict[str, str] = {}
+        self._schemas = self.options.schemas_enable
+        self._tombstones = self.options.tombstones_on_delete
         self._last_row = 0
-        # the source block of the last rows event, but for its "row": (what it was made
-        # from, the text before the row number, the text after it)
-        self._last_source: tuple[tuple[Any, ...], str, str] | None = None
+        # the source blocks up to "pos", by what they are made of (see _source), and the
+        # last one used
+        self._source_heads: dict[tuple[Any, ...], str] = {}
+        self._last_source: tuple[tuple[Any, ...], str] = ((), "")
+        # the envelope's processing time, its text: (ns, ``"ts_ms":…,"ts_us":…,"ts_ns":…}``)
+        self._stamp = (-1, "")
 
     # -- the table's codec -----------------------------------------------------------
 
     def _codec(self, change: RowChange) -> _TableCodec:
         definition = change.definition
-        if definition is None:
-            definition = _guess_definition(change)
-        found = self._codecs.get(id(definition))
+        found = self._last_codec  # most rows are of the last row's table
         if found is None or found[0] is not definition:
-            codec = _TableCodec(definition, self._encoder)
-            if len(self._codecs) > 10_000:
-                self._codecs.clear()
-            self._codecs[id(definition)] = (definition, codec)
-            return codec
+            if definition is None:
+                definition = _guess_definition(change)
+            found = self._codecs.get(id(definition))
+            if found is None or found[0] is not definition:
+                codec = _TableCodec(definition, self._encoder)
+                if len(self._codecs) > 10_000:
+                    self._codecs.clear()
+                found = self._codecs[id(definition)] = (definition, codec)
+            self._last_codec = found
         return found[1]
 
-    def _row(
-        self, codec: _TableCodec, row: dict[str, Any] | None, read: bool = False
-    ) -> dict[str, Any] | None:
+    def _row(self, codec: _TableCodec, row: dict[str, Any], read: bool = False) -> dict[str, Any]:
         """A row image in Debezium's values; ``read``: a snapshot row (op ``r``)."""
-        if row is None:
-            return None
         out = dict(row)
         fields = codec.fields
-        replace_null = self.options.replace_null_with_default
+        value_of = self._encoder.value
         for field in codec.convert:
             name = field.name
-            if name not in out:
-                continue
-            value = out[name]
-            convert = field.convert
-            if read and convert is _latin1_text:  # a snapshot has the server's text
-                convert = _text
-            if value is not None and convert is not None:
-                try:
-                    value = convert(value)
-                except _Untyped:
-                    value = _loose(value, self._encoder)
-                except _Unrepresentable as exc:
-                    if not field.optional:
-                        raise _Refused(f"column {name!r}: {exc}") from exc
-                    value = None
-            if value is None:
-                if field.default is not None and (replace_null or not field.optional):
-                    value = field.default
-                elif not field.optional:
-                    value = field.zero
-            out[name] = value
+            if name in out:
+                out[name] = value_of(field, out[name], read)
         if not out.keys() <= fields.keys():  # columns the definition lacks (a transform's)
             for name, value in out.items():
                 if name not in fields and value is not None:
                     out[name] = _loose(value, self._encoder)
         return out
 
-    def _key(
-        self, codec: _TableCodec, row: dict[str, Any], read: bool = False
-    ) -> dict[str, Any] | None:
+    def _row_json(self, codec: _TableCodec, row: dict[str, Any], read: bool = False) -> str:
+        """``_dumps(self._row(codec, row, read))``: the JSON of a row image. A row with the
+        definition's columns in its order (every row the decoder makes) is written by the
+        table's row writer, without the dict of its Debezium values."""
+        if tuple(row) == codec.names:
+            try:
+                return (codec.writers[read] or codec.writer(read))(row.values())
+            except Exception:  # a value it has no case for: see _row_writer
+                pass
+        return _dumps(self._row(codec, row, read))
+
+    def _key_json(self, codec: _TableCodec, row: dict[str, Any], read: bool) -> str | None:
+        """The JSON of the key columns of ``row``: ``_row_json`` of ``{name: row.get(name)}``."""
         if not codec.key_fields:
             return None
-        key = {f.name: row.get(f.name) for f in codec.key_fields}
-        converted = self._row(codec, key, read)
-        return converted
+        values = [row.get(f.name) for f in codec.key_fields]
+        try:
+            return codec.key_writer(read)(values)
+        except Exception:  # as in _row_json
+            key = {f.name: value for f, value in zip(codec.key_fields, values, strict=True)}
+            return _dumps(self._row(codec, key, read))
 
     # -- messages --------------------------------------------------------------------
 
@@ -869,66 +1054,77 @@ class DebeziumJson(Format):
     def _key_bytes(
         self, codec: _TableCodec, row: dict[str, Any], change: RowChange
     ) -> bytes | None:
-        if codec.int_key is not None and not self.options.schemas_enable:
-            value = row.get(codec.key_fields[0].name)
+        if codec.int_key is not None:
+            value = row.get(codec.int_key[0])
             if type(value) is int:
-                return b"%s%d}" % (codec.int_key, value)
-        key = self._key(codec, row, change.op == "read")
+                return codec.int_key[1] % value
+        try:
+            key = self._key_json(codec, row, change.op == "read")
+        except (TypeError, ValueError) as exc:
+            raise FatalError(f"cannot encode message: {exc}") from exc
         if key is None:
             return None
-        if self.options.schemas_enable:
-            schema = {
-                "type": "struct",
-                "fields": [f.schema for f in codec.key_fields],
-                "optional": False,
-                "name": f"{self._schema_name(change)}.Key",
-            }
+        if self._schemas:
+            table = (change.schema, change.table)  # a transform may have renamed it
+            schema = codec.key_schemas.get(table)
+            if schema is None:
+                fields = [f.schema for f in codec.key_fields]
+                name = f"{self._schema_name(change)}.Key"
+                struct = {"type": "struct", "fields": fields, "optional": False, "name": name}
+                schema = _dumps(struct)
+                if len(codec.key_schemas) < 64:
+                    codec.key_schemas[table] = schema
             return _envelope(schema, key)
-        return _encoded(key)
+        return utf8(key)
 
     def messages(self, change: Change, now: int | None = None, batch_id: int = 0) -> list[Message]:
         ns = now_ns() if now is None else now
         if isinstance(change, DdlChange):
             return self._ddl_messages(change, ns)
         try:
-            return self._row_messages(change, ns)
+            codec = self._codec(change)
+            op, before, after = change.op, change.before, change.after
+            if op == "update" and codec.key_fields:
+                assert before is not None and after is not None
+                if codec.key_of(before) != codec.key_of(after):
+                    return self._key_change(change, codec, ns)
+            row = after if after is not None else before
+            assert row is not None, "a row change has a before or an after image"
+            key = self._key_bytes(codec, row, change)
+            value = self._value(change, codec, before, after, DEBEZIUM_OP[op], ns)
         except _Refused as exc:
-            # Debezium's event.processing.failure.handling.mode: fail | warn | skip
-            where = f"{change.schema}.{change.table} at {change.position}"
-            mode = self.options.event_processing_failure_handling_mode
-            if mode == "fail":
-                raise FatalError(
-                    f"debezium-json cannot write a change of {where}: {exc}"
-                    " (time.precision.mode=connect cannot hold it; use"
-                    " adaptive_time_microseconds, or event.processing.failure.handling.mode"
-                    " warn or skip to leave such changes out)"
-                ) from None
-            if mode == "warn":
-                logger.warning("debezium-json left out a change of {}: {}", where, exc)
-            return []
-
-    def _row_messages(self, change: RowChange, ns: int) -> list[Message]:
-        codec = self._codec(change)
-        tombstones = self.options.tombstones_on_delete
-        if change.op == "update" and codec.key_fields:
-            assert change.before is not None and change.after is not None
-            old = [change.before.get(f.name) for f in codec.key_fields]
-            new = [change.after.get(f.name) for f in codec.key_fields]
-            if old != new:  # the key changed: delete the old row, create the new one
-                old_key = self._key_bytes(codec, change.before, change)
-                out: list[Message] = [
-                    (old_key, self._value(change, codec, change.before, None, "d", ns))
-                ]
-                if tombstones:
-                    out.append((old_key, None))
-                new_key = self._key_bytes(codec, change.after, change)
-                out.append((new_key, self._value(change, codec, None, change.after, "c", ns)))
-                return out
-        key = self._key_bytes(codec, change.row, change)
-        value = self._value(change, codec, change.before, change.after, None, ns)
-        if change.op == "delete" and tombstones:
+            return self._refused(change, exc)
+        if op == "delete" and self._tombstones:
             return [(key, value), (key, None)]
         return [(key, value)]
+
+    def _key_change(self, change: RowChange, codec: _TableCodec, ns: int) -> list[Message]:
+        """An update that changed the key: a delete of the old row, its tombstone, a create
+        of the new one."""
+        before, after = change.before, change.after
+        assert before is not None and after is not None
+        old_key = self._key_bytes(codec, before, change)
+        out: list[Message] = [(old_key, self._value(change, codec, before, None, "d", ns))]
+        if self._tombstones:
+            out.append((old_key, None))
+        new_key = self._key_bytes(codec, after, change)
+        out.append((new_key, self._value(change, codec, None, after, "c", ns)))
+        return out
+
+    def _refused(self, change: RowChange, exc: _Refused) -> list[Message]:
+        """Debezium's event.processing.failure.handling.mode: fail | warn | skip."""
+        where = f"{change.schema}.{change.table} at {change.position}"
+        mode = self.options.event_processing_failure_handling_mode
+        if mode == "fail":
+            raise FatalError(
+                f"debezium-json cannot write a change of {where}: {exc}"
+                " (time.precision.mode=connect cannot hold it; use"
+                " adaptive_time_microseconds, or event.processing.failure.handling.mode"
+                " warn or skip to leave such changes out)"
+            ) from None
+        if mode == "warn":
+            logger.warning("debezium-json left out a change of {}: {}", where, exc)
+        return []
 
     def encode(self, change: Change, now: int | None = None) -> bytes:
         for _, value in self.messages(change, now):
@@ -942,96 +1138,91 @@ class DebeziumJson(Format):
         codec: _TableCodec,
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
-        op: str | None,
+        op: str,
         ns: int,
     ) -> bytes:
-        op = op or DEBEZIUM_OP[change.op]
+        stamp = self._stamp
+        if stamp[0] != ns:  # one processing time per batch
+            stamp = self._stamp = (
+                ns,
+                f'"ts_ms":{ns // 1_000_000},"ts_us":{ns // 1000},"ts_ns":{ns}}}',
+            )
         try:
             read = change.op == "read"
-            before_json = "null" if before is None else _dumps(self._row(codec, before, read))
-            after_json = "null" if after is None else _dumps(self._row(codec, after, read))
+            before_json = "null" if before is None else self._row_json(codec, before, read)
+            after_json = "null" if after is None else self._row_json(codec, after, read)
             payload = (
                 f'{{"before":{before_json},"after":{after_json},"source":{self._source(change)},'
-                f'"transaction":null,"op":"{op}","ts_ms":{ns // 1_000_000},'
-                f'"ts_us":{ns // 1000},"ts_ns":{ns}}}'
+                f'"transaction":null,"op":"{op}",{stamp[1]}'
             )
         except (TypeError, ValueError) as exc:
             raise FatalError(f"cannot encode message: {exc}") from exc
-        if not self.options.schemas_enable:
+        if not self._schemas:
             try:
-                return payload.encode("utf-8")
+                return payload.encode()
             except UnicodeEncodeError:  # a lone surrogate: see sinks.formats.utf8
                 return utf8(payload)
         image = after if after is not None else before
         assert image is not None
-        names = tuple(image)
+        names = (change.schema, change.table, *image)  # the schema's name, its fields
         schema = codec.schemas.get(names)
         if schema is None:
-            schema = self._value_schema(codec, names, change)
+            schema = _dumps(self._value_schema(codec, names[2:], change))
             if len(codec.schemas) < 64:
                 codec.schemas[names] = schema
-        return utf8(f'{{"schema":{_dumps(schema)},"payload":{payload}}}')
+        return _envelope(schema, payload)
 
     def _source(self, change: RowChange) -> str:
+        """The source block. All of it but ``pos`` and ``row`` is the same for the rows of
+        one transaction, table, op kind and second: that part is made once."""
         event = change.event
-        last = self._last_source
-        if event is not None and last is not None:
-            made_of = last[0]
-            # the rows of one event share these objects (and a batch's pickle keeps that)
-            if (
-                made_of[0] is event
-                and made_of[1] is change.position
-                and made_of[2] == change.ts
-                and made_of[3] == change.gtid
-                and made_of[4] == change.op
-                and made_of[5] == change.schema
-                and made_of[6] == change.table
-            ):
-                row = change.index - event.first_index
-                self._last_row = row
-                return f"{last[1]}{row}{last[2]}"
-        text = self._source_text(change)
         if event is not None:
-            made_of = (
-                event,
-                change.position,
-                change.ts,
-                change.gtid,
-                change.op,
-                change.schema,
-                change.table,
-            )
-            head, _, tail = text.rpartition(f',"row":{self._last_row},')
-            self._last_source = (made_of, f'{head},"row":', f",{tail}")
-        return text
+            pos, row, server_id = event.pos, change.index - event.first_index, event.server_id
+        else:
+            pos, row, server_id = change.position.pos, change.index, self.server_id or 0
+        self._last_row = row
+        made_of = (
+            change.position.file,
+            change.ts,
+            change.gtid,
+            change.op == "read",
+            change.schema,
+            change.table,
+            server_id,
+        )
+        last = self._last_source
+        if made_of == last[0]:  # the last row's: most often
+            head = last[1]
+        else:
+            found = self._source_heads.get(made_of)
+            if found is None:
+                if len(self._source_heads) >= 1024:
+                    self._source_heads.clear()
+                found = self._source_heads[made_of] = self._source_head(*made_of)
+            head = found
+            self._last_source = (made_of, head)
+        return f'{head}{pos},"row":{row},"thread":null,"query":null}}'
 
-    def _source_text(self, change: RowChange) -> str:
-        table_key = (change.schema, change.table)
-        head = self._heads.get(table_key)
-        if head is None:
-            head = self._heads[table_key] = (
-                f',"db":{_dumps(change.schema)},"sequence":null,"ts_us":',
-                f',"table":{_dumps(change.table)},"server_id":',
-            )
+    def _source_head(
+        self,
+        file: str,
+        ts: float,
+        gtid: str | None,
+        read: bool,
+        schema: str,
+        table: str,
+        server_id: int,
+    ) -> str:
+        """The source block up to ``"pos":``."""
         # a row a snapshot copied: "true" (Debezium also marks its first and last rows
         # "first"/"last"; ferry's snapshot hands rows out in chunks and does not know them)
-        snapshot = "true" if change.op == "read" else "false"
-        event = change.event
-        position = change.position
-        ms = int(change.ts * 1000)
-        server_id = event.server_id if event is not None else (self.server_id or 0)
-        pos = event.pos if event is not None else position.pos
-        row = change.index - event.first_index if event is not None else change.index
-        self._last_row = row
-        file = self._files.get(position.file)
-        if file is None:
-            file = self._files[position.file] = _dumps(position.file)
-        gtid = "null" if change.gtid is None else _dumps(change.gtid)
+        snapshot = "true" if read else "false"
+        ms = int(ts * 1000)
         return (
             f'{{"version":"{_VERSION}","connector":"mysql","name":{self._name},"ts_ms":{ms}'
-            f',"snapshot":"{snapshot}"{head[0]}{ms * 1000},"ts_ns":{ms * 1_000_000}{head[1]}'
-            f'{server_id},"gtid":{gtid},"file":{file},"pos":{pos},"row":{row},'
-            '"thread":null,"query":null}'
+            f',"snapshot":"{snapshot}","db":{_dumps(schema)},"sequence":null,"ts_us":{ms * 1000}'
+            f',"ts_ns":{ms * 1_000_000},"table":{_dumps(table)},"server_id":{server_id}'
+            f',"gtid":{_dumps(gtid)},"file":{_dumps(file)},"pos":'
         )
 
     def _schema_name(self, change: RowChange) -> str:
@@ -1065,7 +1256,7 @@ class DebeziumJson(Format):
     def _schema_change_key(self, database: str) -> bytes:
         key = {"databaseName": database}
         if self.options.schemas_enable:
-            return _envelope(_SCHEMA_CHANGE_KEY_SCHEMA, key)
+            return _envelope(_dumps(_SCHEMA_CHANGE_KEY_SCHEMA), _dumps(key))
         return _encoded(key)
 
     def _ddl_messages(self, change: DdlChange, ns: int) -> list[Message]:
@@ -1149,7 +1340,7 @@ class DebeziumJson(Format):
             "tableChanges": [self._table_change(c) for c in changes],
         }
         if self.options.schemas_enable:
-            return _envelope(_SCHEMA_CHANGE_VALUE_SCHEMA, payload)
+            return _envelope(_dumps(_SCHEMA_CHANGE_VALUE_SCHEMA), _dumps(payload))
         return _encoded(payload)
 
     def _table_change(self, change: TableChange) -> dict[str, Any]:
@@ -1304,8 +1495,9 @@ def _ddl_object(change: DdlChange) -> str:
     return "DATABASE" if change.kind == "database" else change.object
 
 
-def _envelope(schema: dict[str, Any], payload: Any) -> bytes:
-    return utf8(f'{{"schema":{_dumps(schema)},"payload":{_dumps(payload)}}}')
+def _envelope(schema: str, payload: str) -> bytes:
+    """JsonConverter's message with schemas.enable, of JSON texts."""
+    return utf8(f'{{"schema":{schema},"payload":{payload}}}')
 
 
 def _loose(value: Any, encoder: _Encoder) -> Any:

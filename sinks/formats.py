@@ -174,6 +174,7 @@ output is ambiguous. debezium-json's converters are in ``sinks.debezium``.
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import json
 import time
@@ -262,7 +263,7 @@ def _fmt_decimal(value: Decimal) -> str:
 
 
 def _b64(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
+    return binascii.b2a_base64(value, newline=False).decode("ascii")  # base64.b64encode
 
 
 # The exact types the binlog reader produces, looked up before the isinstance chain.
@@ -294,6 +295,26 @@ _c_encode = _c_make_encoder(
 
 def _dumps(value: Any) -> str:
     return "".join(_c_encode(value, 0))
+
+
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # what _c_encode uses
+_INF = float("inf")
+
+
+def _dumps_value(value: Any) -> str:
+    """``_dumps(value)``, with the scalars of a row written without the encoder's call (as
+    the encoder writes them: ``int.__repr__``, its string escaper, ``float.__repr__`` of a
+    finite float; NaN and infinities go to the encoder, which refuses them)."""
+    kind = type(value)
+    if kind is int:
+        return repr(value)
+    if kind is str:
+        return _encode_str(value)
+    if value is None:
+        return "null"
+    if kind is float and -_INF < value < _INF:
+        return repr(value)
+    return _dumps(value)
 
 
 def utf8(text: str) -> bytes:

@@ -2,13 +2,14 @@
 faults injected one at a time, each printed with its time.
 
 * ``Cluster`` — the nodes. A supervisor thread restarts every node that exited, so
-  three nodes keep existing; an exit the fault did not ask for (a SIGKILL ends with
+  every node keeps existing; an exit the fault did not ask for (a SIGKILL ends with
   -9, a SIGTERM with 0) is recorded as a failure. It also watches the permit: the
   pipeline must never pause itself, and a pause is recorded with its stored error.
-* ``Chaos`` — before each fault it waits until one node is active and the other two
-  are standbys again (the pipeline recovered), then draws the next fault from a
-  shuffled bag (every kind ``weights[kind]`` times, default once, before any kind
-  comes again), and counts what survived.
+* ``Chaos`` — before each fault it waits until one node is active and the others are
+  standbys again (the pipeline recovered), then draws the next fault from a shuffled
+  bag (every kind ``weights[kind]`` times, default once, before any kind comes again),
+  and counts what survived. When the time is up it goes on with the kinds that have not
+  yet reached their ``at_least`` count.
 
 The fault functions themselves (which service to restart, which connection to kill)
 belong to the test that knows its services; the node faults are here.
@@ -36,7 +37,7 @@ _ZOMBIE_HOLD_S = 10.0  # at most this long a frozen node waits for its successor
 
 
 class Cluster:
-    """Three (or more) `ferry run` nodes of one pipeline, restarted whenever one exits."""
+    """Two or more `ferry run` nodes of one pipeline, restarted whenever one exits."""
 
     def __init__(self, config: Path, node_ids: list[str], redis_url: str, keys: str) -> None:
         self.nodes = {node_id: FerryNode(config, node_id) for node_id in node_ids}
@@ -181,22 +182,29 @@ class Chaos:
         assert not self.cluster.pauses, f"the pipeline paused itself: {self.cluster.pauses[0]}"
         assert not self.cluster.unexpected_exits, self.cluster.unexpected_exits[0]
 
-    def run(self, seconds: float) -> None:
+    def run(self, seconds: float, at_least: dict[str, int] | None = None) -> None:
+        """Faults for ``seconds``, then only the kinds short of their ``at_least`` count
+        until none is."""
         bag: list[str] = []
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            wait_until(self.cluster.recovered, 90, "one active node and two standbys")
+        recovered = "one active node, the others standbys"
+        while True:
+            short = [k for k, n in sorted((at_least or {}).items()) if self.survived[k] < n]
+            if time.monotonic() >= deadline and not short:
+                break
+            wait_until(self.cluster.recovered, 90, recovered)
             self.check()
-            if not bag:
-                bag = [
-                    kind for kind in sorted(self.faults) for _ in range(self.weights.get(kind, 1))
-                ]
-                self.random.shuffle(bag)
-            kind = bag.pop()
+            if time.monotonic() >= deadline:
+                kind = short[0]
+            else:
+                if not bag:
+                    bag = [k for k in sorted(self.faults) for _ in range(self.weights.get(k, 1))]
+                    self.random.shuffle(bag)
+                kind = bag.pop()
             self.say(f"{kind}: {self.faults[kind]()}")
             self.survived[kind] += 1
             time.sleep(self.random.uniform(1.0, 4.0))
-        wait_until(self.cluster.recovered, 90, "one active node and two standbys")
+        wait_until(self.cluster.recovered, 90, recovered)
         self.check()
         self.say(f"faults done: {sum(self.survived.values())}")
 
@@ -204,22 +212,48 @@ class Chaos:
 class NodeFaults:
     """The faults that hit the active node; SIGKILL takeovers are timed.
 
-    The freeze past the TTL aims at the worst moment: ``load()`` commits a large
-    transaction at the source and the freeze follows within 0.6 s, while the node is
-    likely loading it (maybe between its lock check and the sink's fence); the frozen
-    node wakes only after its successor committed (so wrote to the sink) — a VM
-    suspended for a while, not a blip — or after ``_ZOMBIE_HOLD_S``: a node frozen
-    inside its MySQL transaction holds the checkpoint row, and its successor waits
-    for it (the README's limit).
+    A freeze past the TTL aims at the worst moment. ``load()`` (when given) commits a
+    large transaction at the source and the freeze follows within 0.6 s, while the node
+    is likely loading it (maybe between its lock check and the sink's fence). With
+    ``stutter`` the node is first stopped for half the TTL (it keeps the lock) while the
+    writer goes on, so it wakes with batches queued. ``aim`` (called before that stop)
+    returns a wait for the moment to freeze, e.g. "the sink committed its next load"; it
+    replaces the random pause: a node that just committed a load and has more queued is
+    then past its lock check with the next one and short of the sink's fence, where issue
+    20's late zombie load came from (``aimed`` counts the freezes that found the moment).
+    Then:
+
+    * ``sigstop_past_ttl``: the frozen node wakes only after its successor committed (so
+      wrote to the sink) — a VM suspended for a while, not a blip — or after
+      ``_ZOMBIE_HOLD_S``: a node frozen inside its MySQL transaction holds the checkpoint
+      row, and its successor waits for it (the README's limit);
+    * ``sigstop_wake_after_takeover`` (issue 20): it wakes one of ``wake_after_takeover_s``
+      after its successor took over, whatever the successor did meanwhile, so its last
+      load may land after the successor chose where to start, before its first write.
+      The short wakes are the ones that land there: a successor writes within a second
+      of its takeover (before issue 20's fix, the frozen node's decoder kept taking the
+      dump back, and held it off for seconds); the long one is the issue's 4 s.
     """
 
     def __init__(
-        self, cluster: Cluster, lock_ttl_s: float, rng: random.Random, load: Callable[[], None]
+        self,
+        cluster: Cluster,
+        lock_ttl_s: float,
+        rng: random.Random,
+        load: Callable[[], None] | None = None,
+        wake_after_takeover_s: tuple[float, ...] = (0.2, 0.5, 4.0),
+        stutter: bool = False,
+        aim: Callable[[], Callable[[], bool]] | None = None,
     ) -> None:
         self.cluster = cluster
         self.ttl_s = lock_ttl_s
         self.random = rng
         self.load = load
+        self.stutter = stutter
+        self.aim = aim
+        self.aimed = 0  # freezes that came at the moment ``aim`` waited for
+        self.woke_first = 0  # zombies that woke before their successor committed
+        self.wake_after_takeover_s = wake_after_takeover_s
         self.kill_takeovers: list[float] = []
         self.takeovers: list[float] = []
 
@@ -244,28 +278,60 @@ class NodeFaults:
         self.takeovers.append(took)
         return f"SIGTERM {node_id}; {successor} active {took:.2f}s later (lock released)"
 
-    def sigstop_past_ttl(self) -> str:
+    def _freeze_past_ttl(self, meanwhile: Callable[[int], str]) -> str:
+        """SIGSTOP the active node until it lost the mainstem and ``meanwhile(its epoch)``
+        returned (what happened meanwhile, for the log), then SIGCONT."""
         node_id, epoch, node = self._active()
-        self.load()
-        time.sleep(self.random.uniform(0.0, 0.6))
+        if self.load is not None:
+            self.load()
+        moment = None if self.aim is None else self.aim()
+        if self.stutter:
+            node.signal(signal.SIGSTOP)
+            try:
+                time.sleep(self.ttl_s * 0.5)
+            finally:
+                node.signal(signal.SIGCONT)
+        if moment is not None:
+            self.aimed += moment()
+        else:
+            time.sleep(self.random.uniform(0.0, 0.6))
         began = time.monotonic()
         node.signal(signal.SIGSTOP)
         try:
             successor, took = self.cluster.takeover(epoch)
             self.takeovers.append(took)
+            then = meanwhile(epoch)
+        finally:
+            node.signal(signal.SIGCONT)
+        stopped = time.monotonic() - began
+        return (
+            f"{'a short stop, then ' if self.stutter else ''}SIGSTOP {node_id} for"
+            f" {stopped:.1f}s (TTL {self.ttl_s:.0f}s; {successor} active {took:.2f}s after the"
+            f" stop, then {then}), then SIGCONT"
+        )
+
+    def sigstop_past_ttl(self) -> str:
+        def until_committed(epoch: int) -> str:
             deadline = time.monotonic() + _ZOMBIE_HOLD_S
             while self.cluster.committed_epoch() <= epoch and time.monotonic() < deadline:
                 time.sleep(0.05)
             committed = self.cluster.committed_epoch() > epoch
             time.sleep(self.random.uniform(0.0, 1.0))
-        finally:
-            node.signal(signal.SIGCONT)
-        stopped = time.monotonic() - began
-        meanwhile = "committed" if committed else "waited for the frozen node's transaction"
-        return (
-            f"SIGSTOP {node_id} for {stopped:.1f}s (TTL {self.ttl_s:.0f}s; {successor} active"
-            f" {took:.2f}s after the stop, then {meanwhile}), then SIGCONT"
-        )
+            return "committed" if committed else "waited for the frozen node's transaction"
+
+        return self._freeze_past_ttl(until_committed)
+
+    def sigstop_wake_after_takeover(self) -> str:
+        def for_a_while(epoch: int) -> str:
+            wake_s = self.random.choice(self.wake_after_takeover_s)
+            time.sleep(wake_s)
+            committed = self.cluster.committed_epoch() > epoch
+            self.woke_first += not committed
+            return (
+                f"{wake_s:g}s in which it {'committed' if committed else 'had not committed yet'}"
+            )
+
+        return self._freeze_past_ttl(for_a_while)
 
     def sigstop_short(self) -> str:
         node_id, _, node = self._active()

@@ -49,6 +49,7 @@ from tests.services import (
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 _SOAK_MINUTES = 1.5  # per sink variant, in CI
+_SOAK_BACKLOG_ROWS = 20_000  # per backlog transaction of the takeovers soak, in CI
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,11 +60,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"chaos soak: minutes of faults per sink variant (default $FERRY_SOAK_MINUTES"
         f" or {_SOAK_MINUTES})",
     )
+    parser.addoption(
+        "--backlog-rows",
+        type=int,
+        default=None,
+        help="chaos soak with takeovers: rows of each backlog transaction written before the"
+        f" nodes start (default $FERRY_SOAK_BACKLOG_ROWS or {_SOAK_BACKLOG_ROWS}; issue 20"
+        " had 100000)",
+    )
 
 
 def soak_minutes(config: pytest.Config) -> float:
     minutes = config.getoption("--minutes") or os.environ.get("FERRY_SOAK_MINUTES")
     return float(minutes or _SOAK_MINUTES)
+
+
+def soak_backlog_rows(config: pytest.Config) -> int:
+    rows = config.getoption("--backlog-rows") or os.environ.get("FERRY_SOAK_BACKLOG_ROWS")
+    return int(rows or _SOAK_BACKLOG_ROWS)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -115,6 +115,11 @@ class Workload:
                 " note VARCHAR(64), amount DECIMAL(12,2))"
             )
 
+    @property
+    def changes(self) -> int:
+        """Row changes written so far."""
+        return len(self.expected)
+
     def run(
         self, transactions: int, max_rows: int = 4, connection: Any = None, min_rows: int = 1
     ) -> None:
@@ -160,3 +165,183 @@ class Workload:
         )
         rows[key] = self.seq
         return (table, "insert", key, self.seq)
+
+
+class _Ids:
+    """Live ids with O(1) add, remove and random pick."""
+
+    def __init__(self) -> None:
+        self.ids: list[Any] = []
+        self.where: dict[Any, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.where
+
+    def add(self, key: Any) -> None:
+        self.where[key] = len(self.ids)
+        self.ids.append(key)
+
+    def remove(self, key: Any) -> None:
+        at = self.where.pop(key)
+        last = self.ids.pop()
+        if last != key:
+            self.ids[at] = last
+            self.where[last] = at
+
+    def pick(self, rng: random.Random) -> Any:
+        return self.ids[rng.randrange(len(self.ids))]
+
+
+class OrderWorkload:
+    """Issue 20's workload: orders with their order lines, and a ``kv`` table whose keys move.
+
+    ``backlog(rows)`` commits one transaction inserting orders with 1-3 lines each, ``rows``
+    rows in all (issue 20 started its nodes behind five of 100k rows). ``run(n)`` commits
+    ``n`` transactions of ``STEPS`` random steps each:
+
+    * insert an order with 1-3 order lines;
+    * update an order;
+    * delete an order and its lines;
+    * move a kv row to a new key, ``UPDATE kv SET k='moved-<n>' WHERE k=...``, so a later
+      move of that row removes ``moved-<n>`` again (until kv holds ``kv_rows`` keys, the
+      step inserts one instead).
+
+    Deletes mostly pick one of the latest orders and kv is small, so a batch of a few
+    thousand rows often holds both the insert of a key and its delete (or the later move
+    that removes it) — what issue 20's merge lost when the target was ahead of the batch.
+    ``changes`` counts the row changes written; the same interface as ``Workload`` for
+    ``SteadyWriter`` (a transaction's "rows" are its steps here).
+    """
+
+    TABLES = ("orders", "order_lines", "kv")
+    STEPS = 20
+    RECENT = 40  # a delete or update picks one of the latest orders this often
+    _STEP_WEIGHTS = {"insert": 35, "update": 25, "delete": 20, "move": 20}
+
+    def __init__(self, mariadb: Any, schema: str, seed: int = 0, kv_rows: int = 64) -> None:
+        self.mariadb = mariadb
+        self.schema = schema
+        self.random = random.Random(seed)
+        self.kv_rows = kv_rows
+        self.changes = 0
+        self.orders = _Ids()
+        self.lines: dict[int, list[int]] = {}  # live order -> its line ids
+        self.kv = _Ids()
+        self.next_order = self.next_line = self.moves = 0
+        for ddl in (
+            "CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(32) NOT NULL,"
+            " status VARCHAR(16) NOT NULL, amount DECIMAL(12,2) NOT NULL, version INT NOT NULL)",
+            "CREATE TABLE order_lines (id INT PRIMARY KEY, order_id INT NOT NULL,"
+            " sku VARCHAR(32) NOT NULL, qty INT NOT NULL, price DECIMAL(10,2) NOT NULL,"
+            " KEY (order_id))",
+            "CREATE TABLE kv (k VARCHAR(64) PRIMARY KEY, v BIGINT NOT NULL, note VARCHAR(64))",
+        ):
+            mariadb.execute(ddl, database=schema)
+
+    def _money(self) -> str:
+        return f"{self.random.randrange(100, 1_000_000) / 100:.2f}"
+
+    def _new_order(self) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        self.next_order += 1
+        order = self.next_order
+        row = (order, f"c{self.random.randrange(5000)}", "new", self._money(), 0)
+        lines = []
+        for _ in range(self.random.randint(1, 3)):
+            self.next_line += 1
+            sku = f"sku-{self.random.randrange(10_000)}"
+            lines.append((self.next_line, order, sku, self.random.randint(1, 9), self._money()))
+        self.orders.add(order)
+        self.lines[order] = [line[0] for line in lines]
+        self.changes += 1 + len(lines)
+        return row, lines
+
+    def backlog(self, rows: int, connection: Any = None) -> None:
+        """One transaction of order inserts (multi-row statements), ``rows`` rows in all."""
+        conn = connection or self.mariadb.connect(self.schema)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("BEGIN")
+                written = 0
+                while written < rows:
+                    orders: list[tuple[Any, ...]] = []
+                    lines: list[tuple[Any, ...]] = []
+                    while written < rows and len(orders) < 1000:
+                        order, its_lines = self._new_order()
+                        orders.append(order)
+                        lines.extend(its_lines)
+                        written += 1 + len(its_lines)
+                    cursor.executemany("INSERT INTO orders VALUES (%s, %s, %s, %s, %s)", orders)
+                    cursor.executemany("INSERT INTO order_lines VALUES (%s, %s, %s, %s, %s)", lines)
+                cursor.execute("COMMIT")
+        finally:
+            if connection is None:
+                conn.close()
+
+    def run(
+        self,
+        transactions: int,
+        max_rows: int = STEPS,
+        connection: Any = None,
+        min_rows: int = STEPS,
+    ) -> None:
+        conn = connection or self.mariadb.connect(self.schema)
+        kinds, weights = zip(*self._STEP_WEIGHTS.items(), strict=True)
+        try:
+            with conn.cursor() as cursor:
+                for _ in range(transactions):
+                    cursor.execute("BEGIN")
+                    changes = self.changes
+                    for _ in range(self.random.randint(min_rows, max_rows)):
+                        self._step(cursor, self.random.choices(kinds, weights)[0])
+                    cursor.execute("COMMIT")
+                    assert self.changes > changes
+        finally:
+            if connection is None:
+                conn.close()
+
+    def _pick_order(self) -> int | None:
+        if not self.orders:
+            return None
+        if self.random.random() < 0.7:
+            recent = self.next_order - self.random.randrange(self.RECENT)
+            if recent in self.orders:
+                return recent
+        return int(self.orders.pick(self.random))
+
+    def _step(self, cursor: Any, kind: str) -> None:
+        if kind == "move":
+            self._move(cursor)
+            return
+        order = None if kind == "insert" else self._pick_order()
+        if order is None:
+            row, lines = self._new_order()
+            cursor.execute("INSERT INTO orders VALUES (%s, %s, %s, %s, %s)", row)
+            cursor.executemany("INSERT INTO order_lines VALUES (%s, %s, %s, %s, %s)", lines)
+        elif kind == "update":
+            status = self.random.choice(("paid", "packed", "shipped", "returned"))
+            cursor.execute(
+                "UPDATE orders SET status = %s, amount = %s, version = version + 1 WHERE id = %s",
+                (status, self._money(), order),
+            )
+            self.changes += 1
+        else:
+            cursor.execute("DELETE FROM order_lines WHERE order_id = %s", (order,))
+            cursor.execute("DELETE FROM orders WHERE id = %s", (order,))
+            self.orders.remove(order)
+            self.changes += 1 + len(self.lines.pop(order))
+
+    def _move(self, cursor: Any) -> None:
+        self.moves += 1
+        if len(self.kv) < self.kv_rows:
+            key = f"k-{self.moves}"
+            cursor.execute("INSERT INTO kv VALUES (%s, %s, %s)", (key, 0, f"n{self.moves}"))
+            self.kv.add(key)
+        else:
+            old, key = self.kv.pick(self.random), f"moved-{self.moves}"
+            cursor.execute("UPDATE kv SET k = %s, v = v + 1 WHERE k = %s", (key, old))
+            self.kv.remove(old)
+            self.kv.add(key)
+        self.changes += 1

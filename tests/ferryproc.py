@@ -18,9 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tests.delivery import Event, Workload, jsonl_events
 from tests.services import track_process, untrack_process
@@ -60,6 +60,7 @@ def write_config(
     start: Any = "latest",
     server_id: int = 4401,
     source: dict[str, Any] | None = None,
+    lock_ttl_ms: int = 2000,
     **pipeline: Any,
 ) -> Path:
     """A pipeline file; ``pipeline`` overrides the fast test defaults of `pipeline:`,
@@ -85,7 +86,7 @@ def write_config(
             **({} if start is None else {"start": start}),  # None: the default (a snapshot)
             **(source or {}),
         },
-        "arbiter": {"url": redis_url, "key_prefix": prefix.rstrip(":"), "lock_ttl_ms": 2000},
+        "arbiter": {"url": redis_url, "key_prefix": prefix.rstrip(":"), "lock_ttl_ms": lock_ttl_ms},
         "sink": sink,
     }
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
@@ -190,6 +191,23 @@ def node_report(status: dict[str, Any], node_id: str) -> dict[str, Any] | None:
     return None
 
 
+class Writes(Protocol):
+    """What ``SteadyWriter`` writes with (``Workload``, ``OrderWorkload``)."""
+
+    mariadb: Any
+    schema: str
+
+    @property
+    def TABLES(self) -> tuple[str, ...]: ...
+
+    @property
+    def changes(self) -> int: ...
+
+    def run(
+        self, transactions: int, max_rows: int = ..., connection: Any = None, min_rows: int = ...
+    ) -> None: ...
+
+
 class SteadyWriter:
     """Writes ``Workload`` transactions in a thread, about ``rate`` per second, until stopped.
 
@@ -200,7 +218,7 @@ class SteadyWriter:
 
     def __init__(
         self,
-        workload: Workload,
+        workload: Writes,
         rate: float = 300,
         per_round: int = 5,
         large_every: int = 0,
@@ -258,34 +276,62 @@ class SteadyWriter:
         assert not self._thread.is_alive(), "the writer did not stop"
         if self.error is not None:
             raise AssertionError(f"the writer failed: {self.error!r}") from self.error
-        return len(self.workload.expected)
+        return self.workload.changes
 
     @property
     def written(self) -> int:
-        return len(self.workload.expected)
+        return self.workload.changes
 
 
-def tables_of(server: Any, db: str) -> dict[str, tuple[tuple[Any, ...], ...]]:
-    """Every row of the workload's tables, by table, in id order."""
-    return {t: server.execute(f"SELECT * FROM `{db}`.`{t}` ORDER BY id") for t in Workload.TABLES}
+def tables_of(
+    server: Any, db: str, tables: Sequence[str] = Workload.TABLES
+) -> dict[str, tuple[tuple[Any, ...], ...]]:
+    """Every row of ``tables`` (the workload's by default), by table, in the order of their
+    first column (each table's primary key)."""
+    return {t: server.execute(f"SELECT * FROM `{db}`.`{t}` ORDER BY 1") for t in tables}
 
 
-def assert_same_tables(source: Any, source_db: str, target: Any, target_db: str) -> None:
-    """The target holds exactly the source's rows: same rows, same CHECKSUM TABLE."""
+def checksums(server: Any, db: str, tables: Sequence[str] = Workload.TABLES) -> list[int]:
+    """CHECKSUM TABLE of ``tables``, in their order."""
+    names = ", ".join(f"`{db}`.`{t}`" for t in tables)
+    return [int(checksum) for _, checksum in server.execute(f"CHECKSUM TABLE {names}")]
 
-    def checksums(server: Any, db: str) -> list[int]:
-        names = ", ".join(f"`{db}`.`{t}`" for t in Workload.TABLES)
-        return [int(checksum) for _, checksum in server.execute(f"CHECKSUM TABLE {names}")]
 
-    rows = tables_of(source, source_db)
-    assert tables_of(target, target_db) == rows
+def assert_same_tables(
+    source: Any,
+    source_db: str,
+    target: Any,
+    target_db: str,
+    tables: Sequence[str] = Workload.TABLES,
+) -> None:
+    """The target holds exactly the source's rows of ``tables``: same rows, same CHECKSUM
+    TABLE. A difference is reported per table, with a few of the rows."""
+    rows = tables_of(source, source_db, tables)
+    held = tables_of(target, target_db, tables)
+    differences = []
+    for table in tables:
+        if held[table] != rows[table]:
+            lost = sorted(set(rows[table]) - set(held[table]), key=repr)
+            extra = sorted(set(held[table]) - set(rows[table]), key=repr)
+            differences.append(
+                f"{table}: {len(lost)} source rows not on the target, e.g. {lost[:5]};"
+                f" {len(extra)} target rows not in the source, e.g. {extra[:5]}"
+            )
+    assert not differences, "the target differs from the source:\n" + "\n".join(differences)
     assert sum(len(table) for table in rows.values()) > 0
-    assert checksums(target, target_db) == checksums(source, source_db)
+    assert checksums(target, target_db, tables) == checksums(source, source_db, tables)
 
 
-def mysql_target(mariadb: Any, target: Any, source_db: str, target_db: str) -> dict[str, Any]:
-    """Create the workload's tables on ``target`` and return the sink section that writes there."""
-    for table in Workload.TABLES:
+def mysql_target(
+    mariadb: Any,
+    target: Any,
+    source_db: str,
+    target_db: str,
+    tables: Sequence[str] = Workload.TABLES,
+) -> dict[str, Any]:
+    """Create ``tables`` (the workload's by default) on ``target`` and return the sink section
+    that writes there."""
+    for table in tables:
         [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
         target.execute(ddl, database=target_db)
     return mysql_sink(target, source_db, target_db)

@@ -25,8 +25,24 @@ key; at-least-once: repeats only re-deliveries (counted); exactly-once: no repea
 the pipeline never paused itself; no node exited unasked. A summary line gives the
 faults survived, rows moved, duplicates and losses, and the longest takeover.
 
+The takeovers variant has issue 20's shape (deletes lost in repeated takeovers): two
+nodes of a MySQL-sink pipeline with ``parallelism: 4`` and batches of 5000 rows; tables
+``orders``, ``order_lines`` (1-3 per order) and ``kv`` (a VARCHAR key); five transactions
+of ``--backlog-rows`` rows each (default 20000 or ``$FERRY_SOAK_BACKLOG_ROWS``; the issue
+had 100000) written before the nodes start, then a writer of 20-step transactions
+(insert an order with its lines, update an order, delete an order and its lines, move a
+kv row to a new key: ``UPDATE kv SET k='moved-<n>' ...``). At least eight of its faults
+freeze the active node past the TTL and wake it 0.2 s, 0.5 s or 4 s after the standby
+took over, whatever the standby did meanwhile. Each such freeze follows a short stop, so the node
+wakes with batches queued, and comes the moment its sink commits a load: the frozen node
+is then likely past its lock check with the next batch, and that load may land after
+its successor chose where to start, so the target is ahead of the successor's first
+batch (before abd7240 its merge lost the deletes). One of each other fault joins them.
+
 CI runs each variant for ``--minutes`` (default 1.5, or ``$FERRY_SOAK_MINUTES``) of
-faults; run it longer with ``pytest tests/integration/test_chaos.py --minutes 30``.
+faults (the takeovers variant goes on until it has its eight); run it longer with
+``pytest tests/integration/test_chaos.py --minutes 30``, replay one with
+``FERRY_SOAK_SEED=<the seed it printed>``.
 """
 
 from __future__ import annotations
@@ -37,22 +53,31 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
 
+from pipeline.model import Position
 from tests.chaos import Chaos, Cluster, NodeFaults
-from tests.conftest import soak_minutes
-from tests.delivery import Event, Workload, assert_every_change_in_order_per_key, event_of
+from tests.conftest import soak_backlog_rows, soak_minutes
+from tests.delivery import (
+    Event,
+    OrderWorkload,
+    Workload,
+    assert_every_change_in_order_per_key,
+    event_of,
+)
 from tests.ferryproc import (
     SteadyWriter,
+    Writes,
     assert_same_tables,
+    checksums,
     mysql_target,
     source_position,
-    tables_of,
     wait_until,
     write_config,
 )
@@ -60,18 +85,39 @@ from tests.services import read_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
-LOCK_TTL_S = 2.0  # write_config's arbiter.lock_ttl_ms
-PARALLELISM = 3
-MAX_ROWS = 500
-LARGE_ROWS = (600, 2500)  # rows of a large transaction: several batches
-BUSY_ROWS = (3000, 6000)  # the transaction a freeze past the TTL follows: ~10 loads
+LOCK_TTL_S = 2.0  # arbiter.lock_ttl_ms
 PIPELINE = "chaos"
+TAKEOVER = "sigstop_wake_after_takeover"
 
 
-def _timed(action: Callable[[], None]) -> float:
+def _timed(action: Callable[[], object]) -> float:
     began = time.monotonic()
     action()
     return time.monotonic() - began
+
+
+def _workload(mariadb: Any, schema: str, seed: int) -> Writes:
+    return Workload(mariadb, schema, seed=seed, keys=200, key_changes=0.05)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a variant runs: its workload, pipeline, nodes, writer and fault mix."""
+
+    workload: Callable[[Any, str, int], Writes] = _workload  # (mariadb, schema, seed)
+    nodes: tuple[str, ...] = ("n1", "n2", "n3")
+    parallelism: int = 3
+    max_rows: int = 500
+    rate: float = 150  # transactions a second
+    per_round: int = 5
+    large_every: int = 100  # rounds; 0: no large transactions
+    large_rows: tuple[int, int] = (600, 2500)  # rows of a large one: several batches
+    busy_rows: tuple[int, int] | None = (3000, 6000)  # what a freeze past the TTL follows
+    weights: Mapping[str, int] = field(default_factory=lambda: {"sigstop_past_ttl": 2})
+    at_least: Mapping[str, int] = field(default_factory=dict)
+    backlog: int = 0  # transactions written before the nodes start (``backlog_rows`` each)
+    max_wait_ms: int = 50
+    aim: bool = False  # freezes past the TTL: a short stop first, then the sink's next load
 
 
 class Soak:
@@ -86,11 +132,15 @@ class Soak:
         source_db: str,
         redis: Any,
         capsys: pytest.CaptureFixture[str],
+        shape: Shape | None = None,
     ) -> None:
         self.variant = variant
+        self.shape = shape or Shape()
         self.seed = int(os.environ.get("FERRY_SOAK_SEED") or random.randrange(1 << 30))
         self.minutes = soak_minutes(request.config)
-        self.workload = Workload(mariadb, source_db, seed=self.seed, keys=200, key_changes=0.05)
+        self.backlog_rows = soak_backlog_rows(request.config)
+        self.workload = self.shape.workload(mariadb, source_db, self.seed)
+        self.tables: tuple[str, ...] = self.workload.TABLES
         self.tmp_path = tmp_path
         self.mariadb = mariadb
         self.source_db = source_db
@@ -110,7 +160,10 @@ class Soak:
         sink: dict[str, Any],
         sink_faults: dict[str, Callable[[], str]],
         caught_up: Callable[[], bool],
+        aim: Callable[[], Callable[[], bool]] | None = None,
     ) -> tuple[Chaos, NodeFaults]:
+        """``aim``: what a freeze aims at when the shape says so (``NodeFaults``)."""
+        shape = self.shape
         config = write_config(
             self.tmp_path / "pipeline.yaml",
             pipeline_id=PIPELINE,
@@ -121,31 +174,55 @@ class Soak:
             sink=sink,
             start=source_position(self.mariadb),
             server_id=4431,
-            parallelism=PARALLELISM,
-            batch={"max_rows": MAX_ROWS, "max_wait_ms": 50},
+            lock_ttl_ms=int(LOCK_TTL_S * 1000),
+            parallelism=shape.parallelism,
+            batch={"max_rows": shape.max_rows, "max_wait_ms": shape.max_wait_ms},
             retry_backoff_max_ms=5000,
         )
-        cluster = Cluster(config, ["n1", "n2", "n3"], self.redis.url, f"chaos:{PIPELINE}")
+        cluster = Cluster(config, list(shape.nodes), self.redis.url, f"chaos:{PIPELINE}")
         writer = SteadyWriter(
-            self.workload, rate=150, per_round=5, large_every=100, large_rows=LARGE_ROWS
+            self.workload,
+            rate=shape.rate,
+            per_round=shape.per_round,
+            large_every=shape.large_every,
+            large_rows=shape.large_rows,
         )
+        busy = shape.busy_rows
         nodes = NodeFaults(
-            cluster, LOCK_TTL_S, random.Random(self.seed), lambda: writer.write_large(BUSY_ROWS)
+            cluster,
+            LOCK_TTL_S,
+            random.Random(self.seed),
+            None if busy is None else lambda: writer.write_large(busy),
+            stutter=shape.aim,
+            aim=aim if shape.aim else None,
         )
         faults = {**nodes.all(), "restart_redis": self.restart_redis, **sink_faults}
-        # the zombie (issue 13) twice as often as the rest
-        chaos = Chaos(cluster, faults, self.seed, self.say, weights={"sigstop_past_ttl": 2})
+        if shape.at_least.get(TAKEOVER) or shape.weights.get(TAKEOVER):
+            faults[TAKEOVER] = nodes.sigstop_wake_after_takeover
+        chaos = Chaos(cluster, faults, self.seed, self.say, weights=dict(shape.weights))
+        at_least = "".join(f", at least {n} {kind}" for kind, n in shape.at_least.items())
         chaos.say(
-            f"chaos soak, {self.variant} sink: {self.minutes:g} min of faults, seed {self.seed}"
-            f" (FERRY_SOAK_SEED), {len(faults)} kinds: {', '.join(sorted(faults))}"
+            f"chaos soak, {self.variant} sink: {self.minutes:g} min of faults{at_least}, seed"
+            f" {self.seed} (FERRY_SOAK_SEED), {len(shape.nodes)} nodes, parallelism"
+            f" {shape.parallelism}, batches of {shape.max_rows} rows, {len(faults)} kinds:"
+            f" {', '.join(sorted(faults))}"
         )
+        if shape.backlog:
+            assert isinstance(self.workload, OrderWorkload)
+            backlog = self.workload.backlog
+            took = _timed(lambda: [backlog(self.backlog_rows) for _ in range(shape.backlog)])
+            chaos.say(
+                f"backlog: {shape.backlog} transactions of {self.backlog_rows} rows written"
+                f" before the nodes start ({took:.1f}s)"
+            )
         cluster.start()
         try:
             with writer:
-                chaos.run(self.minutes * 60)
-            total = len(self.workload.expected)
+                chaos.run(self.minutes * 60, dict(shape.at_least))
+            total = self.workload.changes
             chaos.say(f"writer stopped after {total} row changes; waiting for the sink")
             wait_until(caught_up, 180, f"the {self.variant} sink to hold all {total} changes")
+            chaos.say("the sink caught up")
             chaos.check()
             codes = cluster.stop()
             assert all(code == 0 for code in codes.values()), codes
@@ -156,16 +233,105 @@ class Soak:
 
     def summary(self, chaos: Chaos, nodes: NodeFaults, duplicates: str) -> None:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(chaos.survived.items()))
+        if chaos.survived[TAKEOVER]:
+            kinds += (
+                f"; {nodes.woke_first} of the {TAKEOVER} zombies woke before their successor"
+                f" committed; {nodes.aimed} froze right after a load committed"
+            )
         longest = max(nodes.kill_takeovers, default=0.0)
         self.say(
-            f"chaos soak, {self.variant} sink: {sum(chaos.survived.values())} faults survived"
-            f" ({kinds}); {len(self.workload.expected)} row changes moved; duplicates:"
-            f" {duplicates}; longest takeover after SIGKILL {longest:.2f}s (bound"
+            f"chaos soak, {self.variant} sink, seed {self.seed}: {sum(chaos.survived.values())}"
+            f" faults survived ({kinds}); {self.workload.changes} row changes moved;"
+            f" duplicates: {duplicates}; longest takeover after SIGKILL {longest:.2f}s (bound"
             f" {LOCK_TTL_S + 1:.1f}s), longest takeover of any kind"
             f" {max(nodes.takeovers, default=0.0):.2f}s; never paused; {chaos.cluster.restarts}"
             " node restarts"
         )
         assert longest <= LOCK_TTL_S + 1.0, f"takeovers after SIGKILL: {nodes.kill_takeovers}"
+
+
+class MySQLTarget:
+    """A soak's MySQL sink: a private target server, its faults and the end check."""
+
+    def __init__(self, soak: Soak, make_mariadb: Callable[..., Any]) -> None:
+        self.soak = soak
+        self.server = make_mariadb()
+        self.server.execute("CREATE DATABASE chaos")
+        self.sink = mysql_target(soak.mariadb, self.server, soak.source_db, "chaos", soak.tables)
+
+    def kill_sink_connections(self) -> str:
+        sessions = self.server.execute(
+            "SELECT ID FROM information_schema.PROCESSLIST"
+            " WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon'"
+        )
+        for (session,) in sessions:
+            with contextlib.suppress(pymysql.MySQLError):  # it ended by itself meanwhile
+                self.server.execute(f"KILL CONNECTION {int(session)}")
+        return f"KILL CONNECTION of {len(sessions)} sink session(s) on the target"
+
+    def restart(self) -> str:
+        took = _timed(lambda: (self.server.stop(), self.server.start()))
+        return f"target MySQL restarted ({took:.1f}s down)"
+
+    def next_load(self) -> Callable[[], bool]:
+        """Read the sink's checkpoint now; the function returned waits until it changes (the
+        next load committed; at most 3 s) and says whether it did."""
+        query = "SELECT epoch, position, updated_at FROM chaos.ferry_checkpoint"
+        try:
+            conn = self.server.connect()
+        except pymysql.MySQLError:  # the target is restarting
+            return lambda: False
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                first = cur.fetchall()
+        except pymysql.MySQLError:
+            conn.close()
+            return lambda: False
+
+        def committed() -> bool:
+            deadline = time.monotonic() + 3.0
+            try:
+                with conn.cursor() as cur:
+                    while time.monotonic() < deadline:
+                        cur.execute(query)
+                        if cur.fetchall() != first:
+                            return True
+            except pymysql.MySQLError:
+                pass
+            finally:
+                conn.close()
+            return False
+
+        return committed
+
+    def caught_up(self) -> bool:
+        """The target holds the source's rows, or the sink's checkpoint reached the source's
+        binlog end (then the end check tells what differs, rather than a timeout)."""
+        soak = self.soak
+        if checksums(soak.mariadb, soak.source_db, soak.tables) == checksums(
+            self.server, "chaos", soak.tables
+        ):
+            return True
+        end = source_position(soak.mariadb)
+        checkpoint = self.server.execute(
+            "SELECT position FROM chaos.ferry_checkpoint WHERE pipeline_id = %s", (PIPELINE,)
+        )
+        if not checkpoint or checkpoint[0][0] is None:
+            return False
+        reached = Position.from_json(checkpoint[0][0]).sort_key()
+        return reached >= Position(end["file"], end["pos"]).sort_key()
+
+    def run(self) -> None:
+        """Run the soak against this target, then check it equals the source."""
+        soak = self.soak
+        faults = {
+            "kill_sink_connection": self.kill_sink_connections,
+            "restart_target": self.restart,
+        }
+        chaos, nodes = soak.run(self.sink, faults, self.caught_up, self.next_load)
+        assert_same_tables(soak.mariadb, soak.source_db, self.server, "chaos", soak.tables)
+        soak.summary(chaos, nodes, "none visible (idempotent upserts; target checksum-identical)")
 
 
 @pytest.fixture
@@ -183,34 +349,48 @@ def test_chaos_soak_mysql_sink(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     soak = Soak("mysql", request, tmp_path, mariadb, source_db, appendonly_redis, capsys)
-    target = make_mariadb()
-    target.execute("CREATE DATABASE chaos")
-    sink = mysql_target(mariadb, target, source_db, "chaos")
+    MySQLTarget(soak, make_mariadb).run()
 
-    def kill_sink_connections() -> str:
-        sessions = target.execute(
-            "SELECT ID FROM information_schema.PROCESSLIST"
-            " WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon'"
-        )
-        for (session,) in sessions:
-            with contextlib.suppress(pymysql.MySQLError):  # it ended by itself meanwhile
-                target.execute(f"KILL CONNECTION {int(session)}")
-        return f"KILL CONNECTION of {len(sessions)} sink session(s) on the target"
 
-    def restart_target() -> str:
-        took = _timed(lambda: (target.stop(), target.start()))
-        return f"target MySQL restarted ({took:.1f}s down)"
+TAKEOVERS = Shape(
+    workload=OrderWorkload,
+    nodes=("n1", "n2"),
+    parallelism=4,
+    max_rows=5000,
+    rate=25,
+    per_round=1,
+    large_every=0,
+    busy_rows=None,
+    weights={TAKEOVER: 8},
+    at_least={TAKEOVER: 8},
+    backlog=5,
+    max_wait_ms=200,
+    aim=True,
+)
 
-    def caught_up() -> bool:
-        return tables_of(mariadb, source_db) == tables_of(target, "chaos")
 
-    chaos, nodes = soak.run(
-        sink,
-        {"kill_sink_connection": kill_sink_connections, "restart_target": restart_target},
-        caught_up,
+def test_chaos_soak_mysql_sink_takeovers(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    mariadb: Any,
+    source_db: str,
+    appendonly_redis: Any,
+    make_mariadb: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 20's shape: two nodes, big batches, a backlog, and zombies that wake while
+    their successor has maybe not written yet — no delete may be lost."""
+    soak = Soak(
+        "mysql-takeovers",
+        request,
+        tmp_path,
+        mariadb,
+        source_db,
+        appendonly_redis,
+        capsys,
+        TAKEOVERS,
     )
-    assert_same_tables(mariadb, source_db, target, "chaos")
-    soak.summary(chaos, nodes, "none visible (idempotent upserts; target checksum-identical)")
+    MySQLTarget(soak, make_mariadb).run()
 
 
 @pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
@@ -226,6 +406,8 @@ def test_chaos_soak_kafka_sink(
 ) -> None:
     variant = "kafka exactly-once" if exactly_once else "kafka"
     soak = Soak(variant, request, tmp_path, mariadb, source_db, appendonly_redis, capsys)
+    assert isinstance(soak.workload, Workload)
+    workload = soak.workload
     broker = make_kafka()
     topics = [broker.create_topic(f"ferry.{source_db}.{table}") for table in Workload.TABLES]
     sink: dict[str, Any] = {
@@ -265,23 +447,23 @@ def test_chaos_soak_kafka_sink(
         return events
 
     def caught_up() -> bool:
-        return set(soak.workload.expected) <= set(delivered())
+        return set(workload.expected) <= set(delivered())
 
     chaos, nodes = soak.run(
         sink, {"stop_broker": stop_broker, "restart_broker": restart_broker}, caught_up
     )
     events = delivered()
-    repeats = assert_every_change_in_order_per_key(events, soak.workload.expected)
-    lost = len(set(soak.workload.expected) - set(events))  # 0: asserted above
+    repeats = assert_every_change_in_order_per_key(events, workload.expected)
+    lost = len(set(workload.expected) - set(events))  # 0: asserted above
     if exactly_once:
         soak.summary(
             chaos,
             nodes,
             f"{repeats} duplicates, {lost} losses (read_committed: {len(events)} messages for"
-            f" {len(soak.workload.expected)} changes)",
+            f" {len(workload.expected)} changes)",
         )
         assert repeats == 0, f"exactly-once delivered {repeats} duplicates"
-        assert len(events) == len(soak.workload.expected)
+        assert len(events) == len(workload.expected)
         return
     soak.summary(
         chaos,
@@ -290,5 +472,5 @@ def test_chaos_soak_kafka_sink(
     )
     # a replay resends at most the in-flight window (parallelism batches of max_rows); a
     # fault causes at most a takeover and a retry, or a zombie's late load and a retry
-    bound = 2 * sum(chaos.survived.values()) * PARALLELISM * MAX_ROWS
+    bound = 2 * sum(chaos.survived.values()) * soak.shape.parallelism * soak.shape.max_rows
     assert repeats <= bound, f"{repeats} repeats: more than in-flight replays ({bound})"

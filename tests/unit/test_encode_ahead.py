@@ -251,3 +251,20 @@ def test_one_row_events_cross_in_one_run_and_rebuild_exactly() -> None:
         (events[i], 1.0 + i, i, {"id": i}) for i in range(4)
     ]
     assert got.changes == [exact[0]] * 4
+
+
+def test_rows_not_encoded_cross_in_runs_whole() -> None:
+    """A batch the node encodes crosses in runs too, with the rows' images: the node gets
+    every change back equal, a source event shared by the rows of one rows event."""
+    first, second = SourceEvent(400, 1, 0), SourceEvent(900, 1, 2)
+    rows: list[Change] = [
+        RowChange("shop", "t", "update", {"id": i, "v": "a"}, {"id": i, "v": "b"}, ("id",),
+                  1.0, POS, "0-1-5", i, None, first if i < 2 else second)
+        for i in range(4)
+    ]  # fmt: skip
+    rows.insert(1, DdlChange("shop", "ALTER TABLE t ADD c INT", 2.0, POS))
+    shipped = ship(Batch(5, rows, POS, 1.0), None)
+    got = pickle.loads(pickle.dumps(shipped))
+    assert got.changes == rows and got.encoded is None
+    assert [got.exact(i) for i in range(len(rows))] == rows
+    assert got.changes[3].event is got.changes[4].event is not got.changes[2].event
