@@ -8,11 +8,16 @@
     python bench/run.py --sink jsonl --big-txn --rows 1000000 --runs 1      # memory
     python bench/run.py --sink jsonl --peer debezium                        # + real Debezium
     python bench/run.py --sink kafka --client confluent-kafka --peer debezium
+    python bench/run.py --sink kafka --broker kafka --sink-option exactly_once=true  # EOS
 
 Services: private ``mariadbd`` (source; and a second one as the MySQL sink's
-target), ``redis-server`` and a Tansu broker are started from local binaries in
+target), ``redis-server`` and a Kafka broker are started from local binaries in
 temp dirs (``tests/services.py``) unless ``--mysql-url`` / ``--target-mysql-url``
-/ ``--redis-url`` / ``--kafka-bootstrap`` name existing ones.
+/ ``--redis-url`` / ``--kafka-bootstrap`` name existing ones. The broker is Tansu
+(``--broker tansu``, the default, in memory: what the older rows were measured on) or
+Apache Kafka 4.x (``--broker kafka``, KRaft, on disk, from the jars ``scripts/test``
+fetches): exactly-once (``--sink-option exactly_once=true``) needs the latter, since
+Tansu's transactions are not Kafka's.
 
 What one invocation does:
 
@@ -597,7 +602,7 @@ def machine() -> str:
 
 def start_services(args: argparse.Namespace, base: Path) -> tuple[dict[str, Any], list[Any]]:
     from tests.debezium import MARIADB_ARGS
-    from tests.services import KafkaBroker, MariaDB, Redis
+    from tests.services import ApacheKafka, KafkaBroker, MariaDB, Redis
 
     own: list[Any] = []
     found: dict[str, Any] = {}
@@ -618,7 +623,7 @@ def start_services(args: argparse.Namespace, base: Path) -> tuple[dict[str, Any]
         if args.kafka_bootstrap:
             found["kafka"] = args.kafka_bootstrap
         else:
-            k = KafkaBroker(base / "kafka").start()
+            k = (ApacheKafka if args.broker == "kafka" else KafkaBroker)(base / "kafka").start()
             own.append(k)
             found["kafka"] = k.bootstrap
     if args.sink == "mysql":
@@ -707,7 +712,14 @@ def main() -> int:
     parser.add_argument("--mysql-url", help="source server instead of a private mariadbd")
     parser.add_argument("--target-mysql-url", help="MySQL sink target instead of a private one")
     parser.add_argument("--redis-url", help="Redis instead of a private redis-server")
-    parser.add_argument("--kafka-bootstrap", help="Kafka instead of a private Tansu broker")
+    parser.add_argument("--kafka-bootstrap", help="Kafka instead of a private broker")
+    parser.add_argument(
+        "--broker",
+        choices=["tansu", "kafka"],
+        default="tansu",
+        help="the private broker: tansu (in memory, starts at once) or kafka (Apache Kafka"
+        " 4.x, KRaft; needed for exactly_once)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="per phase, seconds")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -760,6 +772,8 @@ def main() -> int:
     name = args.name or "-".join(
         [args.sink]
         + ([args.client] if args.sink == "kafka" else [])
+        + (["apache"] if args.sink == "kafka" and args.broker == "kafka" else [])
+        + (["eos"] if sink_options.get("exactly_once") else [])
         + [args.shape]
         + (["thread"] if args.decoder == "thread" else [])
         + (["bigtxn"] if args.big_txn else [])
@@ -963,6 +977,9 @@ def print_table(result: dict[str, Any]) -> None:
     s = result["summary"]
     o = result["options"]
     what = o["sink"] + (f" ({o['client']})" if o["sink"] == "kafka" else "")
+    if o["sink"] == "kafka" and o.get("broker") == "kafka":
+        eos = any(opt.startswith("exactly_once=true") for opt in o.get("sink_option") or [])
+        what += ", Apache Kafka" + (", exactly-once" if eos else "")
 
     def fmt(v: Any, spec: str = ",.0f") -> str:
         return "-" if v is None else format(v, spec)

@@ -25,6 +25,9 @@ def _row(result: dict[str, Any]) -> str:
     sink = options["sink"]
     if sink == "kafka":
         sink += f" ({options['client']})"
+        if options.get("broker") == "kafka":  # older rows: Tansu
+            eos = any(o.startswith("exactly_once=true") for o in options.get("sink_option") or [])
+            sink += ", Apache Kafka, " + ("exactly-once" if eos else "at-least-once")
     if options.get("decoder") == "thread":
         sink += ", decoder: thread"
     if options.get("rate"):
@@ -38,6 +41,8 @@ def _row(result: dict[str, Any]) -> str:
     if options.get("statement_rows") and not options.get("rate"):
         rows = options["statement_rows"]
         what += ", one row per statement" if rows == 1 else f", {rows} rows per statement"
+    if options.get("batch_rows", 1000) != 1000:
+        what += f", batch.max_rows {options['batch_rows']:,}"
     runs = options.get("runs") or 1
     what += f"; {'median of ' + str(runs) if runs > 1 else '1 run'} at {result['git']}"
     ratio = summary.get("ratio")

@@ -3,8 +3,9 @@
 Sources of truth, in order of authority:
 
 0. A position set by an operator (``ferry position --set``) while paused.
-1. A sink checkpoint (MySQL sink), written in the same transaction as the
-   data: it can only be ahead of Redis, never behind.
+1. A sink checkpoint (the MySQL sink's checkpoint table; the Kafka sink's offsets
+   topic with ``exactly_once``), written in the same transaction as the data: it can
+   only be ahead of Redis, never behind.
 2. The position in Redis, fenced by epoch.
 3. The local state file (``state_dir/<pipeline>.json``): not a position to
    resume from, but the memory that this pipeline *ran before*. Redis may

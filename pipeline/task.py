@@ -530,11 +530,37 @@ class SelectTask:
             raise NotActiveError("not acking: the mainstem is no longer held")
         batch = entry.batch
         assert batch is not None
-        position = self._selector.ack(batch.batch_id)
+        if self._sink.exactly_once:
+            position = self._ack_committed(batch)
+        else:
+            position = self._selector.ack(batch.batch_id)
         with self._cond:
             self._state.retries = 0
         self._stats.on_ack(batch, position)
         self._log.trace("acked batch {} at {}", batch.batch_id, position)
+
+    def _ack_committed(self, batch: Batch) -> Any:
+        """Ack a batch that an exactly-once sink has committed for good: a position commit
+        that fails (Redis unreachable) is tried again until it succeeds or the mainstem is
+        lost, never rolled back (the replay would write the batch twice). A node that steps
+        down meanwhile leaves the position to the sink's checkpoint."""
+        delay = _TICK_S
+        while True:
+            try:
+                return self._selector.ack(batch.batch_id)
+            except (FencedError, NotActiveError):
+                raise
+            except ResumableError as exc:
+                self._log.warning(
+                    "batch {} is committed at the sink, its position not yet in Redis ({});"
+                    " trying again",
+                    batch.batch_id,
+                    exc,
+                )
+            self._sleep(delay)
+            delay = min(delay * 2, 2.0)
+            if not self._alive():
+                raise NotActiveError("not acking: the mainstem is no longer held")
 
     def _fail(self, error: FerryError) -> None:
         """A failure in buffer order: step down, end a drain, or roll back (and maybe pause).

@@ -1,8 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The hot path of ``selector.stream``, compiled: MySQL packets read straight from the
 binlog dump connection's socket, table maps compared with the last one the selector
-handled, rows events' headers read; and :func:`translate`, the common case of
-``selector.events.Translator._rows`` (rows of a known table in an open transaction).
+handled, rows events' headers read and, in the common case of
+``selector.events.Translator._rows`` (rows of a known table in an open transaction),
+translated into the translator's assembler without a Python object per event.
 
 :class:`Reader` takes over the dump connection's reading once the dump is open (the
 library keeps the handshake and the dump request). ``next_event`` returns a
@@ -43,6 +44,7 @@ cdef class Reader:
     cdef Py_ssize_t _pos
     cdef Py_ssize_t _checksum
     cdef public dict maps  # table id -> the bytes of its last table map the selector handled
+    cdef public Py_ssize_t translated  # rows events translated here (for tests)
 
     def __init__(self, connection, stream, rows_body, bint checksum):
         self._read1 = connection._rfile.read1
@@ -52,6 +54,7 @@ cdef class Reader:
         self._pos = 0
         self._checksum = 4 if checksum else 0
         self.maps = {}
+        self.translated = 0
 
     cdef bytes _take(self, Py_ssize_t n):
         """The next ``n`` bytes of the stream."""
@@ -104,15 +107,20 @@ cdef class Reader:
             parts.append(self._take(length))
         return b"".join(parts)
 
-    def next_event(self):
-        """A RowsBody, or the payload of a packet the library must read."""
+    def next_event(self, translator=None, Py_ssize_t limit=0):
+        """The next event the Python path must see: a RowsBody, or the payload of a packet
+        for the library. With a ``translator``, rows events it can take in the common case
+        (:func:`_translate`) are translated here, up to ``limit`` of them, and None is
+        returned when the limit is reached or after one that left a piece ready or ended
+        the transaction: the select loop then checks stops, snapshots and its deadline."""
         cdef bytes payload
         cdef const unsigned char* data
         cdef Py_ssize_t size, at, width, columns
+        cdef Py_ssize_t done = 0
         cdef int kind
         cdef unsigned long long table_id
         cdef bytes known
-        cdef object present_after
+        cdef object present_after, op, body, present
         while True:
             payload = self.packet()
             data = <const unsigned char*>PyBytes_AS_STRING(payload)
@@ -149,41 +157,78 @@ cdef class Reader:
             if kind == 24 or kind == 31:
                 present_after = payload[at : at + width]
                 at += width
+                op = "update"
+            else:
+                op = "insert" if kind == 23 or kind == 30 else "delete"
+            body = payload[at : size - self._checksum]
+            if translator is not None and _translate(
+                translator,
+                op,
+                table_id,
+                <double>_le(data + 1, 4),
+                <Py_ssize_t>_le(data + 6, 4),
+                <Py_ssize_t>(_le(data + 14, 4) - _le(data + 10, 4)),
+                body,
+                present,
+                present_after,
+            ):
+                done += 1
+                self.translated += 1
+                assembler = translator.assembler
+                if done >= limit or assembler.ready or assembler.txn is None:
+                    return None
+                continue
             return self._rows_body(
-                "insert" if kind == 23 or kind == 30 else "update" if present_after is not None
-                else "delete",
+                op,
                 table_id,
                 _le(data + 1, 4),
                 _le(data + 6, 4),
                 _le(data + 10, 4),
                 _le(data + 14, 4),
-                payload[at : size - self._checksum],
+                body,
                 present,
                 present_after,
             )
 
 
-def translate(translator, event, double ts):
-    """``selector.events.Translator._rows`` for a RowsBody in the common case: a table
-    the translator knows, in an open transaction, no XA, nothing to skip. Returns False
-    (having done nothing) otherwise, or when the rows do not decode: the Python path then
-    runs, and reports a decode failure with its table, column, key and position."""
+cdef bint _translate(
+    translator,
+    str op,
+    unsigned long long table_id,
+    double ts,
+    Py_ssize_t server_id,
+    Py_ssize_t event_pos,
+    bytes body,
+    bytes present,
+    object present_after,
+) except -1:
+    """``selector.events.Translator._rows`` (with ``on_event``'s event time) in the common
+    case: a table the translator knows, in an open transaction, no XA, nothing to skip.
+    False (having done nothing) otherwise, or when the rows do not decode: the Python path
+    then runs, and reports a decode failure with its table, column, key and position."""
     global _decode, _RowChange, _SourceEvent, _Position
     assembler = translator.assembler
     if translator._xa_rows is not None or assembler.skip or assembler.txn is None:
         return False
-    known = translator._known.get(event.table_id)
+    known = translator._known.get(table_id)
     if known is None:
         return False
     if _decode is None:
         from pipeline.model import Position, RowChange, SourceEvent
-        from selector._rowimage import decode_rows
-        _decode, _RowChange, _SourceEvent, _Position = decode_rows, RowChange, SourceEvent, Position
+        from selector import values
+        # the row decoder selector.values chose (None: its pure-Python one, e.g. with
+        # FERRY_ROW_DECODER=python): the Python path then runs, through values.decode_rows
+        _decode = values._compiled or False
+        _RowChange, _SourceEvent, _Position = RowChange, SourceEvent, Position
+    if _decode is False:
+        return False
     schema, name, info = known
     try:
-        rows = _decode(info.plan, event.body, event.present, event.present_after)
+        rows = _decode(info.plan, body, present, present_after)
     except Exception:
         return False
+    if ts:
+        translator.last_ts = ts
     start = assembler.txn_start
     cdef Py_ssize_t index = assembler.txn_done + len(assembler.txn)
     at = translator._at
@@ -195,8 +240,7 @@ def translate(translator, event, double ts):
     pk = info.primary_key
     gtid = translator.gtids.pending
     defn = info.definition
-    ev = _SourceEvent(event.log_pos - event.event_size, event.server_id, index)
-    op = event.op
+    ev = _SourceEvent(event_pos, server_id, index)
     cdef list changes = []
     cdef Py_ssize_t i = index
     if op == "insert":

@@ -61,7 +61,6 @@ from pipeline.model import (
     SourceEvent,
 )
 
-from . import stream as stream_module
 from . import values as vals
 from .batching import Assembler
 from .gtids import GtidTracker
@@ -239,13 +238,11 @@ class Translator:
 
     def on_event(self, event: Any) -> None:
         kind = type(event)
-        if kind is RowsBody:  # the hot path (selector.stream; compiled: selector._binlog)
+        if kind is RowsBody:  # the hot path (selector.stream; its compiled reader translates
+            # the common case itself: selector._binlog)
             ts = float(event.timestamp)
             if ts:
                 self.last_ts = ts
-            compiled = stream_module._compiled
-            if compiled is not None and compiled.translate(self, event, ts):
-                return
             self._rows(
                 event.op,
                 event.table_id,

@@ -689,7 +689,7 @@ class MySQLSelector(Selector):
                 piece = assembler.ready.popleft() if assembler.ready else Piece([], None)
                 return self._hand_out(piece)
             event = self._fetch()
-            if event is None:  # reconnected (a new assembler), or stopping
+            if event is None:  # translated by the compiled reader, reconnected, or stopping
                 assembler = self._assembler
                 continue
             assert self._translator is not None  # set with the stream it reads
@@ -706,16 +706,14 @@ class MySQLSelector(Selector):
                 translate(event)
 
     def _fetch(self) -> Any:
-        """The next event of the stream; None after a lost connection was reopened (or a
+        """The next event for the translator; None when the compiled reader translated
+        rows events itself (``Stream.read``), after a lost connection was reopened (or a
         kick answered), or while stopping: the select loop checks everything again."""
         stream = self._stream
         try:
             if stream is None:
                 raise StreamLost("no binlog connection")
-            event = stream.fetchone()
-            if event is None:
-                raise StreamLost("the server ended the binlog dump")
-            return event
+            return stream.read(self._translator, _EVENTS_PER_CHECK)
         except FatalError:
             raise
         except Exception as exc:

@@ -156,12 +156,28 @@ class Stream(BinLogStreamReader):
         conn._read_packet = read_packet  # the library reads a pushed-back packet first
         self._read = read
 
+    def read(self, translator: Any, limit: int) -> Any:
+        """The next event for ``translator`` (``StreamLost`` when the server ended the dump).
+        The compiled reader translates the common rows events into it itself, and then
+        returns None: after at most ``limit`` of them, or one that left a piece ready or
+        ended the transaction."""
+        if HOT_PATH and self._ferry_connected and self._reader is not None:
+            event = self._reader.next_event(translator, limit)
+            if event is None or type(event) is RowsBody:
+                return event
+            self._pushed = _packet(event, self._stream_connection.encoding)
+            event = super().fetchone()
+        else:
+            event = self.fetchone()
+        if event is None:  # the library read the EOF packet (and closed the stream)
+            raise StreamLost("the server ended the binlog dump")
+        return event
+
     def fetchone(self) -> Any:
         if not HOT_PATH or not self._ferry_connected:
             return super().fetchone()
-        reader = self._reader
-        if reader is not None:
-            event = reader.next_event()
+        if self._reader is not None:
+            event = self._reader.next_event()
             if type(event) is RowsBody:
                 return event
             self._pushed = _packet(event, self._stream_connection.encoding)

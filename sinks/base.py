@@ -42,6 +42,11 @@ class Sink(ABC):
       older than the stored one with ``FencedError`` (:func:`fence`), writing
       nothing of it. That check, not the node's lock check before ``load``, is
       what stops a node that froze mid-load and woke up after a takeover.
+    * A sink whose ``exactly_once`` is True commits each batch together with its
+      position (its ``checkpoint()``), and replaying a committed batch would duplicate
+      it: the node then never rolls back past a batch that loaded (a position commit
+      that fails after it is retried, not rolled back), and a restart resumes from the
+      later of Redis's position and the checkpoint.
     * Failures are raised as ``ResumableError`` or ``FatalError`` (use
       ``pipeline.errors.classify``); a failure is never swallowed.
     * ``close()`` is idempotent and is not guaranteed to be called (a node may
@@ -66,6 +71,11 @@ class Sink(ABC):
     def checkpoint(self) -> SinkCheckpoint | None:
         """The position the target stored itself; None for sinks without one."""
         return None
+
+    @property
+    def exactly_once(self) -> bool:
+        """A loaded batch is final at the target with its position (see the class docstring)."""
+        return False
 
     def encoding(self) -> FormatSpec | None:
         """The ``sinks.formats.FormatSpec`` this sink encodes rows with, so that the decoder

@@ -23,6 +23,10 @@ in database ``shop`` fills in ``other``/``t``; ``{table}`` is ``_ddl`` for a
 database or routine statement, a trigger's is the table it is ON), or nowhere
 when ``ddl_topic`` is empty. A statement that changes several tables (``DROP
 TABLE a, b``, ``RENAME TABLE``) goes to each of their topics, once per topic.
+
+With ``exactly_once: true`` (confluent-kafka only) each batch is one Kafka transaction
+together with a record of its position in the offsets topic, and the sink keeps a
+checkpoint there: see :mod:`sinks.kafka_eos`.
 """
 
 from __future__ import annotations
@@ -30,17 +34,20 @@ from __future__ import annotations
 import contextlib
 import re
 import string
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.errors import FatalError, FerryError, ResumableError, classify
 from pipeline.model import Batch, Change, RowChange
-from sinks.base import Sink
+from sinks.base import Sink, SinkCheckpoint
 from sinks.debezium import DebeziumOptions
 from sinks.formats import FormatName, FormatSpec, ddl_tables, get_format, now_ns
 from sinks.producers import Failure, ProducerAdapter, make_producer, timed_out, too_large
 from sinks.redact import masked_key
+
+if TYPE_CHECKING:
+    from sinks.kafka_eos import ExactlyOnce
 
 _PLACEHOLDERS = {"schema", "table", "pipeline"}
 
@@ -96,6 +103,29 @@ class KafkaSinkConfig(BaseModel):
         description="extra client options (security, SASL, ...) passed to the producer as is,"
         " in the chosen client's spelling (security_protocol vs security.protocol)",
     )
+    exactly_once: bool = Field(
+        False,
+        description="each batch is one Kafka transaction with a record of its position in"
+        " offsets_topic; consumers reading with isolation.level=read_committed see every"
+        " change exactly once (needs client: confluent-kafka; see README, Exactly-once into"
+        " Kafka)",
+    )
+    offsets_topic: str = Field(
+        "ferry.{pipeline}.offsets",
+        description="exactly_once: the compacted topic of the positions written in each"
+        " batch's transaction ({pipeline}); created when missing",
+    )
+    transactional_id: str = Field(
+        "ferry-{pipeline}",
+        description="exactly_once: the producer's transactional.id ({pipeline}); the same for"
+        " every node of a pipeline, so that a node taking over fences its predecessor",
+    )
+    transaction_timeout_ms: int = Field(
+        60000,
+        ge=1000,
+        description="exactly_once: the broker aborts a transaction open longer than this"
+        " (at most the broker's transaction.max.timeout.ms); at least delivery_timeout_ms",
+    )
 
     @field_validator("topic", "ddl_topic")
     @classmethod
@@ -108,6 +138,34 @@ class KafkaSinkConfig(BaseModel):
                 " use {schema}, {table} or {pipeline}"
             )
         return value
+
+    @field_validator("offsets_topic", "transactional_id")
+    @classmethod
+    def _pipeline_template(cls, value: str) -> str:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        unknown = sorted(names - {"pipeline"})
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use {{pipeline}}")
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_once(self) -> KafkaSinkConfig:
+        if not self.exactly_once:
+            return self
+        if self.client != "confluent-kafka":
+            raise ValueError(
+                "exactly_once needs client: confluent-kafka (librdkafka's transactional"
+                " producer, `pip install ferry-cdc[kafka-fast]`); kafka-python's is not"
+                " supported"
+            )
+        if self.transaction_timeout_ms < self.delivery_timeout_ms:
+            raise ValueError(
+                f"transaction_timeout_ms ({self.transaction_timeout_ms}) must be at least"
+                f" delivery_timeout_ms ({self.delivery_timeout_ms})"
+            )
+        return self
 
 
 _BAD_TOPIC_CHARS = re.compile(r"[^a-zA-Z0-9._-]")
@@ -140,11 +198,39 @@ class KafkaSink(Sink):
         # Every send ends (confirmed or failed) within the delivery timeout; the
         # grace covers the client's own bookkeeping after it.
         self._confirm_timeout = config.delivery_timeout_ms / 1000 + 5.0
+        self.eos: ExactlyOnce | None = None
+        if config.exactly_once:
+            from sinks.kafka_eos import ExactlyOnce
+
+            self.eos = ExactlyOnce(config, pipeline_id)
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.eos is not None
 
     def encoding(self) -> FormatSpec | None:
         return self._format.spec
 
+    def checkpoint(self) -> SinkCheckpoint | None:
+        """exactly_once: the last position committed in a transaction (after fencing every
+        earlier producer of this pipeline); else None."""
+        if self.eos is None:
+            return None
+        try:
+            return self.eos.read_checkpoint()
+        except FerryError as error:
+            self.eos.reset()
+            raise error.context(pipeline=self.pipeline_id) from error.__cause__
+
+    def check(self) -> list[tuple[str, bool, str]]:
+        if self.eos is not None:  # never open(): that would fence the active node
+            return self.eos.check()
+        return super().check()
+
     def open(self) -> None:
+        if self.eos is not None:
+            self.eos.open()
+            return
         if self._producer is not None:
             return
         try:
@@ -188,6 +274,19 @@ class KafkaSink(Sink):
         return list(dict.fromkeys(topics))
 
     def load(self, batch: Batch, epoch: int) -> None:
+        if self.eos is not None:
+            try:
+                self.eos.load(
+                    batch,
+                    epoch,
+                    lambda producer: self._send_all(producer, batch),
+                    lambda failures: self._failure(_worst(failures), len(failures), batch),
+                )
+            except FerryError as error:
+                raise error.context(
+                    pipeline=self.pipeline_id, batch_id=batch.batch_id, position=batch.position
+                ) from error.__cause__
+            return
         if batch.is_empty:
             return
         try:
@@ -198,17 +297,15 @@ class KafkaSink(Sink):
                 pipeline=self.pipeline_id, batch_id=batch.batch_id, position=batch.position
             ) from error.__cause__
 
-    def _load(self, batch: Batch) -> None:
-        self.open()
-        producer = self._producer
-        assert producer is not None
+    def _send_all(self, producer: ProducerAdapter, batch: Batch) -> int:
+        """Send every message of ``batch``; returns how many. A send refused at once (too
+        large, closed client) or a value the format cannot encode raises FerryError."""
         if self.config.create_topics:
-            self._create_topics(batch)
+            self._create_topics(batch, producer)
         topics_for = self.topics_for
         send = producer.send
         now = now_ns()
         sent = 0
-        send_error: FerryError | None = None
         topic: str | None = None
         key: bytes | None = None
         value: bytes | None = None
@@ -223,11 +320,25 @@ class KafkaSink(Sink):
                     for topic in topics:
                         send(topic, key, value)
                         sent += 1
-        except FerryError as exc:  # a value the formats cannot encode
-            send_error = exc
+        except FerryError:  # a value the formats cannot encode
+            raise
         except Exception as exc:  # refused at once: too large, queue blocked, closed
+            if self.eos is not None and _fenced(exc):
+                raise
             size = len(key or b"") + len(value or b"")
-            send_error = self._failure(Failure(topic or "?", key, exc), 1, batch, size)
+            raise self._failure(Failure(topic or "?", key, exc), 1, batch, size) from exc
+        return sent
+
+    def _load(self, batch: Batch) -> None:
+        self.open()
+        producer = self._producer
+        assert producer is not None
+        sent = 0
+        send_error: FerryError | None = None
+        try:
+            sent = self._send_all(producer, batch)
+        except FerryError as exc:
+            send_error = exc
         # Wait for every send already made, even after a failure: nothing of this
         # batch may still be in flight when the batch is retried.
         outcome = producer.confirm(self._confirm_timeout)
@@ -317,16 +428,13 @@ class KafkaSink(Sink):
             sizes[key] = max(sizes.get(key, 0), len(key or b"") + len(value or b""))
         return sizes
 
-    def _create_topics(self, batch: Batch) -> None:
-        assert self._producer is not None
+    def _create_topics(self, batch: Batch, producer: ProducerAdapter) -> None:
         wanted = {topic for change in batch.changes for topic in self.topics_for(change)}
         missing = sorted(wanted - self._created)
         if not missing:
             return
         try:
-            self._producer.create_topics(
-                missing, self.config.partitions, self.config.replication_factor
-            )
+            producer.create_topics(missing, self.config.partitions, self.config.replication_factor)
         except FerryError:
             raise
         except Exception as exc:
@@ -343,9 +451,17 @@ class KafkaSink(Sink):
                 producer.close(1.0)
 
     def close(self) -> None:
+        if self.eos is not None:
+            self.eos.close()
         producer, self._producer = self._producer, None
         if producer is not None:
             producer.close(self.config.delivery_timeout_ms / 1000)
+
+
+def _fenced(exc: BaseException) -> bool:
+    from sinks.kafka_eos import FENCED, error_name
+
+    return error_name(exc) in FENCED
 
 
 def _worst(failures: list[Failure]) -> Failure:

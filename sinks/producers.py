@@ -203,8 +203,17 @@ class KafkaPythonProducer(ProducerAdapter):
             admin.close()
 
     def close(self, timeout: float) -> None:
+        from kafka.errors import KafkaTimeoutError
+
         self._futures = []
-        self._producer.close(timeout=timeout)
+        try:
+            self._producer.close(timeout=timeout)
+        except KafkaTimeoutError:
+            # Sends still pending (the broker is away): kafka-python's close flushes first
+            # and gives up without closing (its __del__ would try again, and raise, later).
+            # Fail what is pending, then close without waiting.
+            self._producer._accumulator.abort_incomplete_batches()
+            self._producer.close(timeout=0)
 
 
 class ConfluentProducer(ProducerAdapter):
@@ -214,8 +223,6 @@ class ConfluentProducer(ProducerAdapter):
     neither queued nor in flight and it did not fail."""
 
     def __init__(self, config: KafkaSinkConfig, client_id: str) -> None:
-        from confluent_kafka import Producer
-
         self._config = config
         self._options: dict[str, Any] = {
             "bootstrap.servers": config.bootstrap_servers,
@@ -232,9 +239,14 @@ class ConfluentProducer(ProducerAdapter):
         }
         self._options.update(config.producer)
         self._options["on_delivery"] = self._delivered
-        self._producer = Producer(self._options)
+        self._producer = self._build(self._options)
         self._sent = 0  # since the previous confirm
         self._failures: list[Failure] = []
+
+    def _build(self, options: dict[str, Any]) -> Any:
+        from confluent_kafka import Producer
+
+        return Producer(options)
 
     def _delivered(self, error: Any, message: Any) -> None:
         if error is not None:  # reports of successes (a user's producer option) are not used
@@ -298,3 +310,72 @@ def _producer_only(option: str) -> bool:
         "delivery.report.only.error",
         "on_delivery",
     }
+
+
+class ConfluentTransactionalProducer(ConfluentProducer):
+    """confluent-kafka ``Producer`` with a ``transactional.id`` (``sink.exactly_once``).
+
+    A thin layer over librdkafka's transaction API: ``init`` (fences every earlier
+    producer of the same transactional id and completes or aborts its open transaction),
+    ``begin``, ``send`` (also to a fixed partition), ``commit`` and ``abort``. They raise
+    librdkafka's ``KafkaException``; ``sinks.kafka_eos`` decides what each error means.
+    Its admin and consumer clients share the producer's connection options
+    (``sink.producer``: security, SASL).
+    """
+
+    def __init__(self, config: KafkaSinkConfig, client_id: str, transactional_id: str) -> None:
+        # librdkafka: message.timeout.ms may not exceed transaction.timeout.ms
+        extra = {
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": config.transaction_timeout_ms,
+        }
+        self._transactional = extra
+        super().__init__(config, client_id)
+
+    def _build(self, options: dict[str, Any]) -> Any:
+        from confluent_kafka import Producer
+
+        return Producer({**options, **self._transactional})
+
+    def init(self, timeout: float) -> None:
+        self._producer.init_transactions(timeout)
+
+    def begin(self) -> None:
+        self._sent, self._failures = 0, []
+        self._producer.begin_transaction()
+
+    def send_to(self, topic: str, partition: int, key: bytes, value: bytes) -> None:
+        self._producer.produce(topic, value, key, partition=partition)
+
+    def commit(self, timeout: float) -> None:
+        self._producer.commit_transaction(timeout)
+
+    def abort(self, timeout: float) -> None:
+        self._producer.abort_transaction(timeout)
+
+    def failures(self) -> list[Failure]:
+        """Sends the broker refused since ``begin`` (their delivery reports)."""
+        self._producer.poll(0)
+        return list(self._failures)
+
+    def metadata(self, timeout: float) -> Any:
+        return self._producer.list_topics(timeout=timeout)
+
+    def client_options(self) -> dict[str, Any]:
+        """The connection options, for an admin client or a consumer of the same cluster."""
+        return {
+            k: v
+            for k, v in self._options.items()
+            if not _producer_only(k) and k not in ("client.id", "message.max.bytes")
+        }
+
+    def admin(self) -> Any:
+        from confluent_kafka.admin import AdminClient
+
+        return AdminClient(self.client_options())
+
+    def close(self, timeout: float) -> None:
+        # a fenced or failed producer has nothing worth waiting for: drop it, then flush
+        self._producer.purge()
+        self._producer.flush(min(timeout, 1.0))
+        self._sent, self._failures = 0, []

