@@ -9,9 +9,10 @@
     python bench/run.py --sink jsonl --peer debezium                        # + real Debezium
     python bench/run.py --sink kafka --client confluent-kafka --peer debezium
     python bench/run.py --sink kafka --broker kafka --sink-option exactly_once=true  # EOS
+    python bench/run.py --sink postgresql --compare-sink mysql --peer pg_chameleon
 
 Services: private ``mariadbd`` (source; and a second one as the MySQL sink's
-target), ``redis-server`` and a Kafka broker are started from local binaries in
+target), ``redis-server``, a Kafka broker and PostgreSQL are started from local binaries in
 temp dirs (``tests/services.py``) unless ``--mysql-url`` / ``--target-mysql-url``
 / ``--redis-url`` / ``--kafka-bootstrap`` name existing ones. The broker is Tansu
 (``--broker tansu``, the default, in memory: what the older rows were measured on) or
@@ -50,6 +51,17 @@ What one invocation does:
      is reported beside it (``ferry_from_start``). Debezium streams from the server's
      first binlog (it has no start position), so it needs the private source server,
      started with the version string Debezium accepts for MariaDB.
+   * **pg_chameleon** (``--peer pg_chameleon``, beside ``--sink postgresql``): pg_chameleon
+     2.0.21 (``bench/chameleon.py``, its own venv) into its own database on the same
+     PostgreSQL server. Its ``init_replica`` runs on the empty table before the workload
+     is written (one database per run), so its stream starts at the workload's first
+     change, into an empty table, as ferry's does. Timed from the spawn of
+     ``chameleon start_replica`` until the target table holds the source's final rows
+     (polled every 0.25 s: row count and the sum of the column the updates change),
+     beside ferry's rate from its process spawn; both targets are then compared with the
+     source row by row.
+   * **ferry_mysql** (``--compare-sink mysql``): ferry again, same binlog range, with the
+     MySQL sink into a private MariaDB: the PostgreSQL sink's rate beside the MySQL sink's.
 
 3. prints medians and writes ``bench/results/<name>.json``.
 
@@ -105,6 +117,16 @@ def conn_args_from_url(url: str) -> dict[str, Any]:
         "host": u.hostname or "127.0.0.1",
         "port": u.port or 3306,
         "user": unquote(u.username or "root"),
+        "password": unquote(u.password or ""),
+    }
+
+
+def pg_conn_args_from_url(url: str) -> dict[str, Any]:
+    u = urlparse(url)
+    return {
+        "host": u.hostname or "127.0.0.1",
+        "port": u.port or 5432,
+        "user": unquote(u.username or "postgres"),
         "password": unquote(u.password or ""),
     }
 
@@ -231,6 +253,16 @@ def _config(spec: dict[str, Any], pipeline_id: str, tmp: str) -> Any:
             "password": tgt["password"],
             "schema_map": {wl.SCHEMA: spec["target_schema"]},
             "checkpoint_schema": spec["target_schema"],
+        }
+    elif kind == "postgresql":
+        pg = spec["postgresql"]
+        sink = {
+            "type": "postgresql",
+            "host": pg["host"],
+            "port": pg["port"],
+            "user": pg["user"],
+            "password": pg["password"],
+            "database": spec["target_database"],
         }
     else:
         raise SystemExit(f"unknown sink {kind}")
@@ -539,8 +571,26 @@ def phase_debezium(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def phase_pg_chameleon(spec: dict[str, Any]) -> dict[str, Any]:
+    """pg_chameleon's start_replica until its target holds the source's final rows."""
+    expect = tuple(spec["digest"])
+    run = chameleon(spec, spec["chameleon_database"]).replicate(
+        done=lambda cur: digest(cur, spec["shape"]) == expect,
+        started=lambda cur: cur.execute(f"SELECT EXISTS (SELECT FROM {wl.SCHEMA}.t)").fetchone()[0],
+        timeout_s=spec["timeout_s"],
+    )
+    return {
+        "rows": spec["rows"],
+        "seconds": run.seconds,
+        "rows_per_s": spec["rows"] / run.seconds,
+        "first_row_s": run.first_row_s,
+        "polls": run.polls,
+    }
+
+
 PHASES = {
     "debezium": phase_debezium,
+    "pg_chameleon": phase_pg_chameleon,
     "raw": phase_raw,
     "ferry": phase_ferry,
     "producer": phase_producer,
@@ -602,7 +652,7 @@ def machine() -> str:
 
 def start_services(args: argparse.Namespace, base: Path) -> tuple[dict[str, Any], list[Any]]:
     from tests.debezium import MARIADB_ARGS
-    from tests.services import ApacheKafka, KafkaBroker, MariaDB, Redis
+    from tests.services import ApacheKafka, KafkaBroker, MariaDB, PostgreSQL, Redis
 
     own: list[Any] = []
     found: dict[str, Any] = {}
@@ -626,7 +676,19 @@ def start_services(args: argparse.Namespace, base: Path) -> tuple[dict[str, Any]
             k = (ApacheKafka if args.broker == "kafka" else KafkaBroker)(base / "kafka").start()
             own.append(k)
             found["kafka"] = k.bootstrap
-    if args.sink == "mysql":
+    if "postgresql" in (args.sink, args.compare_sink) or args.peer == "pg_chameleon":
+        if args.target_postgresql_url:
+            found["postgresql"] = pg_conn_args_from_url(args.target_postgresql_url)
+        else:
+            p = PostgreSQL(base / "postgresql").start()
+            own.append(p)
+            found["postgresql"] = {
+                "host": p.host,
+                "port": p.port,
+                "user": p.user,
+                "password": p.password,
+            }
+    if "mysql" in (args.sink, args.compare_sink):
         if args.target_mysql_url:
             found["target"] = conn_args_from_url(args.target_mysql_url)
         else:
@@ -647,6 +709,71 @@ def prepare_target(spec: dict[str, Any], schema: str) -> None:
     conn.close()
 
 
+# ---------------------------------------------------------------------- PostgreSQL targets
+
+#: the column each shape's updates change (``workload._update_set``): with the row count,
+#: a digest that reaches the source's only once every change is applied
+_UPDATED = {"narrow": "a", "composite": "qty", "wide": "i0"}
+
+
+def digest(cur: Any, shape: str) -> tuple[int, int]:
+    """(rows, sum of the updated column) of ``ferry_bench.t`` on a MySQL or PostgreSQL cursor."""
+    cur.execute(f"SELECT COUNT(*), COALESCE(SUM({_UPDATED[shape]}), 0) FROM {wl.SCHEMA}.t")
+    count, total = cur.fetchone()
+    return int(count), int(total)
+
+
+def source_digest(spec: dict[str, Any]) -> tuple[int, int]:
+    import pymysql
+
+    conn = pymysql.connect(**spec["source"], autocommit=True)
+    with conn.cursor() as cur:
+        found = digest(cur, spec["shape"])
+    conn.close()
+    return found
+
+
+def pg_connect(spec: dict[str, Any], database: str) -> Any:
+    import psycopg
+
+    pg = spec["postgresql"]
+    return psycopg.connect(
+        host=pg["host"],
+        port=pg["port"],
+        user=pg["user"],
+        password=pg["password"],
+        dbname=database,
+        autocommit=True,
+    )
+
+
+def create_pg_database(spec: dict[str, Any], database: str) -> None:
+    with pg_connect(spec, "postgres") as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{database}"')
+
+
+def chameleon(spec: dict[str, Any], database: str) -> Any:
+    """The pg_chameleon configuration of one run (its database on the shared server)."""
+    from bench.chameleon import Chameleon
+
+    home = Path(spec["chameleon_home"]) / database
+    home.mkdir(parents=True, exist_ok=True)
+    return Chameleon(home, spec["source"], spec["postgresql"], database, wl.SCHEMA)
+
+
+def compare_pg_target(spec: dict[str, Any], database: str) -> None:
+    """Every row of the PostgreSQL target equal to the source's (SystemExit otherwise)."""
+    from tests.pgcanon import compare_table
+
+    with pg_connect(spec, database) as pg:
+        differences = compare_table(spec["source"], pg, wl.SCHEMA, "t", wl.SCHEMA, "t")
+    if differences:
+        raise SystemExit(
+            f"{database}.{wl.SCHEMA}.t differs from the source:\n" + "\n".join(differences[:10])
+        )
+
+
 def count_target(spec: dict[str, Any]) -> int:
     import pymysql
 
@@ -660,7 +787,15 @@ def count_target(spec: dict[str, Any]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sink", choices=["jsonl", "kafka", "mysql"], default="jsonl")
+    parser.add_argument(
+        "--sink", choices=["jsonl", "kafka", "mysql", "postgresql"], default="jsonl"
+    )
+    parser.add_argument(
+        "--compare-sink",
+        choices=["mysql"],
+        help="also run ferry with this sink over the same binlog, in the same run (phase"
+        " ferry_<sink>): --sink postgresql --compare-sink mysql sets the two sinks side by side",
+    )
     parser.add_argument(
         "--client", choices=["kafka-python", "confluent-kafka"], default="confluent-kafka"
     )
@@ -694,9 +829,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--peer",
-        choices=["debezium"],
+        choices=["debezium", "pg_chameleon"],
         help="also run this CDC tool over the same binlog, in the same run"
-        " (ferry: jsonl or kafka sink; Debezium: JSON lines)",
+        " (debezium: JSON lines, beside ferry's jsonl or kafka sink; pg_chameleon: into the"
+        " same PostgreSQL, beside ferry's postgresql sink)",
     )
     parser.add_argument(
         "--skip-raw",
@@ -711,6 +847,11 @@ def main() -> int:
     parser.add_argument("--name", help="results/<name>.json (default: from the options)")
     parser.add_argument("--mysql-url", help="source server instead of a private mariadbd")
     parser.add_argument("--target-mysql-url", help="MySQL sink target instead of a private one")
+    parser.add_argument(
+        "--target-postgresql-url",
+        help="postgresql://user:pass@host:port for the PostgreSQL sink and pg_chameleon"
+        " instead of a private server",
+    )
     parser.add_argument("--redis-url", help="Redis instead of a private redis-server")
     parser.add_argument("--kafka-bootstrap", help="Kafka instead of a private broker")
     parser.add_argument(
@@ -739,12 +880,20 @@ def main() -> int:
             "--peer debezium needs the private source server (it streams from the first binlog),"
             " no --rate, and --sink jsonl or kafka (Debezium writes JSON lines either way)"
         )
+    if args.peer == "pg_chameleon" and args.rate:
+        parser.error("--peer pg_chameleon needs no --rate (its rate is to the last row)")
+    if args.compare_sink == args.sink or (args.compare_sink and args.rate):
+        parser.error("--compare-sink names a second sink, and needs no --rate")
     if args.statement_rows is None and args.peer == "debezium":
         args.statement_rows = 1
     if args.peer == "debezium":
         from tests.debezium import classes_dir
 
         classes_dir()  # Java, javac, the jars: fail before the workload is written
+    if args.peer == "pg_chameleon":
+        from bench.chameleon import python
+
+        python()  # its venv: created on first use, before the workload is written
 
     from loguru import logger
 
@@ -768,6 +917,7 @@ def main() -> int:
         "timeout_s": args.timeout,
         "topic": "bench.{pipeline}.{table}",
         "sink_options": sink_options,
+        "chameleon_home": str(base / "chameleon"),
     }
     name = args.name or "-".join(
         [args.sink]
@@ -780,6 +930,7 @@ def main() -> int:
         + (["inserts"] if args.inserts_only else [])
         + ([f"stmt{args.statement_rows}"] if args.statement_rows else [])
         + ([f"rate{int(args.rate)}"] if args.rate else [f"{args.rows}"])
+        + ([f"vs-{args.compare_sink}"] if args.compare_sink else [])
         + ([args.peer] if args.peer else [])
     )
     runs: list[dict[str, Any]] = []
@@ -789,9 +940,19 @@ def main() -> int:
         if args.rate:
             wl.create(src, args.shape)
         else:
+            # pg_chameleon can only start where its init_replica read the source: run that
+            # on the empty table, once per run, before the workload is written
+            wl.create(src, args.shape)
+            chameleon_at: list[tuple[str, int]] = []
+            if args.peer == "pg_chameleon":
+                for k in range(args.runs):
+                    create_pg_database(spec, f"chameleon_{k}")
+                    cham = chameleon(spec, f"chameleon_{k}")
+                    cham.init()
+                    chameleon_at.append(cham.start_position())
             t0 = time.perf_counter()
             if args.big_txn:
-                w = wl.write_big_transaction(src, args.shape, args.rows)
+                w = wl.write_big_transaction(src, args.shape, args.rows, create_table=False)
             else:
                 w = wl.write_changes(
                     src,
@@ -800,9 +961,17 @@ def main() -> int:
                     args.txn_rows,
                     inserts_only=args.inserts_only,
                     statement_rows=args.statement_rows,
+                    create_table=False,
+                )
+            if any(at != w.start for at in chameleon_at):
+                raise SystemExit(
+                    f"pg_chameleon starts at {chameleon_at}, the workload at {w.start}:"
+                    " something else wrote to the source's binlog"
                 )
             written = dict(w.__dict__)
-            spec.update(start=list(w.start), end=list(w.end), rows=w.rows)
+            spec.update(
+                start=list(w.start), end=list(w.end), rows=w.rows, digest=source_digest(spec)
+            )
             print(
                 f"workload: {w.rows} row changes ({w.inserts} ins, {w.updates} upd,"
                 f" {w.deletes} del) in {time.perf_counter() - t0:.1f} s,"
@@ -811,9 +980,13 @@ def main() -> int:
             )
         for k in range(args.runs):
             run: dict[str, Any] = {}
-            if args.sink == "mysql":
+            if "mysql" in (args.sink, args.compare_sink):
                 spec["target_schema"] = f"bench_target_{k}"
                 prepare_target(spec, spec["target_schema"])
+            if args.sink == "postgresql":
+                spec["target_database"] = f"ferry_{k}"
+                create_pg_database(spec, spec["target_database"])
+            spec["chameleon_database"] = f"chameleon_{k}"
             if args.rate:
                 conn = wl.connect(src)
                 with conn.cursor() as cur:
@@ -833,19 +1006,29 @@ def main() -> int:
             else:
                 # raw before and after ferry: the machine's noise hits both sides alike
                 before = None if args.skip_raw else run_phase("raw", spec, env)
-                # ferry and Debezium in rotating order: neither always runs on a warmer machine
-                order = ["ferry", "debezium"] if args.peer == "debezium" else ["ferry"]
-                for phase in order if k % 2 == 0 else reversed(order):
-                    run[phase] = run_phase(phase, spec, env)
+                # ferry and its peers in rotating order: none always runs on a warmer machine
+                order = ["ferry"]
+                order += [f"ferry_{args.compare_sink}"] if args.compare_sink else []
+                order += [args.peer] if args.peer else []
+                for phase in order[k % len(order) :] + order[: k % len(order)]:
+                    if phase == "ferry_mysql":  # --sink-option is the main sink's
+                        mysql = dict(spec, sink="mysql", sink_options={})
+                        run[phase] = run_phase("ferry", mysql, env)
+                    else:
+                        run[phase] = run_phase(phase, spec, env)
                 if args.sink == "kafka":
                     run["producer"] = run_phase("producer", spec, env)
                 if before is not None:
                     run["raw"] = mean_raw(before, run_phase("raw", spec, env))
-                if args.sink == "mysql":
+                if "mysql" in (args.sink, args.compare_sink):
                     run["target_rows"] = count_target(spec)
                     live = written["inserts"] - written["deletes"]
                     if run["target_rows"] != live:
                         raise SystemExit(f"target has {run['target_rows']} rows, expected {live}")
+                if args.sink == "postgresql":
+                    compare_pg_target(spec, spec["target_database"])
+                if args.peer == "pg_chameleon":
+                    compare_pg_target(spec, spec["chameleon_database"])
             f = run["ferry"]
             raw = run.get("raw")
             if raw and f.get("rows_per_s") and not args.rate:  # at a fixed rate, the rate
@@ -853,6 +1036,12 @@ def main() -> int:
             if raw and f.get("cpu_s") and not args.rate:
                 # CPU seconds per row, ferry vs raw: less sensitive to a busy machine
                 run["cpu_ratio"] = raw["cpu_s"] / f["cpu_s"]
+            if "pg_chameleon" in run:  # both from their process's spawn
+                run["vs_pg_chameleon"] = (
+                    f["rows_per_s_from_start"] / run["pg_chameleon"]["rows_per_s"]
+                )
+            if "ferry_mysql" in run:  # both from the dump connection, as the table's rates
+                run["vs_mysql_sink"] = f["rows_per_s"] / run["ferry_mysql"]["rows_per_s"]
             runs.append(run)
             print(f"run {k + 1}/{args.runs}: {summary_line(run)}", flush=True)
     finally:
@@ -904,6 +1093,19 @@ def summary_line(run: dict[str, Any]) -> str:
             f" {d['cpu_s']:.0f} CPU s vs ferry {f.get('cpu_total_s') or 0:.0f},"
             f" {d['peak_rss_mb']:.0f} MB)"
         )
+    if "pg_chameleon" in run:
+        c = run["pg_chameleon"]
+        parts.append(
+            f"from start: ferry {f['rows_per_s_from_start']:,.0f} rows/s, pg_chameleon"
+            f" {c['rows_per_s']:,.0f} rows/s ({run['vs_pg_chameleon']:.2f}x; its first change"
+            f" applied {c['first_row_s'] or 0:.1f} s after spawn)"
+        )
+    if "ferry_mysql" in run:
+        m = run["ferry_mysql"]
+        parts.append(
+            f"ferry's mysql sink {m['rows_per_s']:,.0f} rows/s (postgresql/mysql"
+            f" {run['vs_mysql_sink']:.0%})"
+        )
     if "lag_p99_ms" in f:
         parts.append(f"lag p50 {f['lag_p50_ms']:.0f} ms p99 {f['lag_p99_ms']:.0f} ms")
     decoder = f.get("decoder_peak_rss_mb")
@@ -948,6 +1150,12 @@ def summarise(
         "debezium_peak_rss_mb": max(
             (r["debezium"]["peak_rss_mb"] for r in runs if "debezium" in r), default=None
         ),
+        "pg_chameleon_rows_per_s": med("pg_chameleon", "rows_per_s"),
+        "pg_chameleon_first_row_s": med("pg_chameleon", "first_row_s"),
+        "vs_pg_chameleon": median([r["vs_pg_chameleon"] for r in runs if "vs_pg_chameleon" in r]),
+        "ferry_mysql_rows_per_s": med("ferry_mysql", "rows_per_s"),
+        "ferry_mysql_rows_per_s_from_start": med("ferry_mysql", "rows_per_s_from_start"),
+        "vs_mysql_sink": median([r["vs_mysql_sink"] for r in runs if "vs_mysql_sink" in r]),
     }
     return {
         "name": name,
@@ -1017,6 +1225,20 @@ def print_table(result: dict[str, Any]) -> None:
             f"(ferry steady = from the dump connection; Debezium steady = from its first batch,"
             f" {fmt(s['debezium_first_record_s'], '.1f')} s after spawn; CPU = whole processes;"
             " ferry's RSS = node + decoder)"
+        )
+    if s.get("pg_chameleon_rows_per_s"):
+        print(
+            f"\n{'from process spawn':<24} {'rows/s':>9}\n"
+            f"{'ferry (' + o['sink'] + ')':<24} {fmt(s['ferry_rows_per_s_from_start']):>9}\n"
+            f"{'pg_chameleon 2.0.21':<24} {fmt(s['pg_chameleon_rows_per_s']):>9}"
+            f"   ferry/pg_chameleon {fmt(s['vs_pg_chameleon'], '.2f')}x (median of the runs';"
+            f" its first change applied {fmt(s['pg_chameleon_first_row_s'], '.1f')} s after spawn)"
+        )
+    if s.get("ferry_mysql_rows_per_s"):
+        print(
+            f"ferry's mysql sink, same runs: {fmt(s['ferry_mysql_rows_per_s'])} rows/s"
+            f" ({fmt(s['ferry_mysql_rows_per_s_from_start'])} from spawn);"
+            f" postgresql/mysql {fmt(s['vs_mysql_sink'], '.0%')}"
         )
 
 

@@ -208,12 +208,15 @@ def write_changes(
     seed: int = 7,
     inserts_only: bool = False,
     statement_rows: int | None = None,
+    create_table: bool = True,
 ) -> Written:
     """About ``rows`` row changes (a whole number of cycles): 70 % ins, 20 % upd, 10 % del;
     all inserts with ``inserts_only``. Each statement changes ``statement_rows`` rows (one
-    rows event each; default: the whole transaction): 1 is what applications write."""
+    rows event each; default: the whole transaction): 1 is what applications write.
+    ``create_table=False`` writes into the (empty) table ``create`` made earlier."""
     per_statement = statement_rows or txn_rows
-    create(conn_args, shape, table)
+    if create_table:
+        create(conn_args, shape, table)
     rng = random.Random(seed)
     per_cycle = 10 * txn_rows
     cycles = max(1, round(rows / per_cycle))
@@ -277,10 +280,16 @@ def _pieces(first: int, rows: int, per_statement: int) -> list[tuple[int, int]]:
 
 
 def write_big_transaction(
-    conn_args: dict[str, Any], shape: str, rows: int, table: str = "t", seed: int = 7
+    conn_args: dict[str, Any],
+    shape: str,
+    rows: int,
+    table: str = "t",
+    seed: int = 7,
+    create_table: bool = True,
 ) -> Written:
     """``rows`` inserts in one transaction (multi-row statements, one COMMIT)."""
-    create(conn_args, shape, table)
+    if create_table:
+        create(conn_args, shape, table)
     rng = random.Random(seed)
     conn = connect(conn_args)
     started = time.perf_counter()
