@@ -17,14 +17,15 @@ DOUBLE                 double precision             15 significant digits (Maria
 DATE/DATETIME          date / timestamp             the value; a zero or partial date is NULL
 TIMESTAMP              timestamptz                  the UTC instant (MySQL session in UTC)
 TIME                   interval                     microseconds, signed (±838 h)
-CHAR(n)                (any text)                   the text without trailing spaces
-ENUM, SET, text        text                         the text
+CHAR(n), VARCHAR(n)    character varying(n)         the text, NULs removed (CHAR: no trailing
+                                                    spaces, as MySQL reads it)
+ENUM, SET, text        text                         the text, NULs removed
 BINARY(n)              bytea                        the bytes, padded with NUL to n (as MySQL)
 other binary, spatial  bytea                        the bytes
 BIT(n)                 bit varying(n)               the bits as an ``int``
 JSON                   jsonb                        the parsed document, NUL characters removed,
                                                     integral floats as ints (``1e2`` is ``100``)
-UUID, INET4/6          uuid / inet (or text)        the canonical text
+UUID, INET4/6          bytea (the binlog's bytes)   the canonical text
 =====================  ===========================  ===========================================
 
 The PostgreSQL column types are checked against the mapping too (a column that holds
@@ -43,6 +44,7 @@ import ipaddress
 import json
 import re
 import struct
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -271,7 +273,15 @@ def _micros(delta: datetime.timedelta) -> int:
 
 
 def _address(value: Any) -> str:
+    if isinstance(value, bytes):  # INET4/INET6 as the binlog carries them
+        return str(ipaddress.ip_address(value))
     return str(ipaddress.ip_address(str(value).split("/")[0]))
+
+
+def _uuid(value: Any) -> str:
+    if isinstance(value, bytes):  # MariaDB's UUID as the binlog carries it
+        return str(uuid.UUID(bytes=value))
+    return str(value).lower()
 
 
 def from_mysql(column: Column, value: Any) -> Any:
@@ -299,10 +309,10 @@ def from_mysql(column: Column, value: Any) -> Any:
     if kind in ("binary", "bytes"):
         return bytes(value)
     if kind == "uuid":
-        return str(value).lower()
+        return _uuid(value)
     if kind == "inet":
         return _address(value)
-    text = value.decode() if isinstance(value, bytes) else str(value)
+    text = (value.decode() if isinstance(value, bytes) else str(value)).replace("\x00", "")
     return text.rstrip(" ") if kind == "char" else text
 
 
@@ -341,9 +351,9 @@ def from_pg(column: Column, value: Any) -> Any:
     if kind == "bytes":
         return bytes(value)
     if kind == "uuid":
-        return str(value).lower()
+        return _uuid(bytes(value) if isinstance(value, memoryview) else value)
     if kind == "inet":
-        return _address(value)
+        return _address(bytes(value) if isinstance(value, memoryview) else value)
     if isinstance(value, str):
         return value.rstrip(" ") if kind == "char" else value
     return value

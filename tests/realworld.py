@@ -17,11 +17,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from tests.ferryproc import FerryNode, ferry_status, wait_until
 
 ROOT = Path(__file__).parents[1]
 
@@ -137,6 +140,80 @@ def differences(source: Any, target: Any, dbs: list[str]) -> list[str]:
         if definition(source, schema, table) != definition(target, schema, table):
             problems.append(f"{schema}.{table}: different definition")
     return problems
+
+
+# -- a pipeline over the corpus ---------------------------------------------------------
+
+
+def pipeline(
+    tmp_path: Path,
+    name: str,
+    source: Any,
+    redis: Any,
+    prefix: str,
+    dbs: list[str],
+    sink: dict,
+    start: str | None = "earliest",
+) -> Path:
+    """A pipeline file over the corpus databases; ``start=None``: no ``source.start``, so
+    the pipeline begins with a snapshot (``source.snapshot`` defaults to initial)."""
+    config = {
+        "pipeline": {
+            "id": name,
+            "batch": {"max_rows": 300, "max_wait_ms": 100},
+            "retry_backoff_ms": 100,
+            "status_interval_ms": 300,
+            "state_dir": str(tmp_path / f"state-{name}"),
+        },
+        "source": {
+            "host": source.host,
+            "port": source.port,
+            "user": source.user,
+            "server_id": 4500 + len(name),
+            "include": [f"{db}.*" for db in dbs],
+            **({} if start is None else {"start": start}),
+        },
+        "arbiter": {"url": redis.url, "key_prefix": prefix.rstrip(":"), "lock_ttl_ms": 2000},
+        "sink": sink,
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def committed(redis: Any, prefix: str, name: str) -> tuple[str, int]:
+    client = redis.client()
+    try:
+        raw = client.get(f"{prefix}{name}:position")
+    finally:
+        client.close()
+    if not raw:
+        return ("", 0)
+    data = json.loads(raw)
+    position = data.get("position", data)
+    return (position["file"], int(position["pos"]))
+
+
+def run_with_one_restart(config: Path, redis: Any, prefix: str, name: str, end: Any) -> None:
+    """Replicate to ``end``, stopping the node with SIGTERM once when halfway there."""
+    node = FerryNode(config, f"{name}-a").start()
+    wait_until(
+        lambda: committed(redis, prefix, name) >= (end[0], end[1] // 2),
+        120,
+        f"{name} halfway",
+        interval_s=0.02,
+    )
+    node.signal(signal.SIGTERM)
+    assert node.wait(60) == 0, node.log()
+    node = FerryNode(config, f"{name}-b").start()
+    try:
+        wait_until(lambda: committed(redis, prefix, name) >= end, 180, f"{name} at the end")
+        status = ferry_status(config)
+        assert (status["state"], status["error"]) == ("running", ""), status
+    finally:
+        assert node.stop() == 0, node.log()
+    log = "\n".join(p.read_text(errors="replace") for p in config.parent.glob(f"{name}-*.log"))
+    assert " paused" not in log and "ERROR" not in log, log[-5000:]
 
 
 # -- JSON lines back to rows -----------------------------------------------------------

@@ -15,13 +15,20 @@ batches). Faults, drawn from a shuffled bag and printed with their time:
   of the target server; at least three schema changes on the source while the writer
   writes (a column added after ``id``, its type and charset changed, dropped again: the
   target follows each through the schema history, issue 23);
+* PostgreSQL variant (issue 22): the same on a private PostgreSQL, whose tables the sink
+  creates itself (the pipeline starts before the workload's CREATE TABLEs):
+  ``pg_terminate_backend`` of the sink's sessions; the server restarted with a fast or
+  an immediate shutdown (SIGINT / SIGQUIT to the postmaster, as ``pg_ctl stop -m fast`` /
+  ``-m immediate`` send: the immediate one is a crash, recovered from the WAL), then
+  started on the same data directory and port; the same schema changes;
 * Kafka variants (a private Apache Kafka 4.x, KRaft): the broker frozen (SIGSTOP) for a
   few seconds, and the broker restarted (SIGTERM or SIGKILL, then started again on the
   same data). Run twice: at-least-once (kafka-python, the default client), and
   ``exactly_once: true`` (confluent-kafka, a transaction per batch).
 
 A supervisor restarts every node that exits, so three nodes keep existing. At the end:
-the MySQL target is checksum-identical to the source; the Kafka topics, read as a
+the MySQL target is checksum-identical to the source; the PostgreSQL target equal row by
+row under the sink's type mapping (``tests/pgcanon.py``); the Kafka topics, read as a
 ``read_committed`` consumer reads them, hold every change, first deliveries in order per
 key; at-least-once: repeats only re-deliveries (counted); exactly-once: no repeat at all;
 the pipeline never paused itself; no node exited unasked. A summary line gives the
@@ -60,10 +67,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pymysql
 import pytest
 
 from pipeline.model import Position
+from tests import pgcanon
 from tests.chaos import Chaos, Cluster, NodeFaults
 from tests.conftest import soak_backlog_rows, soak_minutes
 from tests.delivery import (
@@ -102,7 +111,7 @@ def _workload(mariadb: Any, schema: str, seed: int) -> Writes:
     return Workload(mariadb, schema, seed=seed, keys=200, key_changes=0.05)
 
 
-ALTER = "alter_source"  # a schema change on the source (MySQL variant)
+ALTER = "alter_source"  # a schema change on the source (MySQL and PostgreSQL variants)
 
 
 @dataclass(frozen=True)
@@ -166,8 +175,10 @@ class Soak:
         sink_faults: dict[str, Callable[[], str]],
         caught_up: Callable[[], bool],
         aim: Callable[[], Callable[[], bool]] | None = None,
+        start: dict[str, Any] | None = None,
     ) -> tuple[Chaos, NodeFaults]:
-        """``aim``: what a freeze aims at when the shape says so (``NodeFaults``)."""
+        """``aim``: what a freeze aims at when the shape says so (``NodeFaults``);
+        ``start``: where the pipeline starts (default: the source's binlog end now)."""
         shape = self.shape
         config = write_config(
             self.tmp_path / "pipeline.yaml",
@@ -177,7 +188,7 @@ class Soak:
             redis_url=self.redis.url,
             prefix="chaos",
             sink=sink,
-            start=source_position(self.mariadb),
+            start=start or source_position(self.mariadb),
             server_id=4431,
             lock_ttl_ms=int(LOCK_TTL_S * 1000),
             parallelism=shape.parallelism,
@@ -255,6 +266,30 @@ class Soak:
         assert longest <= LOCK_TTL_S + 1.0, f"takeovers after SIGKILL: {nodes.kill_takeovers}"
 
 
+class SchemaChanges:
+    """The soak's schema changes on the source, one per call (``ALTER``)."""
+
+    def __init__(self, soak: Soak) -> None:
+        self.soak = soak
+        self.made = 0
+
+    def next(self) -> str:
+        """A schema change on the source while the writer writes (issue 23): over the
+        workload's tables in turn, a column added after ``id``, its type changed, then
+        dropped; the target must follow each, and end identical."""
+        soak, n = self.soak, self.made
+        self.made += 1
+        table = soak.tables[(n // 3) % len(soak.tables)]
+        column = f"extra{n // 3}"
+        sql = [
+            f"ALTER TABLE `{table}` ADD COLUMN `{column}` VARCHAR(8) DEFAULT 'x' AFTER id",
+            f"ALTER TABLE `{table}` MODIFY `{column}` VARCHAR(20) CHARACTER SET latin1 DEFAULT 'y'",
+            f"ALTER TABLE `{table}` DROP COLUMN `{column}`",
+        ][n % 3]
+        took = _timed(lambda: soak.mariadb.execute(sql, database=soak.source_db))
+        return f"{sql} on the source ({took:.1f}s)"
+
+
 class MySQLTarget:
     """A soak's MySQL sink: a private target server, its faults and the end check."""
 
@@ -263,7 +298,7 @@ class MySQLTarget:
         self.server = make_mariadb()
         self.server.execute("CREATE DATABASE chaos")
         self.sink = mysql_target(soak.mariadb, self.server, soak.source_db, "chaos", soak.tables)
-        self.alters = 0
+        self.schema_changes = SchemaChanges(soak)
 
     def kill_sink_connections(self) -> str:
         sessions = self.server.execute(
@@ -328,22 +363,6 @@ class MySQLTarget:
         reached = Position.from_json(checkpoint[0][0]).sort_key()
         return reached >= Position(end["file"], end["pos"]).sort_key()
 
-    def alter_source(self) -> str:
-        """A schema change on the source while the writer writes (issue 23): over the
-        workload's tables in turn, a column added after ``id``, its type changed, then
-        dropped; the target must follow each, and end identical."""
-        soak, n = self.soak, self.alters
-        self.alters += 1
-        table = soak.tables[(n // 3) % len(soak.tables)]
-        column = f"extra{n // 3}"
-        sql = [
-            f"ALTER TABLE `{table}` ADD COLUMN `{column}` VARCHAR(8) DEFAULT 'x' AFTER id",
-            f"ALTER TABLE `{table}` MODIFY `{column}` VARCHAR(20) CHARACTER SET latin1 DEFAULT 'y'",
-            f"ALTER TABLE `{table}` DROP COLUMN `{column}`",
-        ][n % 3]
-        took = _timed(lambda: soak.mariadb.execute(sql, database=soak.source_db))
-        return f"{sql} on the source ({took:.1f}s)"
-
     def run(self) -> None:
         """Run the soak against this target, then check it equals the source."""
         soak = self.soak
@@ -352,10 +371,80 @@ class MySQLTarget:
             "restart_target": self.restart,
         }
         if isinstance(soak.workload, Workload):  # its statements name their columns
-            faults[ALTER] = self.alter_source
+            faults[ALTER] = self.schema_changes.next
         chaos, nodes = soak.run(self.sink, faults, self.caught_up, self.next_load)
         assert_same_tables(soak.mariadb, soak.source_db, self.server, "chaos", soak.tables)
         soak.summary(chaos, nodes, "none visible (idempotent upserts; target checksum-identical)")
+
+
+class PostgreSQLTarget:
+    """A soak's PostgreSQL sink: a private server, its faults and the end check."""
+
+    DATABASE = "chaos"
+
+    def __init__(self, soak: Soak, server: Any, start: dict[str, Any]) -> None:
+        self.soak = soak
+        self.server = server
+        self.start = start  # before the workload's CREATE TABLEs: the sink creates them
+        server.create_database(self.DATABASE)
+        self.sink = {
+            "type": "postgresql",
+            "host": server.host,
+            "port": server.port,
+            "user": server.user,
+            "password": server.password,
+            "database": self.DATABASE,
+        }
+        self.schema_changes = SchemaChanges(soak)
+
+    def kill_sink_connections(self) -> str:
+        ended = self.server.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            (self.DATABASE,),
+        )
+        return f"pg_terminate_backend of {len(ended)} sink session(s) on the target"
+
+    def restart(self) -> str:
+        mode = random.choice(["fast", "immediate"])
+
+        def stop() -> None:
+            if mode == "immediate":  # a crash: no checkpoint, recovery from the WAL on start
+                os.kill(self.server.pid, signal.SIGQUIT)
+            self.server.stop()  # SIGINT, a fast shutdown (or waits for the immediate one)
+
+        took = _timed(lambda: (stop(), self.server.start()))
+        return f"target PostgreSQL restarted ({mode} shutdown, {took:.1f}s down)"
+
+    def differences(self) -> list[str]:
+        soak = self.soak
+        with self.server.connect(self.DATABASE) as pg:
+            return [
+                problem
+                for table in soak.tables
+                for problem in pgcanon.compare_table(
+                    soak.mariadb, pg, soak.source_db, table, soak.source_db, table
+                )
+            ]
+
+    def caught_up(self) -> bool:
+        try:
+            return not self.differences()
+        except psycopg.Error:  # restarting, or the sink has not created a table yet
+            return False
+
+    def run(self) -> None:
+        """Run the soak against this target, then check it equals the source."""
+        soak = self.soak
+        faults = {
+            "kill_sink_connection": self.kill_sink_connections,
+            "restart_target": self.restart,
+            ALTER: self.schema_changes.next,
+        }
+        chaos, nodes = soak.run(self.sink, faults, self.caught_up, start=self.start)
+        problems = self.differences()
+        assert problems == [], "the target differs from the source:\n" + "\n".join(problems)
+        soak.summary(chaos, nodes, "none visible (idempotent upserts; target equal row by row)")
 
 
 @pytest.fixture
@@ -375,6 +464,24 @@ def test_chaos_soak_mysql_sink(
     shape = Shape(at_least={ALTER: 3})
     soak = Soak("mysql", request, tmp_path, mariadb, source_db, appendonly_redis, capsys, shape)
     MySQLTarget(soak, make_mariadb).run()
+
+
+def test_chaos_soak_postgresql_sink(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    mariadb: Any,
+    source_db: str,
+    appendonly_redis: Any,
+    make_postgresql: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = make_postgresql()
+    start = source_position(mariadb)  # before Soak creates the workload's tables
+    shape = Shape(at_least={ALTER: 3})
+    soak = Soak(
+        "postgresql", request, tmp_path, mariadb, source_db, appendonly_redis, capsys, shape
+    )
+    PostgreSQLTarget(soak, server, start).run()
 
 
 TAKEOVERS = Shape(

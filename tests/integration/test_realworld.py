@@ -17,8 +17,6 @@ Run it alone with ``./scripts/test -m realworld``.
 
 from __future__ import annotations
 
-import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -26,71 +24,8 @@ import pytest
 
 from selector.statements import classify
 from tests import charset_rows, realworld
-from tests.ferryproc import FerryNode, ferry_status, wait_until
 
 pytestmark = [pytest.mark.realworld, pytest.mark.slow]
-
-
-def pipeline(
-    tmp_path: Path, name: str, source: Any, redis: Any, prefix: str, dbs: list[str], sink: dict
-) -> Path:
-    config = {
-        "pipeline": {
-            "id": name,
-            "batch": {"max_rows": 300, "max_wait_ms": 100},
-            "retry_backoff_ms": 100,
-            "status_interval_ms": 300,
-            "state_dir": str(tmp_path / f"state-{name}"),
-        },
-        "source": {
-            "host": source.host,
-            "port": source.port,
-            "user": source.user,
-            "server_id": 4500 + len(name),
-            "start": "earliest",
-            "include": [f"{db}.*" for db in dbs],
-        },
-        "arbiter": {"url": redis.url, "key_prefix": prefix.rstrip(":"), "lock_ttl_ms": 2000},
-        "sink": sink,
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(json.dumps(config))
-    return path
-
-
-def committed(redis: Any, prefix: str, name: str) -> tuple[str, int]:
-    client = redis.client()
-    try:
-        raw = client.get(f"{prefix}{name}:position")
-    finally:
-        client.close()
-    if not raw:
-        return ("", 0)
-    data = json.loads(raw)
-    position = data.get("position", data)
-    return (position["file"], int(position["pos"]))
-
-
-def run_with_one_restart(config: Path, redis: Any, prefix: str, name: str, end: Any) -> None:
-    """Replicate to ``end``, stopping the node with SIGTERM once when halfway there."""
-    node = FerryNode(config, f"{name}-a").start()
-    wait_until(
-        lambda: committed(redis, prefix, name) >= (end[0], end[1] // 2),
-        120,
-        f"{name} halfway",
-        interval_s=0.02,
-    )
-    node.signal(signal.SIGTERM)
-    assert node.wait(60) == 0, node.log()
-    node = FerryNode(config, f"{name}-b").start()
-    try:
-        wait_until(lambda: committed(redis, prefix, name) >= end, 180, f"{name} at the end")
-        status = ferry_status(config)
-        assert (status["state"], status["error"]) == ("running", ""), status
-    finally:
-        assert node.stop() == 0, node.log()
-    log = "\n".join(p.read_text(errors="replace") for p in config.parent.glob(f"{name}-*.log"))
-    assert " paused" not in log and "ERROR" not in log, log[-5000:]
 
 
 def started_over(sql: str, schema: str) -> tuple[tuple[str, str], ...]:
@@ -121,7 +56,7 @@ def test_every_script_replicates_exactly(
     end = (str(file), int(pos))
     dbs = [*realworld.databases(corpus), charset_rows.SCHEMA]
     out = tmp_path / "changes.jsonl"
-    to_mysql = pipeline(
+    to_mysql = realworld.pipeline(
         tmp_path,
         "rw-mysql",
         source,
@@ -130,7 +65,7 @@ def test_every_script_replicates_exactly(
         dbs,
         {"type": "mysql", "host": target.host, "port": target.port, "user": target.user},
     )
-    to_jsonl = pipeline(
+    to_jsonl = realworld.pipeline(
         tmp_path,
         "rw-jsonl",
         source,
@@ -140,8 +75,8 @@ def test_every_script_replicates_exactly(
         # ferry-json: the readable encoding that realworld.decode reads back
         {"type": "jsonl", "path": str(out), "format": "ferry-json"},
     )
-    run_with_one_restart(to_mysql, redis_server, key_prefix, "rw-mysql", end)
-    run_with_one_restart(to_jsonl, redis_server, key_prefix, "rw-jsonl", end)
+    realworld.run_with_one_restart(to_mysql, redis_server, key_prefix, "rw-mysql", end)
+    realworld.run_with_one_restart(to_jsonl, redis_server, key_prefix, "rw-jsonl", end)
 
     assert realworld.differences(source, target, dbs) == []
 
