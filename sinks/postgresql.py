@@ -966,9 +966,9 @@ class PostgreSQLSink(Sink):
                 if change.definition is None:
                     return None
                 tgt = self.target(change.schema, change.table)
-                was = tgt
-                if (change.schema, change.table) not in ddl.tables and ddl.tables:
-                    was = targets[0]  # ALTER TABLE … RENAME TO: the new name is the change's
+                # ALTER TABLE … RENAME TO: the statement's first table is the old name
+                renamed = bool(ddl.tables) and tuple(ddl.tables[0]) != (change.schema, change.table)
+                was = targets[0] if renamed else tgt
                 out += self._alter(cur, was, tgt, change.definition, ddl.statement)
             return out
         return None
