@@ -44,7 +44,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("arbiter", ArbiterConfig),
     ("sink (type: kafka)", KafkaSinkConfig),
     ("sink (type: mysql)", MySQLSinkConfig),
-    ("sink (type: postgresql; types: see sinks/pgtypes.py)", PostgreSQLSinkConfig),
+    ("sink (type: postgresql; types: see MySQL to PostgreSQL)", PostgreSQLSinkConfig),
     ("sink (type: jsonl)", JsonlSinkConfig),
     ("sink (type: stdout)", StdoutSinkConfig),
     ("sink.debezium (kafka and jsonl, format: debezium-json; Debezium's names)", DebeziumOptions),

@@ -144,10 +144,13 @@ def test_ddl_and_a_new_table_mid_stream(
         source("UPDATE t SET a = 18446744073709551615, b = 'longer than five' WHERE id = 1")
         source("ALTER TABLE t RENAME COLUMN b TO bb")
         source("UPDATE t SET bb = 'renamed' WHERE id = 2")
-        source("CREATE TABLE n (k VARCHAR(10) PRIMARY KEY, v JSON, at DATETIME(3))")
         source(
-            "INSERT INTO n VALUES ('one', '{\"a\": [1, 2]}', '2024-02-29 12:00:00.125'),"
-            " ('two', NULL, NULL)"
+            "CREATE TABLE n (k VARCHAR(10) PRIMARY KEY, v JSON, at DATETIME(3),"
+            " g INT AS (LENGTH(k)) VIRTUAL)"
+        )
+        source(
+            "INSERT INTO n (k, v, at) VALUES ('one', '{\"a\": [1, 2]}',"
+            " '2024-02-29 12:00:00.125'), ('two', NULL, NULL)"
         )
         source("DELETE FROM t WHERE id = 3")
         expected_t = (
@@ -178,7 +181,8 @@ def test_ddl_and_a_new_table_mid_stream(
     )
     [one, two] = target_rows(postgresql, postgresql_db, "n") or ()
     assert one[0] == "one" and one[1] == {"a": [1, 2]} and one[2].microsecond == 125000
-    assert two == ("two", None, None)
+    assert two == ("two", None, None, 3)  # a generated column: the value MySQL computed
+    assert one[3] == 3
 
 
 def test_a_value_the_target_cannot_hold_pauses_naming_table_and_column(
