@@ -228,6 +228,8 @@ def pg_type(column: Column, options: TypeOptions, where: str = "") -> str:
         if options.time == "time":
             return _fraction("time", column.length, " without time zone")
         return "interval"
+    if (base in _VARCHAR or base in _TEXT) and (column.charset or "").lower() == "binary":
+        return "bytea"  # CHAR … CHARACTER SET binary is BINARY: its values are bytes
     if base in _VARCHAR:
         # a definition read from a table map has no length: unbounded
         return f"character varying({column.length})" if column.length else "character varying"
@@ -315,6 +317,20 @@ _RENAMES = re.compile(
 
 def _unquote(name: str) -> str:
     return name[1:-1].replace("``", "`") if name.startswith("`") else name
+
+
+_DROPS = re.compile(rf"\bDROP\s+(?:COLUMN\s+)?(?:IF\s+EXISTS\s+)?{_NAME}", re.IGNORECASE)
+_NOT_COLUMNS = frozenset({"PRIMARY", "INDEX", "KEY", "FOREIGN", "CONSTRAINT", "CHECK", "PARTITION"})
+
+
+def column_drops(statement: str) -> set[str]:
+    """The column names an ALTER TABLE drops (``DROP [COLUMN] a``; not keys, indexes…)."""
+    found = set()
+    for match in _DROPS.finditer(statement):
+        name = match.group(1)
+        if name.startswith("`") or name.upper() not in _NOT_COLUMNS:
+            found.add(_unquote(name))
+    return found
 
 
 def column_renames(statement: str) -> list[tuple[str, str]]:
@@ -454,6 +470,8 @@ def converter(column: Column | None, options: TypeOptions, cleaned: Cleaned) -> 
     if column is None:  # no definition (rows built by a transform or a test)
         return _generic(cleaned)
     base, _ = base_type(column)
+    if (column.charset or "").lower() == "binary" and base != "SET":
+        return None  # bytes, stored as bytea (see pg_type)
     if base in _VARCHAR or base in _TEXT or base == "ENUM":
         return _text(cleaned)
     if base == "SET":

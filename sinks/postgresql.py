@@ -65,6 +65,7 @@ from sinks.pgtypes import (
     TypeOptions,
     ValueRefused,
     added_default,
+    column_drops,
     column_renames,
     converters,
     create_table,
@@ -932,7 +933,14 @@ class PostgreSQLSink(Sink):
             if verb == "CREATE":
                 return [f"CREATE SCHEMA IF NOT EXISTS {qi(self.schema(database))}"]
             if verb == "DROP":
-                return [f"DROP SCHEMA IF EXISTS {qi(self.schema(database))} CASCADE"]
+                schema = self.schema(database)
+                if schema == self._name(self.config.checkpoint_schema):
+                    raise FatalError(
+                        f"PostgreSQL sink: DROP DATABASE {database} would drop schema {schema},"
+                        " which holds ferry's checkpoint table: set sink.checkpoint_schema to a"
+                        " schema of its own (the default, ferry), then resume"
+                    )
+                return [f"DROP SCHEMA IF EXISTS {qi(schema)} CASCADE"]
             if verb == "ALTER":
                 return []  # a charset or collation: nothing to do in PostgreSQL
             return None
@@ -1010,8 +1018,10 @@ class PostgreSQLSink(Sink):
                 out.append(f"ALTER TABLE {table} RENAME COLUMN {qi(o)} TO {qi(n)}")
                 have[n] = have.pop(o)
         wanted = {self._name(c.name): c for c in definition.columns}
+        # only what the statement drops: a column added on the target stays
+        dropped = {self._name(c) for c in column_drops(statement)}
         for name in have:
-            if name not in wanted and name not in facts.generated:
+            if name not in wanted and name in dropped:
                 out.append(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {qi(name)}")
         for name, column in wanted.items():
             pg = pg_type(column, self.config, where)

@@ -507,3 +507,19 @@ def test_check(postgresql: Any, postgresql_db: str):
     sink = make_sink(postgresql, postgresql_db)
     results = sink.check()
     assert [ok for _, ok, _ in results] == [True, True], results
+
+
+def test_alter_keeps_columns_only_the_target_has(postgresql: Any, postgresql_db: str):
+    sink = make_sink(postgresql, postgresql_db)
+    try:
+        created = ddl("CREATE TABLE t (id INT PRIMARY KEY, a INT)", 1)
+        sink.load(Batch(1, [created], pos(1)), epoch=1)
+        postgresql.execute(
+            f"ALTER TABLE {TGT}.t ADD COLUMN audited_at timestamptz", database=postgresql_db
+        )
+        before = created.table_changes[0].definition
+        sink.load(Batch(2, [ddl("ALTER TABLE t DROP a, ADD b INT", 2, before)], pos(2)), epoch=1)
+    finally:
+        sink.close()
+    names = [c[0] for c in columns(postgresql, postgresql_db, "t")]
+    assert names == ["id", "audited_at", "b"]

@@ -18,6 +18,7 @@ from sinks.pgtypes import (
     Cleaned,
     TypeOptions,
     ValueRefused,
+    column_drops,
     column_renames,
     converter,
     create_table,
@@ -254,3 +255,14 @@ def test_names_are_mapped_then_folded() -> None:
     assert sink.target("Shop", "Orders") == ("replica", "orders")
     assert sink.target("Shop", "Old") == ("other", "new")
     assert sink.schema("Shop") == "replica"
+
+
+def test_column_drops_in_alter_table() -> None:
+    sql = "ALTER TABLE t DROP a, DROP COLUMN IF EXISTS `b c`, DROP PRIMARY KEY, DROP INDEX i"
+    assert column_drops(sql) == {"a", "b c"}
+    assert column_drops("ALTER TABLE t DROP FOREIGN KEY fk, DROP `key`") == {"key"}
+
+
+def test_binary_charset_text_is_bytes() -> None:
+    assert mapped("c CHAR(16) CHARACTER SET binary") == "bytea"
+    assert convert("c VARCHAR(4) CHARACTER SET binary", b"\x00a") == b"\x00a"
