@@ -32,6 +32,7 @@ from selector.config import MySQLSourceConfig
 from sinks.jsonl import JsonlSinkConfig
 from sinks.kafka import KafkaSinkConfig
 from sinks.mysql import MySQLSinkConfig
+from sinks.postgresql import PostgreSQLSinkConfig
 from sinks.stdout import StdoutSinkConfig
 
 _STRICT = ConfigDict(extra="forbid")
@@ -137,12 +138,13 @@ Transform = Annotated[
 SinkConfig = Annotated[
     Annotated[KafkaSinkConfig, Tag("kafka")]
     | Annotated[MySQLSinkConfig, Tag("mysql")]
+    | Annotated[PostgreSQLSinkConfig, Tag("postgresql")]
     | Annotated[JsonlSinkConfig, Tag("jsonl")]
     | Annotated[StdoutSinkConfig, Tag("stdout")],
     Discriminator(lambda v: v.get("type") if isinstance(v, dict) else getattr(v, "type", None)),
 ]
 
-SINK_TYPES = ("kafka", "mysql", "jsonl", "stdout")
+SINK_TYPES = ("kafka", "mysql", "postgresql", "jsonl", "stdout")
 
 
 class FerryConfig(BaseModel):
@@ -202,6 +204,11 @@ def _sink_text(sink: Any) -> str:
         )
     if sink.type == "mysql":
         return f"mysql {sink.user}@{sink.host}:{sink.port} tls={sink.tls.mode} ddl={sink.ddl}"
+    if sink.type == "postgresql":
+        where = (
+            "url (secret)" if sink.url else f"{sink.user}@{sink.host}:{sink.port}/{sink.database}"
+        )
+        return f"postgresql {where} ddl={sink.ddl}"
     if sink.type == "jsonl":
         return f"jsonl {sink.path} format={sink.format}"
     return f"stdout format={sink.format}"

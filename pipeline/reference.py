@@ -31,6 +31,7 @@ from sinks.debezium import DebeziumOptions
 from sinks.jsonl import JsonlSinkConfig
 from sinks.kafka import KafkaSinkConfig
 from sinks.mysql import MySQLSinkConfig
+from sinks.postgresql import PostgreSQLSinkConfig
 from sinks.stdout import StdoutSinkConfig
 
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
@@ -43,6 +44,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("arbiter", ArbiterConfig),
     ("sink (type: kafka)", KafkaSinkConfig),
     ("sink (type: mysql)", MySQLSinkConfig),
+    ("sink (type: postgresql; types: see MySQL to PostgreSQL)", PostgreSQLSinkConfig),
     ("sink (type: jsonl)", JsonlSinkConfig),
     ("sink (type: stdout)", StdoutSinkConfig),
     ("sink.debezium (kafka and jsonl, format: debezium-json; Debezium's names)", DebeziumOptions),
