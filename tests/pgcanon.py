@@ -344,8 +344,8 @@ def from_pg(column: Column, value: Any) -> Any:
         return _micros(value)
     if kind == "bit":
         return int(str(value), 2) if str(value) else 0
-    if kind == "json":
-        return _hashable(_json(json.loads(value) if isinstance(value, str) else value))
+    if kind == "json":  # read as text (see _pg_select): a jsonb string is a str too
+        return _hashable(_json(json.loads(value)))
     if kind == "binary":
         return bytes(value).ljust(column.length or 0, b"\x00")
     if kind == "bytes":
@@ -370,6 +370,11 @@ def _mysql_select(column: Column) -> str:
 
 def _pg_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _pg_select(column: Column) -> str:
+    name = _pg_name(column.name)
+    return f"{name}::text" if column.kind == "json" else name
 
 
 def compare_table(
@@ -410,7 +415,7 @@ def compare_table(
             ]
     finally:
         conn.close()
-    names = ",".join(_pg_name(c.name) for c in compared)
+    names = ",".join(_pg_select(c) for c in compared)
     target = [
         tuple(from_pg(c, v) for c, v in zip(compared, row, strict=True))
         for row in pg.execute(f"SELECT {names} FROM {_pg_name(pg_schema)}.{_pg_name(pg_table)}")
