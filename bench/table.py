@@ -67,9 +67,39 @@ def _row(result: dict[str, Any]) -> str:
             else ""
         ),
         f"{summary.get('rollbacks', 0)}/{summary.get('retries', 0)}",
-        _debezium(summary),
+        _peers(summary),
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def _peers(summary: dict[str, Any]) -> str:
+    cells = [
+        cell
+        for cell in (_debezium(summary), _chameleon(summary), _mysql_sink(summary))
+        if cell != "-"
+    ]
+    return "; ".join(cells) or "-"
+
+
+def _chameleon(summary: dict[str, Any]) -> str:
+    """pg_chameleon beside ferry, both from process spawn to the target's last row."""
+    if not summary.get("pg_chameleon_rows_per_s"):
+        return "-"
+    return (
+        f"pg_chameleon 2.0.21 {_int(summary['pg_chameleon_rows_per_s'])} from spawn vs ferry"
+        f" {_int(summary.get('ferry_rows_per_s_from_start'))}, **ferry"
+        f" {summary['vs_pg_chameleon']:.2f}x**"
+    )
+
+
+def _mysql_sink(summary: dict[str, Any]) -> str:
+    """ferry's MySQL sink over the same binlog in the same runs (``--compare-sink mysql``)."""
+    if not summary.get("ferry_mysql_rows_per_s"):
+        return "-"
+    return (
+        f"ferry's MySQL sink {_int(summary['ferry_mysql_rows_per_s'])}, this sink"
+        f" **{summary['vs_mysql_sink']:.0%}** of it"
+    )
 
 
 def _debezium(summary: dict[str, Any]) -> str:
@@ -94,7 +124,7 @@ def _debezium(summary: dict[str, Any]) -> str:
 
 def _order(result: dict[str, Any]) -> tuple[Any, ...]:
     options = result["options"]
-    sinks = ["jsonl", "kafka", "mysql"]
+    sinks = ["jsonl", "kafka", "mysql", "postgresql"]
     return (
         bool(options.get("rate")) or bool(options.get("big_txn")),
         sinks.index(options["sink"]),
@@ -113,8 +143,9 @@ def table() -> str:
     head = (
         "| sink | table | workload | raw decode rows/s | ferry rows/s | ferry/raw"
         " | raw producer msg/s | lag p50 / p99 | peak RSS (node + decoder) | rollbacks/retries"
-        " | Debezium 3.6.3 rows/s from spawn and over the 2nd half, beside ferry's; CPU s vs"
-        " ferry; peak RSS |\n"
+        " | beside it in the same runs: Debezium 3.6.3 rows/s from spawn and over the 2nd half,"
+        " beside ferry's; CPU s vs ferry; peak RSS / pg_chameleon rows/s from spawn / ferry's"
+        " MySQL sink |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     machines = sorted({r["machine"] for r in results})
@@ -126,7 +157,11 @@ def table() -> str:
         " debezium`): its embedded engine with a Java handler writing JSON lines (fsync per"
         " batch), rows/s from JVM spawn to the last line and over the second half of the rows"
         " (the JIT warm), beside ferry's rows/s from its process spawn and over its second"
-        " half; CPU of the whole processes.\n"
+        " half; CPU of the whole processes. pg_chameleon (`--peer pg_chameleon`): 2.0.21 from"
+        " PyPI into its own database on the same PostgreSQL, rows/s from the spawn of"
+        " `chameleon start_replica` until its table holds the source's final rows, beside"
+        " ferry's PostgreSQL sink from its process spawn; ferry's MySQL sink (`--compare-sink"
+        " mysql`) over the same binlog in the same runs, both from the dump connection.\n"
     )
     return head + "\n".join(_row(r) for r in results) + "\n" + notes
 
