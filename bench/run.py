@@ -588,8 +588,17 @@ def phase_pg_chameleon(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def phase_verify_pg(spec: dict[str, Any]) -> dict[str, Any]:
+    """A PostgreSQL target compared with the source row by row, in a process of its own:
+    the rows it reads would otherwise stay in the orchestrator's peak RSS, which every
+    later phase process inherits (Linux carries ``ru_maxrss`` across fork and exec)."""
+    compare_pg_target(spec, spec["verify_database"])
+    return {"database": spec["verify_database"], "equal": True}
+
+
 PHASES = {
     "debezium": phase_debezium,
+    "verify_pg": phase_verify_pg,
     "pg_chameleon": phase_pg_chameleon,
     "raw": phase_raw,
     "ferry": phase_ferry,
@@ -1025,10 +1034,10 @@ def main() -> int:
                     live = written["inserts"] - written["deletes"]
                     if run["target_rows"] != live:
                         raise SystemExit(f"target has {run['target_rows']} rows, expected {live}")
-                if args.sink == "postgresql":
-                    compare_pg_target(spec, spec["target_database"])
-                if args.peer == "pg_chameleon":
-                    compare_pg_target(spec, spec["chameleon_database"])
+                for database in ([spec["target_database"]] if args.sink == "postgresql" else []) + (
+                    [spec["chameleon_database"]] if args.peer == "pg_chameleon" else []
+                ):
+                    run_phase("verify_pg", dict(spec, verify_database=database), env)
             f = run["ferry"]
             raw = run.get("raw")
             if raw and f.get("rows_per_s") and not args.rate:  # at a fixed rate, the rate
