@@ -246,6 +246,16 @@ def pg_type(column: Column, options: TypeOptions, where: str = "") -> str:
     )
 
 
+_TYPMOD = re.compile(r"\(\d+(?:,\d+)?\)")
+
+
+def cast_type(pg: str) -> str:
+    """The type a parameter is cast to for a column of type ``pg``: without its modifier,
+    because an explicit cast to ``character varying(5)`` truncates silently where the
+    column's own assignment (or a comparison) must see the whole value."""
+    return _TYPMOD.sub("", pg)
+
+
 def nullable(column: Column, options: TypeOptions) -> bool:
     """Whether the target column allows NULL (zero dates become NULL by default)."""
     if column.optional:

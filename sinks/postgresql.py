@@ -65,6 +65,7 @@ from sinks.pgtypes import (
     TypeOptions,
     ValueRefused,
     added_default,
+    cast_type,
     column_drops,
     column_renames,
     converters,
@@ -761,7 +762,7 @@ class PostgreSQLSink(Sink):
                 cur.execute(f"DELETE FROM {table} t USING {into} s WHERE {match}", ())
                 sent += 1
         else:
-            types = [facts.columns.get(n, "text") for n in names]
+            types = [cast_type(facts.columns.get(n, "text")) for n in names]
             for k, (action, image) in enumerate(images):
                 at[1] = k
                 assert image is not None
@@ -821,7 +822,9 @@ class PostgreSQLSink(Sink):
         assert action.after is not None
         facts = self._tables[group.target]
         set_names = [self._name(c) for c in self._written(group.target, tuple(action.after))]
-        sets = ", ".join(f"{qi(n)} = %s::{facts.columns.get(n, 'text')}" for n in set_names)
+        sets = ", ".join(
+            f"{qi(n)} = %s::{cast_type(facts.columns.get(n, 'text'))}" for n in set_names
+        )
         return f"UPDATE {table} SET {sets} WHERE {one}", [*new, *values]
 
     def _describe(self, group: Group, index: int | None, exc: BaseException) -> str:

@@ -350,6 +350,11 @@ def test_table_without_primary_key(sink: PostgreSQLSink, postgresql: Any, postgr
     sink.load(batch(2, upd(one, dict(one, b="set"), nk), dele(one, nk)), epoch=1)
     assert [r[:2] for r in rows(postgresql, postgresql_db, "nk", "a, b")] == [(1, "set")]
 
+    # a value too long for the column fails: it is not cut to fit
+    with pytest.raises(FatalError, match=r"src\.nk \(target tgt\.nk\): \[22001\] value too long"):
+        sink.load(batch(3, upd(dict(one, b="set"), dict(one, b="x" * 11), nk)), epoch=1)
+    assert [r[:2] for r in rows(postgresql, postgresql_db, "nk", "a, b")] == [(1, "set")]
+
     rejecting = make_sink(postgresql, postgresql_db, no_primary_key="reject")
     with pytest.raises(FatalError, match="no primary key"):
         rejecting.load(batch(3, ins(one, nk)), epoch=1)
