@@ -469,7 +469,7 @@ def _time_of_day(value: Any) -> Any:
                 " (sink.time is 'time'; 'interval' keeps any MySQL TIME)"
             )
         if value == _DAY:
-            return dt.time(0)  # 24:00:00 is written as 00:00 (Python's time has no 24)
+            return "24:00:00"  # PostgreSQL's time has it; Python's has not
         seconds = value.seconds
         return dt.time(seconds // 3600, seconds // 60 % 60, seconds % 60, value.microseconds)
     return value

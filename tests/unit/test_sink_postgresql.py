@@ -154,6 +154,7 @@ def test_value_conversion() -> None:
     assert convert("c TIME(2)", dt.timedelta(hours=23, microseconds=10), time="time") == dt.time(
         23, 0, 0, 10
     )
+    assert convert("c TIME", dt.timedelta(hours=24), time="time") == "24:00:00"
     with pytest.raises(ValueRefused, match="TIME outside"):
         convert("c TIME", dt.timedelta(hours=25), time="time")
 
