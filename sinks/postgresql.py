@@ -319,6 +319,16 @@ class PostgreSQLSink(Sink):
             return f"PostgreSQL sink {info.get('user', '')}@{host}:{port}/{info.get('dbname', '')}"
         return f"PostgreSQL sink {cfg.user}@{cfg.host}:{cfg.port}/{cfg.database}"
 
+    def _classify(self, exc: BaseException, message: str) -> FerryError:
+        """:func:`pg_classify`, naming the setting when the error is the sink's timeout."""
+        timeout = sqlstate(exc) == "57014" or "timeout expired" in str(exc)
+        if timeout:
+            message += (
+                f" (no answer within sink.timeout_s, {self.config.timeout_s:g} s: raise it when"
+                " the target is slow or a statement, like an ALTER of a big table, runs longer)"
+            )
+        return pg_classify(exc, message)
+
     # -- connection
 
     def open(self) -> None:
@@ -371,7 +381,7 @@ class PostgreSQLSink(Sink):
         try:
             conn = psycopg.connect(conninfo, **args)
         except Exception as exc:
-            raise pg_classify(exc, f"{where}: cannot connect: {exc}").context(
+            raise self._classify(exc, f"{where}: cannot connect: {exc}").context(
                 pipeline=self.pipeline_id
             ) from exc
         try:
@@ -382,7 +392,7 @@ class PostgreSQLSink(Sink):
             with contextlib.suppress(Exception):
                 conn.close()
             message = f"{where}: session setup failed: {exc}"
-            raise pg_classify(exc, message).context(pipeline=self.pipeline_id) from exc
+            raise self._classify(exc, message).context(pipeline=self.pipeline_id) from exc
         logger.info("{}: connected, checkpoint table {}", where, self._ckpt)
         self._conn = conn
         return conn
@@ -430,7 +440,7 @@ class PostgreSQLSink(Sink):
         except Exception as exc:
             self._drop()
             message = f"{self._where()}: reading the checkpoint failed: {exc}"
-            raise pg_classify(exc, message).context(pipeline=self.pipeline_id) from exc
+            raise self._classify(exc, message).context(pipeline=self.pipeline_id) from exc
         if row is None or row[1] is None:
             return None
         return SinkCheckpoint(Position.from_json(row[1]), int(row[0]))
@@ -557,7 +567,7 @@ class PostgreSQLSink(Sink):
             else:
                 message = self._describe(group, index, exc)
             self._drop()
-            raise pg_classify(exc, message).context(**context) from exc
+            raise self._classify(exc, message).context(**context) from exc
         self.statements_executed += sent
         return sent
 
@@ -911,7 +921,7 @@ class PostgreSQLSink(Sink):
             names = _QUOTED.findall(" ".join(statements or ()))
             said = without_values(str(exc).splitlines()[0], [n.replace('""', '"') for n in names])
             message = f"PostgreSQL sink: DDL failed on the target: {said}; statement: {short}"
-            raise pg_classify(exc, message).context(position=ddl.position, **context) from exc
+            raise self._classify(exc, message).context(position=ddl.position, **context) from exc
         if policy == "skip":
             logger.info("PostgreSQL sink: skipping {} DDL (sink.ddl=skip): {}", ddl.kind, short)
         elif statements is None:

@@ -528,3 +528,22 @@ def test_alter_keeps_columns_only_the_target_has(postgresql: Any, postgresql_db:
         sink.close()
     names = [c[0] for c in columns(postgresql, postgresql_db, "t")]
     assert names == ["id", "audited_at", "b"]
+
+
+def test_a_statement_over_the_timeout_is_resumable_and_names_the_setting(
+    postgresql: Any, postgresql_db: str
+):
+    sink = make_sink(postgresql, postgresql_db, timeout_s=1)
+    try:
+        sink.load(batch(1, ins({"id": 1, "v": "a", "email": None})), epoch=1)
+        blocker = postgresql.connect(postgresql_db, autocommit=False)
+        try:
+            blocker.execute(f"LOCK TABLE {TGT}.kv IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(ResumableError, match=r"sink\.timeout_s, 1 s"):
+                sink.load(batch(2, ins({"id": 2, "v": "b", "email": None})), epoch=1)
+        finally:
+            blocker.close()
+        sink.load(batch(2, ins({"id": 2, "v": "b", "email": None})), epoch=1)
+    finally:
+        sink.close()
+    assert rows(postgresql, postgresql_db, "kv") == [(1, "a", None), (2, "b", None)]
