@@ -255,10 +255,18 @@ def groups(
     """Actions in apply order, grouped; ``written(target, columns)`` drops the columns
     the target computes itself."""
     out: list[Group] = []
-    for action in actions:
+    targets: dict[tuple[str, str], tuple[str, str]] = {}
+    shapes: dict[tuple[tuple[str, str], tuple[str, ...]], tuple[str, ...]] = {}
+    for action in actions:  # per row: looked up once per table and column list
         kind = kind_of(action)
-        tgt = target(action.schema, action.table)
-        columns = written(tgt, columns_of(action, kind))
+        source = (action.schema, action.table)
+        tgt = targets.get(source)
+        if tgt is None:
+            tgt = targets[source] = target(*source)
+        shape = (tgt, columns_of(action, kind))
+        columns = shapes.get(shape)
+        if columns is None:
+            columns = shapes[shape] = written(*shape)
         last = out[-1] if out else None
         single = kind in ("update_row", "delete_row")
         if last is None or single or (last.kind, last.target, last.columns) != (kind, tgt, columns):
@@ -616,13 +624,12 @@ class PostgreSQLSink(Sink):
         definitions: dict[tuple[str, str], TableSchema],
     ) -> None:
         """Create the schemas and tables the actions need, add the columns they lack."""
-        needed: dict[tuple[str, str], tuple[tuple[str, str], set[str]]] = {}
-        for action in actions:
-            source = (action.schema, action.table)
+        shapes: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+        for action in actions:  # per row: the column lists, not every column
+            shapes.setdefault((action.schema, action.table), set()).add(tuple(action.row))
+        for source, lists in shapes.items():
             tgt = self.target(*source)
-            entry = needed.setdefault(tgt, (source, set()))
-            entry[1].update(action.row)
-        for tgt, (source, columns) in needed.items():
+            columns = set().union(*lists)
             definition = definitions.get(source)
             facts = self._facts(cur, tgt)
             if facts is None:
