@@ -233,7 +233,6 @@ class PgTable:
     generated: frozenset[str] = frozenset()
     key: tuple[str, ...] = ()
     key_constraint: str | None = None
-    key_primary: bool = True
 
 
 @dataclass(slots=True)
@@ -296,7 +295,6 @@ class PostgreSQLSink(Sink):
         self._said: set[tuple[tuple[str, str], str]] = set()
         self._warned_no_pk: set[tuple[str, str]] = set()
         self._last_checkpoint_write = 0.0
-        self.statements_executed = 0  # statements of row data sent (for tests and stats)
         self._ckpt = f"{qi(self._name(config.checkpoint_schema))}.{qi('ferry_checkpoint')}"
 
     # -- names
@@ -576,7 +574,6 @@ class PostgreSQLSink(Sink):
                 message = self._describe(group, index, exc)
             self._drop()
             raise self._classify(exc, message).context(**context) from exc
-        self.statements_executed += sent
         return sent
 
     # -- target tables
@@ -588,7 +585,7 @@ class PostgreSQLSink(Sink):
             return facts
         cur.execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
-            " a.attgenerated <> '', k.conname, k.contype = 'p', array_position(k.conkey, a.attnum)"
+            " a.attgenerated <> '', k.conname, array_position(k.conkey, a.attnum)"
             " FROM pg_attribute a LEFT JOIN LATERAL (SELECT conname, contype, conkey"
             "  FROM pg_constraint WHERE conrelid = a.attrelid AND contype IN ('p', 'u')"
             "  ORDER BY contype, conname LIMIT 1) k ON true"
@@ -599,14 +596,13 @@ class PostgreSQLSink(Sink):
         rows = cur.fetchall()
         if not rows:
             return None
-        keyed = sorted((r[6], r[0]) for r in rows if r[6] is not None)
+        keyed = sorted((r[5], r[0]) for r in rows if r[5] is not None)
         facts = PgTable(
             columns={r[0]: r[1] for r in rows},
             not_null=frozenset(r[0] for r in rows if r[2]),
             generated=frozenset(r[0] for r in rows if r[3]),
             key=tuple(name for _, name in keyed),
             key_constraint=rows[0][4],
-            key_primary=bool(rows[0][5]),
         )
         self._tables[target] = facts
         return facts
