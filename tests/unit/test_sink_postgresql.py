@@ -22,6 +22,8 @@ from sinks.pgtypes import (
     column_renames,
     converter,
     create_table,
+    enum_members,
+    enum_type,
     pg_type,
     qi,
 )
@@ -123,6 +125,28 @@ def test_create_table_keys_and_nullability() -> None:
         ' NOT NULL, PRIMARY KEY ("id", "d"))'
     )
     assert qi("100%") == '"100%%"'  # statements always run with parameters
+
+
+def test_create_table_unique_keys_generated_columns_and_enum_types() -> None:
+    table = definition(
+        "CREATE TABLE t (id INT PRIMARY KEY, e ENUM('a','it''s') NOT NULL, s SET('x'),"
+        " g INT AS (id + 1) STORED, m VARCHAR(9) UNIQUE, UNIQUE KEY (e, m), UNIQUE (g))"
+    )
+    assert create_table(("s", "t"), table, DEFAULTS, str) == (
+        'CREATE TABLE IF NOT EXISTS "s"."t" ("id" integer NOT NULL, "e" text NOT NULL,'
+        ' "s" text, "g" integer, "m" character varying(9), PRIMARY KEY ("id"),'
+        ' UNIQUE ("m"), UNIQUE ("e", "m"), UNIQUE ("g"))'
+    )
+    # skip: no generated column, and no unique key on one; the enum is a type of its own
+    options = TypeOptions(generated_columns="skip", enums="enum_types")
+    assert create_table(("s", "t"), table, options, str) == (
+        'CREATE TABLE IF NOT EXISTS "s"."t" ("id" integer NOT NULL, "e" "s"."t_e" NOT NULL,'
+        ' "s" text, "m" character varying(9), PRIMARY KEY ("id"), UNIQUE ("m"),'
+        ' UNIQUE ("e", "m"))'
+    )
+    assert enum_members(table.columns[1]) == ["a", "it's"]
+    # PostgreSQL cuts names at 63 bytes: the type is named as the catalog will show it
+    assert enum_type(("s", "t" * 60), "column") == f'"s"."{"t" * 60}_co"'
 
 
 def convert(sql: str, value: Any, **options: Any) -> Any:
