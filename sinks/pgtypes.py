@@ -25,7 +25,10 @@ TIME(n)                        interval                       ±838:59:59 kept [
                                                               00:00-24:00 pauses]
 CHAR(n), VARCHAR(n)            character varying(n)           NUL characters removed
 TINYTEXT … LONGTEXT            text                           NUL characters removed
-ENUM, SET                      text                           SET: 'a,b' in definition order
+ENUM                           text [enums: enum_types —      as is
+                               ``<table>_<column>``, an enum
+                               type in the target schema]
+SET                            text                           'a,b' in definition order
 JSON                           jsonb                          ``\\u0000`` removed (jsonb
                                                               refuses it), said once per table
 BINARY, VARBINARY, BLOBs       bytea                          as is
@@ -41,8 +44,13 @@ Identifiers are quoted as MySQL spells them, or folded to lower case
 (``identifiers: lower``), which is how unquoted names read in PostgreSQL.
 
 Generated (VIRTUAL/STORED) columns arrive in row images like any column and are
-written as plain columns; a target column that PostgreSQL itself generates is never
-written.
+written as plain columns; ``generated_columns: skip`` leaves them (but for key columns)
+out of CREATE TABLE and of every write (:func:`skipped`). ``Column.computed`` says which
+they are; a definition read from a table map cannot, so there they stay plain. A target
+column that PostgreSQL itself generates is never written.
+
+Keys (:func:`table_keys`): the definition's key, and every other UNIQUE key of the source
+as a UNIQUE constraint.
 
 Type names are produced exactly as PostgreSQL's ``format_type`` prints them, so a
 table's columns on the target compare with a definition as strings (``ALTER`` sync).

@@ -7,8 +7,9 @@ Per batch (see ``PostgreSQLSink.load``), one transaction:
    rolls back and raises ``FencedError`` (as the MySQL sink);
 2. every target table the batch writes is made ready: a missing schema or table is
    created from the rows' definition (``RowChange.definition``, the schema history's),
-   so a snapshot or a table created mid-stream needs nothing on the target first; a
-   column the target lacks is added (with ``ddl: apply``);
+   with the source's key and UNIQUE keys (and, with ``enums: enum_types``, its enum
+   types first), so a snapshot or a table created mid-stream needs nothing on the target
+   first; a column the target lacks is added (with ``ddl: apply``);
 3. the row changes, merged per (table, key) by :mod:`sinks.merge` exactly as the MySQL
    sink merges them (deletes before writes per table), go per table and kind through
    ``COPY`` into a temporary staging table (one per target table and connection,
@@ -29,11 +30,12 @@ Types and values: :mod:`sinks.pgtypes` (the mapping table and its options).
 
 DDL (``ddl: apply | skip | fail``): translated from the table's definition after the
 statement (``DdlChange.table_changes``, the schema history), not from its text —
-CREATE TABLE, ALTER TABLE (columns added, dropped, renamed, changed in type or
-nullability, the key), RENAME TABLE, TRUNCATE, DROP TABLE, CREATE/DROP DATABASE (a
-schema). PostgreSQL's DDL is transactional, so a statement is applied in the
+CREATE TABLE (a snapshot's too: it carries the definition), ALTER TABLE (columns added,
+dropped, renamed, changed in type or nullability, the key, unique keys, enum members
+added), CREATE UNIQUE INDEX, DROP INDEX, RENAME TABLE, TRUNCATE, DROP TABLE, CREATE/DROP
+DATABASE (a schema). PostgreSQL's DDL is transactional, so a statement is applied in the
 transaction that writes the checkpoint after it: a replay never finds it half done.
-Any other statement (views, indexes, routines, …) is not translated: ``untranslated:
+Any other statement (views, non-unique indexes, routines, …) is not translated: ``untranslated:
 skip`` logs it and moves on, ``fail`` pauses; both name the statement (credentials
 masked).
 
@@ -1136,8 +1138,11 @@ class PostgreSQLSink(Sink):
                     out.append(f"ALTER TABLE {table} ALTER COLUMN {qi(name)} DROP DEFAULT")
                 continue
             if have[name] != pg:
+                # an enum type takes its values as text (there is no cast between two enums)
+                via = "::text" if pg == enum_type(target, name) else ""
                 out.append(
-                    f"ALTER TABLE {table} ALTER COLUMN {qi(name)} TYPE {pg} USING {qi(name)}::{pg}"
+                    f"ALTER TABLE {table} ALTER COLUMN {qi(name)} TYPE {pg}"
+                    f" USING {qi(name)}{via}::{pg}"
                 )
             in_key = name in facts.key
             if not in_key and not_null != (name in facts.not_null):

@@ -704,12 +704,17 @@ def test_enum_types(postgresql: Any, postgresql_db: str):
         add = ddl("ALTER TABLE en ADD f ENUM('a')", 6, en)
         sink.load(Batch(6, [add], pos(6)), epoch=1)
         assert members("en_f") == ["a"]
+        # a renamed table's ENUM column moves to a type named after its new name
+        sink.load(Batch(7, [ddl("RENAME TABLE en TO en3", 7)], pos(7)), epoch=1)
+        renamed = ddl("ALTER TABLE en3 ADD g INT", 8, en.__class__(SRC, "en3", en.columns, ("id",)))
+        sink.load(Batch(8, [renamed], pos(8)), epoch=1)
+        assert members("en3_e") == ["none", "low", "mid", "high", "top"]
         rowed = table("CREATE TABLE en2 (id INT PRIMARY KEY, k ENUM('p', 'q'))")
-        sink.load(batch(7, ins({"id": 1, "k": "q"}, rowed)), epoch=1)
+        sink.load(batch(9, ins({"id": 1, "k": "q"}, rowed)), epoch=1)
         assert members("en2_k") == ["p", "q"]
     finally:
         sink.close()
-    assert rows(postgresql, postgresql_db, "en", "e") == [
-        (2, "mid", None, None),
-        (1, "top", "y", None),
+    assert rows(postgresql, postgresql_db, "en3", "e") == [
+        (2, "mid", None, None, None),
+        (1, "top", "y", None, None),
     ]
