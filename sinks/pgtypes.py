@@ -25,7 +25,10 @@ TIME(n)                        interval                       ±838:59:59 kept [
                                                               00:00-24:00 pauses]
 CHAR(n), VARCHAR(n)            character varying(n)           NUL characters removed
 TINYTEXT … LONGTEXT            text                           NUL characters removed
-ENUM, SET                      text                           SET: 'a,b' in definition order
+ENUM                           text [enums: enum_types —      as is
+                               ``<table>_<column>``, an enum
+                               type in the target schema]
+SET                            text                           'a,b' in definition order
 JSON                           jsonb                          ``\\u0000`` removed (jsonb
                                                               refuses it), said once per table
 BINARY, VARBINARY, BLOBs       bytea                          as is
@@ -41,8 +44,13 @@ Identifiers are quoted as MySQL spells them, or folded to lower case
 (``identifiers: lower``), which is how unquoted names read in PostgreSQL.
 
 Generated (VIRTUAL/STORED) columns arrive in row images like any column and are
-written as plain columns; a target column that PostgreSQL itself generates is never
-written.
+written as plain columns; ``generated_columns: skip`` leaves them (but for key columns)
+out of CREATE TABLE and of every write (:func:`skipped`). ``Column.computed`` says which
+they are; a definition read from a table map cannot, so there they stay plain. A target
+column that PostgreSQL itself generates is never written.
+
+Keys (:func:`table_keys`): the definition's key, and every other UNIQUE key of the source
+as a UNIQUE constraint.
 
 Type names are produced exactly as PostgreSQL's ``format_type`` prints them, so a
 table's columns on the target compare with a definition as strings (``ALTER`` sync).
@@ -66,6 +74,8 @@ from pipeline.model import Column, TableSchema, ZeroDate
 ZeroDates = Literal["null", "error"]
 TimeAs = Literal["interval", "time"]
 Identifiers = Literal["keep", "lower"]
+GeneratedColumns = Literal["plain", "skip"]
+Enums = Literal["text", "enum_types"]
 
 
 class TypeOptions(BaseModel):
@@ -91,6 +101,18 @@ class TypeOptions(BaseModel):
         default_factory=dict,
         description="'schema.table.column' (source names) -> PostgreSQL type of that column"
         " when ferry creates or alters its table",
+    )
+    generated_columns: GeneratedColumns = Field(
+        "plain",
+        description="generated (VIRTUAL/STORED) source columns: plain creates and writes them"
+        " as ordinary columns with the values MySQL computed; skip leaves them out of the"
+        " tables ferry creates and of every write (a key column is always written)",
+    )
+    enums: Enums = Field(
+        "text",
+        description="ENUM columns as text, or as a PostgreSQL enum type <table>_<column> in"
+        " the target schema (members added by ALTER TYPE … ADD VALUE when MySQL adds them);"
+        " SET is text either way",
     )
 
 
@@ -193,15 +215,18 @@ def _fraction(kind: str, digits: int | None, suffix: str = "") -> str:
     return kind + suffix
 
 
-def pg_type(column: Column, options: TypeOptions, where: str = "") -> str:
+def pg_type(column: Column, options: TypeOptions, where: str = "", enum: str | None = None) -> str:
     """The PostgreSQL type of a MySQL column, as ``format_type`` prints it.
 
-    ``where`` is ``schema.table`` (source names), for ``column_types`` and messages.
+    ``where`` is ``schema.table`` (source names), for ``column_types`` and messages;
+    ``enum`` the column's enum type (:func:`enum_type`) when ``enums`` is ``enum_types``.
     """
     override = options.column_types.get(f"{where}.{column.name}")
     if override:
         return override
     base, unsigned = base_type(column)
+    if base == "ENUM" and options.enums == "enum_types" and enum is not None:
+        return enum
     if base in _INT_TYPES:
         return _INT_TYPES[base][1 if unsigned else 0]
     if base in _DECIMAL:
@@ -246,6 +271,16 @@ def pg_type(column: Column, options: TypeOptions, where: str = "") -> str:
     )
 
 
+_TYPMOD = re.compile(r"\(\d+(?:,\d+)?\)")
+
+
+def cast_type(pg: str) -> str:
+    """The type a parameter is cast to for a column of type ``pg``: without its modifier,
+    because an explicit cast to ``character varying(5)`` truncates silently where the
+    column's own assignment (or a comparison) must see the whole value."""
+    return _TYPMOD.sub("", pg)
+
+
 def nullable(column: Column, options: TypeOptions) -> bool:
     """Whether the target column allows NULL (zero dates become NULL by default)."""
     if column.optional:
@@ -253,9 +288,30 @@ def nullable(column: Column, options: TypeOptions) -> bool:
     return options.zero_dates == "null" and base_type(column)[0] in _DATES
 
 
-def column_sql(name: str, column: Column, options: TypeOptions, where: str) -> str:
-    sql = f"{qi(name)} {pg_type(column, options, where)}"
-    return sql if nullable(column, options) else sql + " NOT NULL"
+_NAMEDATALEN = 63  # bytes of a PostgreSQL identifier; longer ones are cut by the server
+
+
+def enum_type(target: tuple[str, str], column: str) -> str:
+    """The quoted enum type of a target column: ``<table>_<column>`` in the target's schema,
+    cut to 63 bytes as PostgreSQL would (so it compares with the catalog's name)."""
+    name = f"{target[1]}_{column}".encode()[:_NAMEDATALEN].decode("utf-8", "ignore")
+    return f"{qi(target[0])}.{qi(name)}"
+
+
+def enum_members(column: Column) -> list[str]:
+    """An ENUM or SET column's members, unquoted, in definition order."""
+    return [m[1:-1].replace("''", "'") for m in column.enum_values]
+
+
+def skipped(definition: TableSchema, options: TypeOptions) -> frozenset[str]:
+    """The source columns ``generated_columns: skip`` leaves out: generated columns that
+    are not part of the key (the key is what rows are matched on, so it is written)."""
+    if options.generated_columns != "skip":
+        return frozenset()
+    key = set(definition.primary_key)
+    return frozenset(
+        c.name for c in definition.columns if c.computed is not None and c.name not in key
+    )
 
 
 def create_table(
@@ -267,19 +323,44 @@ def create_table(
     """``CREATE TABLE IF NOT EXISTS`` for a source definition; ``name`` maps column names.
 
     The key is the definition's (the primary key, else the first unique key: see
-    ``TableSchema``): a PRIMARY KEY, or UNIQUE when one of its columns may be NULL.
+    ``TableSchema``): a PRIMARY KEY, or UNIQUE when one of its columns may be NULL. Every
+    other UNIQUE key of the source becomes a UNIQUE constraint (named by PostgreSQL), so
+    conflicts and ``ON CONFLICT`` behave as on the source. ENUM columns take their enum
+    type with ``enums: enum_types`` (:func:`enum_type`; the sink creates it first).
     """
     where = f"{definition.schema}.{definition.table}"
-    parts = [column_sql(name(c.name), c, options, where) for c in definition.columns]
+    left_out = skipped(definition, options)
+    parts = []
+    for c in definition.columns:
+        if c.name in left_out:
+            continue
+        column = name(c.name)
+        sql = f"{qi(column)} {pg_type(c, options, where, enum_type(target, column))}"
+        parts.append(sql if nullable(c, options) else sql + " NOT NULL")
+    for kind, columns in table_keys(definition, options):
+        parts.append(f"{kind} ({', '.join(qi(name(k)) for k in columns)})")
+    return f"CREATE TABLE IF NOT EXISTS {qi(target[0])}.{qi(target[1])} ({', '.join(parts)})"
+
+
+def table_keys(
+    definition: TableSchema, options: TypeOptions
+) -> list[tuple[Literal["PRIMARY KEY", "UNIQUE"], tuple[str, ...]]]:
+    """The keys a target table of ``definition`` has (source column names): its key first
+    (PRIMARY KEY, or UNIQUE when a column of it may be NULL), then every other UNIQUE key
+    of the source once, but those on a column ``generated_columns: skip`` leaves out."""
+    out: list[tuple[Literal["PRIMARY KEY", "UNIQUE"], tuple[str, ...]]] = []
     key = definition.primary_key
     if key:
         columns = [definition.column(k) for k in key]
-        keyed = ", ".join(qi(name(k)) for k in key)
-        if all(c is not None and not nullable(c, options) for c in columns):
-            parts.append(f"PRIMARY KEY ({keyed})")
-        else:
-            parts.append(f"UNIQUE ({keyed})")
-    return f"CREATE TABLE IF NOT EXISTS {qi(target[0])}.{qi(target[1])} ({', '.join(parts)})"
+        primary = all(c is not None and not nullable(c, options) for c in columns)
+        out.append(("PRIMARY KEY" if primary else "UNIQUE", key))
+    left_out = skipped(definition, options)
+    seen = {key}
+    for _, unique in definition.unique_keys:
+        if unique not in seen and not left_out.intersection(unique):
+            seen.add(unique)
+            out.append(("UNIQUE", unique))
+    return out
 
 
 _NUMERIC_PG = re.compile(r"^(smallint|integer|bigint|numeric|real|double precision)")
@@ -459,7 +540,7 @@ def _time_of_day(value: Any) -> Any:
                 " (sink.time is 'time'; 'interval' keeps any MySQL TIME)"
             )
         if value == _DAY:
-            return dt.time(0)  # 24:00:00 is written as 00:00 (Python's time has no 24)
+            return "24:00:00"  # PostgreSQL's time has it; Python's has not
         seconds = value.seconds
         return dt.time(seconds // 3600, seconds // 60 % 60, seconds % 60, value.microseconds)
     return value
@@ -475,8 +556,7 @@ def converter(column: Column | None, options: TypeOptions, cleaned: Cleaned) -> 
     if base in _VARCHAR or base in _TEXT or base == "ENUM":
         return _text(cleaned)
     if base == "SET":
-        members = tuple(m[1:-1].replace("''", "'") for m in column.enum_values)
-        return _set(members)
+        return _set(tuple(enum_members(column)))
     if base == "JSON":
         return _json(cleaned)
     if base == "BIT":

@@ -226,3 +226,65 @@ def test_a_value_the_target_cannot_hold_pauses_naming_table_and_column(
     assert "column n" in error and "key (id=2)" in error, error
     assert "40000" not in error and "tok-2" not in error, error
     assert target_rows(postgresql, postgresql_db, "m") in (None, ())
+
+
+def test_a_snapshot_creates_every_table_with_its_keys_enum_types_and_no_generated_columns(
+    tmp_path: Path,
+    mariadb: Any,
+    source_db: str,
+    redis_server: Any,
+    key_prefix: str,
+    postgresql: Any,
+    postgresql_db: str,
+) -> None:
+    """Into an empty target: a table without rows is created too (from the snapshot's DDL,
+    with the definition SHOW CREATE TABLE gave), with the source's UNIQUE keys, an enum
+    type per ENUM column and without generated columns; a MODIFY adding members reaches
+    the enum type before the rows that use them."""
+
+    def source(sql: str) -> None:
+        mariadb.execute(sql, database=source_db)
+
+    source("CREATE TABLE full_t (id INT PRIMARY KEY, g INT AS (id * 2) STORED)")
+    source("INSERT INTO full_t (id) VALUES (1)")
+    source(
+        "CREATE TABLE empty_t (id INT PRIMARY KEY, mail VARCHAR(20), st ENUM('new', 'done'),"
+        " v INT AS (id + 1) VIRTUAL, UNIQUE KEY (mail))"
+    )
+    config = write_config(
+        tmp_path / "pipeline.yaml",
+        pipeline_id="pg-snapshot-empty",
+        mariadb=mariadb,
+        schema=source_db,
+        redis_url=redis_server.url,
+        prefix=key_prefix,
+        sink=pg_sink(
+            postgresql, postgresql_db, source_db, generated_columns="skip", enums="enum_types"
+        ),
+        start=None,
+    )
+    node = FerryNode(config, "a").start()
+    try:
+        wait_until(
+            lambda: target_rows(postgresql, postgresql_db, "full_t") == ((1,),), 60, "the snapshot"
+        )
+        assert target_rows(postgresql, postgresql_db, "empty_t") == ()
+        source("ALTER TABLE empty_t MODIFY st ENUM('new', 'busy', 'done')")
+        source("INSERT INTO empty_t (id, mail, st) VALUES (1, 'a@x', 'busy')")
+        wait_until(
+            lambda: target_rows(postgresql, postgresql_db, "empty_t") == ((1, "a@x", "busy"),),
+            60,
+            "the MODIFY and the row after it",
+        )
+    finally:
+        node.stop()
+    [(labels,)] = postgresql.execute(
+        "SELECT enum_range(NULL::replica.empty_t_st)::text[]", database=postgresql_db
+    )
+    assert labels == ["new", "busy", "done"]
+    constraints = postgresql.execute(
+        "SELECT contype::text, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'replica.empty_t'::regclass ORDER BY contype",
+        database=postgresql_db,
+    )
+    assert constraints == (("p", "PRIMARY KEY (id)"), ("u", "UNIQUE (mail)"))

@@ -28,7 +28,7 @@ from pipeline.model import (
     TableSchema,
     ZeroDate,
 )
-from selector.ddl import alter_table, parse_create
+from selector.ddl import alter_table, dropped_index, parse_create, unique_index
 from selector.statements import classify, references
 from sinks.base import SinkCheckpoint
 from sinks.postgresql import PostgreSQLSink, PostgreSQLSinkConfig
@@ -223,7 +223,8 @@ def test_inserts_updates_deletes_and_key_changes_end_equal_and_replay_is_idempot
     assert rows(postgresql, postgresql_db, "kv") == expected
     assert sink.checkpoint() == SinkCheckpoint(pos(2), 1)
     sink.load(second, epoch=1)  # a replay
-    sink.load(batch(1, ins(a), ins(b), ins(c)), epoch=1)
+    # (batch 1 again now would put 2@x on key 2 while key 20 holds it: the source's UNIQUE
+    # (email) on the target refuses a state older than the one it holds, as MySQL would)
     sink.load(second, epoch=1)
     assert rows(postgresql, postgresql_db, "kv") == expected
 
@@ -247,9 +248,8 @@ def test_a_unique_value_swap_falls_back_to_binlog_order(
 ):
     a, b = {"id": 1, "v": "a", "email": "m1"}, {"id": 2, "v": "b", "email": "m2"}
     sink.load(batch(1, ins(a), ins(b)), epoch=1)
-    # ferry creates the key only; a target may have more (as the source's UNIQUE here)
-    postgresql.execute(f"ALTER TABLE {TGT}.kv ADD UNIQUE (email)", database=postgresql_db)
-    # swapped through a temporary value: merged, key 1 takes m2 while key 2 still holds it
+    # ferry created the source's UNIQUE (email) with the table; swapped through a
+    # temporary value: merged, key 1 takes m2 while key 2 still holds it
     swap = batch(
         2,
         upd(a, dict(a, email="tmp")),
@@ -350,6 +350,11 @@ def test_table_without_primary_key(sink: PostgreSQLSink, postgresql: Any, postgr
     sink.load(batch(2, upd(one, dict(one, b="set"), nk), dele(one, nk)), epoch=1)
     assert [r[:2] for r in rows(postgresql, postgresql_db, "nk", "a, b")] == [(1, "set")]
 
+    # a value too long for the column fails: it is not cut to fit
+    with pytest.raises(FatalError, match=r"src\.nk \(target tgt\.nk\): \[22001\] value too long"):
+        sink.load(batch(3, upd(dict(one, b="set"), dict(one, b="x" * 11), nk)), epoch=1)
+    assert [r[:2] for r in rows(postgresql, postgresql_db, "nk", "a, b")] == [(1, "set")]
+
     rejecting = make_sink(postgresql, postgresql_db, no_primary_key="reject")
     with pytest.raises(FatalError, match="no primary key"):
         rejecting.load(batch(3, ins(one, nk)), epoch=1)
@@ -370,6 +375,10 @@ def ddl(sql: str, n: int, before: TableSchema | None = None, schema: str = SRC) 
         after, renamed = alter_table(before, sql, schema)
         name = renamed or (before.schema, before.table)
         changes = (TableChange("ALTER", *name, after),)
+    elif statement.object == "INDEX":
+        assert before is not None
+        made = (unique_index if statement.verb == "CREATE" else dropped_index)(before, sql)
+        changes = (TableChange("ALTER", before.schema, before.table, made or before),)
     return DdlChange(
         schema,
         sql,
@@ -523,3 +532,189 @@ def test_alter_keeps_columns_only_the_target_has(postgresql: Any, postgresql_db:
         sink.close()
     names = [c[0] for c in columns(postgresql, postgresql_db, "t")]
     assert names == ["id", "audited_at", "b"]
+
+
+def test_a_statement_over_the_timeout_is_resumable_and_names_the_setting(
+    postgresql: Any, postgresql_db: str
+):
+    sink = make_sink(postgresql, postgresql_db, timeout_s=1)
+    try:
+        sink.load(batch(1, ins({"id": 1, "v": "a", "email": None})), epoch=1)
+        blocker = postgresql.connect(postgresql_db, autocommit=False)
+        try:
+            blocker.execute(f"LOCK TABLE {TGT}.kv IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(ResumableError, match=r"sink\.timeout_s, 1 s"):
+                sink.load(batch(2, ins({"id": 2, "v": "b", "email": None})), epoch=1)
+        finally:
+            blocker.close()
+        sink.load(batch(2, ins({"id": 2, "v": "b", "email": None})), epoch=1)
+    finally:
+        sink.close()
+    assert rows(postgresql, postgresql_db, "kv") == [(1, "a", None), (2, "b", None)]
+
+
+def constraints(server: Any, db: str, name: str) -> list[tuple[str, list[str]]]:
+    """The target table's primary and unique constraints: (kind, columns), sorted."""
+    found = server.execute(
+        "SELECT c.contype::text, ARRAY(SELECT a.attname::text FROM unnest(c.conkey)"
+        " WITH ORDINALITY k(num, o) JOIN pg_attribute a ON a.attrelid = c.conrelid"
+        " AND a.attnum = k.num ORDER BY k.o) FROM pg_constraint c"
+        " WHERE c.conrelid = to_regclass(%s) AND c.contype IN ('p', 'u')",
+        (f"{TGT}.{name}",),
+        database=db,
+    )
+    return sorted((kind, list(cols)) for kind, cols in found)
+
+
+def test_the_sources_unique_keys_are_created_and_follow_its_ddl(
+    postgresql: Any, postgresql_db: str
+):
+    sink = make_sink(postgresql, postgresql_db)
+    uk = table(
+        "CREATE TABLE uk (id INT PRIMARY KEY, email VARCHAR(40) UNIQUE, a INT, b INT,"
+        " UNIQUE KEY ab (a, b))"
+    )
+    try:
+        sink.load(batch(1, ins({"id": 1, "email": "m1", "a": 1, "b": 1}, uk)), epoch=1)
+        assert constraints(postgresql, postgresql_db, "uk") == [
+            ("p", ["id"]),
+            ("u", ["a", "b"]),
+            ("u", ["email"]),
+        ]
+        # as on the source, a second row with the same unique value is refused
+        with pytest.raises(FatalError, match=r"\[23505\].*key \(id=2\)"):
+            sink.load(batch(2, ins({"id": 2, "email": "m1", "a": 2, "b": 2}, uk)), epoch=1)
+        n = 2
+
+        def run(statement: str, before: TableSchema) -> TableSchema:
+            nonlocal n
+            n += 1
+            change = ddl(statement, n, before)
+            sink.load(Batch(n, [change], pos(n)), epoch=1)
+            sink.load(Batch(n, [change], pos(n)), epoch=1)  # a replay changes nothing
+            after = change.table_changes[0].definition
+            assert after is not None
+            return after
+
+        uk = run("ALTER TABLE uk DROP INDEX ab, ADD UNIQUE KEY ba (b, a)", uk)
+        uk = run("ALTER TABLE uk RENAME COLUMN email TO mail", uk)  # no second constraint
+        uk = run("CREATE UNIQUE INDEX ia ON uk (a)", uk)
+        assert constraints(postgresql, postgresql_db, "uk") == [
+            ("p", ["id"]),
+            ("u", ["a"]),
+            ("u", ["b", "a"]),
+            ("u", ["mail"]),
+        ]
+        uk = run("DROP INDEX email ON uk", uk)  # MySQL named it after its column, then
+        uk = run("ALTER TABLE uk DROP COLUMN a", uk)  # (b, a) narrows to (b), as in MySQL
+        assert constraints(postgresql, postgresql_db, "uk") == [("p", ["id"]), ("u", ["b"])]
+    finally:
+        sink.close()
+
+
+def test_a_unique_key_on_a_table_without_primary_key(postgresql: Any, postgresql_db: str):
+    """The unique key the rows are keyed on, and a second one."""
+    sink = make_sink(postgresql, postgresql_db)
+    nk = table("CREATE TABLE nk2 (u INT UNIQUE, w INT, UNIQUE KEY (w))")
+    try:
+        sink.load(batch(1, ins({"u": 1, "w": 1}, nk)), epoch=1)
+        sink.load(batch(2, upd({"u": 1, "w": 1}, {"u": 1, "w": 2}, nk)), epoch=1)
+    finally:
+        sink.close()
+    # the history makes the first unique key the key (Debezium's choice), NOT NULL
+    assert constraints(postgresql, postgresql_db, "nk2") == [("p", ["u"]), ("u", ["w"])]
+    assert rows(postgresql, postgresql_db, "nk2", "u") == [(1, 2)]
+
+
+GEN = table(
+    "CREATE TABLE gen (id INT PRIMARY KEY, a INT, v INT AS (a * 2) VIRTUAL,"
+    " s INT GENERATED ALWAYS AS (a + 1) STORED, UNIQUE KEY (s))"
+)
+
+
+def test_generated_columns_skip_leaves_them_out_of_create_and_writes(
+    postgresql: Any, postgresql_db: str
+):
+    sink = make_sink(postgresql, postgresql_db, generated_columns="skip")
+    one, two = {"id": 1, "a": 1, "v": 2, "s": 2}, {"id": 2, "a": 5, "v": 10, "s": 6}
+    try:
+        sink.load(batch(1, ins(one, GEN), ins(two, GEN)), epoch=1)
+        sink.load(batch(2, upd(one, {"id": 1, "a": 3, "v": 6, "s": 4}, GEN), dele(two, GEN)), 1)
+        before = GEN
+        change = ddl("ALTER TABLE gen ADD COLUMN w INT AS (a - 1) PERSISTENT, ADD b INT", 3, before)
+        sink.load(Batch(3, [change], pos(3)), epoch=1)
+        after = change.table_changes[0].definition
+        assert after is not None
+        sink.load(batch(4, ins({"id": 3, "a": 1, "v": 2, "s": 2, "w": 0, "b": 9}, after)), 1)
+    finally:
+        sink.close()
+    assert [c[0] for c in columns(postgresql, postgresql_db, "gen")] == ["id", "a", "b"]
+    assert constraints(postgresql, postgresql_db, "gen") == [("p", ["id"])]  # not UNIQUE (s)
+    assert rows(postgresql, postgresql_db, "gen") == [(1, 3, None), (3, 1, 9)]
+
+
+def test_generated_columns_plain_writes_the_computed_values(postgresql: Any, postgresql_db: str):
+    sink = make_sink(postgresql, postgresql_db)
+    try:
+        sink.load(batch(1, ins({"id": 1, "a": 1, "v": 2, "s": 2}, GEN)), epoch=1)
+    finally:
+        sink.close()
+    assert rows(postgresql, postgresql_db, "gen") == [(1, 1, 2, 2)]
+
+
+def test_enum_types(postgresql: Any, postgresql_db: str):
+    sink = make_sink(postgresql, postgresql_db, enums="enum_types")
+
+    def members(name: str) -> list[str]:
+        [(labels,)] = postgresql.execute(
+            f"SELECT enum_range(NULL::{TGT}.{name})::text[]", database=postgresql_db
+        )
+        return list(labels)
+
+    try:
+        created = ddl(
+            "CREATE TABLE en (id INT PRIMARY KEY, e ENUM('low', 'high') NOT NULL, s SET('x','y'))",
+            1,
+        )
+        sink.load(Batch(1, [created], pos(1)), epoch=1)
+        en = created.table_changes[0].definition
+        assert en is not None
+        sink.load(batch(2, ins({"id": 1, "e": "high", "s": {"x", "y"}}, en)), epoch=1)
+        assert columns(postgresql, postgresql_db, "en") == [
+            ("id", "integer", "NO"),
+            ("e", "tgt.en_e", "NO"),
+            ("s", "text", "YES"),
+        ]
+        assert members("en_e") == ["low", "high"]
+        modify = ddl("ALTER TABLE en MODIFY e ENUM('none', 'low', 'mid', 'high', 'top')", 3, en)
+        sink.load(Batch(3, [modify], pos(3)), epoch=1)
+        sink.load(Batch(3, [modify], pos(3)), epoch=1)  # a replay changes nothing
+        en = modify.table_changes[0].definition
+        assert en is not None
+        assert members("en_e") == ["none", "low", "mid", "high", "top"]
+        sink.load(batch(4, ins({"id": 2, "e": "mid", "s": None}, en)), epoch=1)
+        sink.load(
+            batch(
+                5,
+                upd({"id": 1, "e": "high", "s": {"x", "y"}}, {"id": 1, "e": "top", "s": {"y"}}, en),
+            ),
+            1,
+        )
+        # an ENUM column added later, and a table made by its first rows, get theirs too
+        add = ddl("ALTER TABLE en ADD f ENUM('a')", 6, en)
+        sink.load(Batch(6, [add], pos(6)), epoch=1)
+        assert members("en_f") == ["a"]
+        # a renamed table's ENUM column moves to a type named after its new name
+        sink.load(Batch(7, [ddl("RENAME TABLE en TO en3", 7)], pos(7)), epoch=1)
+        renamed = ddl("ALTER TABLE en3 ADD g INT", 8, en.__class__(SRC, "en3", en.columns, ("id",)))
+        sink.load(Batch(8, [renamed], pos(8)), epoch=1)
+        assert members("en3_e") == ["none", "low", "mid", "high", "top"]
+        rowed = table("CREATE TABLE en2 (id INT PRIMARY KEY, k ENUM('p', 'q'))")
+        sink.load(batch(9, ins({"id": 1, "k": "q"}, rowed)), epoch=1)
+        assert members("en2_k") == ["p", "q"]
+    finally:
+        sink.close()
+    assert rows(postgresql, postgresql_db, "en3", "e") == [
+        (2, "mid", None, None, None),
+        (1, "top", "y", None, None),
+    ]

@@ -22,6 +22,8 @@ from sinks.pgtypes import (
     column_renames,
     converter,
     create_table,
+    enum_members,
+    enum_type,
     pg_type,
     qi,
 )
@@ -125,6 +127,28 @@ def test_create_table_keys_and_nullability() -> None:
     assert qi("100%") == '"100%%"'  # statements always run with parameters
 
 
+def test_create_table_unique_keys_generated_columns_and_enum_types() -> None:
+    table = definition(
+        "CREATE TABLE t (id INT PRIMARY KEY, e ENUM('a','it''s') NOT NULL, s SET('x'),"
+        " g INT AS (id + 1) STORED, m VARCHAR(9) UNIQUE, UNIQUE KEY (e, m), UNIQUE (g))"
+    )
+    assert create_table(("s", "t"), table, DEFAULTS, str) == (
+        'CREATE TABLE IF NOT EXISTS "s"."t" ("id" integer NOT NULL, "e" text NOT NULL,'
+        ' "s" text, "g" integer, "m" character varying(9), PRIMARY KEY ("id"),'
+        ' UNIQUE ("m"), UNIQUE ("e", "m"), UNIQUE ("g"))'
+    )
+    # skip: no generated column, and no unique key on one; the enum is a type of its own
+    options = TypeOptions(generated_columns="skip", enums="enum_types")
+    assert create_table(("s", "t"), table, options, str) == (
+        'CREATE TABLE IF NOT EXISTS "s"."t" ("id" integer NOT NULL, "e" "s"."t_e" NOT NULL,'
+        ' "s" text, "m" character varying(9), PRIMARY KEY ("id"), UNIQUE ("m"),'
+        ' UNIQUE ("e", "m"))'
+    )
+    assert enum_members(table.columns[1]) == ["a", "it's"]
+    # PostgreSQL cuts names at 63 bytes: the type is named as the catalog will show it
+    assert enum_type(("s", "t" * 60), "column") == f'"s"."{"t" * 60}_co"'
+
+
 def convert(sql: str, value: Any, **options: Any) -> Any:
     [column] = definition(f"CREATE TABLE t ({sql})").columns
     made = converter(column, TypeOptions(**options), Cleaned())
@@ -154,6 +178,7 @@ def test_value_conversion() -> None:
     assert convert("c TIME(2)", dt.timedelta(hours=23, microseconds=10), time="time") == dt.time(
         23, 0, 0, 10
     )
+    assert convert("c TIME", dt.timedelta(hours=24), time="time") == "24:00:00"
     with pytest.raises(ValueRefused, match="TIME outside"):
         convert("c TIME", dt.timedelta(hours=25), time="time")
 
