@@ -1,8 +1,10 @@
 """The whole real-world corpus into an empty PostgreSQL: every table equal to the source
 under the PostgreSQL sink's type mapping (issue 22's first "Done when").
 
-All 54 scripts of ``../shared/realworld-sql`` are loaded into a fresh source once; then,
-each into a fresh, empty PostgreSQL database:
+All 54 scripts of ``../shared/realworld-sql`` are loaded into a fresh source once, with
+ferry's own charset workload (``tests/charset_rows.py``: a legacy latin1 table with every
+byte, hard text in every charset; what a utf8mb4 copy can store back); then, each into a
+fresh, empty PostgreSQL database:
 
 * **stream**: a pipeline reads the binlog from its start (``start: earliest``): every
   CREATE/ALTER/DROP TABLE and DATABASE of the corpus goes through the sink's DDL
@@ -29,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests import pgcanon, realworld
+from tests import charset_rows, pgcanon, realworld
 from tests.conftest import _get
 from tests.ferryproc import FerryNode, ferry_status, wait_until
 from tests.services import MariaDB, stop_quietly
@@ -48,8 +50,9 @@ def loaded(
     try:
         for script in realworld.scripts(corpus):
             realworld.load(source, script)
+        charset_rows.load(source, round_trip_only=True)
         [(file, pos, *_)] = source.execute("SHOW MASTER STATUS")
-        yield source, realworld.databases(corpus), (str(file), int(pos))
+        yield source, [*realworld.databases(corpus), charset_rows.SCHEMA], (str(file), int(pos))
     finally:
         stop_quietly([source])
 
