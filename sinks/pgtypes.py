@@ -69,7 +69,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from pipeline.errors import FatalError
-from pipeline.model import Column, TableSchema, ZeroDate
+from pipeline.model import SPATIAL_TYPES, Column, TableSchema, ZeroDate
 
 ZeroDates = Literal["null", "error"]
 TimeAs = Literal["interval", "time"]
@@ -199,6 +199,9 @@ _BINARY = frozenset(
     }
 )
 _DATES = frozenset({"DATE", "DATETIME", "TIMESTAMP"})
+#: types MySQL indexes only by a prefix (or MariaDB by a hash): a UNIQUE key on one is not
+#: created, because a btree entry of PostgreSQL holds about 2.7 kB of a value, not more
+_UNBOUNDED = _TEXT | {"TINYBLOB", "BLOB", "MEDIUMBLOB", "LONGBLOB", "LONG VARBINARY", "JSON"}
 _MODIFIERS = frozenset({"SIGNED", "UNSIGNED", "ZEROFILL", "BINARY", "ASCII", "UNICODE", "BYTE"})
 
 
@@ -347,14 +350,18 @@ def table_keys(
 ) -> list[tuple[Literal["PRIMARY KEY", "UNIQUE"], tuple[str, ...]]]:
     """The keys a target table of ``definition`` has (source column names): its key first
     (PRIMARY KEY, or UNIQUE when a column of it may be NULL), then every other UNIQUE key
-    of the source once, but those on a column ``generated_columns: skip`` leaves out."""
+    of the source once, but those on a column ``generated_columns: skip`` leaves out or
+    on a TEXT, BLOB or JSON column (see ``_UNBOUNDED``)."""
     out: list[tuple[Literal["PRIMARY KEY", "UNIQUE"], tuple[str, ...]]] = []
     key = definition.primary_key
     if key:
         columns = [definition.column(k) for k in key]
         primary = all(c is not None and not nullable(c, options) for c in columns)
         out.append(("PRIMARY KEY" if primary else "UNIQUE", key))
-    left_out = skipped(definition, options)
+    left_out = set(skipped(definition, options))
+    left_out.update(
+        c.name for c in definition.columns if base_type(c)[0] in _UNBOUNDED | SPATIAL_TYPES
+    )
     seen = {key}
     for _, unique in definition.unique_keys:
         if unique not in seen and not left_out.intersection(unique):
