@@ -592,7 +592,9 @@ def phase_verify_pg(spec: dict[str, Any]) -> dict[str, Any]:
     """A PostgreSQL target compared with the source row by row, in a process of its own:
     the rows it reads would otherwise stay in the orchestrator's peak RSS, which every
     later phase process inherits (Linux carries ``ru_maxrss`` across fork and exec)."""
-    compare_pg_target(spec, spec["verify_database"])
+    # pg_chameleon maps types its own way (JSON as text, …): its copy is held to the values
+    ours = spec["verify_database"] != spec["chameleon_database"]
+    compare_pg_target(spec, spec["verify_database"], check_types=ours)
     return {"database": spec["verify_database"], "equal": True}
 
 
@@ -771,12 +773,15 @@ def chameleon(spec: dict[str, Any], database: str) -> Any:
     return Chameleon(home, spec["source"], spec["postgresql"], database, wl.SCHEMA)
 
 
-def compare_pg_target(spec: dict[str, Any], database: str) -> None:
-    """Every row of the PostgreSQL target equal to the source's (SystemExit otherwise)."""
+def compare_pg_target(spec: dict[str, Any], database: str, check_types: bool) -> None:
+    """Every row of the PostgreSQL target equal to the source's (SystemExit otherwise);
+    ``check_types``: its column types too, as ferry's mapping has them."""
     from tests.pgcanon import compare_table
 
     with pg_connect(spec, database) as pg:
-        differences = compare_table(spec["source"], pg, wl.SCHEMA, "t", wl.SCHEMA, "t")
+        differences = compare_table(
+            spec["source"], pg, wl.SCHEMA, "t", wl.SCHEMA, "t", check_types=check_types
+        )
     if differences:
         raise SystemExit(
             f"{database}.{wl.SCHEMA}.t differs from the source:\n" + "\n".join(differences[:10])

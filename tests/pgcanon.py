@@ -378,12 +378,19 @@ def _pg_select(column: Column) -> str:
 
 
 def compare_table(
-    mysql: Any, pg: Any, schema: str, table: str, pg_schema: str, pg_table: str
+    mysql: Any,
+    pg: Any,
+    schema: str,
+    table: str,
+    pg_schema: str,
+    pg_table: str,
+    check_types: bool = True,
 ) -> list[str]:
     """Every difference between ``schema.table`` on MySQL and its PostgreSQL copy.
 
     ``mysql``: a service object with ``connect()`` or pymysql connect arguments;
-    ``pg``: an open psycopg connection to the target database.
+    ``pg``: an open psycopg connection to the target database; ``check_types=False``
+    compares the values only (another tool's copy, with its own mapping).
     """
     where = f"{schema}.{table}"
     conn = _mysql(mysql)
@@ -400,7 +407,7 @@ def compare_table(
                 if not column.generated:
                     problems.append(f"{where}.{column.name}: missing in PostgreSQL")
                 continue
-            wrong = expected_type_problem(column, pg_types[column.name])
+            wrong = check_types and expected_type_problem(column, pg_types[column.name])
             if wrong:
                 problems.append(f"{where}.{column.name} ({column.column_type}) {wrong}")
             compared.append(column)
