@@ -77,6 +77,12 @@ class Sink(ABC):
         """A loaded batch is final at the target with its position (see the class docstring)."""
         return False
 
+    @classmethod
+    def describe(cls, config: Any) -> str:
+        """One line for `ferry check` and the node's startup log: the type and where the sink
+        writes, never a secret. Default: the type alone."""
+        return str(config.type)
+
     def encoding(self) -> FormatSpec | None:
         """The ``sinks.formats.FormatSpec`` this sink encodes rows with, so that the decoder
         process may encode them ahead (``pipeline.model.Encoded``); None: it writes values,

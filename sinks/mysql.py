@@ -491,6 +491,13 @@ class MySQLSink(Sink):
     config_model = MySQLSinkConfig
     config: MySQLSinkConfig
 
+    @classmethod
+    def describe(cls, config: MySQLSinkConfig) -> str:
+        return (
+            f"mysql {config.user}@{config.host}:{config.port} tls={config.tls.mode}"
+            f" ddl={config.ddl}"
+        )
+
     def __init__(self, config: MySQLSinkConfig, pipeline_id: str) -> None:
         super().__init__(config, pipeline_id)
         self._conn: pymysql.connections.Connection[Any] | None = None
