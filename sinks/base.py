@@ -48,7 +48,10 @@ class Sink(ABC):
       that fails after it is retried, not rolled back), and a restart resumes from the
       later of Redis's position and the checkpoint.
     * Failures are raised as ``ResumableError`` or ``FatalError`` (use
-      ``pipeline.errors.classify``); a failure is never swallowed.
+      ``pipeline.errors.classify``); a failure is never swallowed. The sink's module
+      registers how its client library's exceptions classify, when it is imported
+      (``pipeline.errors.register_classifier``); an exception no classifier claims is
+      resumable if it is a ``ConnectionError``/``TimeoutError``, else fatal.
     * ``close()`` is idempotent and is not guaranteed to be called (a node may
       be killed); nothing may depend on it for durability.
     """

@@ -13,6 +13,7 @@ import redis
 from pydantic import ValidationError
 from pymysql.constants import CLIENT
 
+import arbitrate.redis  # noqa: F401  (registers redis-py's classifier)
 from pipeline.config import parse_config
 from pipeline.dialect import (
     Connection,
