@@ -528,7 +528,7 @@ def _history_at(arbiter: Any, config: FerryConfig) -> tuple[Any, Any, Position |
 
 
 def _column_line(column: Any, key: tuple[str, ...]) -> str:
-    from selector.ddl import TEXT_TYPES
+    from pipeline.dialect import TEXT_TYPES
 
     parts = [column.name, column.column_type or column.type_name]
     if column.charset and column.jdbc_type in TEXT_TYPES:

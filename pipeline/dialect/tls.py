@@ -1,11 +1,6 @@
-"""What the selector and the sinks both know of MySQL: the shared dialect module.
-
-With :mod:`pipeline.model` and :mod:`pipeline.errors`, this is all that
-``selector`` and ``sinks`` may import from ``pipeline``; it imports nothing else
-from the project but ``pipeline.errors``. It holds TLS for every MySQL/MariaDB
-connection ferry opens (the source's control connection, the binlog dump and the
-reader's own control connection, the snapshot reader, the GTID probe, the MySQL
-sink, ``ferry check``):
+"""TLS for every MySQL/MariaDB connection ferry opens (the source's control connection,
+the binlog dump and the reader's own control connection, the snapshot reader, the GTID
+probe, the MySQL sink, ``ferry check``):
 
 * :class:`TlsConfig`, the ``tls:`` block of ``source`` and ``sink (type: mysql)``,
   in the MySQL client's words (``--ssl-mode``):
@@ -52,7 +47,7 @@ import pymysql
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymysql.constants import CLIENT
 
-from pipeline.errors import FatalError, tls_refused
+from pipeline.errors import FatalError
 
 TlsMode = Literal["disabled", "preferred", "required", "verify_ca", "verify_identity"]
 
@@ -295,37 +290,3 @@ def describe(conn: Any, tls: TlsConfig, setting: str) -> tuple[str, bool, str]:
         "credentials and rows cross the network in clear text; enable TLS on the"
         f" server and set {setting}.mode: verify_identity with {setting}.ca",
     )
-
-
-# --------------------------------------------------------------------------- errors
-
-#: MySQL/MariaDB error codes that say "try again" (server or client side).
-RESUMABLE_MYSQL_CODES = frozenset(
-    {
-        1040,  # too many connections
-        1053,  # server shutdown in progress
-        1205,  # lock wait timeout exceeded
-        1213,  # deadlock found
-        1927,  # connection was killed (MariaDB)
-        2002,  # can't connect through socket
-        2003,  # can't connect to server
-        2006,  # server has gone away
-        2013,  # lost connection during query
-        2055,  # lost connection (system error)
-        3024,  # query execution interrupted, max_execution_time exceeded
-    }
-)
-
-
-def pymysql_errors(exc: BaseException) -> bool | None:
-    """PyMySQL's exceptions (mysql-replication raises them too): resumable, fatal, or None
-    when ``exc`` is not one. The selector and the MySQL sink register it
-    (``pipeline.errors.register_classifier``)."""
-    if isinstance(exc, pymysql.err.InterfaceError):  # the client's connection is closed
-        return True
-    if isinstance(exc, pymysql.err.MySQLError):
-        if tls_refused(getattr(exc, "original_exception", None)):
-            return False  # PyMySQL wraps a failed TLS handshake as 2003 "can't connect"
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        return code in RESUMABLE_MYSQL_CODES
-    return None
