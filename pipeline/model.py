@@ -185,22 +185,6 @@ class Column:
         return (Column, tuple(getattr(self, f) for f in Column.__slots__))
 
 
-#: ``Column.type_name`` of the spatial types
-SPATIAL_TYPES = frozenset(
-    {
-        "GEOMETRY",
-        "POINT",
-        "LINESTRING",
-        "POLYGON",
-        "MULTIPOINT",
-        "MULTILINESTRING",
-        "MULTIPOLYGON",
-        "GEOMETRYCOLLECTION",
-        "GEOMCOLLECTION",
-    }
-)
-
-
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class TableSchema:
     """A table's definition at one point of the binlog: its columns, key and charset.

@@ -67,8 +67,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from pipeline.dialect import SPATIAL_TYPES
 from pipeline.model import (
-    SPATIAL_TYPES,
     Change,
     Column,
     DdlChange,

@@ -32,9 +32,9 @@ from typing import Any, Literal
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.dialect import SPATIAL_TYPES
 from pipeline.errors import FatalError
 from pipeline.model import (
-    SPATIAL_TYPES,
     Change,
     Column,
     DdlChange,

@@ -367,7 +367,7 @@ def classified(change: DdlChange) -> DdlChange:
     """
     if change.verb:
         return change
-    from selector.statements import classify  # only for a DdlChange built by hand
+    from pipeline.dialect.statements import classify  # only for a DdlChange built by hand
 
     statement = classify(change.statement, change.schema)
     if not statement.is_ddl:

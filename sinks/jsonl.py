@@ -61,6 +61,10 @@ class JsonlSink(Sink):
     config_model = JsonlSinkConfig
     config: JsonlSinkConfig
 
+    @classmethod
+    def describe(cls, config: JsonlSinkConfig) -> str:
+        return f"jsonl {config.path} format={config.format}"
+
     def __init__(self, config: JsonlSinkConfig, pipeline_id: str) -> None:
         super().__init__(config, pipeline_id)
         self._format = get_format(config.format, pipeline_id, debezium=config.debezium)

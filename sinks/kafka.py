@@ -183,6 +183,13 @@ class KafkaSink(Sink):
     config_model = KafkaSinkConfig
     config: KafkaSinkConfig
 
+    @classmethod
+    def describe(cls, config: KafkaSinkConfig) -> str:
+        return (
+            f"kafka {config.bootstrap_servers} topic={config.topic} format={config.format}"
+            f" client={config.client}"
+        )
+
     def __init__(
         self,
         config: KafkaSinkConfig,

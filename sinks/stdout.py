@@ -40,6 +40,10 @@ class StdoutSink(Sink):
     config_model = StdoutSinkConfig
     config: StdoutSinkConfig
 
+    @classmethod
+    def describe(cls, config: StdoutSinkConfig) -> str:
+        return f"stdout format={config.format}"
+
     def __init__(
         self, config: StdoutSinkConfig, pipeline_id: str, stream: TextIO | None = None
     ) -> None:

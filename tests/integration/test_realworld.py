@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from selector.statements import classify
+from pipeline.dialect.statements import classify
 from tests import charset_rows, realworld
 from tests.ferryproc import FerryNode, ferry_status, wait_until
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.dialect.statements import classify
 from pipeline.model import DdlChange, JsonText, Position, RowChange, ZeroDate
 from selector.schemas import SchemaHistory
-from selector.statements import classify
 from sinks.canal import CanalJson, java_double
 
 POS = Position("mysql-bin.000001", 4)

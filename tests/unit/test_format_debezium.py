@@ -330,7 +330,7 @@ def ddl_change(statement: str, **kw: Any) -> DdlChange:
     history = SchemaHistory()
     history._server_charset = "utf8mb4"
     history._charsets["shop"] = "utf8mb4"
-    from selector.statements import classify
+    from pipeline.dialect.statements import classify
 
     classified = classify(statement, "other")
     fields: dict[str, Any] = {

@@ -11,9 +11,9 @@ from decimal import Decimal
 
 import pytest
 
+from pipeline.dialect.statements import classify
 from pipeline.errors import FatalError
 from pipeline.model import DdlChange, JsonText, Position, RowChange, ZeroDate
-from selector.statements import classify
 from sinks.formats import (
     FORMATS,
     ddl_tables,
