@@ -23,6 +23,7 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -36,7 +37,13 @@ _STRICT = ConfigDict(extra="forbid")
 
 class BatchConfig(BaseModel):
     model_config = _STRICT
-    max_rows: int = Field(1000, ge=1, le=1_000_000, description="rows per batch at most")
+    max_rows: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="rows per batch at most (unset: the sink's choice, 5000 for kafka with"
+        " exactly_once, else 1000)",
+    )
     max_wait_ms: int = Field(
         200, ge=1, le=60_000, description="a batch is handed out after this even if not full"
     )
@@ -171,6 +178,14 @@ class FerryConfig(BaseModel):
     @classmethod
     def _sink(cls, value: Any) -> BaseModel:
         return _sink_config(value)
+
+    @model_validator(mode="after")
+    def _sink_batch_rows(self) -> FerryConfig:
+        batch = self.pipeline.batch
+        rows = registry.batch_rows(self.sink)
+        if rows is not None and "max_rows" not in batch.model_fields_set:
+            batch.max_rows = rows  # the sink's choice; a value in the file wins
+        return self
 
     @field_validator("transforms", mode="before")
     @classmethod

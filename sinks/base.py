@@ -86,6 +86,13 @@ class Sink(ABC):
         writes, never a secret. Default: the type alone."""
         return str(config.type)
 
+    @classmethod
+    def batch_rows(cls, config: Any) -> int | None:
+        """``pipeline.batch.max_rows`` for this sink when the file does not set it; None:
+        the pipeline's default. A sink with a fixed cost per batch (a transaction) asks
+        for larger batches."""
+        return None
+
     def encoding(self) -> FormatSpec | None:
         """The ``sinks.formats.FormatSpec`` this sink encodes rows with, so that the decoder
         process may encode them ahead (``pipeline.model.Encoded``); None: it writes values,

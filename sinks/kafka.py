@@ -177,6 +177,10 @@ def topic_name(template: str, schema: str, table: str, pipeline: str) -> str:
     return _BAD_TOPIC_CHARS.sub("_", name)[:249]
 
 
+#: ``pipeline.batch.max_rows`` with ``exactly_once`` when the file does not set it
+EXACTLY_ONCE_BATCH_ROWS = 5000
+
+
 class KafkaSink(Sink):
     """Writes each change as one message (see the module docstring for the guarantees)."""
 
@@ -189,6 +193,12 @@ class KafkaSink(Sink):
             f"kafka {config.bootstrap_servers} topic={config.topic} format={config.format}"
             f" client={config.client}"
         )
+
+    @classmethod
+    def batch_rows(cls, config: KafkaSinkConfig) -> int | None:
+        # a transaction per batch costs a commit round trip and a marker per partition:
+        # at 1,000 rows exactly-once ran at a third of at-least-once, at 5,000 beside it
+        return EXACTLY_ONCE_BATCH_ROWS if config.exactly_once else None
 
     def __init__(
         self,

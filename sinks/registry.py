@@ -69,6 +69,11 @@ def describe(config: Any) -> str:
     return sink_class(config.type).describe(config)
 
 
+def batch_rows(config: Any) -> int | None:
+    """The sink's ``pipeline.batch.max_rows`` when the file sets none (None: the default)."""
+    return sink_class(config.type).batch_rows(config)
+
+
 def create_sink(config: Any, pipeline_id: str) -> Sink:
     """Build the sink for a validated ``sink:`` section."""
     return sink_class(config.type)(config, pipeline_id)
