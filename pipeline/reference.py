@@ -27,7 +27,7 @@ from pipeline.config import (
 )
 from pipeline.dialect import TlsConfig
 from selector.config import MySQLSourceConfig
-from sinks.debezium import DebeziumOptions
+from sinks.formats.debezium.options import DebeziumOptions
 from sinks.jsonl import JsonlSinkConfig
 from sinks.kafka import KafkaSinkConfig
 from sinks.mysql import MySQLSinkConfig

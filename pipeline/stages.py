@@ -25,7 +25,7 @@ from pipeline.config import (
 from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, DdlChange, RowChange
 from sinks.base import Sink
-from sinks.formats import FormatSpec
+from sinks.formats.base import FormatSpec
 
 ChangeFn = Callable[[Change], Any]
 

@@ -68,7 +68,7 @@ from .base import PositionStore, Selector
 from .config import MySQLSourceConfig
 
 if TYPE_CHECKING:
-    from sinks.formats import FormatSpec
+    from sinks.formats.base import FormatSpec
 
 _ANSWER_GRACE_S = 10.0  # beyond max_wait + heartbeat, how long a silent child is given
 _CHILD_TICK_S = 0.2
@@ -385,7 +385,7 @@ def _child_main(
             return False
 
     try:
-        from sinks.formats import encode_ahead
+        from sinks.formats.base import encode_ahead
 
         from .mysql import MySQLSelector
         from .store import MemoryPositionStore
