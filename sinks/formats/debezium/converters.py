@@ -90,9 +90,6 @@ def _debezium_option(text: str) -> str:
     return inner.replace(",", "\\,").replace("\\'", "'").replace("''", "'")
 
 
-_POINT = struct.Struct("<dd")
-
-
 class Field:
     """How one column is encoded: its Connect schema and a converter of non-null values
     (``Encoder.value`` says how they are applied)."""
@@ -162,7 +159,7 @@ def _schema(kind: str, optional: bool, name: str | None = None, **more: Any) -> 
 
 
 class Encoder:
-    """Debezium's value converters for one set of options (see the module table)."""
+    """Debezium's value converters for one set of options (docs/formats.md has the values)."""
 
     def __init__(self, options: DebeziumOptions) -> None:
         self.options = options
@@ -699,7 +696,7 @@ _CHECKS = frozenset({as_int, _to_float, as_text})
 
 
 def loose(value: Any, encoder: Encoder) -> Any:
-    """A value without a column to go by (see the module docstring): by its Python type."""
+    """A value without a column to go by (a transform's, docs/formats.md): by its Python type."""
     kind = type(value)
     if kind is int or kind is str or kind is float or kind is bool or kind is JsonText:
         return value
