@@ -597,7 +597,7 @@ class Encoded:
 
     When rows pass the extract and transform stages untouched, the decoder process
     encodes them in the sink's format (on its core, not the node's); ``encoding``
-    names that format (``sinks.formats.FormatSpec``), and a sink uses the messages
+    names that format (``sinks.formats.base.FormatSpec``), and a sink uses the messages
     only if it is its own. ``messages[i]`` belongs to ``changes[i]``; None leaves that
     change to the sink (a DDL, or a row the decoder could not encode: the sink
     encodes it again and reports the error where it always did).

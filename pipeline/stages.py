@@ -26,7 +26,7 @@ from pipeline.config import (
 from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, DdlChange, Encoded, RowChange
 from sinks.base import Sink
-from sinks.formats import FormatSpec, encode_ahead
+from sinks.formats.base import FormatSpec, encode_ahead
 
 ChangeFn = Callable[[Change], Any]
 

@@ -12,7 +12,7 @@ from pipeline.errors import FencedError
 from pipeline.model import Batch, Position
 
 if TYPE_CHECKING:
-    from sinks.formats import FormatSpec
+    from sinks.formats.base import FormatSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ class Sink(ABC):
         return None
 
     def encoding(self) -> FormatSpec | None:
-        """The ``sinks.formats.FormatSpec`` this sink encodes rows with, so that the decoder
+        """The ``sinks.formats.base.FormatSpec`` this sink encodes rows with, so that the decoder
         process may encode them ahead (``pipeline.model.Encoded``); None: it writes values,
         not messages."""
         return None

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
-from sinks.debezium import DebeziumOptions
-from sinks.formats import FormatName, FormatSpec, ddl_tables, get_format, now_ns
+from sinks.formats.base import FormatName, FormatSpec, ddl_tables, get_format, now_ns
+from sinks.formats.debezium.options import DebeziumOptions
 
 
 class JsonlSinkConfig(BaseModel):

@@ -41,8 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipeline.errors import FatalError, FerryError, ResumableError, classify
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink, SinkCheckpoint
-from sinks.debezium import DebeziumOptions
-from sinks.formats import FormatName, FormatSpec, ddl_tables, get_format, now_ns
+from sinks.formats.base import FormatName, FormatSpec, ddl_tables, get_format, now_ns
+from sinks.formats.debezium.options import DebeziumOptions
 from sinks.producers import Failure, ProducerAdapter, make_producer, timed_out, too_large
 from sinks.redact import masked_key
 

@@ -22,7 +22,7 @@ from selector.config import MySQLSourceConfig
 from selector.mysql import MySQLSelector
 from selector.process import ProcessSelector
 from selector.store import MemoryPositionStore
-from sinks.formats import FormatSpec
+from sinks.formats.base import FormatSpec
 from tests.delivery import Event, Workload
 from tests.ferryproc import source_position
 

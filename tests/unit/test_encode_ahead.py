@@ -26,8 +26,8 @@ from pipeline.model import (
 )
 from pipeline.stages import EncodeAhead, Stages, encoding_ahead
 from selector.transport import ship
-from sinks.debezium import DebeziumOptions
-from sinks.formats import Format, FormatSpec, encode_ahead, get_format
+from sinks.formats.base import Format, FormatSpec, encode_ahead, get_format
+from sinks.formats.debezium.options import DebeziumOptions
 from sinks.jsonl import JsonlSink, JsonlSinkConfig
 from sinks.kafka import KafkaSink
 from sinks.registry import create_sink
