@@ -21,7 +21,14 @@ from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from pipeline.dialect import SPATIAL_TYPES
+from pipeline.dialect import (
+    BINARY_TYPES,
+    NUMBER_TYPES,
+    SPATIAL_TYPES,
+    TEMPORAL_TYPES,
+    TEXT_TYPES,
+    Jdbc,
+)
 from pipeline.model import Column, JsonText, ZeroDate
 from sinks.formats.debezium.connect import opt
 from sinks.formats.debezium.options import DebeziumOptions
@@ -293,14 +300,14 @@ class Encoder:
             return _schema("string", optional, "io.debezium.data.Uuid"), _uuid, ""
         if base in ("INET4", "INET6"):
             return _schema("string", optional), _inet, ""
-        if jdbc in (1, 12, -15, -9):  # CHAR, VARCHAR, NCHAR, NVARCHAR: text
+        if jdbc in TEXT_TYPES:
             # a text column of charset binary holds bytes (written as Latin-1 text)
             text = _string if column.charset == "binary" else as_text
             if column.charset == "latin1":
                 text = latin1_text  # as Java's windows-1252 reads the binlog's bytes
             return _schema("string", optional), text, ""
-        if jdbc in (-2, -3, 2004):  # BINARY, VARBINARY, BLOB
-            return self._binary(optional, column.length if jdbc == -2 else None)
+        if jdbc in BINARY_TYPES:
+            return self._binary(optional, column.length if jdbc == Jdbc.BINARY else None)
         return _schema("string", optional), lambda v: loose(v, self), ""  # unknown: by value
 
     def _decimal(
@@ -346,8 +353,8 @@ class Encoder:
         text = column.default
         assert text is not None
         jdbc = column.jdbc_type
-        number = jdbc in (-7, -6, 5, 4, -5, 6, 7, 8, 2, 3)
-        if number or jdbc in (91, 93, 2014, 92, 16):
+        number = jdbc == Jdbc.BIT or jdbc in NUMBER_TYPES
+        if number or jdbc == Jdbc.BOOLEAN or jdbc in TEMPORAL_TYPES:
             text = text.strip()
         if number and text.lower() in ("true", "false"):
             text = "1" if text.lower() == "true" else "0"
