@@ -24,6 +24,8 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from pipeline.dialect.types import base_type
+
 Op = Literal["insert", "update", "delete", "read"]  # read: a row copied by a snapshot
 OPS: tuple[Op, ...] = ("insert", "update", "delete", "read")
 
@@ -183,6 +185,16 @@ class Column:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Column, tuple(getattr(self, f) for f in Column.__slots__))
+
+    @property
+    def base_type(self) -> str:
+        """The type without its modifiers: ``INT UNSIGNED ZEROFILL`` -> ``INT``."""
+        return base_type(self.type_name)[0]
+
+    @property
+    def unsigned(self) -> bool:
+        """``UNSIGNED`` (or ``ZEROFILL``, which implies it)."""
+        return base_type(self.type_name)[1]
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)

@@ -39,6 +39,7 @@ from pipeline.dialect.types import (
     TEMPORAL_TYPES,
     TEXT_TYPES,
     Jdbc,
+    base_type,
 )
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "TlsConfig",
     "TlsError",
     "TlsMode",
+    "base_type",
     "connect",
     "connect_kwargs",
     "describe",

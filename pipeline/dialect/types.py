@@ -111,3 +111,16 @@ DATA_TYPES: dict[str, Jdbc] = {
     **dict.fromkeys(("ENUM", "SET"), Jdbc.CHAR),
     **dict.fromkeys((*SPATIAL_TYPES, "JSON"), Jdbc.OTHER),
 }
+
+
+_TYPE_SUFFIXES = (" UNSIGNED", " ZEROFILL", " SIGNED", " BINARY", " PRECISION")
+
+
+def base_type(type_name: str) -> tuple[str, bool]:
+    """A spelled type's base and signedness: ``INT UNSIGNED ZEROFILL`` -> (``INT``, True),
+    ``DOUBLE PRECISION`` -> (``DOUBLE``, False) (``ZEROFILL`` implies ``UNSIGNED``)."""
+    unsigned = " UNSIGNED" in type_name or " ZEROFILL" in type_name
+    base = type_name
+    for suffix in _TYPE_SUFFIXES:
+        base = base.replace(suffix, "")
+    return base, unsigned

@@ -28,7 +28,6 @@ from pipeline.model import (
 from sinks.formats.base import Format, classified, ddl_tables, now_ns, register
 from sinks.formats.encoder import dumps, encode_key
 from sinks.formats.values import (
-    base_type,
     encode_timedelta,
     float32,
     guess_definition,
@@ -107,7 +106,7 @@ def _fixed(kind: int) -> Callable[[Any], int]:
 
 
 def _field(column: Column) -> _Field:
-    base, unsigned = base_type(column.type_name)
+    base, unsigned = column.base_type, column.unsigned
     mysql_type = column.column_type or base.lower()
     digits = min(column.length or 0, 6)
     if base in _INTEGERS or base == "SERIAL":

@@ -36,18 +36,6 @@ def ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-_TYPE_SUFFIXES = (" UNSIGNED", " ZEROFILL", " SIGNED", " BINARY", " PRECISION")
-
-
-def base_type(type_name: str) -> tuple[str, bool]:
-    """``INT UNSIGNED ZEROFILL`` -> (``INT``, unsigned)."""
-    unsigned = " UNSIGNED" in type_name or " ZEROFILL" in type_name
-    base = type_name
-    for suffix in _TYPE_SUFFIXES:
-        base = base.replace(suffix, "")
-    return base, unsigned
-
-
 def sql_literal(text: str) -> str:
     """The value of a quoted SQL literal (``'c,\\'d'`` -> ``c,'d``)."""
     inner = text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text

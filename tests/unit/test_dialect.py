@@ -10,10 +10,12 @@ from pipeline.dialect import (
     TEMPORAL_TYPES,
     TEXT_TYPES,
     Jdbc,
+    base_type,
     ident,
     string_value,
     strip_quotes,
 )
+from pipeline.model import Column
 
 
 def test_jdbc_codes_are_java_sql_types() -> None:
@@ -47,3 +49,22 @@ def test_identifiers_and_literals() -> None:
     assert string_value("'it''s'") == "it's"
     assert string_value('"a\\nb\\Zc\\q"') == "a\nb\x1acq"
     assert string_value("unquoted ") == "unquoted "
+
+
+@pytest.mark.parametrize(
+    ("type_name", "base", "unsigned"),
+    [
+        ("INT UNSIGNED ZEROFILL", "INT", True),
+        ("BIGINT ZEROFILL", "BIGINT", True),
+        ("TINYINT SIGNED", "TINYINT", False),
+        ("DOUBLE PRECISION", "DOUBLE", False),
+        ("VARCHAR BINARY", "VARCHAR", False),
+        ("DECIMAL UNSIGNED", "DECIMAL", True),
+    ],
+)
+def test_columns_carry_their_base_type_and_signedness(
+    type_name: str, base: str, unsigned: bool
+) -> None:
+    column = Column("c", type_name, Jdbc.INTEGER, 1)
+    assert (column.base_type, column.unsigned) == (base, unsigned)
+    assert base_type(type_name) == (base, unsigned)

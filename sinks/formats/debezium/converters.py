@@ -33,7 +33,7 @@ from pipeline.model import Column, JsonText, ZeroDate
 from sinks.formats.debezium.connect import opt
 from sinks.formats.debezium.options import DebeziumOptions
 from sinks.formats.encoder import b64, dumps_str, json_default, json_doc
-from sinks.formats.values import base_type, encode_timedelta, float32, sql_literal
+from sinks.formats.values import encode_timedelta, float32, sql_literal
 
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _DATETIME = dt.datetime
@@ -172,7 +172,7 @@ class Encoder:
     # -- a column's field ----------------------------------------------------------
 
     def field(self, column: Column) -> Field:
-        base, unsigned = base_type(column.type_name)
+        base, unsigned = column.base_type, column.unsigned
         optional = column.optional
         built = self._field(column, base, unsigned, optional)
         field = Field(column.name, built[0], built[1], optional, built[2])
