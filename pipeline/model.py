@@ -575,6 +575,21 @@ class DdlChange:
     object: str = ""
     verb: str = ""  # CREATE, ALTER, DROP, RENAME, TRUNCATE ('' when unknown)
 
+    def __post_init__(self) -> None:
+        # Only ever classified: the selector passes what it classified; a DdlChange built
+        # elsewhere (a tool, a test) is classified here by the same classifier, so a
+        # statement is never read two ways and no sink classifies one again.
+        if self.verb:
+            return
+        from pipeline.dialect.statements import classify  # it imports this module
+
+        statement = classify(self.statement, self.schema)
+        if statement.is_ddl:
+            self.kind = statement.kind  # type: ignore[assignment]  # a DDL kind (is_ddl)
+            self.tables = statement.tables
+            self.object = statement.object
+            self.verb = statement.verb
+
 
 Change = RowChange | DdlChange
 

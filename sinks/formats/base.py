@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args
 
 from pipeline.errors import FatalError
@@ -37,35 +37,12 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def classified(change: DdlChange) -> DdlChange:
-    """``change`` with the classifier's kind, verb, object and tables.
-
-    The selector fills them in (``pipeline.dialect.statements.classify``); only a DdlChange
-    built by hand (tests, tools) lacks them, and it is classified here by the same
-    classifier, so a statement is never read two ways.
-    """
-    if change.verb:
-        return change
-    from pipeline.dialect.statements import classify  # only for a DdlChange built by hand
-
-    statement = classify(change.statement, change.schema)
-    if not statement.is_ddl:
-        return change
-    return replace(
-        change,
-        kind=statement.kind,  # type: ignore[arg-type]  # a DDL kind (is_ddl)
-        tables=statement.tables,
-        object=statement.object,
-        verb=statement.verb,
-    )
-
-
 def ddl_tables(change: DdlChange) -> tuple[tuple[str, str], ...]:
     """Where a DDL is filed: every ``(schema, table)`` it changes, as the classifier named
     them (``CREATE TABLE other.t`` → ``("other", "t")``; a trigger: the table it is ON;
     ``DROP TABLE a, b``: both); table ``""`` for a database or routine statement, and
     ``((change.schema, ""),)`` for one that names nothing."""
-    return classified(change).tables or ((change.schema, ""),)
+    return change.tables or ((change.schema, ""),)
 
 
 class Format:

@@ -25,7 +25,7 @@ from pipeline.model import (
     TableSchema,
     ZeroDate,
 )
-from sinks.formats.base import Format, classified, ddl_tables, now_ns, register
+from sinks.formats.base import Format, ddl_tables, now_ns, register
 from sinks.formats.encoder import dumps, encode_key
 from sinks.formats.values import (
     encode_timedelta,
@@ -315,7 +315,6 @@ class CanalJson(Format):
         }
 
     def ddl_message(self, change: DdlChange, now: int, batch_id: int = 0) -> dict[str, Any]:
-        change = classified(change)
         database, table = ddl_tables(change)[0]
         database = database or change.schema
         if change.kind != "table":

@@ -15,7 +15,7 @@ from pipeline.dialect import (
     string_value,
     strip_quotes,
 )
-from pipeline.model import Column
+from pipeline.model import Column, DdlChange, Position
 
 
 def test_jdbc_codes_are_java_sql_types() -> None:
@@ -68,3 +68,11 @@ def test_columns_carry_their_base_type_and_signedness(
     column = Column("c", type_name, Jdbc.INTEGER, 1)
     assert (column.base_type, column.unsigned) == (base, unsigned)
     assert base_type(type_name) == (base, unsigned)
+
+
+def test_a_ddl_change_is_classified_however_it_is_built() -> None:
+    built = DdlChange("shop", "ALTER TABLE other.t ADD c INT", 0.0, Position("b.000001", 4))
+    assert (built.kind, built.object, built.verb) == ("table", "TABLE", "ALTER")
+    assert built.tables == (("other", "t"),)
+    database = DdlChange("", "CREATE DATABASE x", 0.0, Position("b.000001", 4))
+    assert (database.kind, database.tables) == ("database", (("x", ""),))

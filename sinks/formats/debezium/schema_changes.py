@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.model import Column, DdlChange, Message, TableChange
-from sinks.formats.base import classified
 from sinks.formats.debezium.connect import SOURCE_SCHEMA, VERSION, array, opt, with_schema
 from sinks.formats.debezium.options import DebeziumOptions
 from sinks.formats.encoder import dumps, dumps_str
@@ -26,7 +25,7 @@ class SchemaChanges:
 
     def key(self, change: DdlChange) -> bytes:
         """The key of ``change``'s events: the database it names."""
-        return self._key(_database_of(classified(change)))
+        return self._key(_database_of(change))
 
     def _key(self, database: str) -> bytes:
         key = {"databaseName": database}
@@ -37,7 +36,6 @@ class SchemaChanges:
     def messages(self, change: DdlChange, ns: int, last_row: int) -> list[Message]:
         """The events of ``change``; ``last_row``: the row number of the last rows event
         written before it (see ``source.row`` below)."""
-        change = classified(change)
         what = _ddl_object(change)
         if change.kind == "routine" or what not in ("TABLE", "DATABASE", "INDEX"):
             return []  # Debezium writes no schema change for views, triggers and routines
@@ -262,7 +260,7 @@ def _database_of(change: DdlChange) -> str:
 
 
 def _ddl_object(change: DdlChange) -> str:
-    """What ``change`` (classified: see :func:`sinks.formats.base.classified`) works on."""
+    """What ``change`` works on (as classified: ``pipeline.model.DdlChange``)."""
     return "DATABASE" if change.kind == "database" else change.object
 
 
