@@ -36,7 +36,7 @@ from pymysqlreplication import row_event as lib_row_event
 from pymysqlreplication.constants import CHARSET as LIB_CHARSETS
 from pymysqlreplication.constants import FIELD_TYPE as F
 
-from pipeline.dialect import TEXT_TYPES, string_value, strip_quotes
+from pipeline.dialect import SPATIAL_TYPES, TEXT_TYPES, string_value, strip_quotes
 from pipeline.errors import FatalError, ResumableError, classify
 from pipeline.model import Position, TableSchema
 
@@ -433,20 +433,7 @@ _BINLOG_TYPES: dict[str, frozenset[int]] = {
     "JSON": frozenset({F.BLOB, F.JSON}),
     "ENUM": frozenset({F.ENUM}),
     "SET": frozenset({F.SET}),
-    **dict.fromkeys(
-        (
-            "GEOMETRY",
-            "POINT",
-            "LINESTRING",
-            "POLYGON",
-            "MULTIPOINT",
-            "MULTILINESTRING",
-            "MULTIPOLYGON",
-            "GEOMETRYCOLLECTION",
-            "GEOMCOLLECTION",
-        ),
-        frozenset({F.GEOMETRY}),
-    ),
+    **dict.fromkeys(SPATIAL_TYPES, frozenset({F.GEOMETRY})),
 }
 _TYPE_NAMES = {
     value: name
