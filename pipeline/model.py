@@ -166,6 +166,9 @@ class Column:
     there is none, it is NULL or an expression) and ``enum_values`` the members
     of an ENUM or SET as written, quotes included (``'a'``). ``column_type`` is the
     type as the DDL wrote it, dimensions included (``INT(10) UNSIGNED``, ``VARCHAR(20)``).
+    ``computed`` says whether the column is a generated column (``AS (expr)``):
+    ``VIRTUAL`` or ``STORED`` (MariaDB's ``PERSISTENT``), None for a plain column or when
+    unknown (a definition read from a table map).
     """
 
     name: str
@@ -182,6 +185,7 @@ class Column:
     default: str | None = None
     enum_values: tuple[str, ...] = ()
     column_type: str = ""
+    computed: str | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Column, tuple(getattr(self, f) for f in Column.__slots__))
@@ -203,7 +207,9 @@ class TableSchema:
 
     One object per table version, shared by every row change of that table (and
     pickled once per batch). ``primary_key`` is the key Debezium would use: the
-    primary key, else the first unique key (see ``selector.schemas``).
+    primary key, else the first unique key (see ``selector.schemas``). ``unique_keys``
+    holds every UNIQUE key of the table as ``(index name, columns)``, in the order the
+    DDL gave them (the one ``primary_key`` took included).
     """
 
     schema: str
@@ -212,9 +218,18 @@ class TableSchema:
     primary_key: tuple[str, ...] = ()
     charset: str | None = None
     comment: str | None = None
+    unique_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        args = (self.schema, self.table, self.columns, self.primary_key, self.charset, self.comment)
+        args = (
+            self.schema,
+            self.table,
+            self.columns,
+            self.primary_key,
+            self.charset,
+            self.comment,
+            self.unique_keys,
+        )
         return (_interned_table, args)
 
     def column(self, name: str) -> Column | None:
@@ -328,6 +343,7 @@ _COLUMN_DEFAULTS = {
     "default": None,
     "enum_values": (),
     "column_type": "",
+    "computed": None,
 }
 
 
@@ -352,6 +368,8 @@ def table_to_dict(table: TableSchema) -> dict[str, Any]:
         data["charset"] = table.charset
     if table.comment is not None:
         data["comment"] = table.comment
+    if table.unique_keys:
+        data["unique_keys"] = [[name, list(columns)] for name, columns in table.unique_keys]
     return data
 
 
@@ -377,6 +395,7 @@ def table_from_dict(data: dict[str, Any]) -> TableSchema:
         tuple(data.get("primary_key") or ()),
         data.get("charset"),
         data.get("comment"),
+        tuple((str(n), tuple(map(str, c))) for n, c in data.get("unique_keys") or ()),
     )
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pipeline.dialect import (
@@ -193,6 +193,7 @@ class _ColumnDraft:
     default: str | None = None
     enum_values: tuple[str, ...] = ()
     column_type: str = ""
+    computed: str | None = None
 
     @classmethod
     def of(cls, column: Column) -> _ColumnDraft:
@@ -254,6 +255,11 @@ def _read_column(tokens: list[Token], draft: _ColumnDraft) -> tuple[_Definition,
         elif word == "COMMENT" and i + 1 < n and tokens[i + 1].kind == "string":
             draft.comment = strip_quotes(tokens[i + 1].text)
             i += 2
+        elif word == "AS" and i + 1 < n and tokens[i + 1].text == "(":
+            # [GENERATED ALWAYS] AS (expr) [VIRTUAL | STORED | PERSISTENT]: VIRTUAL by default
+            i = _closing(tokens, i + 1) + 1
+            stored = i < n and tokens[i].upper in ("STORED", "PERSISTENT")
+            draft.computed = "STORED" if stored else "VIRTUAL"
         elif word in ("FIRST", "AFTER"):
             break
         elif token.text == "(":
@@ -493,6 +499,7 @@ class _TableDraft:
     primary_key: list[str] = field(default_factory=list)
     charset: str | None = None
     comment: str | None = None
+    unique_keys: list[tuple[str, list[str]]] = field(default_factory=list)
 
     @classmethod
     def of(cls, table: TableSchema) -> _TableDraft:
@@ -503,6 +510,7 @@ class _TableDraft:
             list(table.primary_key),
             table.charset,
             table.comment,
+            [(name, list(columns)) for name, columns in table.unique_keys],
         )
 
     def index(self, name: str) -> int | None:
@@ -544,11 +552,70 @@ class _TableDraft:
                 key.append(name)
         self.primary_key = key
 
+    def add_unique(self, name: str | None, columns: list[str]) -> None:
+        """A UNIQUE key; unnamed, it is named as MySQL names it: after its first column,
+        with ``_2``, ``_3``… when that name is taken."""
+        if not columns:
+            return
+        taken = {n.lower() for n, _ in self.unique_keys}
+        if name is None:
+            name = base = columns[0]
+            k = 2
+            while name.lower() in taken:
+                name, k = f"{base}_{k}", k + 1
+        elif name.lower() in taken:
+            return  # MySQL refuses a second index of that name
+        self.unique_keys.append((name, list(columns)))
+
+    def drop_unique(self, name: str) -> bool:
+        """Drop the UNIQUE key named ``name``; False when there is none."""
+        kept = [(n, c) for n, c in self.unique_keys if n.lower() != name.lower()]
+        found = len(kept) < len(self.unique_keys)
+        self.unique_keys = kept
+        return found
+
     def build(self) -> TableSchema:
         columns = tuple(c.build(k + 1) for k, c in enumerate(self.columns))
+        uniques = tuple((n, tuple(c)) for n, c in self.unique_keys)
         return TableSchema(
-            self.schema, self.table, columns, tuple(self.primary_key), self.charset, self.comment
+            self.schema,
+            self.table,
+            columns,
+            tuple(self.primary_key),
+            self.charset,
+            self.comment,
+            uniques,
         )
+
+
+def _unique_spec(part: list[Token]) -> tuple[str | None, list[str]]:
+    """``UNIQUE [KEY | INDEX] [name] [USING …] (cols) …``: the index name, if given, and
+    its columns."""
+    k = 1
+    if k < len(part) and part[k].upper in ("KEY", "INDEX"):
+        k += 1
+    named = k < len(part) and _is_name(part[k]) and part[k].upper != "USING"
+    return (_name(part[k]) if named else None), _index_columns(part)
+
+
+def _skip_if_exists(tokens: list[Token]) -> list[Token]:
+    """Tokens after an optional ``IF [NOT] EXISTS``."""
+    if tokens and tokens[0].upper == "IF":
+        k = 1
+        while k < len(tokens) and tokens[k].upper in ("NOT", "EXISTS"):
+            k += 1
+        return tokens[k:]
+    return tokens
+
+
+def _constraint_name(part: list[Token]) -> tuple[str | None, list[Token]]:
+    """``CONSTRAINT [name] rest``: the constraint's name, and the rest."""
+    k = 1
+    name = None
+    if k < len(part) and part[k].upper not in ("PRIMARY", "UNIQUE", "FOREIGN", "CHECK"):
+        name = _name(part[k])
+        k += 1
+    return name, part[k:]
 
 
 def parse_create(
@@ -589,24 +656,26 @@ def parse_create(
 def _create_element(part: list[Token], draft: _TableDraft) -> None:
     head = part[0]
     word = head.upper if head.kind == "word" else ""
+    constraint = None
     if word == "CONSTRAINT":
-        k = 1
-        if k < len(part) and part[k].upper not in ("PRIMARY", "UNIQUE", "FOREIGN", "CHECK"):
-            k += 1  # the constraint's name
-        part = part[k:]
+        constraint, part = _constraint_name(part)
         word = part[0].upper if part else ""
     if word == "PRIMARY" and len(part) > 1 and part[1].upper == "KEY":
         draft.set_key(_index_columns(part))
         return
     if word == "UNIQUE":
+        name, columns = _unique_spec(part)
+        draft.add_unique(name or constraint, columns)
         if not draft.primary_key:
-            draft.set_key(_index_columns(part))
+            draft.set_key(columns)
         return
     if word in _CONSTRAINT_WORDS or word == "PERIOD":
         return
     column = _ColumnDraft(_name(head))
     role, _ = _read_column(part[1:], column)
     draft.put(column)
+    if role.unique:
+        draft.add_unique(None, [column.name])
     if role.primary or (role.unique and not draft.primary_key):
         draft.set_key([column.name])
 
@@ -652,20 +721,22 @@ class _Alter:
             # (default, dimensions, charset, NOT NULL, auto-increment, comment)
             rest, old = self._existing(rest)
             column = _ColumnDraft(old.name)
-            _, stop = _read_column(rest[1:], column)
+            role, stop = _read_column(rest[1:], column)
             self._put(column)
+            self._unique_column(role, column.name)
             self._place(column.name, rest[1 + stop :])
         elif word == "CHANGE":
             # Debezium edits the column: auto-increment and comment stay; default,
             # dimensions, nullability and charset are what the new definition says
             rest, column = self._existing(rest)
-            column.default = column.length = column.scale = None
+            column.default = column.length = column.scale = column.computed = None
             column.optional = True
-            _, stop = _read_column(rest[2:], column)
+            role, stop = _read_column(rest[2:], column)
             self._put(column)
             new_name = _name(rest[1])
             column.name = new_name
             self._rename_key(_name(rest[0]), new_name)
+            self._unique_column(role, new_name)
             self._place(new_name, rest[2 + stop :])
         elif word == "RENAME":
             self._rename(rest)
@@ -677,7 +748,7 @@ class _Alter:
     def _existing(self, rest: list[Token]) -> tuple[list[Token], _ColumnDraft]:
         """``[COLUMN] [IF EXISTS] name …`` of MODIFY/CHANGE: the rest from the name, and the
         column."""
-        rest = self._skip_if_exists(self._skip(rest, "COLUMN"))
+        rest = _skip_if_exists(self._skip(rest, "COLUMN"))
         k = self.draft.index(_name(rest[0]))
         if k is None:
             raise DdlUnreadable("MODIFY/CHANGE of an unknown column")
@@ -687,15 +758,6 @@ class _Alter:
     def _skip(tokens: list[Token], word: str) -> list[Token]:
         return tokens[1:] if tokens and tokens[0].upper == word else tokens
 
-    @staticmethod
-    def _skip_if_exists(tokens: list[Token]) -> list[Token]:
-        if tokens and tokens[0].upper == "IF":
-            k = 1
-            while k < len(tokens) and tokens[k].upper in ("NOT", "EXISTS"):
-                k += 1
-            return tokens[k:]
-        return tokens
-
     def _place(self, name: str, tail: list[Token]) -> None:
         if tail and tail[0].upper == "FIRST":
             self.draft.move(name, None)
@@ -704,6 +766,14 @@ class _Alter:
 
     def _rename_key(self, old: str, new: str) -> None:
         self.draft.primary_key = [new if k == old else k for k in self.draft.primary_key]
+        self.draft.unique_keys = [
+            (n, [new if k == old else k for k in columns]) for n, columns in self.draft.unique_keys
+        ]
+
+    def _unique_column(self, role: _Definition, name: str) -> None:
+        """A column definition that says UNIQUE adds a unique key on it (one is enough)."""
+        if role.unique and [name] not in (c for _, c in self.draft.unique_keys):
+            self.draft.add_unique(None, [name])
 
     def _put(self, column: _ColumnDraft) -> None:
         if column.charset is None and column.jdbc_type in TEXT_TYPES:
@@ -714,33 +784,35 @@ class _Alter:
         if not rest:
             return
         word = rest[0].upper if rest[0].kind == "word" else ""
+        constraint = None
         if word == "CONSTRAINT":
-            k = 1
-            if k < len(rest) and rest[k].upper not in ("PRIMARY", "UNIQUE", "FOREIGN", "CHECK"):
-                k += 1
-            rest = rest[k:]
+            constraint, rest = _constraint_name(rest)
             word = rest[0].upper if rest else ""
         if word == "PRIMARY":
             self.draft.set_key(_index_columns(rest))
             return
         if word == "UNIQUE":
+            name, columns = _unique_spec(rest)
+            self.draft.add_unique(name or constraint, columns)
             if not self.draft.primary_key:
-                self.draft.set_key(_index_columns(rest))
+                self.draft.set_key(columns)
             return
         if word in _CONSTRAINT_WORDS or word == "PERIOD":
             return
         rest = self._skip(rest, "COLUMN")
-        rest = self._skip_if_exists(rest)
+        rest = _skip_if_exists(rest)
         if rest and rest[0].text == "(":
             inner = rest[1 : _closing(rest, 0)]
             for part in _split(inner):
                 column = _ColumnDraft(_name(part[0]))
-                _read_column(part[1:], column)
+                role, _ = _read_column(part[1:], column)
                 self._put(column)
+                self._unique_column(role, column.name)
             return
         column = _ColumnDraft(_name(rest[0]))
         role, stop = _read_column(rest[1:], column)
         self._put(column)
+        self._unique_column(role, column.name)
         if role.primary:
             self.draft.set_key([column.name])
         self._place(column.name, rest[1 + stop :])
@@ -752,16 +824,24 @@ class _Alter:
         if word == "PRIMARY":
             self.draft.primary_key = []
             return
-        if word in ("INDEX", "KEY", "FOREIGN", "CHECK", "CONSTRAINT", "PARTITION", "PERIOD"):
+        if word in ("INDEX", "KEY", "CONSTRAINT"):  # [IF EXISTS] name: a unique key's too
+            named = _skip_if_exists(rest[1:])
+            if named:
+                self.draft.drop_unique(_name(named[0]))
+            return
+        if word in ("FOREIGN", "CHECK", "PARTITION", "PERIOD"):
             return
         rest = self._skip(rest, "COLUMN")
-        rest = self._skip_if_exists(rest)
+        rest = _skip_if_exists(rest)
         if not rest:
             return
         k = self.draft.index(_name(rest[0]))
         if k is not None:
             name = self.draft.columns.pop(k).name
             self.draft.primary_key = [c for c in self.draft.primary_key if c != name]
+            # MySQL takes a dropped column out of its indexes; an index left empty is gone
+            narrowed = [(n, [c for c in cols if c != name]) for n, cols in self.draft.unique_keys]
+            self.draft.unique_keys = [(n, cols) for n, cols in narrowed if cols]
 
     def _change_default(self, rest: list[Token]) -> None:
         """``ALTER [COLUMN] c SET DEFAULT literal | (expr)`` / ``DROP DEFAULT`` (Debezium's
@@ -799,7 +879,12 @@ class _Alter:
         if not rest:
             return
         word = rest[0].upper
-        if word in ("INDEX", "KEY"):
+        if word in ("INDEX", "KEY"):  # RENAME INDEX old TO new
+            if len(rest) > 3:
+                old, new = _name(rest[1]), _name(rest[3])
+                self.draft.unique_keys = [
+                    (new if n.lower() == old.lower() else n, c) for n, c in self.draft.unique_keys
+                ]
             return
         if word == "COLUMN":
             k = self.draft.index(_name(rest[1]))
@@ -832,23 +917,37 @@ def alter_table(
     result = draft.build()
     if alter.renamed_to is not None:
         schema, name = alter.renamed_to
-        return TableSchema(
-            schema, name, result.columns, result.primary_key, result.charset, result.comment
-        ), alter.renamed_to
+        return replace(result, schema=schema, table=name), alter.renamed_to
     return result, None
 
 
 def unique_index(table: TableSchema, sql: str) -> TableSchema | None:
-    """``CREATE UNIQUE INDEX … ON t (cols)`` on a table without a primary key: the table with
-    that key (Debezium's choice); None when the statement changes no key."""
+    """``CREATE UNIQUE INDEX name … ON t (cols)``: the table with that unique key, which is
+    also its key when it has no primary key (Debezium's choice); None when the statement
+    changes no key."""
     tokens = tokenize(sql)
-    unique = any(t.upper == "UNIQUE" for t in tokens[:3])
-    if not unique or table.primary_key:
+    at = next((k for k, t in enumerate(tokens[:3]) if t.upper == "UNIQUE"), None)
+    if at is None:
         return None
     on = next(k for k, t in enumerate(tokens) if t.upper == "ON")
+    named = _skip_if_exists(tokens[at + 2 : on])  # after UNIQUE INDEX
+    columns = _index_columns(tokens[on:])
     draft = _TableDraft.of(table)
-    draft.set_key(_index_columns(tokens[on:]))
+    draft.add_unique(_name(named[0]) if named else None, columns)
+    if not table.primary_key:
+        draft.set_key(columns)
     return draft.build()
+
+
+def dropped_index(table: TableSchema, sql: str) -> TableSchema | None:
+    """``DROP INDEX name ON t``: the table without that unique key; None when it is not
+    one of its unique keys."""
+    tokens = tokenize(sql)
+    named = _skip_if_exists(tokens[2:])  # after DROP INDEX
+    if not named:
+        return None
+    draft = _TableDraft.of(table)
+    return draft.build() if draft.drop_unique(_name(named[0])) else None
 
 
 def database_charset(sql: str) -> str | None:

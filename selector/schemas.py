@@ -49,6 +49,7 @@ from .ddl import (
     alter_table,
     charset_of_collation,
     database_charset,
+    dropped_index,
     from_table_map,
     parse_create,
     unique_index,
@@ -297,7 +298,7 @@ class SchemaHistory:
         table = self._tables.get(key) or self._seed(*key)
         if table is None:
             return ()
-        keyed = unique_index(table, sql) if statement.verb == "CREATE" else None
+        keyed = (unique_index if statement.verb == "CREATE" else dropped_index)(table, sql)
         if keyed is not None:
             table = keyed
             self._set(key, table, mark)

@@ -28,6 +28,7 @@ from sinks.base import Sink
 BUILTIN: dict[str, str] = {
     "kafka": "sinks.kafka:KafkaSink",
     "mysql": "sinks.mysql:MySQLSink",
+    "postgresql": "sinks.postgresql:PostgreSQLSink",
     "jsonl": "sinks.jsonl:JsonlSink",
     "stdout": "sinks.stdout:StdoutSink",
 }

@@ -1,12 +1,15 @@
-"""Shared fixtures: real MariaDB, Redis and Apache Kafka.
+"""Shared fixtures: real MariaDB, Redis, Apache Kafka and PostgreSQL.
 
 Session-scoped (started once per run, lazily, only if a test asks):
-    mariadb, mariadb_target, redis_server, kafka_broker
+    mariadb, mariadb_target, redis_server, kafka_broker, postgresql
 Function-scoped:
     source_db, target_db    -> name of a fresh database (dropped afterwards)
+    postgresql_db           -> name of a fresh database on ``postgresql`` (dropped
+                               afterwards); ``postgresql.connect(name)`` opens it
     key_prefix              -> unique Redis key prefix "ferrytest:<uuid8>:"
     kafka_topic             -> unique topic name, already created (1 partition)
     make_mariadb(extra_args=()) / make_redis() / make_kafka(properties={})
+    / make_postgresql(extra_args=())
                             -> private, controllable instances (kill/start),
                                stopped at teardown
 
@@ -43,6 +46,7 @@ from tests.services import (
     ApacheKafka,
     ExternalMySQL,
     MariaDB,
+    PostgreSQL,
     Redis,
     ServiceUnavailable,
 )
@@ -158,6 +162,15 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def postgresql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A PostgreSQL server (tests.services.PostgreSQL, or FERRY_TEST_POSTGRESQL_URL)."""
+    base = tmp_path_factory.mktemp("postgresql")
+    svc = _get(lambda: services.postgresql_service(base))
+    yield svc
+    services.stop_quietly([svc])
+
+
+@pytest.fixture(scope="session")
 def corpus() -> Path:
     """The real-world SQL corpus (../shared/realworld-sql; see tests/realworld.py)."""
     from tests import realworld
@@ -196,6 +209,15 @@ def source_db(mariadb: Any) -> Iterator[str]:
 def target_db(mariadb_target: Any) -> Iterator[str]:
     """Name of a fresh database on ``mariadb_target``; dropped after the test."""
     yield from _fresh_database(mariadb_target)
+
+
+@pytest.fixture
+def postgresql_db(postgresql: Any) -> Iterator[str]:
+    """Name of a fresh database on ``postgresql``; dropped after the test."""
+    name = postgresql.create_database(_unique("ferrytest"))
+    yield name
+    with contextlib.suppress(Exception):
+        postgresql.drop_database(name)
 
 
 @pytest.fixture
@@ -260,6 +282,20 @@ def make_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     """``make_redis(extra_args=())`` -> a started private redis-server."""
     with _private(tmp_path_factory, Redis, "redis") as (make, _):
         yield make
+
+
+@pytest.fixture
+def make_postgresql(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., PostgreSQL]]:
+    """``make_postgresql(extra_args=())`` -> a started private PostgreSQL (local binaries
+    only; ``stop``/``kill``/``start`` keep its data), stopped and its data removed at
+    teardown."""
+    with _private(tmp_path_factory, PostgreSQL, "postgresql") as (make, started):
+        yield make
+    for pg in started:
+        with contextlib.suppress(Exception):
+            pg.remove_data()
 
 
 @pytest.fixture

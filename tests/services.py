@@ -7,8 +7,9 @@ with its stdout/stderr in log files there. Nothing needs Docker.
     r = Redis(tmp / "redis").start()          # redis-server, no persistence
     k = ApacheKafka(tmp / "kafka").start()    # Apache Kafka 4.x, KRaft, one node, on disk
     t = KafkaBroker(tmp / "tansu").start()    # Tansu (Kafka-compatible), in memory
+    pg = PostgreSQL(tmp / "pg").start()       # postgres (Debian's package), fsync off
 
-All four have ``stop()`` (graceful), ``kill()`` (SIGKILL) and ``start()``
+All five have ``stop()`` (graceful), ``kill()`` (SIGKILL) and ``start()``
 (again, same directory and port), ``pid`` and ``controllable = True``.
 
 Where the service comes from, in this order (see ``mysql_service`` and friends):
@@ -16,12 +17,14 @@ Where the service comes from, in this order (see ``mysql_service`` and friends):
 1. an environment variable pointing at an existing service
    (``FERRY_TEST_MYSQL_URL=mysql://user:pass@host:port``,
    ``FERRY_TEST_REDIS_URL=redis://host:port/0``,
+   ``FERRY_TEST_POSTGRESQL_URL=postgresql://user:pass@host:port``,
    ``FERRY_TEST_KAFKA_BOOTSTRAP=host:port``): ``controllable`` is False and
    ``kill``/``start``/``stop`` raise ``NotControllable``;
-2. the local binary (``mariadbd``, ``redis-server``; for Kafka, Apache Kafka's jars
+2. the local binary (``mariadbd``, ``redis-server``, ``postgres`` from PATH or
+   ``/usr/lib/postgresql/*/bin``; for Kafka, Apache Kafka's jars
    that ``scripts/test`` fetched into ``~/.cache/ferry/kafka-<version>/``, run on the
    local Java 17+);
-3. testcontainers, when ``docker info`` succeeds (MySQL 8, Redis, Kafka);
+3. testcontainers, when ``docker info`` succeeds (MySQL 8, Redis, Kafka, PostgreSQL);
 4. otherwise ``ServiceUnavailable`` is raised with the reason.
 
 Every process started here is killed at interpreter exit (atexit), and its pid
@@ -75,10 +78,12 @@ __all__ = [
     "ApacheKafka",
     "ExternalKafka",
     "ExternalMySQL",
+    "ExternalPostgreSQL",
     "ExternalRedis",
     "KafkaBroker",
     "MariaDB",
     "NotControllable",
+    "PostgreSQL",
     "Redis",
     "ServiceUnavailable",
     "docker_available",
@@ -86,6 +91,8 @@ __all__ = [
     "kafka_jars",
     "kafka_service",
     "mysql_service",
+    "postgresql_bindir",
+    "postgresql_service",
     "read_all",
     "redis_service",
     "tansu_binary",
@@ -109,6 +116,8 @@ class NotControllable(RuntimeError):
 _LIVE: dict[int, subprocess.Popen[bytes]] = {}
 _LIVE_LOCK = threading.Lock()
 _CONTAINERS: list[Any] = []
+# directories made outside pytest's tree (see PostgreSQL), removed at exit after the kills
+_TEMP_DIRS: list[Path] = []
 
 
 def _piddir() -> Path | None:
@@ -167,6 +176,9 @@ def _cleanup_all() -> None:
         with contextlib.suppress(Exception):
             c.stop()
     _CONTAINERS.clear()
+    for d in _TEMP_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
+    _TEMP_DIRS.clear()
 
 
 atexit.register(_cleanup_all)
@@ -212,6 +224,7 @@ class _Process:
     name = "service"
     start_timeout_s = 60.0
     stop_timeout_s = 60.0
+    stop_signal = signal.SIGTERM  # what ``stop()`` sends first
 
     def __init__(self, base_dir: str | os.PathLike[str]) -> None:
         self.base_dir = Path(base_dir)
@@ -231,6 +244,10 @@ class _Process:
 
     def _ready(self) -> bool:
         raise NotImplementedError
+
+    def _spawn_options(self) -> dict[str, Any]:
+        """Extra ``subprocess.Popen`` arguments (e.g. ``cwd``, ``user``)."""
+        return {}
 
     def _diagnostics(self) -> str:
         return _tail(self.log_path)
@@ -262,8 +279,8 @@ class _Process:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=self.base_dir,
                 start_new_session=True,
+                **{"cwd": self.base_dir, **self._spawn_options()},
             )
         _register(self._proc)
         while True:
@@ -295,7 +312,7 @@ class _Process:
             return
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
+                proc.send_signal(self.stop_signal)
             try:
                 proc.wait(timeout=self.stop_timeout_s)
             except subprocess.TimeoutExpired:
@@ -581,6 +598,214 @@ class ExternalRedis(_RedisClient):
         raise NotControllable("external Redis (FERRY_TEST_REDIS_URL) cannot be stopped")
 
     kill = stop
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+
+
+def postgresql_bindir() -> Path | None:
+    """The directory of ``initdb``/``postgres``: PATH first, then Debian's
+    ``/usr/lib/postgresql/<major>/bin`` (the newest major), else None."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    majors = sorted(
+        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").is_file()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    return majors[-1] if majors else None
+
+
+class _PostgreSQLClient:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def url_for(self, database: str = "postgres") -> str:
+        auth = self.user if not self.password else f"{self.user}:{self.password}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{database}"
+
+    @property
+    def url(self) -> str:
+        return self.url_for()
+
+    def connect(self, database: str = "postgres", **kw: Any) -> Any:
+        """A new psycopg connection (autocommit on unless overridden)."""
+        import psycopg
+
+        kw.setdefault("autocommit", True)
+        kw.setdefault("connect_timeout", 10)
+        return psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=database,
+            **kw,
+        )
+
+    def execute(
+        self, sql: str, args: Any = None, database: str = "postgres"
+    ) -> tuple[tuple[Any, ...], ...]:
+        """Run one statement on a fresh connection and return its rows (none for DDL)."""
+        conn = self.connect(database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return tuple(cur.fetchall()) if cur.description is not None else ()
+        finally:
+            conn.close()
+
+    def create_database(self, name: str) -> str:
+        self.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        # FORCE: a test may leave a sink's connection open
+        self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class PostgreSQL(_PostgreSQLClient, _Process):
+    """A private PostgreSQL server (``postgres`` in the foreground, so its pid is ours):
+    trust authentication for user ``postgres`` on 127.0.0.1, its unix socket in its own
+    directory, ``fsync=off`` (a SIGKILL of the server loses nothing the OS has; only a
+    machine crash would). ``stop()`` is a fast shutdown (SIGINT: open sessions are ended,
+    not waited for); ``kill()`` is a crash, and the next start runs crash recovery.
+
+    PostgreSQL refuses to run as root: as root, the server runs as the ``postgres``
+    system user (else ``nobody``) in a directory of its own under the system temp dir,
+    since pytest's tree is private to root; that directory is removed at exit.
+    """
+
+    name = "postgres"
+    start_timeout_s = 90.0
+    stop_signal = signal.SIGINT
+
+    def __init__(self, base_dir: str | os.PathLike[str], extra_args: Sequence[str] = ()) -> None:
+        _Process.__init__(self, base_dir)
+        bindir = postgresql_bindir()
+        if bindir is None:
+            raise ServiceUnavailable(
+                "initdb / postgres not found on PATH or in /usr/lib/postgresql/*/bin"
+                " (Debian package postgresql)"
+            )
+        self.bindir = bindir
+        self.extra_args = list(extra_args)
+        self.user = "postgres"
+        self.password = ""
+        self._run_as: tuple[int, int] | None = None
+        home = self.base_dir
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                account = pwd.getpwnam("postgres")
+            except KeyError:
+                account = pwd.getpwnam("nobody")
+            self._run_as = (account.pw_uid, account.pw_gid)
+            home = Path(tempfile.mkdtemp(prefix="ferry-pg-"))
+            os.chown(home, *self._run_as)
+            _TEMP_DIRS.append(home)
+        elif len(str(home / f".s.PGSQL.{self.port}")) > 100:  # AF_UNIX path limit
+            home = Path(tempfile.mkdtemp(prefix="ferry-pg-"))
+            _TEMP_DIRS.append(home)
+        self.home = home
+        self.datadir = home / "data"
+        self.socket_dir = home
+
+    def _spawn_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"cwd": self.home}
+        if self._run_as is not None:
+            uid, gid = self._run_as
+            options.update(user=uid, group=gid, extra_groups=[])
+        return options
+
+    def _prepare(self) -> None:
+        if (self.datadir / "PG_VERSION").is_file():
+            return
+        cmd = [
+            str(self.bindir / "initdb"),
+            f"--pgdata={self.datadir}",
+            f"--username={self.user}",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]
+        log = self.base_dir / "initdb.log"
+        with open(log, "wb") as out:
+            rc = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+                **self._spawn_options(),
+            ).returncode
+        if rc != 0:
+            raise ServiceUnavailable(f"initdb failed ({rc}):\n{_tail(log)}")
+
+    def _command(self) -> list[str]:
+        settings = {
+            "listen_addresses": self.host,
+            "port": str(self.port),
+            "unix_socket_directories": str(self.socket_dir),
+            "fsync": "off",
+            "full_page_writes": "off",
+            "max_connections": "200",
+            "logging_collector": "off",
+        }
+        cmd = [str(self.bindir / "postgres"), "-D", str(self.datadir)]
+        for key, value in settings.items():
+            cmd += ["-c", f"{key}={value}"]
+        return [*cmd, *self.extra_args]
+
+    def _ready(self) -> bool:
+        self.connect(connect_timeout=2).close()
+        return True
+
+    def remove_data(self) -> None:
+        """Delete the data directory (server must be stopped); logs are kept."""
+        if self.running:
+            raise RuntimeError("stop the server before removing its data")
+        shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+class ExternalPostgreSQL(_PostgreSQLClient):
+    """An existing PostgreSQL given by URL; cannot be killed or restarted."""
+
+    controllable = False
+    pid = None
+
+    def __init__(self, url: str) -> None:
+        u = urlparse(url)
+        if u.scheme not in ("postgresql", "postgres") or not u.hostname:
+            raise ValueError(f"expected postgresql://user:pass@host:port, got {url!r}")
+        self.host = u.hostname
+        self.port = u.port or 5432
+        self.user = unquote(u.username or "postgres")
+        self.password = unquote(u.password or "")
+
+    def start(self) -> ExternalPostgreSQL:
+        return self
+
+    def stop(self) -> None:
+        raise NotControllable("external PostgreSQL (FERRY_TEST_POSTGRESQL_URL) cannot be stopped")
+
+    kill = stop
+
+
+class _ContainerPostgreSQL(ExternalPostgreSQL):
+    def __init__(self, container: Any) -> None:
+        self._container = container
+        host = container.get_container_host_ip()
+        port = int(container.get_exposed_port(5432))
+        super().__init__(f"postgresql://postgres:test@{host}:{port}")
+
+    def stop(self) -> None:
+        self._container.stop()
 
 
 # --------------------------------------------------------------------------
@@ -1019,6 +1244,27 @@ def redis_service(base_dir: str | os.PathLike[str], use_env: bool = True) -> Red
         return ExternalRedis(f"redis://{host}:{c.get_exposed_port(6379)}/0")
     reasons.append("docker is not available")
     raise ServiceUnavailable("no Redis for tests: " + "; ".join(reasons))
+
+
+def postgresql_service(
+    base_dir: str | os.PathLike[str], use_env: bool = True
+) -> PostgreSQL | ExternalPostgreSQL:
+    """A running PostgreSQL: env URL, else the local binaries, else Docker."""
+    url = os.environ.get("FERRY_TEST_POSTGRESQL_URL") if use_env else None
+    if url:
+        return ExternalPostgreSQL(url)
+    reasons = []
+    try:
+        return PostgreSQL(base_dir).start()
+    except ServiceUnavailable as e:
+        reasons.append(str(e))
+    if docker_available():
+        from testcontainers.postgres import PostgresContainer
+
+        c = PostgresContainer("postgres:15", username="postgres", password="test")
+        return _ContainerPostgreSQL(_start_container(c))
+    reasons.append("docker is not available")
+    raise ServiceUnavailable("no PostgreSQL for tests: " + "; ".join(reasons))
 
 
 def kafka_service(

@@ -113,14 +113,16 @@ DATA_TYPES: dict[str, Jdbc] = {
 }
 
 
-_TYPE_SUFFIXES = (" UNSIGNED", " ZEROFILL", " SIGNED", " BINARY", " PRECISION")
+#: words that modify a spelled type without changing its base
+_MODIFIERS = frozenset(
+    {"SIGNED", "UNSIGNED", "ZEROFILL", "BINARY", "ASCII", "UNICODE", "BYTE", "PRECISION"}
+)
 
 
 def base_type(type_name: str) -> tuple[str, bool]:
     """A spelled type's base and signedness: ``INT UNSIGNED ZEROFILL`` -> (``INT``, True),
-    ``DOUBLE PRECISION`` -> (``DOUBLE``, False) (``ZEROFILL`` implies ``UNSIGNED``)."""
-    unsigned = " UNSIGNED" in type_name or " ZEROFILL" in type_name
-    base = type_name
-    for suffix in _TYPE_SUFFIXES:
-        base = base.replace(suffix, "")
-    return base, unsigned
+    ``DOUBLE PRECISION`` -> (``DOUBLE``, False), ``VARCHAR(20) BINARY`` -> (``VARCHAR``,
+    False) (``ZEROFILL`` implies ``UNSIGNED``; a lone ``BINARY`` is the type itself)."""
+    words = type_name.upper().split("(")[0].split()
+    unsigned = "UNSIGNED" in words or "ZEROFILL" in words
+    return " ".join(w for w in words if w not in _MODIFIERS) or type_name.upper(), unsigned

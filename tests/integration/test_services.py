@@ -165,3 +165,24 @@ def test_private_mariadb_extra_args_kill_and_restart(make_mariadb: Any) -> None:
     assert db.execute("SELECT id FROM d.t") == ((1,),)
     db.stop()
     assert db.pid is None
+
+
+def test_postgresql_fresh_database(postgresql: Any, postgresql_db: str) -> None:
+    postgresql.execute("CREATE TABLE t (id bigint PRIMARY KEY, note text)", database=postgresql_db)
+    postgresql.execute("INSERT INTO t VALUES (7, 'x')", database=postgresql_db)
+    assert postgresql.execute("SELECT id, note FROM t", database=postgresql_db) == ((7, "x"),)
+    assert postgresql.execute("SHOW fsync") == (("off",),)
+
+
+def test_postgresql_kill_and_restart_keeps_data(make_postgresql: Any) -> None:
+    pg = make_postgresql()
+    pg.execute("CREATE TABLE t (id int)")
+    pg.execute("INSERT INTO t VALUES (1)")
+    pid = pg.pid
+    pg.kill()
+    pg.start()
+    assert pg.pid != pid
+    assert pg.execute("SELECT id FROM t") == ((1,),)
+    pg.stop()
+    pg.start()
+    assert pg.execute("SELECT count(*) FROM t") == ((1,),)

@@ -38,7 +38,12 @@ def test_every_example_config_loads(path: Path) -> None:
 
 def test_there_are_examples_for_each_main_sink() -> None:
     names = {p.name for p in CONFIGS}
-    assert {"mysql-to-kafka.yaml", "mysql-to-mysql.yaml", "mysql-to-jsonl.yaml"} <= names
+    assert {
+        "mysql-to-kafka.yaml",
+        "mysql-to-mysql.yaml",
+        "mysql-to-jsonl.yaml",
+        "mysql-to-postgresql.yaml",
+    } <= names
 
 
 def test_example_kafka_producer_options_are_the_clients_own_names() -> None:

@@ -15,13 +15,8 @@ from pipeline.model import Batch, Position, RowChange
 from selector.checks import connect_timeout_hint
 from selector.config import MySQLSourceConfig
 from sinks.merge import merge
-from sinks.mysql import (
-    MySQLSink,
-    MySQLSinkConfig,
-    TargetTable,
-    build_statements,
-    statement_bytes,
-)
+from sinks.mysql import MySQLSink, MySQLSinkConfig
+from sinks.sqlapply import TargetTable, build_statements, statement_bytes
 
 POS = Position("mysql-bin.000003", 4)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.model import Position, TableSchema
+from pipeline.model import Position, SchemaState, TableSchema
 from selector.ddl import charset_of_collation, from_table_map
 from selector.schemas import SchemaHistory
 
@@ -346,3 +346,54 @@ def test_the_server_is_asked_once_per_misfit_until_the_next_ddl() -> None:
     assert [c.name for c in h.get("shop", "t").columns] == ["a", "b"]  # the history's, kept
     h.apply("ALTER TABLE t ADD c INT", "shop")
     assert h.definition("shop", "t", ["a", "b", "c"]) is not None
+
+
+def test_unique_keys_are_kept_with_their_names_through_ddl() -> None:
+    h = history(shop="utf8mb4")
+    t = created(
+        "CREATE TABLE u (id INT PRIMARY KEY, e VARCHAR(9) UNIQUE, a INT, b INT, s SERIAL,"
+        " UNIQUE KEY ab (a, b), CONSTRAINT c1 UNIQUE (b), UNIQUE INDEX (a))",
+        h=h,
+    )
+    assert t.primary_key == ("id",)
+    assert t.unique_keys == (
+        ("e", ("e",)),
+        ("s", ("s",)),
+        ("ab", ("a", "b")),
+        ("c1", ("b",)),
+        ("a", ("a",)),
+    )
+
+    def alter(sql: str) -> TableSchema:
+        [change] = h.apply(sql, "shop")
+        assert change.definition is not None
+        return change.definition
+
+    t = alter("ALTER TABLE u DROP INDEX ab, ADD UNIQUE KEY (a, b), RENAME INDEX c1 TO c2")
+    assert [n for n, _ in t.unique_keys] == ["e", "s", "c2", "a", "a_2"]
+    t = alter("ALTER TABLE u CHANGE e ee VARCHAR(9), DROP COLUMN a, DROP KEY s")
+    assert t.unique_keys == (("e", ("ee",)), ("c2", ("b",)), ("a_2", ("b",)))
+    t = alter("ALTER TABLE u ADD COLUMN z INT UNIQUE, MODIFY b INT UNIQUE")  # b has one
+    assert t.unique_keys[2:] == (("a_2", ("b",)), ("z", ("z",)))
+    t = alter("CREATE UNIQUE INDEX iz ON u (z, ee)")
+    assert t.unique_keys[-1] == ("iz", ("z", "ee")) and t.primary_key == ("id",)
+    t = alter("DROP INDEX iz ON u")
+    assert "iz" not in [n for n, _ in t.unique_keys]
+    state = SchemaState(None, {("shop", "u"): t})
+    assert SchemaState.from_json(state.to_json()).tables[("shop", "u")] == t
+    again = pickle.loads(pickle.dumps(t))
+    assert again == t and pickle.loads(pickle.dumps(t)) is again  # interned
+
+
+def test_generated_columns_say_virtual_or_stored() -> None:
+    t = created(
+        "CREATE TABLE g (a INT, v INT AS (a + 1), w INT GENERATED ALWAYS AS (a * 2) VIRTUAL,"
+        " s INT AS (a - 1) STORED, p INT AS (a) PERSISTENT NOT NULL COMMENT 'x')"
+    )
+    assert [c.computed for c in t.columns] == [None, "VIRTUAL", "VIRTUAL", "STORED", "STORED"]
+    assert t.columns[4].comment == "x" and not t.columns[4].optional
+    h = history(shop="utf8mb4")
+    created("CREATE TABLE g (a INT, v INT AS (a + 1))", h=h)
+    [change] = h.apply("ALTER TABLE g MODIFY v INT, ADD s INT AS (a) STORED", "shop")
+    assert change.definition is not None
+    assert [c.computed for c in change.definition.columns] == [None, None, "STORED"]

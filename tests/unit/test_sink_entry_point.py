@@ -39,5 +39,5 @@ def test_a_bad_field_of_an_entry_point_sink_is_named_by_its_path() -> None:
     assert [line.split(":")[0] for line in found] == ["sink.path", "sink.colour"]
     assert found[1] == "sink.colour: extra inputs are not permitted"
     assert problems(with_sink("{type: fakes, path: x}")) == [
-        "sink: unknown sink type; expected one of kafka, mysql, jsonl, stdout, fake"
+        "sink: unknown sink type; expected one of kafka, mysql, postgresql, jsonl, stdout, fake"
     ]

@@ -13,17 +13,10 @@ from pydantic import ValidationError
 from pipeline.errors import FatalError
 from pipeline.model import Batch, DdlChange, Position, RowChange
 from sinks.merge import Merged, merge
-from sinks.mysql import (
-    MySQLSink,
-    MySQLSinkConfig,
-    Statement,
-    build_statements,
-    describe_failure,
-    ident,
-    to_db,
-)
+from sinks.mysql import MySQLSink, MySQLSinkConfig
 from sinks.redact import mask, shown_statement
 from sinks.registry import sink_class
+from sinks.sqlapply import Statement, build_statements, describe_failure, ident, to_db
 
 POS = Position("mysql-bin.000001", 4)
 
