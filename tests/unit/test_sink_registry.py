@@ -42,7 +42,8 @@ def test_a_registered_sink_validates_describes_and_is_documented_through_the_reg
     assert "sink      memory (in this process)" in config.summary()
     assert "#### `sink (type: memory)`" in reference.reference()
     found = problems(MINIMAL.replace("jsonl, path: /tmp/out.jsonl", "nosuch"))
-    assert found == ["sink: unknown sink type; expected one of kafka, mysql, postgresql, jsonl, stdout, memory"]
+    known = "kafka, mysql, postgresql, jsonl, stdout, memory"
+    assert found == [f"sink: unknown sink type; expected one of {known}"]
     bad = MINIMAL.replace("jsonl, path: /tmp/out.jsonl", "memory, colour: red")
     assert problems(bad) == ["sink.colour: extra inputs are not permitted"]
     assert problems(MINIMAL.replace("type: jsonl, path: /tmp/out.jsonl", "colour: red")) == [
