@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from selector.statements import classify, references
 
+from pipeline.dialect.statements import classify, references
 from pipeline.errors import FatalError, FencedError, ResumableError
 from pipeline.model import (
     Batch,
