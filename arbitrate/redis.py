@@ -89,7 +89,14 @@ from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from pipeline.errors import FatalError, FerryError, classify, timed_out
+from pipeline.errors import (
+    FatalError,
+    FerryError,
+    classify,
+    register_classifier,
+    timed_out,
+    tls_refused,
+)
 from pipeline.model import Position
 
 from .base import (
@@ -122,6 +129,25 @@ from .config import ArbiterConfig
 
 # KEYS: mainstem, epoch. ARGV: node_id, ttl_ms, floor.
 # -> {1, epoch} when won, {0, holder, pttl} when held by someone.
+
+
+def redis_errors(exc: BaseException) -> bool | None:
+    """redis-py's exceptions: resumable, fatal, or None when ``exc`` is not one."""
+    if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
+        return False
+    if isinstance(exc, redis.ConnectionError) and tls_refused(exc.__cause__ or exc.__context__):
+        return False  # rediss:// whose certificate does not verify: retrying cannot help
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.BusyLoadingError):
+        return True
+    if isinstance(exc, redis.ReadOnlyError):  # a replica after failover: wait for the new master
+        return True
+    if isinstance(exc, redis.RedisError):
+        return False
+    return None
+
+
+register_classifier(redis_errors)
+
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
 if holder then return {0, holder, redis.call('PTTL', KEYS[1])} end

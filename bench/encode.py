@@ -52,7 +52,8 @@ _spec.loader.exec_module(workload)
 
 from pipeline.model import JsonText, Position, RowChange, SourceEvent
 from selector.schemas import SchemaHistory
-from sinks.debezium import DebeziumJson, DebeziumOptions
+from sinks.formats.debezium.envelope import DebeziumJson
+from sinks.formats.debezium.options import DebeziumOptions
 
 TXN_ROWS = 500
 NOW_NS = 1_714_571_100_123_456_789

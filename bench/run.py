@@ -492,7 +492,7 @@ def phase_producer(spec: dict[str, Any]) -> dict[str, Any]:
     from pipeline.model import Position
     from selector.mysql import MySQLSelector
     from selector.store import MemoryPositionStore
-    from sinks.formats import get_format, now_ns
+    from sinks.formats.base import get_format, now_ns
     from sinks.kafka import KafkaSinkConfig
     from sinks.producers import make_producer
 

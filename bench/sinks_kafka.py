@@ -41,7 +41,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from pipeline.model import Batch, Position, RowChange
-from sinks.formats import get_format
+from sinks.formats.base import get_format
 from sinks.jsonl import JsonlSink, JsonlSinkConfig
 from sinks.kafka import KafkaSink, KafkaSinkConfig
 from sinks.producers import make_producer

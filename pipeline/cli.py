@@ -201,7 +201,12 @@ def cmd_run(args: argparse.Namespace, config: FerryConfig) -> int:
         except OSError as exc:
             raise FatalError(f"cannot serve metrics on port {port}: {exc}") from exc
         logger.info("metrics on http://{}:{}/metrics", *server.server_address[:2])
-    logger.info("node {} starting for pipeline {}", args.node_id, config.pipeline.id)
+    logger.info(
+        "node {} starting for pipeline {}, sink {}",
+        args.node_id,
+        config.pipeline.id,
+        node.sink.describe(config.sink),
+    )
     from pipeline.progress import SnapshotProgressDisplay
 
     progress = SnapshotProgressDisplay(node.report)
@@ -523,7 +528,7 @@ def _history_at(arbiter: Any, config: FerryConfig) -> tuple[Any, Any, Position |
 
 
 def _column_line(column: Any, key: tuple[str, ...]) -> str:
-    from selector.ddl import TEXT_TYPES
+    from pipeline.dialect import TEXT_TYPES
 
     parts = [column.name, column.column_type or column.type_name]
     if column.charset and column.jdbc_type in TEXT_TYPES:

@@ -19,28 +19,31 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
+    SerializeAsAny,
     ValidationError,
     field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from arbitrate.config import ArbiterConfig
 from pipeline.errors import ConfigError
 from selector.config import MySQLSourceConfig
-from sinks.jsonl import JsonlSinkConfig
-from sinks.kafka import KafkaSinkConfig
-from sinks.mysql import MySQLSinkConfig
-from sinks.postgresql import PostgreSQLSinkConfig
-from sinks.stdout import StdoutSinkConfig
+from sinks import registry
 
 _STRICT = ConfigDict(extra="forbid")
 
 
 class BatchConfig(BaseModel):
     model_config = _STRICT
-    max_rows: int = Field(1000, ge=1, le=1_000_000, description="rows per batch at most")
+    max_rows: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="rows per batch at most (unset: the sink's choice, 5000 for kafka with"
+        " exactly_once, else 1000)",
+    )
     max_wait_ms: int = Field(
         200, ge=1, le=60_000, description="a batch is handed out after this even if not full"
     )
@@ -135,16 +138,28 @@ Transform = Annotated[
     Field(discriminator="type"),
 ]
 
-SinkConfig = Annotated[
-    Annotated[KafkaSinkConfig, Tag("kafka")]
-    | Annotated[MySQLSinkConfig, Tag("mysql")]
-    | Annotated[PostgreSQLSinkConfig, Tag("postgresql")]
-    | Annotated[JsonlSinkConfig, Tag("jsonl")]
-    | Annotated[StdoutSinkConfig, Tag("stdout")],
-    Discriminator(lambda v: v.get("type") if isinstance(v, dict) else getattr(v, "type", None)),
-]
 
-SINK_TYPES = ("kafka", "mysql", "postgresql", "jsonl", "stdout")
+def _sink_config(value: Any) -> BaseModel:
+    """``sink:`` through the registered class's own ``config_model``, looked up by ``type``.
+
+    The registry is open (entry points), so this is not a pydantic union: a model's errors
+    come back under ``sink.`` with their own field paths (pydantic nests a ValidationError
+    raised here), and an unknown or missing type lists the types there are.
+    """
+    if isinstance(value, BaseModel):
+        return value
+    sink_type = value.get("type") if isinstance(value, dict) else None
+    if sink_type is None:
+        raise PydanticCustomError(
+            "sink_type_missing",
+            "'type' is required; one of {types}",
+            {"types": ", ".join(registry.sink_types())},
+        )
+    try:
+        model = registry.sink_class(str(sink_type)).config_model
+    except ConfigError as exc:
+        raise PydanticCustomError("sink_type", "{reason}", {"reason": exc.message}) from None
+    return model.model_validate(value)
 
 
 class FerryConfig(BaseModel):
@@ -154,9 +169,23 @@ class FerryConfig(BaseModel):
     pipeline: PipelineSettings
     source: MySQLSourceConfig
     arbiter: ArbiterConfig = Field(default_factory=ArbiterConfig)  # type: ignore[arg-type]
-    sink: SinkConfig
+    #: an instance of the registered sink class's ``config_model`` (see ``_sink_config``)
+    sink: SerializeAsAny[BaseModel]
     columns: list[ColumnFilter] = Field(default_factory=list)
     transforms: list[Transform] = Field(default_factory=list)
+
+    @field_validator("sink", mode="before")
+    @classmethod
+    def _sink(cls, value: Any) -> BaseModel:
+        return _sink_config(value)
+
+    @model_validator(mode="after")
+    def _sink_batch_rows(self) -> FerryConfig:
+        batch = self.pipeline.batch
+        rows = registry.batch_rows(self.sink)
+        if rows is not None and "max_rows" not in batch.model_fields_set:
+            batch.max_rows = rows  # the sink's choice; a value in the file wins
+        return self
 
     @field_validator("transforms", mode="before")
     @classmethod
@@ -166,7 +195,6 @@ class FerryConfig(BaseModel):
     def summary(self) -> str:
         """A short human description with secrets masked (for `ferry check`)."""
         src = self.source
-        sink = self.sink
         server_id = f"{src.dump_server_id(self.pipeline.id)}" + (
             "" if src.server_id is not None else " (derived from the pipeline id)"
         )
@@ -178,7 +206,7 @@ class FerryConfig(BaseModel):
             f"tls={src.tls.mode} start={_start_text(src.start)} include={','.join(src.include)}"
             + (f" exclude={','.join(src.exclude)}" if src.exclude else ""),
             f"arbiter   {self.arbiter.redacted_url()} lock_ttl={self.arbiter.lock_ttl_ms} ms",
-            f"sink      {_sink_text(sink)}",
+            f"sink      {registry.describe(self.sink)}",
         ]
         if self.columns:
             lines.append(f"columns   {len(self.columns)} column filter(s)")
@@ -194,24 +222,6 @@ def _start_text(start: Any) -> str:
     if isinstance(start, str):
         return start
     return f"gtid:{start.gtid}" if hasattr(start, "gtid") else f"{start.file}:{start.pos}"
-
-
-def _sink_text(sink: Any) -> str:
-    if sink.type == "kafka":
-        return (
-            f"kafka {sink.bootstrap_servers} topic={sink.topic} format={sink.format}"
-            f" client={sink.client}"
-        )
-    if sink.type == "mysql":
-        return f"mysql {sink.user}@{sink.host}:{sink.port} tls={sink.tls.mode} ddl={sink.ddl}"
-    if sink.type == "postgresql":
-        where = (
-            "url (secret)" if sink.url else f"{sink.user}@{sink.host}:{sink.port}/{sink.database}"
-        )
-        return f"postgresql {where} ddl={sink.ddl}"
-    if sink.type == "jsonl":
-        return f"jsonl {sink.path} format={sink.format}"
-    return f"stdout format={sink.format}"
 
 
 # --------------------------------------------------------------------------- loading
@@ -281,7 +291,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
         else:
             out += f".{part}" if out else part
-        if out in ("sink",) or re.fullmatch(r"transforms\[\d+\]", out):
+        if re.fullmatch(r"transforms\[\d+\]", out):
             skip_tag = True  # the next element is the discriminator tag, not a field
     return out
 
@@ -291,10 +301,6 @@ def format_validation_error(error: ValidationError) -> list[str]:
     for item in error.errors(include_input=False, include_url=False):
         loc = _loc(tuple(item["loc"]))
         msg = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "union_tag_invalid" and loc == "sink":
-            msg = f"unknown sink type; expected one of {', '.join(SINK_TYPES)}"
-        elif item["type"] == "union_tag_not_found" and loc == "sink":
-            msg = f"'type' is required; one of {', '.join(SINK_TYPES)}"
         lines.append(f"{loc or '(top level)'}: {msg[0].lower() + msg[1:] if msg else msg}")
     return lines
 

@@ -13,9 +13,14 @@
 paused for: they mean another node is, or may be, active, and the node steps down
 to standby (see ``pipeline.task``).
 
-Driver exceptions are mapped with :func:`classify`. This module imports nothing
-from the project; driver modules are imported lazily so that a missing
-optional driver never breaks the import.
+Driver exceptions are mapped with :func:`classify`. This module knows no driver:
+it holds the hook, :func:`register_classifier`, where each plugin registers how
+its client library's exceptions classify, when its module is imported (the
+selector and the MySQL sink PyMySQL's, ``pipeline.dialect.pymysql_errors``;
+``arbitrate.redis`` redis-py's; ``sinks.producers`` kafka-python's and
+confluent-kafka's), and the generic rules: an exception no classifier claims is
+resumable when it is socket-level trouble (``ConnectionError``, ``TimeoutError``,
+``BrokenPipeError``) and fatal otherwise. It imports nothing from the project.
 
 What an error may show of a row is decided here too, once for the selector and every
 sink: values of columns whose name looks secret are masked, others shortened
@@ -27,26 +32,8 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
-
-# MySQL/MariaDB error codes that say "try again" (server or client side).
-RESUMABLE_MYSQL_CODES = frozenset(
-    {
-        1040,  # too many connections
-        1053,  # server shutdown in progress
-        1205,  # lock wait timeout exceeded
-        1213,  # deadlock found
-        1927,  # connection was killed (MariaDB)
-        2002,  # can't connect through socket
-        2003,  # can't connect to server
-        2006,  # server has gone away
-        2013,  # lost connection during query
-        2055,  # lost connection (system error)
-        3024,  # query execution interrupted, max_execution_time exceeded
-    }
-)
-
 
 #: Column names whose values are masked in error messages and logs.
 SECRET_COLUMN = re.compile(r"pass|pwd|secret|token|key|salt|credential|private", re.IGNORECASE)
@@ -166,8 +153,24 @@ def timed_out(exc: BaseException) -> bool:
     return False
 
 
+#: A client library's rule: True resumable, False fatal, None "not one of mine".
+Classifier = Callable[[BaseException], bool | None]
+
+_CLASSIFIERS: list[Classifier] = []
+
+
+def register_classifier(classifier: Classifier) -> Classifier:
+    """Add ``classifier`` to the rules :func:`classify` asks, in registration order, before
+    the generic ones. Registering the same function again is a no-op (the selector and the
+    MySQL sink share PyMySQL's). Classifiers must tell their own exception types only:
+    the order of two that claim the same exception would decide it."""
+    if classifier not in _CLASSIFIERS:
+        _CLASSIFIERS.append(classifier)
+    return classifier
+
+
 def _resumable(exc: BaseException) -> bool:
-    for check in (_mysql, _redis, _kafka, _librdkafka):
+    for check in _CLASSIFIERS:
         verdict = check(exc)
         if verdict is not None:
             return verdict
@@ -175,22 +178,7 @@ def _resumable(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError | socket.timeout | BrokenPipeError)
 
 
-def _mysql(exc: BaseException) -> bool | None:
-    try:
-        import pymysql.err as my
-    except ImportError:  # pragma: no cover - pymysql is a runtime dependency
-        return None
-    if isinstance(exc, my.InterfaceError):  # the client's connection is closed
-        return True
-    if isinstance(exc, my.MySQLError):
-        if _tls_refused(getattr(exc, "original_exception", None)):
-            return False  # PyMySQL wraps a failed TLS handshake as 2003 "can't connect"
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        return code in RESUMABLE_MYSQL_CODES
-    return None
-
-
-def _tls_refused(exc: BaseException | None) -> bool:
+def tls_refused(exc: BaseException | None) -> bool:
     """A TLS handshake that failed on its merits: the certificate did not verify, or the
     peers share no protocol or cipher, or the server refused the client certificate.
     An EOF or reset in the middle of it is the network's (resumable)."""
@@ -198,135 +186,3 @@ def _tls_refused(exc: BaseException | None) -> bool:
         return False
     transient = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
     return not isinstance(exc, transient)
-
-
-def _redis(exc: BaseException) -> bool | None:
-    try:
-        import redis.exceptions as rd
-    except ImportError:  # pragma: no cover
-        return None
-    if isinstance(exc, rd.AuthenticationError | rd.NoPermissionError):
-        return False
-    if isinstance(exc, rd.ConnectionError) and _tls_refused(exc.__cause__ or exc.__context__):
-        return False  # rediss:// whose certificate does not verify: retrying cannot help
-    if isinstance(exc, rd.ConnectionError | rd.TimeoutError | rd.BusyLoadingError):
-        return True
-    if isinstance(exc, rd.ReadOnlyError):  # a replica after failover: wait for the new master
-        return True
-    if isinstance(exc, rd.RedisError):
-        return False
-    return None
-
-
-def _kafka(exc: BaseException) -> bool | None:
-    """kafka-python errors."""
-    try:
-        import kafka.errors as kf
-    except ImportError:  # pragma: no cover
-        return None
-    if isinstance(exc, kf.KafkaError):
-        fatal = (
-            kf.MessageSizeTooLargeError,
-            kf.RecordListTooLargeError,
-            kf.TopicAuthorizationFailedError,
-            kf.ClusterAuthorizationFailedError,
-            kf.TransactionalIdAuthorizationFailedError,
-            kf.InvalidTopicError,
-            kf.UnsupportedVersionError,
-        )
-        if isinstance(exc, fatal):
-            return False
-        unavailable = (
-            kf.BrokerNotAvailableError,
-            kf.KafkaTimeoutError,
-            kf.KafkaConnectionError,
-            kf.NodeNotReadyError,
-            kf.RequestTimedOutError,
-            # The idempotent producer's state was lost (broker restarted empty);
-            # the sink rebuilds its client before the retry.
-            kf.OutOfOrderSequenceNumberError,
-            kf.UnknownProducerIdError,
-            kf.InvalidProducerEpochError,
-        )
-        return isinstance(exc, unavailable) or bool(getattr(exc, "retriable", False))
-    return None
-
-
-# librdkafka (confluent-kafka) error names, by class. Names, not numbers, so
-# that a code missing from an older client is simply skipped.
-LIBRDKAFKA_FATAL = frozenset(
-    {
-        "MSG_SIZE_TOO_LARGE",
-        "RECORD_LIST_TOO_LARGE",
-        "INVALID_MSG_SIZE",
-        "TOPIC_AUTHORIZATION_FAILED",
-        "CLUSTER_AUTHORIZATION_FAILED",
-        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
-        "SASL_AUTHENTICATION_FAILED",
-        "_AUTHENTICATION",
-        "_SSL",
-        "TOPIC_EXCEPTION",  # invalid topic name
-        "INVALID_CONFIG",
-        "_INVALID_ARG",
-        "UNSUPPORTED_VERSION",
-        "UNSUPPORTED_COMPRESSION_TYPE",
-        "POLICY_VIOLATION",
-        "INVALID_REPLICATION_FACTOR",
-        "INVALID_PARTITIONS",
-    }
-)
-LIBRDKAFKA_RESUMABLE = frozenset(
-    {
-        "_TRANSPORT",
-        "_ALL_BROKERS_DOWN",
-        "_MSG_TIMED_OUT",
-        "_TIMED_OUT",
-        "_TIMED_OUT_QUEUE",
-        "_RESOLVE",
-        "_QUEUE_FULL",
-        "_UNKNOWN_TOPIC",  # not (yet) created; may appear
-        "_UNKNOWN_PARTITION",
-        "_PURGE_QUEUE",  # dropped while the client was being rebuilt
-        "_PURGE_INFLIGHT",
-        "_DESTROY",
-        "_FATAL",  # the idempotent producer gave up; the sink rebuilds it
-        "_ISR_INSUFF",
-        "REQUEST_TIMED_OUT",
-        "NETWORK_EXCEPTION",
-        "BROKER_NOT_AVAILABLE",
-        "LEADER_NOT_AVAILABLE",
-        "NOT_LEADER_FOR_PARTITION",
-        "NOT_ENOUGH_REPLICAS",
-        "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-        "UNKNOWN_TOPIC_OR_PART",
-        "KAFKA_STORAGE_ERROR",
-        "OUT_OF_ORDER_SEQUENCE_NUMBER",
-        "UNKNOWN_PRODUCER_ID",
-        "INVALID_PRODUCER_EPOCH",
-        "THROTTLING_QUOTA_EXCEEDED",
-    }
-)
-
-
-def _librdkafka(exc: BaseException) -> bool | None:
-    """confluent-kafka errors: a ``KafkaException`` carrying a ``KafkaError``.
-
-    Known codes decide (``LIBRDKAFKA_FATAL`` / ``LIBRDKAFKA_RESUMABLE``); other
-    codes follow librdkafka's own ``retriable()`` flag. librdkafka's
-    ``fatal()`` flag means the client instance is unusable, not that retrying
-    the batch cannot work: the sink rebuilds the client, so it does not make
-    the error fatal by itself.
-    """
-    try:
-        import confluent_kafka as ck
-    except ImportError:
-        return None
-    error = exc.args[0] if isinstance(exc, ck.KafkaException) and exc.args else exc
-    if not isinstance(error, ck.KafkaError):
-        return None
-    name = error.name()
-    if name in LIBRDKAFKA_FATAL:
-        return False
-    if name in LIBRDKAFKA_RESUMABLE:
-        return True
-    return bool(error.retriable())

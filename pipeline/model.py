@@ -24,6 +24,8 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from pipeline.dialect.types import base_type
+
 Op = Literal["insert", "update", "delete", "read"]  # read: a row copied by a snapshot
 OPS: tuple[Op, ...] = ("insert", "update", "delete", "read")
 
@@ -188,21 +190,15 @@ class Column:
     def __reduce__(self) -> tuple[Any, ...]:
         return (Column, tuple(getattr(self, f) for f in Column.__slots__))
 
+    @property
+    def base_type(self) -> str:
+        """The type without its modifiers: ``INT UNSIGNED ZEROFILL`` -> ``INT``."""
+        return base_type(self.type_name)[0]
 
-#: ``Column.type_name`` of the spatial types
-SPATIAL_TYPES = frozenset(
-    {
-        "GEOMETRY",
-        "POINT",
-        "LINESTRING",
-        "POLYGON",
-        "MULTIPOINT",
-        "MULTILINESTRING",
-        "MULTIPOLYGON",
-        "GEOMETRYCOLLECTION",
-        "GEOMCOLLECTION",
-    }
-)
+    @property
+    def unsigned(self) -> bool:
+        """``UNSIGNED`` (or ``ZEROFILL``, which implies it)."""
+        return base_type(self.type_name)[1]
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -598,6 +594,21 @@ class DdlChange:
     object: str = ""
     verb: str = ""  # CREATE, ALTER, DROP, RENAME, TRUNCATE ('' when unknown)
 
+    def __post_init__(self) -> None:
+        # Only ever classified: the selector passes what it classified; a DdlChange built
+        # elsewhere (a tool, a test) is classified here by the same classifier, so a
+        # statement is never read two ways and no sink classifies one again.
+        if self.verb:
+            return
+        from pipeline.dialect.statements import classify  # it imports this module
+
+        statement = classify(self.statement, self.schema)
+        if statement.is_ddl:
+            self.kind = statement.kind  # type: ignore[assignment]  # a DDL kind (is_ddl)
+            self.tables = statement.tables
+            self.object = statement.object
+            self.verb = statement.verb
+
 
 Change = RowChange | DdlChange
 
@@ -632,7 +643,7 @@ class Encoded:
 
     When rows pass the extract and transform stages untouched, the decoder process
     encodes them in the sink's format (on its core, not the node's); ``encoding``
-    names that format (``sinks.formats.FormatSpec``), and a sink uses the messages
+    names that format (``sinks.formats.base.FormatSpec``), and a sink uses the messages
     only if it is its own. ``messages[i]`` belongs to ``changes[i]``; None leaves that
     change to the sink (a DDL, or a row the decoder could not encode: the sink
     encodes it again and reports the error where it always did).

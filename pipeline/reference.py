@@ -27,33 +27,52 @@ from pipeline.config import (
 )
 from pipeline.dialect import TlsConfig
 from selector.config import MySQLSourceConfig
-from sinks.debezium import DebeziumOptions
-from sinks.jsonl import JsonlSinkConfig
-from sinks.kafka import KafkaSinkConfig
-from sinks.mysql import MySQLSinkConfig
-from sinks.postgresql import PostgreSQLSinkConfig
-from sinks.stdout import StdoutSinkConfig
+from sinks import registry
 
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
-SECTIONS: list[tuple[str, type[BaseModel]]] = [
+Section = tuple[str, type[BaseModel] | str]  # (title, model, or a sentence in its place)
+
+BEFORE_SINKS: list[Section] = [
     ("pipeline", PipelineSettings),
     ("pipeline.batch", BatchConfig),
     ("source (type: mysql)", MySQLSourceConfig),
-    ("source.tls and sink.tls (sink type: mysql; the MySQL client's --ssl-mode words)", TlsConfig),
+    ("source.tls (the MySQL client's --ssl-mode words)", TlsConfig),
     ("arbiter", ArbiterConfig),
-    ("sink (type: kafka)", KafkaSinkConfig),
-    ("sink (type: mysql)", MySQLSinkConfig),
-    ("sink (type: postgresql; types: see MySQL to PostgreSQL)", PostgreSQLSinkConfig),
-    ("sink (type: jsonl)", JsonlSinkConfig),
-    ("sink (type: stdout)", StdoutSinkConfig),
-    ("sink.debezium (kafka and jsonl, format: debezium-json; Debezium's names)", DebeziumOptions),
+]
+AFTER_SINKS: list[Section] = [
     ("columns[] (extract: column filters)", ColumnFilter),
     ("transforms[] (type: rename)", RenameTransform),
     ("transforms[] (type: drop_columns)", DropColumnsTransform),
     ("transforms[] (type: mask_columns)", MaskColumnsTransform),
     ('transforms[] (type: callable, or the string "module:function")', CallableTransform),
 ]
+
+
+def sink_sections() -> list[Section]:
+    """One section per built-in sink of the registry, in its order, then one per nested
+    model of their config models (``sink.debezium``, ``sink.tls``), naming the sink types
+    that have it; a model already shown above is pointed to rather than repeated.
+
+    Entry-point sinks are left out: the README describes what ferry ships.
+    """
+    shown = {model: title.split(" ")[0] for title, model in BEFORE_SINKS}
+    sections: list[Section] = []
+    nested: dict[tuple[str, type[BaseModel]], list[str]] = {}
+    for sink_type in registry.BUILTIN:
+        model = registry.sink_class(sink_type).config_model
+        sections.append((f"sink (type: {sink_type})", model))
+        for name, field in model.model_fields.items():
+            inner = field.annotation
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                nested.setdefault((field.alias or name, inner), []).append(sink_type)
+    for (name, inner), types in nested.items():
+        title = f"sink.{name} (type: {', '.join(types)})"
+        if inner in shown:
+            sections.append((title, f"The same fields as `{shown[inner]}`."))
+        else:
+            sections.append((title, inner))
+    return sections
 
 
 _NAMES = {"FilePosStart": "{file, pos}", "GtidStart": "{gtid}", "SecretStr": "str (secret)"}
@@ -86,13 +105,12 @@ def _default(field: FieldInfo) -> str:
 
 def reference() -> str:
     out: list[str] = []
-    for title, model in SECTIONS:
-        out += [
-            f"#### `{title}`",
-            "",
-            "| field | type | default | description |",
-            "|---|---|---|---|",
-        ]
+    for title, model in [*BEFORE_SINKS, *sink_sections(), *AFTER_SINKS]:
+        out += [f"#### `{title}`", ""]
+        if isinstance(model, str):
+            out += [model, ""]
+            continue
+        out += ["| field | type | default | description |", "|---|---|---|---|"]
         for name, field in model.model_fields.items():
             if name == "type" and title.startswith(("sink", "transforms", "source")):
                 continue

@@ -9,6 +9,7 @@ batch is passed through untouched: no per-row cost.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
 from typing import Any
@@ -23,9 +24,9 @@ from pipeline.config import (
     resolve_callable,
 )
 from pipeline.errors import FatalError
-from pipeline.model import Batch, Change, DdlChange, RowChange
+from pipeline.model import Batch, Change, DdlChange, Encoded, RowChange
 from sinks.base import Sink
-from sinks.formats import FormatSpec
+from sinks.formats.base import FormatSpec, encode_ahead
 
 ChangeFn = Callable[[Change], Any]
 
@@ -172,9 +173,24 @@ class Stages:
         return dataclasses.replace(batch, changes=list(changes), encoded=None)
 
 
-def encoding_ahead(config: FerryConfig, sink: Sink) -> FormatSpec | None:
-    """The sink's ``FormatSpec`` when rows reach the sink as selected (no column filter, no
-    transform): the decoder process then encodes them (``pipeline.model.Encoded``)."""
+@dataclasses.dataclass(frozen=True)
+class EncodeAhead:
+    """Encode-ahead handed to the decoder process as an opaque callable
+    (``selector.process.EncoderFactory``), so that the selector imports no sink: pickled
+    to the decoder process with the sink's ``FormatSpec``, it builds the format there once
+    and returns the function that encodes a batch's row changes."""
+
+    spec: FormatSpec
+
+    def __call__(self) -> Callable[[Batch], Encoded]:
+        return functools.partial(encode_ahead, self.spec.build())
+
+
+def encoding_ahead(config: FerryConfig, sink: Sink) -> EncodeAhead | None:
+    """Encode-ahead of the sink's format when rows reach the sink as selected (no column
+    filter, no transform): the decoder process then encodes them (``pipeline.model.Encoded``);
+    None when the sink writes values, not messages (``Sink.encoding``)."""
     if config.columns or config.transforms:
         return None
-    return sink.encoding()
+    spec = sink.encoding()
+    return EncodeAhead(spec) if spec is not None else None

@@ -13,7 +13,7 @@ primary and unique keys, RENAME TO; its table options, such as ``DEFAULT CHARSET
 nothing, as in Debezium), ``CREATE UNIQUE INDEX`` and ``CREATE/ALTER DATABASE`` charsets,
 by :func:`parse_create`, :func:`alter_table`, :func:`unique_index` and
 :func:`database_charset`, with the query-event classifier's lexer
-(:func:`selector.statements.tokenize`). Not sqlglot: it spells types its own way
+(:func:`pipeline.dialect.statements.tokenize`). Not sqlglot: it spells types its own way
 (``INTEGER`` becomes ``INT``, ``BOOL`` becomes ``BOOLEAN``), which is exactly what must be
 kept, and it reads several MariaDB forms as an opaque command (``ALTER TABLE … CONVERT
 TO``, ``uuid``/``inet6`` columns). The semantics follow Debezium's MySQL DDL parser, checked
@@ -32,63 +32,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from pipeline.model import SPATIAL_TYPES, Column, TableSchema
+from pipeline.dialect import (
+    DATA_TYPES,
+    NATIONAL_TYPES,
+    NUMBER_TYPES,
+    TEXT_TYPES,
+    Jdbc,
+    strip_quotes,
+)
+from pipeline.dialect.statements import Token, tokenize, unwrap_set_statement
+from pipeline.model import Column, TableSchema
 
-from .statements import Token, tokenize, unwrap_set_statement
-
-# java.sql.Types codes (Debezium's jdbcType)
-BIT, TINYINT, SMALLINT, INTEGER, BIGINT, FLOAT, REAL, DOUBLE = -7, -6, 5, 4, -5, 6, 7, 8
-NUMERIC, DECIMAL, CHAR, VARCHAR, NCHAR, NVARCHAR = 2, 3, 1, 12, -15, -9
-DATE, TIME, TIMESTAMP, TIMESTAMP_TZ, BINARY, VARBINARY = 91, 92, 93, 2014, -2, -3
-BLOB, BOOLEAN, OTHER = 2004, 16, 1111
-
-#: jdbc types whose columns carry a charset (the table's when they name none)
-TEXT_TYPES = frozenset({CHAR, VARCHAR, NCHAR, NVARCHAR})
-
-# The data types Debezium's MySQL grammar knows: the words as written (joined by a
-# space) -> jdbc type. Suffix words (UNSIGNED, BINARY, …) are added to the name below.
+#: words that follow a number type's name (not part of it)
 _NUMBER_SUFFIXES = ("SIGNED", "UNSIGNED", "ZEROFILL")
-_DATA_TYPES: dict[str, int] = {
-    **dict.fromkeys(("TINYINT", "INT1", "SMALLINT", "INT2"), SMALLINT),
-    **dict.fromkeys(("MEDIUMINT", "INT3", "MIDDLEINT", "INT", "INTEGER", "INT4"), INTEGER),
-    **dict.fromkeys(("BIGINT", "INT8", "SERIAL"), BIGINT),
-    "REAL": REAL,
-    **dict.fromkeys(("DOUBLE", "FLOAT8", "DOUBLE PRECISION", "FLOAT8 PRECISION"), DOUBLE),
-    **dict.fromkeys(("FLOAT", "FLOAT4"), FLOAT),
-    **dict.fromkeys(("DECIMAL", "DEC", "FIXED"), DECIMAL),
-    "NUMERIC": NUMERIC,
-    "BIT": BIT,
-    "TIME": TIME,
-    "TIMESTAMP": TIMESTAMP_TZ,
-    "DATETIME": TIMESTAMP,
-    "DATE": DATE,
-    "YEAR": INTEGER,
-    "BINARY": BINARY,
-    "VARBINARY": VARBINARY,
-    **dict.fromkeys(("BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "LONG VARBINARY"), BLOB),
-    **dict.fromkeys(("BOOL", "BOOLEAN"), BOOLEAN),
-    **dict.fromkeys(("CHAR", "CHARACTER"), CHAR),
-    **dict.fromkeys(
-        ("VARCHAR", "CHAR VARYING", "CHARACTER VARYING", "TINYTEXT", "TEXT", "MEDIUMTEXT"), VARCHAR
-    ),
-    **dict.fromkeys(("LONGTEXT", "LONG", "LONG VARCHAR"), VARCHAR),
-    "NCHAR": NCHAR,
-    "NATIONAL CHARACTER": NCHAR,
-    "NATIONAL CHAR": NCHAR,
-    **dict.fromkeys(
-        (
-            "NVARCHAR",
-            "NCHAR VARYING",
-            "NCHAR VARCHAR",
-            "NATIONAL VARCHAR",
-            "NATIONAL CHAR VARYING",
-            "NATIONAL CHARACTER VARYING",
-        ),
-        NVARCHAR,
-    ),
-    **dict.fromkeys(("ENUM", "SET"), CHAR),
-    **dict.fromkeys((*SPATIAL_TYPES, "JSON"), OTHER),
-}
 # second words that belong to the type name
 _SECOND_WORDS = {
     "CHAR": {"VARYING"},
@@ -99,7 +55,7 @@ _SECOND_WORDS = {
     "FLOAT8": {"PRECISION"},
     "LONG": {"VARBINARY", "VARCHAR"},
 }
-_STRING_TYPES = {name for name, jdbc in _DATA_TYPES.items() if jdbc in TEXT_TYPES} - {
+_STRING_TYPES = {name for name, jdbc in DATA_TYPES.items() if jdbc in TEXT_TYPES} - {
     "ENUM",
     "SET",
 }
@@ -160,13 +116,6 @@ def charset_of_collation(collation: str) -> str:
     return name.split("_", 1)[0]
 
 
-def _unquote(text: str) -> str:
-    """A quoted literal's text between its quotes, as written (escapes kept, as Debezium)."""
-    if len(text) >= 2 and text[0] in "'\"`" and text[-1] == text[0]:
-        return text[1:-1]
-    return text
-
-
 def _closing(tokens: list[Token], i: int) -> int:
     """Index of the ``)`` that closes the ``(`` at ``i``."""
     depth = 0
@@ -203,7 +152,7 @@ def _is_name(token: Token) -> bool:
 
 
 def _name(token: Token) -> str:
-    return _unquote(token.text) if token.kind == "string" else token.name
+    return strip_quotes(token.text) if token.kind == "string" else token.name
 
 
 def _table_name(tokens: list[Token], i: int, default_schema: str) -> tuple[tuple[str, str], int]:
@@ -233,7 +182,7 @@ class _ColumnDraft:
 
     name: str
     type_name: str = ""
-    jdbc_type: int = OTHER
+    jdbc_type: int = int(Jdbc.OTHER)
     length: int | None = None
     scale: int | None = None
     optional: bool = True
@@ -304,7 +253,7 @@ def _read_column(tokens: list[Token], draft: _ColumnDraft) -> tuple[_Definition,
             draft.auto_increment = draft.generated = True
             i += 2
         elif word == "COMMENT" and i + 1 < n and tokens[i + 1].kind == "string":
-            draft.comment = _unquote(tokens[i + 1].text)
+            draft.comment = strip_quotes(tokens[i + 1].text)
             i += 2
         elif word == "AS" and i + 1 < n and tokens[i + 1].text == "(":
             # [GENERATED ALWAYS] AS (expr) [VIRTUAL | STORED | PERSISTENT]: VIRTUAL by default
@@ -337,7 +286,8 @@ def _read_type(tokens: list[Token], i: int, draft: _ColumnDraft) -> tuple[int, b
             words.append("VARYING")
             i += 1
     base = " ".join(words)
-    draft.jdbc_type = _DATA_TYPES.get(base, OTHER)
+    # a plain int, not the enum member: definitions cross to the node pickled with batches
+    draft.jdbc_type = int(DATA_TYPES.get(base, Jdbc.OTHER))
     length: int | None = None
     scale: int | None = None
     options: list[str] = []
@@ -407,7 +357,7 @@ def _read_type(tokens: list[Token], i: int, draft: _ColumnDraft) -> tuple[int, b
         draft.scale = scale
     elif draft.scale is None and base in _DEFAULT_DIMENSIONS:
         draft.scale = _DEFAULT_DIMENSIONS[base][1]
-    if draft.jdbc_type in (NCHAR, NVARCHAR):
+    if draft.jdbc_type in NATIONAL_TYPES:
         draft.charset = "utf8"
     elif draft.jdbc_type in TEXT_TYPES:
         if charset is None and collation is not None:
@@ -421,8 +371,8 @@ def _read_type(tokens: list[Token], i: int, draft: _ColumnDraft) -> tuple[int, b
 
 _NUMBER_TYPES = frozenset(
     name
-    for name, jdbc in _DATA_TYPES.items()
-    if jdbc in (SMALLINT, INTEGER, BIGINT, REAL, DOUBLE, FLOAT, DECIMAL, NUMERIC)
+    for name, jdbc in DATA_TYPES.items()
+    if jdbc in NUMBER_TYPES
     and name not in ("YEAR", "SERIAL", "DOUBLE PRECISION", "FLOAT8 PRECISION")
 )
 
@@ -460,7 +410,7 @@ def _read_default(tokens: list[Token], i: int, draft: _ColumnDraft) -> int:
         i += 1  # a charset introducer: _utf8mb4'text'
         token = tokens[i]
     if token.kind == "string":
-        draft.default = sign + _unquote(token.text)
+        draft.default = sign + strip_quotes(token.text)
         return i + 1
     if token.kind == "number":
         draft.default = sign + token.text
@@ -747,7 +697,7 @@ def _table_options(tokens: list[Token], draft: _TableDraft) -> None:
             if i < n and tokens[i].text == "=":
                 i += 1
             if i < n and tokens[i].kind == "string":
-                draft.comment = _unquote(tokens[i].text)
+                draft.comment = strip_quotes(tokens[i].text)
         i += 1
 
 

@@ -3,7 +3,7 @@
 One :class:`Translator` per opened stream (it starts at a transaction start
 and knows nothing of what came before). It keeps the stream's file/pos and
 GTID set, turns rows events into ``RowChange``s, and hands every query event
-to :func:`selector.statements.classify`, whose kind alone decides what
+to :func:`pipeline.dialect.statements.classify`, whose kind alone decides what
 happens (see the table there).
 
 Event groups. A transaction is GTID [+ BEGIN] … Xid|COMMIT; a DDL or an
@@ -50,6 +50,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
+from pipeline.dialect.statements import Statement, classify, drop_tables, references
 from pipeline.errors import FatalError, masked_key
 from pipeline.model import (
     UNKNOWN_TABLE,
@@ -64,7 +65,6 @@ from pipeline.model import (
 from . import values as vals
 from .batching import Assembler
 from .gtids import GtidTracker
-from .statements import Statement, classify, drop_tables, references
 from .stream import RowsBody, Stream
 from .tables import TableCatalog, TableFilter
 

@@ -24,7 +24,7 @@ How it reads (facts about mysql-replication 1.0.17 this relies on):
 
 The parts: :mod:`selector.stream` (the shim over the library's reader),
 :mod:`selector.events` (events → batches, with the query-event classifier of
-:mod:`selector.statements`), :mod:`selector.tables` (filters and table
+:mod:`pipeline.dialect.statements`), :mod:`selector.tables` (filters and table
 metadata). This module owns the life cycle, positions, reconnects and the
 get/ack/rollback contract.
 
@@ -54,6 +54,7 @@ from pymysqlreplication.event import (
 )
 
 from pipeline.dialect import connect_kwargs, session_tls
+from pipeline.dialect.statements import classify as classify_statement
 from pipeline.errors import FatalError, FerryError, NotActiveError, ResumableError, classify
 from pipeline.model import Batch, Position, SchemaState, TableChange
 
@@ -75,7 +76,6 @@ from .gtids import GtidTracker
 from .identity import KickPolicy, describe, kicked, refuse_clash, registered, report_host
 from .schemas import SchemaHistory
 from .snapshot import Reader, Snapshotter
-from .statements import classify as classify_statement
 from .stream import (
     PURGED,
     Stream,

@@ -57,18 +57,21 @@ from collections import deque
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loguru import logger
 
 from pipeline.errors import FatalError, FerryError, ResumableError, classify
-from pipeline.model import Batch, Position, SchemaRecord, SchemaState
+from pipeline.model import Batch, Encoded, Position, SchemaRecord, SchemaState
 
 from .base import PositionStore, Selector
 from .config import MySQLSourceConfig
 
-if TYPE_CHECKING:
-    from sinks.formats import FormatSpec
+#: Encode-ahead as the selector sees it, opaque: a picklable callable, sent to the decoder
+#: process and called there once, that returns the function encoding a batch's row changes
+#: into the sink's messages (``pipeline.model.Encoded``). The node builds it from the sink
+#: (``pipeline.stages.EncodeAhead``): the selector never imports a sink.
+EncoderFactory = Callable[[], Callable[[Batch], Encoded]]
 
 _ANSWER_GRACE_S = 10.0  # beyond max_wait + heartbeat, how long a silent child is given
 _CHILD_TICK_S = 0.2
@@ -86,7 +89,7 @@ class ProcessSelector(Selector):
         pipeline_id: str = "",
         prefetch_bytes: int = 1 << 20,
         log_level: str = "INFO",
-        encoding: FormatSpec | None = None,
+        encoding: EncoderFactory | None = None,
     ) -> None:
         self.config = config
         self.max_rows = batch_max_rows
@@ -95,7 +98,7 @@ class ProcessSelector(Selector):
         self.pipeline_id = pipeline_id
         self.prefetch_bytes = prefetch_bytes
         self.log_level = log_level
-        self.encoding = encoding  # a FormatSpec: the child encodes rows ahead (Batch.encoded)
+        self.encoding = encoding  # the child encodes rows ahead with it (Batch.encoded)
         self._context = multiprocessing.get_context("spawn")  # never fork a threaded parent
         self._life = threading.Lock()  # guards the next four (see the module docstring)
         self._child: BaseProcess | None = None
@@ -365,7 +368,7 @@ def _child_main(
     commands: Any,
     out: Any,
     log_level: str,
-    encoding: FormatSpec | None,
+    encoding: EncoderFactory | None,
     holder: Callable[[], bool] | None,
 ) -> None:
     """The decoder process: select ahead, obey ack / rollback / stop in queue order."""
@@ -385,8 +388,6 @@ def _child_main(
             return False
 
     try:
-        from sinks.formats import encode_ahead
-
         from .mysql import MySQLSelector
         from .store import MemoryPositionStore
         from .transport import ship
@@ -409,7 +410,7 @@ def _child_main(
         selector = MySQLSelector(
             config, max_rows, max_wait_ms, store, pipeline_id, build_reads=False, holder=holder
         )
-        sink_format = encoding.build() if encoding is not None else None
+        encode = encoding() if encoding is not None else None
     except Exception as exc:  # the process itself could not start: a retry may do better
         cause = f"{type(exc).__name__}: {exc}"
         send(("error", ResumableError(f"the binlog decoder process could not start: {cause}")))
@@ -464,8 +465,8 @@ def _child_main(
         shipped = batch
         if type(batch.changes) is list:
             encoded = None
-            if sink_format is not None and _unread(out) > 0:
-                encoded = encode_ahead(sink_format, batch)
+            if encode is not None and _unread(out) > 0:
+                encoded = encode(batch)
             shipped = ship(batch, encoded)
         if not send(("batch", shipped, selector.last_entry_time())):
             break
@@ -486,10 +487,10 @@ def open_selector(
     store: PositionStore,
     pipeline_id: str = "",
     log_level: str = "INFO",
-    encoding: FormatSpec | None = None,
+    encoding: EncoderFactory | None = None,
 ) -> Selector:
-    """The selector ``source.decoder`` asks for; ``encoding``: the sink's FormatSpec when
-    rows reach the sink as selected (the decoder process encodes them ahead)."""
+    """The selector ``source.decoder`` asks for; ``encoding``: encode-ahead for the decoder
+    process (:data:`EncoderFactory`) when rows reach the sink as selected."""
     if config.decoder == "process":
         return ProcessSelector(
             config,

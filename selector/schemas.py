@@ -40,10 +40,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pipeline.dialect import Jdbc
+from pipeline.dialect.statements import Statement, classify
 from pipeline.model import Position, SchemaRecord, SchemaState, TableChange, TableSchema
 
 from .ddl import (
-    OTHER,
     DdlUnreadable,
     alter_table,
     charset_of_collation,
@@ -53,7 +54,6 @@ from .ddl import (
     parse_create,
     unique_index,
 )
-from .statements import Statement, classify
 from .values import json_columns
 
 Query = Callable[[str, Any], list[tuple[Any, ...]]]
@@ -404,7 +404,7 @@ def _json_columns(table: TableSchema, query: Query) -> TableSchema:
     if not found:
         return table
     columns = tuple(
-        replace(c, type_name="JSON", jdbc_type=OTHER, charset=None)
+        replace(c, type_name="JSON", jdbc_type=int(Jdbc.OTHER), charset=None)
         if c.name in found and c.type_name == "LONGTEXT"
         else c
         for c in table.columns

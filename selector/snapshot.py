@@ -57,6 +57,8 @@ import pymysql.cursors
 from loguru import logger
 from pymysql.constants import FIELD_TYPE
 
+from pipeline.dialect import ident
+from pipeline.dialect.statements import classify, references
 from pipeline.errors import FatalError
 from pipeline.model import (
     DdlChange,
@@ -69,7 +71,6 @@ from pipeline.model import (
 )
 
 from .batching import Piece
-from .statements import classify, ident, references
 from .tables import unique_key
 from .values import json_columns, single_precision
 

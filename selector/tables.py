@@ -36,12 +36,13 @@ from pymysqlreplication import row_event as lib_row_event
 from pymysqlreplication.constants import CHARSET as LIB_CHARSETS
 from pymysqlreplication.constants import FIELD_TYPE as F
 
+from pipeline.dialect import SPATIAL_TYPES, TEXT_TYPES, string_value, strip_quotes
 from pipeline.errors import FatalError, ResumableError, classify
 from pipeline.model import Position, TableSchema
 
 from . import charsets
 from . import values as vals
-from .ddl import TEXT_TYPES, from_table_map
+from .ddl import from_table_map
 from .schemas import SchemaHistory
 from .stream import collation_ids
 
@@ -327,7 +328,7 @@ class TableCatalog:
             if defined.jdbc_type not in TEXT_TYPES and column.type not in (F.ENUM, F.SET):
                 return "binary"  # BINARY, VARBINARY, BLOB
             charset = self.history.server_charset()  # a database created without one
-        return _unquoted(charset).lower() if charset else "binary"
+        return strip_quotes(charset).lower() if charset else "binary"
 
     def _charsets(self, table_map: Any, columns: list[Any]) -> list[str | None]:
         """Each column's MySQL charset, from the collation ids of its table map: the
@@ -432,20 +433,7 @@ _BINLOG_TYPES: dict[str, frozenset[int]] = {
     "JSON": frozenset({F.BLOB, F.JSON}),
     "ENUM": frozenset({F.ENUM}),
     "SET": frozenset({F.SET}),
-    **dict.fromkeys(
-        (
-            "GEOMETRY",
-            "POINT",
-            "LINESTRING",
-            "POLYGON",
-            "MULTIPOINT",
-            "MULTILINESTRING",
-            "MULTIPOLYGON",
-            "GEOMETRYCOLLECTION",
-            "GEOMCOLLECTION",
-        ),
-        frozenset({F.GEOMETRY}),
-    ),
+    **dict.fromkeys(SPATIAL_TYPES, frozenset({F.GEOMETRY})),
 }
 _TYPE_NAMES = {
     value: name
@@ -533,33 +521,7 @@ def _mismatch(
     )
 
 
-def _unquoted(text: str) -> str:
-    if len(text) >= 2 and text[0] in "'\"`" and text[-1] == text[0]:
-        return text[1:-1]
-    return text
-
-
-_ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a"}
-
-
 def _member(text: str) -> str:
     """An ENUM or SET member as the DDL wrote it (``'it''s'``) as the server stores it: the
     quotes and escapes undone, trailing spaces dropped (MySQL drops them)."""
-    if len(text) < 2 or text[0] not in "'\"" or text[-1] != text[0]:
-        return text.rstrip(" ")
-    quote, inner = text[0], text[1:-1]
-    out = []
-    i = 0
-    while i < len(inner):
-        char = inner[i]
-        if char == "\\" and i + 1 < len(inner):
-            following = inner[i + 1]
-            out.append(_ESCAPES.get(following, following))
-            i += 2
-        elif char == quote and inner[i + 1 : i + 2] == quote:
-            out.append(quote)
-            i += 2
-        else:
-            out.append(char)
-            i += 1
-    return "".join(out).rstrip(" ")
+    return string_value(text).rstrip(" ")

@@ -12,7 +12,7 @@ from pipeline.errors import FencedError
 from pipeline.model import Batch, Position
 
 if TYPE_CHECKING:
-    from sinks.formats import FormatSpec
+    from sinks.formats.base import FormatSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,10 @@ class Sink(ABC):
       that fails after it is retried, not rolled back), and a restart resumes from the
       later of Redis's position and the checkpoint.
     * Failures are raised as ``ResumableError`` or ``FatalError`` (use
-      ``pipeline.errors.classify``); a failure is never swallowed.
+      ``pipeline.errors.classify``); a failure is never swallowed. The sink's module
+      registers how its client library's exceptions classify, when it is imported
+      (``pipeline.errors.register_classifier``); an exception no classifier claims is
+      resumable if it is a ``ConnectionError``/``TimeoutError``, else fatal.
     * ``close()`` is idempotent and is not guaranteed to be called (a node may
       be killed); nothing may depend on it for durability.
     """
@@ -77,8 +80,21 @@ class Sink(ABC):
         """A loaded batch is final at the target with its position (see the class docstring)."""
         return False
 
+    @classmethod
+    def describe(cls, config: Any) -> str:
+        """One line for `ferry check` and the node's startup log: the type and where the sink
+        writes, never a secret. Default: the type alone."""
+        return str(config.type)
+
+    @classmethod
+    def batch_rows(cls, config: Any) -> int | None:
+        """``pipeline.batch.max_rows`` for this sink when the file does not set it; None:
+        the pipeline's default. A sink with a fixed cost per batch (a transaction) asks
+        for larger batches."""
+        return None
+
     def encoding(self) -> FormatSpec | None:
-        """The ``sinks.formats.FormatSpec`` this sink encodes rows with, so that the decoder
+        """The ``sinks.formats.base.FormatSpec`` this sink encodes rows with, so that the decoder
         process may encode them ahead (``pipeline.model.Encoded``); None: it writes values,
         not messages."""
         return None

@@ -5,7 +5,7 @@ change every reference to a mapped schema or table — the table created,
 ``LIKE`` sources, foreign-key ``REFERENCES``, the tables a view reads — and
 nothing else: column names, string literals and comments stay byte for byte.
 The statement is therefore never regenerated; only the spans the selector
-found (``DdlChange.names``, see ``selector.statements.references``) are
+found (``DdlChange.names``, see ``pipeline.dialect.statements.references``) are
 replaced. Unqualified names resolve against the session's default database,
 which the sink selects (mapped) before running the statement; an unqualified
 table that maps into another schema is qualified in place.
@@ -15,13 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipeline.dialect import ident
 from pipeline.model import DdlChange
 
 Target = Callable[[str, str], tuple[str, str]]
-
-
-def ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def rewrite(ddl: DdlChange, target: Target, database: Callable[[str], str]) -> str:

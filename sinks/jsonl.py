@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink
-from sinks.debezium import DebeziumOptions
-from sinks.formats import FormatName, FormatSpec, ddl_tables, get_format, now_ns
+from sinks.formats.base import FormatName, FormatSpec, ddl_tables, get_format, now_ns
+from sinks.formats.debezium.options import DebeziumOptions
 
 
 class JsonlSinkConfig(BaseModel):
@@ -60,6 +60,10 @@ class JsonlSink(Sink):
 
     config_model = JsonlSinkConfig
     config: JsonlSinkConfig
+
+    @classmethod
+    def describe(cls, config: JsonlSinkConfig) -> str:
+        return f"jsonl {config.path} format={config.format}"
 
     def __init__(self, config: JsonlSinkConfig, pipeline_id: str) -> None:
         super().__init__(config, pipeline_id)

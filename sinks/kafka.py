@@ -41,8 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipeline.errors import FatalError, FerryError, ResumableError, classify
 from pipeline.model import Batch, Change, RowChange
 from sinks.base import Sink, SinkCheckpoint
-from sinks.debezium import DebeziumOptions
-from sinks.formats import FormatName, FormatSpec, ddl_tables, get_format, now_ns
+from sinks.formats.base import FormatName, FormatSpec, ddl_tables, get_format, now_ns
+from sinks.formats.debezium.options import DebeziumOptions
 from sinks.producers import Failure, ProducerAdapter, make_producer, timed_out, too_large
 from sinks.redact import masked_key
 
@@ -177,11 +177,28 @@ def topic_name(template: str, schema: str, table: str, pipeline: str) -> str:
     return _BAD_TOPIC_CHARS.sub("_", name)[:249]
 
 
+#: ``pipeline.batch.max_rows`` with ``exactly_once`` when the file does not set it
+EXACTLY_ONCE_BATCH_ROWS = 5000
+
+
 class KafkaSink(Sink):
     """Writes each change as one message (see the module docstring for the guarantees)."""
 
     config_model = KafkaSinkConfig
     config: KafkaSinkConfig
+
+    @classmethod
+    def describe(cls, config: KafkaSinkConfig) -> str:
+        return (
+            f"kafka {config.bootstrap_servers} topic={config.topic} format={config.format}"
+            f" client={config.client}"
+        )
+
+    @classmethod
+    def batch_rows(cls, config: KafkaSinkConfig) -> int | None:
+        # a transaction per batch costs a commit round trip and a marker per partition:
+        # at 1,000 rows exactly-once ran at a third of at-least-once, at 5,000 beside it
+        return EXACTLY_ONCE_BATCH_ROWS if config.exactly_once else None
 
     def __init__(
         self,

@@ -55,9 +55,9 @@ import pymysql
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from pipeline.dialect import TlsConfig, connect_kwargs, describe, session_tls
+from pipeline.dialect import TlsConfig, connect_kwargs, describe, pymysql_errors, session_tls
 from pipeline.dialect import connect as tls_connect
-from pipeline.errors import FatalError, FerryError, classify, timed_out
+from pipeline.errors import FatalError, FerryError, classify, register_classifier, timed_out
 from pipeline.model import Batch, DdlChange, Position, RowChange
 from sinks.base import Sink, SinkCheckpoint, fence
 from sinks.ddl import rewrite
@@ -172,6 +172,8 @@ DDL_DONE_CODES = frozenset(
     }
 )
 
+register_classifier(pymysql_errors)  # lost connection, deadlock: resumable; the rest fatal
+
 
 def _code(exc: BaseException | None) -> int | None:
     seen: set[int] = set()
@@ -198,6 +200,13 @@ class MySQLSink(Sink):
 
     config_model = MySQLSinkConfig
     config: MySQLSinkConfig
+
+    @classmethod
+    def describe(cls, config: MySQLSinkConfig) -> str:
+        return (
+            f"mysql {config.user}@{config.host}:{config.port} tls={config.tls.mode}"
+            f" ddl={config.ddl}"
+        )
 
     def __init__(self, config: MySQLSinkConfig, pipeline_id: str) -> None:
         super().__init__(config, pipeline_id)

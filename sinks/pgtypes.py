@@ -68,8 +68,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from pipeline.dialect import SPATIAL_TYPES
 from pipeline.errors import FatalError
-from pipeline.model import SPATIAL_TYPES, Column, TableSchema, ZeroDate
+from pipeline.model import Column, TableSchema, ZeroDate
 
 ZeroDates = Literal["null", "error"]
 TimeAs = Literal["interval", "time"]
@@ -202,14 +203,6 @@ _DATES = frozenset({"DATE", "DATETIME", "TIMESTAMP"})
 #: types MySQL indexes only by a prefix (or MariaDB by a hash): a UNIQUE key on one is not
 #: created, because a btree entry of PostgreSQL holds about 2.7 kB of a value, not more
 _UNBOUNDED = _TEXT | {"TINYBLOB", "BLOB", "MEDIUMBLOB", "LONGBLOB", "LONG VARBINARY", "JSON"}
-_MODIFIERS = frozenset({"SIGNED", "UNSIGNED", "ZEROFILL", "BINARY", "ASCII", "UNICODE", "BYTE"})
-
-
-def base_type(column: Column) -> tuple[str, bool]:
-    """The type's name without modifiers (``INT UNSIGNED`` -> ``INT``), and its unsignedness."""
-    words = column.type_name.upper().split("(")[0].split()
-    unsigned = "UNSIGNED" in words or "ZEROFILL" in words
-    return " ".join(w for w in words if w not in _MODIFIERS) or column.type_name.upper(), unsigned
 
 
 def _fraction(kind: str, digits: int | None, suffix: str = "") -> str:
@@ -227,7 +220,7 @@ def pg_type(column: Column, options: TypeOptions, where: str = "", enum: str | N
     override = options.column_types.get(f"{where}.{column.name}")
     if override:
         return override
-    base, unsigned = base_type(column)
+    base, unsigned = column.base_type, column.unsigned
     if base == "ENUM" and options.enums == "enum_types" and enum is not None:
         return enum
     if base in _INT_TYPES:
@@ -288,7 +281,7 @@ def nullable(column: Column, options: TypeOptions) -> bool:
     """Whether the target column allows NULL (zero dates become NULL by default)."""
     if column.optional:
         return True
-    return options.zero_dates == "null" and base_type(column)[0] in _DATES
+    return options.zero_dates == "null" and column.base_type in _DATES
 
 
 _NAMEDATALEN = 63  # bytes of a PostgreSQL identifier; longer ones are cut by the server
@@ -359,9 +352,7 @@ def table_keys(
         primary = all(c is not None and not nullable(c, options) for c in columns)
         out.append(("PRIMARY KEY" if primary else "UNIQUE", key))
     left_out = set(skipped(definition, options))
-    left_out.update(
-        c.name for c in definition.columns if base_type(c)[0] in _UNBOUNDED | SPATIAL_TYPES
-    )
+    left_out.update(c.name for c in definition.columns if c.base_type in _UNBOUNDED | SPATIAL_TYPES)
     seen = {key}
     for _, unique in definition.unique_keys:
         if unique not in seen and not left_out.intersection(unique):
@@ -557,7 +548,7 @@ def converter(column: Column | None, options: TypeOptions, cleaned: Cleaned) -> 
     """How a column's values are made ready for PostgreSQL; None: as they come."""
     if column is None:  # no definition (rows built by a transform or a test)
         return _generic(cleaned)
-    base, _ = base_type(column)
+    base = column.base_type
     if (column.charset or "").lower() == "binary" and base != "SET":
         return None  # bytes, stored as bytea (see pg_type)
     if base in _VARCHAR or base in _TEXT or base == "ENUM":

@@ -57,7 +57,7 @@ from typing import Any, Literal
 from loguru import logger
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from pipeline.errors import FatalError, FerryError, ResumableError, classify
+from pipeline.errors import FatalError, FerryError, classify, register_classifier
 from pipeline.model import Batch, DdlChange, Position, RowChange, TableSchema
 from sinks.base import Sink, SinkCheckpoint, fence
 from sinks.merge import Merged, in_order, merge
@@ -173,8 +173,7 @@ _REFUSED = re.compile(
 def pg_resumable(exc: BaseException) -> bool | None:
     """psycopg's verdict: True resumable, False fatal, None not a psycopg error.
 
-    The PostgreSQL sink's classifier (``pipeline.errors`` keeps the hook a sink
-    registers it in).
+    The PostgreSQL sink's classifier, registered in ``pipeline.errors``'s hook below.
     """
     try:
         import psycopg
@@ -194,14 +193,7 @@ def pg_resumable(exc: BaseException) -> bool | None:
     return False
 
 
-def pg_classify(exc: BaseException, message: str) -> FerryError:
-    """``pipeline.errors.classify`` with psycopg's errors known."""
-    verdict = pg_resumable(exc)
-    if verdict is None:
-        return classify(exc, message)
-    error: FerryError = ResumableError(message) if verdict else FatalError(message)
-    error.__cause__ = exc
-    return error
+register_classifier(pg_resumable)
 
 
 def sqlstate(exc: BaseException | None) -> str | None:
@@ -295,6 +287,15 @@ class PostgreSQLSink(Sink):
     config_model = PostgreSQLSinkConfig
     config: PostgreSQLSinkConfig
 
+    @classmethod
+    def describe(cls, config: PostgreSQLSinkConfig) -> str:
+        where = (
+            "url (secret)"
+            if config.url
+            else f"{config.user}@{config.host}:{config.port}/{config.database}"
+        )
+        return f"postgresql {where} ddl={config.ddl}"
+
     def __init__(self, config: PostgreSQLSinkConfig, pipeline_id: str) -> None:
         super().__init__(config, pipeline_id)
         self._conn: Any = None
@@ -341,14 +342,15 @@ class PostgreSQLSink(Sink):
         return f"PostgreSQL sink {cfg.user}@{cfg.host}:{cfg.port}/{cfg.database}"
 
     def _classify(self, exc: BaseException, message: str) -> FerryError:
-        """:func:`pg_classify`, naming the setting when the error is the sink's timeout."""
+        """``pipeline.errors.classify`` (psycopg's errors by :func:`pg_resumable`), naming the
+        setting when the error is the sink's timeout."""
         timeout = sqlstate(exc) == "57014" or "timeout expired" in str(exc)
         if timeout:
             message += (
                 f" (no answer within sink.timeout_s, {self.config.timeout_s:g} s: raise it when"
                 " the target is slow or a statement, like an ALTER of a big table, runs longer)"
             )
-        return pg_classify(exc, message)
+        return classify(exc, message)
 
     # -- connection
 

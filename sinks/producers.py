@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, register_classifier
 
 if TYPE_CHECKING:
     from sinks.kafka import KafkaSinkConfig
@@ -104,6 +104,125 @@ def timed_out(error: BaseException) -> bool:
     if isinstance(error, KafkaTimeoutError):
         return True
     return _librdkafka_name(error) in {"_MSG_TIMED_OUT", "_TIMED_OUT"}
+
+
+def kafka_python_errors(exc: BaseException) -> bool | None:
+    """kafka-python's exceptions: resumable, fatal, or None when ``exc`` is not one."""
+    try:
+        import kafka.errors as kf
+    except ImportError:  # pragma: no cover - kafka-python is a runtime dependency
+        return None
+    if isinstance(exc, kf.KafkaError):
+        fatal = (
+            kf.MessageSizeTooLargeError,
+            kf.RecordListTooLargeError,
+            kf.TopicAuthorizationFailedError,
+            kf.ClusterAuthorizationFailedError,
+            kf.TransactionalIdAuthorizationFailedError,
+            kf.InvalidTopicError,
+            kf.UnsupportedVersionError,
+        )
+        if isinstance(exc, fatal):
+            return False
+        unavailable = (
+            kf.BrokerNotAvailableError,
+            kf.KafkaTimeoutError,
+            kf.KafkaConnectionError,
+            kf.NodeNotReadyError,
+            kf.RequestTimedOutError,
+            # The idempotent producer's state was lost (broker restarted empty);
+            # the sink rebuilds its client before the retry.
+            kf.OutOfOrderSequenceNumberError,
+            kf.UnknownProducerIdError,
+            kf.InvalidProducerEpochError,
+        )
+        return isinstance(exc, unavailable) or bool(getattr(exc, "retriable", False))
+    return None
+
+
+# librdkafka (confluent-kafka) error names, by class. Names, not numbers, so
+# that a code missing from an older client is simply skipped.
+LIBRDKAFKA_FATAL = frozenset(
+    {
+        "MSG_SIZE_TOO_LARGE",
+        "RECORD_LIST_TOO_LARGE",
+        "INVALID_MSG_SIZE",
+        "TOPIC_AUTHORIZATION_FAILED",
+        "CLUSTER_AUTHORIZATION_FAILED",
+        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+        "SASL_AUTHENTICATION_FAILED",
+        "_AUTHENTICATION",
+        "_SSL",
+        "TOPIC_EXCEPTION",  # invalid topic name
+        "INVALID_CONFIG",
+        "_INVALID_ARG",
+        "UNSUPPORTED_VERSION",
+        "UNSUPPORTED_COMPRESSION_TYPE",
+        "POLICY_VIOLATION",
+        "INVALID_REPLICATION_FACTOR",
+        "INVALID_PARTITIONS",
+    }
+)
+LIBRDKAFKA_RESUMABLE = frozenset(
+    {
+        "_TRANSPORT",
+        "_ALL_BROKERS_DOWN",
+        "_MSG_TIMED_OUT",
+        "_TIMED_OUT",
+        "_TIMED_OUT_QUEUE",
+        "_RESOLVE",
+        "_QUEUE_FULL",
+        "_UNKNOWN_TOPIC",  # not (yet) created; may appear
+        "_UNKNOWN_PARTITION",
+        "_PURGE_QUEUE",  # dropped while the client was being rebuilt
+        "_PURGE_INFLIGHT",
+        "_DESTROY",
+        "_FATAL",  # the idempotent producer gave up; the sink rebuilds it
+        "_ISR_INSUFF",
+        "REQUEST_TIMED_OUT",
+        "NETWORK_EXCEPTION",
+        "BROKER_NOT_AVAILABLE",
+        "LEADER_NOT_AVAILABLE",
+        "NOT_LEADER_FOR_PARTITION",
+        "NOT_ENOUGH_REPLICAS",
+        "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+        "UNKNOWN_TOPIC_OR_PART",
+        "KAFKA_STORAGE_ERROR",
+        "OUT_OF_ORDER_SEQUENCE_NUMBER",
+        "UNKNOWN_PRODUCER_ID",
+        "INVALID_PRODUCER_EPOCH",
+        "THROTTLING_QUOTA_EXCEEDED",
+    }
+)
+
+
+def librdkafka_errors(exc: BaseException) -> bool | None:
+    """confluent-kafka errors: a ``KafkaException`` carrying a ``KafkaError``.
+
+    Known codes decide (``LIBRDKAFKA_FATAL`` / ``LIBRDKAFKA_RESUMABLE``); other
+    codes follow librdkafka's own ``retriable()`` flag. librdkafka's
+    ``fatal()`` flag means the client instance is unusable, not that retrying
+    the batch cannot work: the sink rebuilds the client, so it does not make
+    the error fatal by itself.
+    """
+    try:
+        import confluent_kafka as ck
+    except ImportError:  # the optional client (ferry-cdc[kafka-fast]) is not installed
+        return None
+    error = exc.args[0] if isinstance(exc, ck.KafkaException) and exc.args else exc
+    if not isinstance(error, ck.KafkaError):
+        return None
+    name = error.name()
+    if name in LIBRDKAFKA_FATAL:
+        return False
+    if name in LIBRDKAFKA_RESUMABLE:
+        return True
+    return bool(error.retriable())
+
+
+# Both clients' exceptions, registered when the Kafka sink is imported (it imports this).
+register_classifier(kafka_python_errors)
+register_classifier(librdkafka_errors)
 
 
 def make_producer(config: KafkaSinkConfig, client_id: str) -> ProducerAdapter:

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.errors import FatalError
 from pipeline.model import Batch, Change, DdlChange
 from sinks.base import Sink
-from sinks.formats import dumps, encode_key, get_format, now_ns
+from sinks.formats.base import get_format, now_ns
+from sinks.formats.encoder import dumps, encode_key
 
 
 class StdoutSinkConfig(BaseModel):
@@ -34,11 +35,15 @@ class StdoutSink(Sink):
         DELETE shop.orders [1] @mysql-bin.000003:1790
         DDL    shop ALTER TABLE orders ADD note TEXT @mysql-bin.000003:2001
 
-    Values use ferry-json's encoding (``sinks.formats``).
+    Values use ferry-json's encoding (``docs/formats.md``).
     """
 
     config_model = StdoutSinkConfig
     config: StdoutSinkConfig
+
+    @classmethod
+    def describe(cls, config: StdoutSinkConfig) -> str:
+        return f"stdout format={config.format}"
 
     def __init__(
         self, config: StdoutSinkConfig, pipeline_id: str, stream: TextIO | None = None

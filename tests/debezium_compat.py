@@ -39,7 +39,9 @@ from selector.base import PositionStore
 from selector.config import MySQLSourceConfig
 from selector.mysql import MySQLSelector
 from selector.store import MemoryPositionStore
-from sinks.debezium import DebeziumJson, DebeziumOptions, _float32
+from sinks.formats.debezium.envelope import DebeziumJson
+from sinks.formats.debezium.options import DebeziumOptions
+from sinks.formats.values import float32
 from sinks.kafka import topic_name
 from tests.debezium import Record
 
@@ -274,7 +276,7 @@ def _same_float32(ours: float, theirs: float) -> bool:
     same float32; ferry's is the shortest, as Jackson writes it on newer JVMs."""
     try:
         pack = struct.pack
-        return pack("<f", ours) == pack("<f", theirs) and _float32(ours) == ours
+        return pack("<f", ours) == pack("<f", theirs) and float32(ours) == ours
     except OverflowError:
         return False
 

@@ -246,7 +246,7 @@ _SPATIAL = {
 
 
 def decode(value: Any, kind: str) -> Any:
-    """A JSON value of ferry's encoding (sinks/formats.py) as pymysql reads the column."""
+    """A JSON value of ferry's encoding (docs/formats.md) as pymysql reads the column."""
     if value is None:
         return None
     if kind == "uuid":  # MariaDB's UUID is BINARY(16) in the binlog: base64 of its bytes

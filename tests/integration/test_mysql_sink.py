@@ -18,9 +18,9 @@ from typing import Any
 import pymysql
 import pytest
 
+from pipeline.dialect.statements import classify, references
 from pipeline.errors import FatalError, FencedError, ResumableError
 from pipeline.model import Batch, DdlChange, Position, RowChange
-from selector.statements import classify, references
 from sinks.base import SinkCheckpoint
 from sinks.mysql import MySQLSink, MySQLSinkConfig
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.dialect.statements import classify, references
 from pipeline.errors import FatalError, FencedError, ResumableError
 from pipeline.model import (
     Batch,
@@ -29,7 +30,6 @@ from pipeline.model import (
     ZeroDate,
 )
 from selector.ddl import alter_table, dropped_index, parse_create, unique_index
-from selector.statements import classify, references
 from sinks.base import SinkCheckpoint
 from sinks.postgresql import PostgreSQLSink, PostgreSQLSinkConfig
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from selector.statements import classify
+from pipeline.dialect.statements import classify
 from tests import charset_rows, realworld
 
 pytestmark = [pytest.mark.realworld, pytest.mark.slow]

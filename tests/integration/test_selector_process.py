@@ -17,11 +17,12 @@ import pytest
 
 from pipeline.errors import ResumableError
 from pipeline.model import Message, RowChange
+from pipeline.stages import EncodeAhead
 from selector.config import MySQLSourceConfig
 from selector.mysql import MySQLSelector
 from selector.process import ProcessSelector
 from selector.store import MemoryPositionStore
-from sinks.formats import FormatSpec
+from sinks.formats.base import FormatSpec
 from tests.delivery import Event, Workload
 from tests.ferryproc import source_position
 
@@ -328,7 +329,8 @@ def test_rows_encoded_ahead_give_the_sink_the_same_messages(
     conn.close()
     spec = FormatSpec(name, "proc")
     sink_format = spec.build()
-    sel = ProcessSelector(config, 2, 50, MemoryPositionStore(), "proc", encoding=spec)
+    encoding = EncodeAhead(spec)
+    sel = ProcessSelector(config, 2, 50, MemoryPositionStore(), "proc", encoding=encoding)
     sel.start()
     got: list[Any] = []
     ahead = by_key = 0

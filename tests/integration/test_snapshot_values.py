@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from pipeline.dialect.statements import classify
 from pipeline.model import RowChange
 from selector.checks import connect
 from selector.snapshot import Reader, plan_table
-from selector.statements import classify
 from tests import realworld
 from tests.integration.test_selector_mysql import config, selector
 

@@ -78,6 +78,18 @@ def test_minimal_file_gets_defaults() -> None:
     assert config.arbiter.lock_ttl_ms == 5000
 
 
+def test_exactly_once_kafka_batches_default_to_5000_rows_unless_set() -> None:
+    kafka = "sink: {type: kafka, bootstrap_servers: 'k:9092', client: confluent-kafka"
+    eos = MINIMAL.replace(
+        "sink: {type: jsonl, path: /tmp/out.jsonl}", kafka + ", exactly_once: true}"
+    )
+    assert parse_config(eos, env={}).pipeline.batch.max_rows == 5000
+    at_least_once = eos.replace(", exactly_once: true", "")
+    assert parse_config(at_least_once, env={}).pipeline.batch.max_rows == 1000
+    chosen = eos.replace("pipeline: {id: shop}", "pipeline: {id: shop, batch: {max_rows: 800}}")
+    assert parse_config(chosen, env={}).pipeline.batch.max_rows == 800
+
+
 def test_env_expansion_with_defaults() -> None:
     text = MINIMAL.replace("s3cret-pw", "${PW}").replace("server_id: 7", "server_id: ${SID:-9}")
     config = parse_config(text, env={"PW": "from-env"})

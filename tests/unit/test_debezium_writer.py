@@ -1,5 +1,5 @@
 """debezium-json's fast paths give the reference's bytes: the generated row writers
-(``sinks.debezium._row_writer``), the cached source block, the key fast paths and the
+(``sinks.formats.debezium.writer.row_writer``), the cached source block, the key fast paths and the
 converters' fast cases, for random rows of every column type and every option set."""
 
 from __future__ import annotations
@@ -13,23 +13,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.model import Column, JsonText, Position, RowChange, SourceEvent, TableSchema, ZeroDate
-from sinks.debezium import (
-    _DECIMALS,
-    DebeziumJson,
-    DebeziumOptions,
-    _datetime_ms,
-    _datetime_us,
-    _decimal_bytes_at,
-    _Encoder,
-    _latin1_text,
-    _micros,
-    _row_writer,
-    _scaled,
-    _TableCodec,
-    _twos_complement,
-    _Unrepresentable,
+from sinks.formats.debezium.converters import (
+    DECIMALS,
+    Encoder,
+    Unrepresentable,
+    datetime_ms,
+    datetime_us,
+    decimal_bytes_at,
+    epoch_micros,
+    latin1_text,
+    scaled,
+    twos_complement,
 )
-from sinks.formats import _b64, _dumps, _dumps_value
+from sinks.formats.debezium.envelope import DebeziumJson
+from sinks.formats.debezium.options import DebeziumOptions
+from sinks.formats.debezium.writer import TableCodec, row_writer
+from sinks.formats.encoder import b64, dumps_str, dumps_value
 from tests.unit.test_format_debezium import definition
 
 # every column type, NULL and NOT NULL, with and without defaults, three charsets
@@ -185,10 +184,10 @@ def outcome(call: Any, *args: Any) -> Any:
 class ReferenceJson(DebeziumJson):
     """debezium-json with every row and key written by the reference (``_row``)."""
 
-    def _row_json(self, codec: _TableCodec, row: dict[str, Any], read: bool = False) -> str:
-        return _dumps(self._row(codec, row, read))
+    def _row_json(self, codec: TableCodec, row: dict[str, Any], read: bool = False) -> str:
+        return dumps_str(self._row(codec, row, read))
 
-    def _key_json(self, codec: _TableCodec, row: dict[str, Any], read: bool) -> str | None:
+    def _key_json(self, codec: TableCodec, row: dict[str, Any], read: bool) -> str | None:
         if not codec.key_fields:
             return None
         return self._row_json(codec, {f.name: row.get(f.name) for f in codec.key_fields}, read)
@@ -254,7 +253,7 @@ def test_messages_are_the_reference_messages(
 def test_row_writer_is_the_reference(options: dict[str, Any], drawn: Any) -> None:
     table, row = drawn
     fmt = DebeziumJson("pipe", options=DebeziumOptions.model_validate(options))
-    codec = _TableCodec(table, fmt._encoder)
+    codec = TableCodec(table, fmt._encoder)
     for read in (False, True):
         reference = outcome(reference_row, fmt, codec, row, read)
         assert outcome(fmt._row_json, codec, row, read) == reference
@@ -263,8 +262,8 @@ def test_row_writer_is_the_reference(options: dict[str, Any], drawn: Any) -> Non
         assert outcome(fmt._key_json, codec, row, read) == expected
 
 
-def reference_row(fmt: DebeziumJson, codec: _TableCodec, row: dict[str, Any], read: bool) -> str:
-    return _dumps(fmt._row(codec, row, read))
+def reference_row(fmt: DebeziumJson, codec: TableCodec, row: dict[str, Any], read: bool) -> str:
+    return dumps_str(fmt._row(codec, row, read))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -274,12 +273,12 @@ def test_rows_of_their_own_types_take_the_writer(options: dict[str, Any], row: A
     all but a value the options cannot write (a connect TIME outside a day), and NaN or
     infinity (no JSON for them: the reference raises too)."""
     fmt = DebeziumJson("pipe", options=DebeziumOptions.model_validate(options))
-    codec = _TableCodec(ZOO, fmt._encoder)
+    codec = TableCodec(ZOO, fmt._encoder)
     for read in (False, True):
         reference = outcome(reference_row, fmt, codec, row, read)
         written = outcome(codec.writer(read), row.values())
         if written != reference:
-            assert isinstance(written, tuple) and written[0] in (_Unrepresentable, ValueError)
+            assert isinstance(written, tuple) and written[0] in (Unrepresentable, ValueError)
             assert outcome(fmt._row_json, codec, row, read) == reference
 
 
@@ -312,8 +311,8 @@ def test_narrow_rows_take_the_writer_and_source_cache() -> None:
 
 
 def test_a_table_without_columns_and_an_integer_key_named_with_a_percent() -> None:
-    encoder = _Encoder(DebeziumOptions.model_validate({}))
-    assert _row_writer([], False, encoder)(()) == "{}"
+    encoder = Encoder(DebeziumOptions.model_validate({}))
+    assert row_writer([], False, encoder)(()) == "{}"
     table = definition("CREATE TABLE shop.p (`%d%s` INT PRIMARY KEY)")
     key = ("%d%s",)
     change = RowChange("shop", "p", "insert", None, {"%d%s": 5}, key, 1.0, POS, None, 0, table)
@@ -328,16 +327,16 @@ def test_a_table_without_columns_and_an_integer_key_named_with_a_percent() -> No
 def test_decimal_fast_case_is_the_general_one(scale: int, data: st.DataObject) -> None:
     finite = st.decimals(allow_nan=False, allow_infinity=False)
     value = data.draw(st.one_of(decimals(65 - scale, scale), finite))
-    assert outcome(_decimal_bytes_at(scale), value) == outcome(general_decimal, value, scale)
+    assert outcome(decimal_bytes_at(scale), value) == outcome(general_decimal, value, scale)
 
 
 def general_decimal(value: Decimal, scale: int) -> str:
-    return _b64(_twos_complement(int(_scaled(value, scale).scaleb(scale, context=_DECIMALS))))
+    return b64(twos_complement(int(scaled(value, scale).scaleb(scale, context=DECIMALS))))
 
 
 @given(st.integers(-(2**600), 2**600))
 def test_twos_complement_is_javas_to_byte_array(value: int) -> None:
-    data = _twos_complement(value)
+    data = twos_complement(value)
     assert int.from_bytes(data, "big", signed=True) == value
     # the shortest: no leading byte that only repeats the sign of the next
     assert len(data) == 1 or (data[0], data[1] >> 7) not in ((0, 0), (255, 1))
@@ -348,14 +347,14 @@ def test_datetime_fast_case_is_micros(value: dt.datetime) -> None:
     adjusted = value
     if value.year < 100:
         adjusted = value.replace(year=value.year + (2000 if value.year < 70 else 1900))
-    assert _datetime_us(value) == _micros(adjusted)
-    assert _datetime_ms(value) == _micros(adjusted) // 1000
+    assert datetime_us(value) == epoch_micros(adjusted)
+    assert datetime_ms(value) == epoch_micros(adjusted) // 1000
 
 
 @given(TEXT)
 def test_latin1_ascii_case(text: str) -> None:
     holes = str.maketrans(dict.fromkeys((0x81, 0x8D, 0x8F, 0x90, 0x9D), 0xFFFD))
-    assert _latin1_text(text) == text.translate(holes)
+    assert latin1_text(text) == text.translate(holes)
 
 
 @given(
@@ -371,7 +370,7 @@ def test_latin1_ascii_case(text: str) -> None:
     )
 )
 def test_dumps_value_is_dumps(value: Any) -> None:
-    assert outcome(_dumps_value, value) == outcome(_dumps, value)
+    assert outcome(dumps_value, value) == outcome(dumps_str, value)
 
 
 def test_schema_names_follow_a_table_a_transform_renamed() -> None:

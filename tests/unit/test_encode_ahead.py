@@ -24,10 +24,10 @@ from pipeline.model import (
     SourceEvent,
     TableSchema,
 )
-from pipeline.stages import Stages, encoding_ahead
+from pipeline.stages import EncodeAhead, Stages, encoding_ahead
 from selector.transport import ship
-from sinks.debezium import DebeziumOptions
-from sinks.formats import Format, FormatSpec, encode_ahead, get_format
+from sinks.formats.base import Format, FormatSpec, encode_ahead, get_format
+from sinks.formats.debezium.options import DebeziumOptions
 from sinks.jsonl import JsonlSink, JsonlSinkConfig
 from sinks.kafka import KafkaSink
 from sinks.registry import create_sink
@@ -184,7 +184,7 @@ def test_the_decoder_encodes_ahead_only_rows_that_reach_the_sink_as_selected(
     made = create_sink(config.sink, "p")
     assert (encoding_ahead(config, made) is not None) is ahead
     if ahead:
-        assert encoding_ahead(config, made) == made.encoding()
+        assert encoding_ahead(config, made) == EncodeAhead(made.encoding())
 
 
 def test_rows_cross_to_the_node_by_key_and_whole_where_not_encoded() -> None:

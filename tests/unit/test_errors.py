@@ -7,6 +7,9 @@ import pymysql.err
 import pytest
 import redis.exceptions
 
+import arbitrate.redis  # noqa: F401  (registers redis-py's classifier)
+import selector  # noqa: F401  (registers PyMySQL's)
+import sinks.kafka  # noqa: F401  (registers kafka-python's and confluent-kafka's)
 from pipeline.errors import FatalError, FencedError, FerryError, ResumableError, classify
 
 

@@ -1,5 +1,5 @@
 """canal-json: Canal's FlatMessage, against Canal's documented example and, per column type,
-what Canal's binlog reader writes (RowsLogBuffer / LogEventConvert; see sinks/canal.py)."""
+what Canal's binlog reader writes (RowsLogBuffer / LogEventConvert; see docs/formats.md)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from pipeline.dialect.statements import classify
 from pipeline.model import DdlChange, JsonText, Position, RowChange, ZeroDate
 from selector.schemas import SchemaHistory
-from selector.statements import classify
-from sinks.canal import CanalJson, java_double
+from sinks.formats.canal import CanalJson, java_double
 
 POS = Position("mysql-bin.000001", 4)
 

@@ -18,7 +18,9 @@ import pytest
 from pipeline.errors import FatalError
 from pipeline.model import DdlChange, JsonText, Position, RowChange, SourceEvent, ZeroDate
 from selector.schemas import SchemaHistory
-from sinks.debezium import DebeziumJson, DebeziumOptions, normalize_ddl
+from sinks.formats.debezium.envelope import DebeziumJson
+from sinks.formats.debezium.options import DebeziumOptions
+from sinks.formats.debezium.schema_changes import normalize_ddl
 
 POS = Position("mysql-bin.000003", 1000)
 TYPES = """CREATE TABLE shop.t (
@@ -330,7 +332,7 @@ def ddl_change(statement: str, **kw: Any) -> DdlChange:
     history = SchemaHistory()
     history._server_charset = "utf8mb4"
     history._charsets["shop"] = "utf8mb4"
-    from selector.statements import classify
+    from pipeline.dialect.statements import classify
 
     classified = classify(statement, "other")
     fields: dict[str, Any] = {
@@ -422,12 +424,12 @@ def test_ddl_text_as_debezium_writes_it(statement: str, expected: str) -> None:
 def test_source_table_lists_tables_in_debeziums_set_order() -> None:
     """Recorded: ``DROP TABLE t1,t2,t3,t4`` gives ``t4,t3,t2,t1``, ``ck, copy2`` keeps its order."""
     from pipeline.model import TableChange
-    from sinks.debezium import _table_names
+    from sinks.formats.debezium.schema_changes import table_names
 
     tables = [TableChange("DROP", "dbz_multitable_dbz_871", f"t{n}") for n in range(1, 5)]
-    assert _table_names(tables) == "t4,t3,t2,t1"
+    assert table_names(tables) == "t4,t3,t2,t1"
     pair = [TableChange("DROP", "compat_types", t) for t in ("ck", "copy2")]
-    assert _table_names(pair) == "ck,copy2"
+    assert table_names(pair) == "ck,copy2"
 
 
 def test_index_statements_name_the_sessions_database_only() -> None:

@@ -6,7 +6,8 @@ import pytest
 
 from pipeline.errors import FatalError
 from pipeline.model import Position, RowChange
-from sinks.formats import FerryJson, dumps, encode_key
+from sinks.formats.encoder import dumps, encode_key
+from sinks.formats.ferry_json import FerryJson
 from tests.unit.test_formats import ROW
 
 
@@ -42,7 +43,7 @@ def test_debezium_source_block_of_each_row_of_an_event_is_its_own() -> None:
     import json
 
     from pipeline.model import SourceEvent
-    from sinks.debezium import DebeziumJson
+    from sinks.formats.debezium.envelope import DebeziumJson
 
     pos = Position("mysql-bin.000007", 4711, "0-1-99")
     first, second = SourceEvent(5000, 7, 10), SourceEvent(6000, 7, 12)

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
-from pipeline.errors import FatalError, ResumableError
+from pipeline.errors import FatalError, ResumableError, classify
 from pipeline.model import Column, JsonText, TableSchema, ZeroDate
 from selector.ddl import parse_create
 from sinks.merge import Merged, merge
@@ -31,7 +31,6 @@ from sinks.postgresql import (
     PostgreSQLSink,
     PostgreSQLSinkConfig,
     groups,
-    pg_classify,
     pg_resumable,
     without_values,
 )
@@ -244,7 +243,7 @@ def test_groups_follow_the_merge_and_drop_generated_columns() -> None:
 def test_psycopg_errors_are_classified(error: Exception, resumable: bool) -> None:
     assert pg_resumable(error) is resumable
     kind = ResumableError if resumable else FatalError
-    assert isinstance(pg_classify(error, "m"), kind)
+    assert isinstance(classify(error, "m"), kind)
     assert pg_resumable(ValueError("x")) is None
 
 

@@ -13,7 +13,8 @@ import pytest
 import selector.snapshot as snapshot
 from pipeline.model import DdlChange
 from sinks.ddl import rewrite
-from sinks.debezium import DebeziumJson, DebeziumOptions
+from sinks.formats.debezium.envelope import DebeziumJson
+from sinks.formats.debezium.options import DebeziumOptions
 
 CHARSET = "/*!40100 DEFAULT CHARACTER SET latin2 COLLATE latin2_czech_cs */"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from pipeline.cli import render_status
+from pipeline.dialect.statements import classify, tokenize
 from pipeline.model import Batch
 from pipeline.stats import Stats
 from selector.events import skipped_dml
-from selector.statements import classify, tokenize
 from selector.tables import TableFilter
 from tests.unit.test_metrics import exposition
 

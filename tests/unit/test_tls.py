@@ -13,17 +13,10 @@ import redis
 from pydantic import ValidationError
 from pymysql.constants import CLIENT
 
+import arbitrate.redis  # noqa: F401  (registers redis-py's classifier)
 from pipeline.config import parse_config
-from pipeline.dialect import (
-    Connection,
-    TlsConfig,
-    TlsContext,
-    TlsError,
-    _handshake_message,
-    connect_kwargs,
-    describe,
-    ssl_context,
-)
+from pipeline.dialect import Connection, TlsConfig, TlsError, connect_kwargs, describe, ssl_context
+from pipeline.dialect.tls import TlsContext, _handshake_message
 from pipeline.errors import ConfigError, FatalError, ResumableError, classify
 from selector.config import MySQLSourceConfig
 from sinks.mysql import MySQLSinkConfig

@@ -1,61 +1,9 @@
 """``canal-json``: Canal's FlatMessage, as Canal 1.1's Kafka/RocketMQ producer writes it.
 
-One message per row change (Canal puts every row of a rows event in one message; ferry's
-messages carry one row each, as Canal's does with ``flatMessage`` partitioning by key)::
-
-    {"data":[{col: "value", ...}], "database", "es", "gtid", "id", "isDdl":false,
-     "mysqlType":{col: "int(11)", ...}, "old":[{changed col: "old value"}]|null,
-     "pkNames":["id"]|null, "sql":"", "sqlType":{col: 4, ...}, "table", "ts", "type"}
-
-Keys in alphabetical order, as fastjson writes Canal's FlatMessage bean.
-
-Where ferry follows Canal (its binlog reader ``RowsLogBuffer`` and ``LogEventConvert``,
-``MQMessageUtils.messageConverter``):
-
-* every value is a string, ``null`` for NULL: integers as numbers, UNSIGNED ones in their
-  full range; DECIMAL plain (``toPlainString``); FLOAT and DOUBLE as Java prints them
-  (``3.14``, ``1.0``, ``1.0E10``); DATE ``yyyy-MM-dd``; DATETIME and TIMESTAMP
-  ``yyyy-MM-dd HH:mm:ss`` with exactly the column's fraction digits; TIME ``[-]HH:MM:SS``
-  (hours ≥ 100 as they are); zero dates as MySQL writes them (``0000-00-00``); YEAR four
-  digits (``0000``); BIT the bits as an unsigned number; text in its charset; binary
-  (BINARY, VARBINARY, BLOB, spatial) as ISO-8859-1 text of the bytes; JSON its text;
-  **ENUM its index and SET its bit mask** (Canal's reader keeps them as numbers; the
-  members are in ``mysqlType``: alibaba/canal#1008);
-* ``sqlType``: Canal's java.sql.Types from the binlog type: TINYINT -6, SMALLINT 5,
-  MEDIUMINT/INT 4, BIGINT -5, DECIMAL 3, FLOAT 7 (REAL), DOUBLE 8, BIT -7,
-  DATETIME/TIMESTAMP 93, TIME 92, DATE 91, YEAR 12, ENUM 4, SET -7, CHAR 1, VARCHAR 12,
-  BINARY -2, VARBINARY -3, TEXT 2005 (CLOB), BLOB and spatial 2004; an UNSIGNED value
-  above the signed range takes the next type (TINYINT 5, SMALLINT 4, INT -5, BIGINT 3);
-  a NULL takes the reader's plain type (SET -2, TEXT/BLOB -3 or -4, spatial -2), as in
-  Canal;
-* ``mysqlType``: the column type as the table's DDL wrote it (``INTEGER``,
-  ``VARCHAR(255)``, ``INT(10) UNSIGNED``, ``ENUM('a','b')``), as Canal's table-meta store,
-  which reads the DDL, keeps it (Canal's documented example: ``"id":"INTEGER"``);
-* ``old``: only the columns whose value changed (compared as the strings above);
-  ``pkNames``: the primary-key columns in column order, ``null`` without a primary key;
-  ``es``: the event time in ms (whole seconds); ``ts``: now; ``id``: the batch id;
-* DDL: ``isDdl`` true, ``sql`` the statement, ``type`` CREATE, ALTER, ERASE (drop
-  table), TRUNCATE, RENAME, CINDEX, DINDEX, or QUERY (databases, views, routines), the
-  table (``""`` when none) and database the statement names; ``data``, ``old``,
-  ``mysqlType``, ``sqlType``, ``pkNames`` null.
-
-Where Canal's own output is ambiguous, and what ferry writes:
-
-* TIMESTAMP: Canal prints it in its own JVM's time zone; ferry prints UTC.
-* BINARY(n): Canal prints the bytes the binlog holds, trailing zero bytes cut off;
-  ferry prints all n bytes (the stored value).
-* ``mysqlType``: a Canal without its DDL store (``canal.instance.tsdb.enable=false``, or
-  for tables created before it started) reads ``DESC`` instead and writes MariaDB's
-  spelling (``int(11)``); ferry always writes the DDL's (from ``SHOW CREATE TABLE`` for a
-  table whose CREATE it did not read: ``INT(11)``). A JSON column has sqlType 2005
-  (CLOB), as Canal gives MariaDB's JSON (LONGTEXT in the binlog); on MySQL Canal gives 12.
-* MariaDB UUID, INET6 and INET4: Canal reads them as CHAR and prints their bytes as
-  text; ferry prints their text form (``0e0a…-…``, ``::1``, ``192.168.0.1``) with
-  sqlType 1.
-* ``sqlType`` of a SET or an UNSIGNED value changes with the value in Canal (above);
-  ferry does the same, per message.
-* Kafka key: Canal writes none (it picks partitions itself); ferry keys by the primary
-  key (ferry-json's key, ``[42]``) so the broker keeps each key's changes in order.
+One message per row change, every value a string as Canal's binlog reader makes it (ENUM
+its index, SET its bit mask), ``sqlType`` and ``mysqlType`` per column, ``old`` with the
+changed columns. The message, each value, where ferry follows Canal and where Canal's own
+output is ambiguous: ``docs/formats.md`` (canal-json).
 """
 
 from __future__ import annotations
@@ -67,26 +15,24 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from pipeline.dialect import SPATIAL_TYPES
 from pipeline.model import (
-    SPATIAL_TYPES,
     Change,
     Column,
     DdlChange,
+    Message,
     RowChange,
     TableSchema,
     ZeroDate,
 )
-from sinks.debezium import _base_type, _guess_definition, _sql_literal
-from sinks.formats import (
-    Format,
-    Message,
-    _encoded,
-    _ms,
-    classified,
-    ddl_tables,
-    encode_key,
+from sinks.formats.base import Format, ddl_tables, now_ns, register
+from sinks.formats.encoder import dumps, encode_key
+from sinks.formats.values import (
     encode_timedelta,
-    now_ns,
+    float32,
+    guess_definition,
+    ms,
+    sql_literal,
 )
 
 # a row a snapshot copied is an INSERT, as Canal's own full-copy tools write it
@@ -160,7 +106,7 @@ def _fixed(kind: int) -> Callable[[Any], int]:
 
 
 def _field(column: Column) -> _Field:
-    base, unsigned = _base_type(column.type_name)
+    base, unsigned = column.base_type, column.unsigned
     mysql_type = column.column_type or base.lower()
     digits = min(column.length or 0, 6)
     if base in _INTEGERS or base == "SERIAL":
@@ -186,10 +132,10 @@ def _field(column: Column) -> _Field:
     if base == "YEAR":
         return _Field(mysql_type, _fixed(12), 12, lambda v: f"{v:04d}" if v == 0 else _text(v))
     if base == "ENUM":
-        members = [_sql_literal(o) for o in column.enum_values]
+        members = [sql_literal(o) for o in column.enum_values]
         return _Field(mysql_type, _fixed(4), 4, lambda v: _enum_index(v, members))
     if base == "SET":
-        members = [_sql_literal(o) for o in column.enum_values]
+        members = [sql_literal(o) for o in column.enum_values]
         return _Field(mysql_type, _fixed(-7), -2, lambda v: _set_mask(v, members))
     if base in SPATIAL_TYPES:
         return _Field(mysql_type, _fixed(2004), -2, _latin1)
@@ -239,9 +185,7 @@ def _decimal(value: Any) -> str:
 
 
 def _float(value: Any) -> str:
-    from sinks.debezium import _float32
-
-    return java_double(_float32(value)) if isinstance(value, float) else _text(value)
+    return java_double(float32(value)) if isinstance(value, float) else _text(value)
 
 
 def _double(value: Any) -> str:
@@ -297,6 +241,7 @@ def _address(value: Any) -> str:
     return _text(value)
 
 
+@register
 class CanalJson(Format):
     """Canal's FlatMessage (see the module docstring)."""
 
@@ -307,7 +252,7 @@ class CanalJson(Format):
         self._fields: dict[int, tuple[TableSchema, dict[str, _Field]]] = {}
 
     def _table(self, change: RowChange) -> dict[str, _Field]:
-        definition = change.definition or _guess_definition(change)
+        definition = change.definition or guess_definition(change)
         found = self._fields.get(id(definition))
         if found is None or found[0] is not definition:
             if len(self._fields) > 10_000:
@@ -322,8 +267,8 @@ class CanalJson(Format):
     def _value(self, change: Change, now: int | None, batch_id: int) -> bytes:
         ns = now_ns() if now is None else now
         if isinstance(change, DdlChange):
-            return _encoded(self.ddl_message(change, ns // 1_000_000, batch_id))
-        return _encoded(self.row_message(change, ns // 1_000_000, batch_id))
+            return dumps(self.ddl_message(change, ns // 1_000_000, batch_id))
+        return dumps(self.row_message(change, ns // 1_000_000, batch_id))
 
     def encode(self, change: Change, now: int | None = None) -> bytes:
         return self._value(change, now, 0)
@@ -355,7 +300,7 @@ class CanalJson(Format):
         return {
             "data": [data],
             "database": change.schema,
-            "es": _ms(change.ts),
+            "es": ms(change.ts),
             "gtid": change.gtid,
             "id": batch_id,
             "isDdl": False,
@@ -370,7 +315,6 @@ class CanalJson(Format):
         }
 
     def ddl_message(self, change: DdlChange, now: int, batch_id: int = 0) -> dict[str, Any]:
-        change = classified(change)
         database, table = ddl_tables(change)[0]
         database = database or change.schema
         if change.kind != "table":
@@ -378,7 +322,7 @@ class CanalJson(Format):
         return {
             "data": None,
             "database": database,
-            "es": _ms(change.ts),
+            "es": ms(change.ts),
             "gtid": change.gtid,
             "id": batch_id,
             "isDdl": True,

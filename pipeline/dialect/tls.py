@@ -1,11 +1,6 @@
-"""What the selector and the sinks both know of MySQL: the shared dialect module.
-
-With :mod:`pipeline.model` and :mod:`pipeline.errors`, this is all that
-``selector`` and ``sinks`` may import from ``pipeline``; it imports nothing else
-from the project but ``pipeline.errors``. It holds TLS for every MySQL/MariaDB
-connection ferry opens (the source's control connection, the binlog dump and the
-reader's own control connection, the snapshot reader, the GTID probe, the MySQL
-sink, ``ferry check``):
+"""TLS for every MySQL/MariaDB connection ferry opens (the source's control connection,
+the binlog dump and the reader's own control connection, the snapshot reader, the GTID
+probe, the MySQL sink, ``ferry check``):
 
 * :class:`TlsConfig`, the ``tls:`` block of ``source`` and ``sink (type: mysql)``,
   in the MySQL client's words (``--ssl-mode``):

@@ -54,6 +54,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipeline.dialect.sql import ident
 from pipeline.model import NameRef
 
 Kind = Literal["transaction", "database", "table", "routine", "account", "dml", "other"]
@@ -480,11 +481,6 @@ def _delete_tables(tokens: list[Token], i: int, default_schema: str) -> tuple[tu
 
 # sqlglot logs "unsupported syntax, falling back…" with the statement text at WARNING.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
-
-
-def ident(name: str) -> str:
-    """A backquoted identifier."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 def drop_tables(tables: tuple[tuple[str, str], ...]) -> str:
