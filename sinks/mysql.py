@@ -59,7 +59,7 @@ from pipeline.dialect import TlsConfig, connect_kwargs, describe, pymysql_errors
 from pipeline.dialect import connect as tls_connect
 from pipeline.errors import FatalError, FerryError, classify, register_classifier, timed_out
 from pipeline.model import Batch, DdlChange, Position, RowChange
-from sinks.base import Sink, SinkCheckpoint, fence
+from sinks.base import SinkCheckpoint, fence
 from sinks.ddl import rewrite
 from sinks.merge import Merged, in_order, merge
 from sinks.redact import shown_statement
@@ -73,6 +73,7 @@ from sinks.sqlapply import (
     packet_reason,
     statement_bytes,
 )
+from sinks.tablesink import TableSink
 
 
 class MySQLSinkConfig(BaseModel):
@@ -188,7 +189,7 @@ def _code(exc: BaseException | None) -> int | None:
 # --- the sink ------------------------------------------------------------------------
 
 
-class MySQLSink(Sink):
+class MySQLSink(TableSink):
     """Writes batches to MySQL/MariaDB (see the module docstring).
 
     ``load`` commits data and checkpoint in one transaction and is idempotent
@@ -200,6 +201,7 @@ class MySQLSink(Sink):
 
     config_model = MySQLSinkConfig
     config: MySQLSinkConfig
+    kind = "MySQL sink"
 
     @classmethod
     def describe(cls, config: MySQLSinkConfig) -> str:
@@ -213,8 +215,6 @@ class MySQLSink(Sink):
         self._conn: pymysql.connections.Connection[Any] | None = None
         self._max_bytes = config.max_statement_bytes
         self._packet = 0  # the target's max_allowed_packet (0: not read yet)
-        self._warned_no_pk: set[tuple[str, str]] = set()
-        self._last_checkpoint_write = 0.0
         self._facts: dict[tuple[str, str], TargetTable] = {}  # read once per target table
         self.statements_executed = 0  # statements of row data sent (for tests and stats)
         ckpt = config.checkpoint_schema
@@ -303,14 +303,6 @@ class MySQLSink(Sink):
             (self.pipeline_id,),
         )
 
-    def _drop(self) -> None:
-        """Roll back (best effort) and drop the connection; the next call reconnects."""
-        conn = self._conn
-        if conn is not None:
-            with contextlib.suppress(Exception):  # the connection is already broken
-                conn.rollback()
-        self.close()
-
     # -- checkpoint
 
     def checkpoint(self) -> SinkCheckpoint | None:
@@ -364,68 +356,11 @@ class MySQLSink(Sink):
             return (first, second) if dot else (target_schema, first)
         return target_schema, table
 
-    def load(self, batch: Batch, epoch: int) -> None:
-        ddls = [c for c in batch.changes if isinstance(c, DdlChange)]
-        rows = [c for c in batch.changes if isinstance(c, RowChange)]
-        if ddls:
-            if rows:  # the model's contract: a DDL is a batch of its own
-                raise FatalError(
-                    f"MySQL sink: batch {batch.batch_id} mixes DDL with row changes; "
-                    "a DDL must be a batch of its own (selector bug)",
-                    pipeline=self.pipeline_id,
-                    batch_id=batch.batch_id,
-                    position=batch.position,
-                )
-            for ddl in ddls:
-                self._load_ddl(batch, ddl, epoch)
-            return
-        if not rows:
-            due = self.config.empty_checkpoint_interval_ms / 1000.0
-            if batch.position is None or time.monotonic() - self._last_checkpoint_write < due:
-                return
-        self._check_no_pk(batch, rows)
-        started = time.monotonic()
-        try:
-            n = self._transaction(batch, epoch, merge(rows))
-        except FerryError as exc:
-            if _code(exc) not in CROSS_KEY_CODES:
-                raise
-            logger.warning(
-                "MySQL sink: merged apply of batch {} hit a cross-key constraint ({}); "
-                "applying it again unmerged, in binlog order",
-                batch.batch_id,
-                exc.message,
-            )
-            n = self._transaction(batch, epoch, in_order(rows))
-        logger.debug(
-            "MySQL sink: batch {} ({} changes, {} statements) committed in {:.1f} ms at {}",
-            batch.batch_id,
-            len(rows),
-            n,
-            (time.monotonic() - started) * 1000,
-            batch.position,
-        )
+    def _write_rows(self, batch: Batch, epoch: int, rows: list[RowChange], merged: bool) -> int:
+        return self._transaction(batch, epoch, merge(rows) if merged else in_order(rows))
 
-    def _check_no_pk(self, batch: Batch, rows: list[RowChange]) -> None:
-        for change in rows:
-            if change.primary_key:
-                continue
-            name = (change.schema, change.table)
-            if self.config.no_primary_key == "reject":
-                raise FatalError(
-                    f"MySQL sink: table {change.schema}.{change.table} has no primary key and "
-                    "sink.no_primary_key is 'reject'; add a key or set it to 'match_row'",
-                    pipeline=self.pipeline_id,
-                    batch_id=batch.batch_id,
-                    position=batch.position,
-                )
-            if name not in self._warned_no_pk:
-                self._warned_no_pk.add(name)
-                logger.warning(
-                    "MySQL sink: table {}.{} has no primary key: rows are matched on every column "
-                    "(one statement per update/delete, at-least-once)",
-                    *name,
-                )
+    def _conflict(self, exc: FerryError) -> bool:
+        return _code(exc) in CROSS_KEY_CODES
 
     def _transaction(
         self, batch: Batch, epoch: int, actions: list[Merged], write_checkpoint: bool = True

@@ -59,7 +59,7 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from pipeline.errors import FatalError, FerryError, classify, register_classifier
 from pipeline.model import Batch, DdlChange, Position, RowChange, TableSchema
-from sinks.base import Sink, SinkCheckpoint, fence
+from sinks.base import SinkCheckpoint, fence
 from sinks.merge import Merged, in_order, merge
 from sinks.pgtypes import (
     Cleaned,
@@ -84,6 +84,7 @@ from sinks.pgtypes import (
 )
 from sinks.redact import masked_row, shown_statement
 from sinks.sqlapply import Kind, columns_of, key_text, kind_of
+from sinks.tablesink import TableSink
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -281,11 +282,12 @@ def groups(
 # --- the sink ------------------------------------------------------------------------------
 
 
-class PostgreSQLSink(Sink):
+class PostgreSQLSink(TableSink):
     """Writes batches to PostgreSQL (see the module docstring)."""
 
     config_model = PostgreSQLSinkConfig
     config: PostgreSQLSinkConfig
+    kind = "PostgreSQL sink"
 
     @classmethod
     def describe(cls, config: PostgreSQLSinkConfig) -> str:
@@ -298,7 +300,6 @@ class PostgreSQLSink(Sink):
 
     def __init__(self, config: PostgreSQLSinkConfig, pipeline_id: str) -> None:
         super().__init__(config, pipeline_id)
-        self._conn: Any = None
         # read from the catalog once per connection (a DDL or a failure drops both)
         self._tables: dict[tuple[str, str], PgTable] = {}
         self._stages: dict[tuple[str, str], str] = {}
@@ -309,8 +310,6 @@ class PostgreSQLSink(Sink):
         self._skipped: dict[tuple[str, str], frozenset[str]] = {}
         self._cleaned: dict[tuple[str, str], Cleaned] = {}
         self._said: set[tuple[tuple[str, str], str]] = set()
-        self._warned_no_pk: set[tuple[str, str]] = set()
-        self._last_checkpoint_write = 0.0
         self._ckpt = f"{qi(self._name(config.checkpoint_schema))}.{qi('ferry_checkpoint')}"
 
     # -- names
@@ -440,14 +439,6 @@ class PostgreSQLSink(Sink):
             (self.pipeline_id,),
         )
 
-    def _drop(self) -> None:
-        """Roll back (best effort) and drop the connection; the next call reconnects."""
-        conn = self._conn
-        if conn is not None:
-            with contextlib.suppress(Exception):  # the connection is already broken
-                conn.rollback()
-        self.close()
-
     # -- checkpoint
 
     def checkpoint(self) -> SinkCheckpoint | None:
@@ -487,69 +478,13 @@ class PostgreSQLSink(Sink):
 
     # -- load
 
-    def load(self, batch: Batch, epoch: int) -> None:
-        ddls = [c for c in batch.changes if isinstance(c, DdlChange)]
-        rows = [c for c in batch.changes if isinstance(c, RowChange)]
-        if ddls:
-            if rows:  # the model's contract: a DDL is a batch of its own
-                raise FatalError(
-                    f"PostgreSQL sink: batch {batch.batch_id} mixes DDL with row changes; "
-                    "a DDL must be a batch of its own (selector bug)",
-                    pipeline=self.pipeline_id,
-                    batch_id=batch.batch_id,
-                    position=batch.position,
-                )
-            for ddl in ddls:
-                self._load_ddl(batch, ddl, epoch)
-            return
-        if not rows:
-            due = self.config.empty_checkpoint_interval_ms / 1000.0
-            if batch.position is None or time.monotonic() - self._last_checkpoint_write < due:
-                return
-        self._check_no_pk(batch, rows)
+    def _write_rows(self, batch: Batch, epoch: int, rows: list[RowChange], merged: bool) -> int:
         definitions = {(c.schema, c.table): c.definition for c in rows if c.definition is not None}
-        started = time.monotonic()
-        try:
-            n = self._transaction(batch, epoch, merge(rows), definitions, merged=True)
-        except FerryError as exc:
-            if not (sqlstate(exc) or "").startswith("23"):
-                raise
-            logger.warning(
-                "PostgreSQL sink: merged apply of batch {} hit a constraint ({}); "
-                "applying it again unmerged, in binlog order",
-                batch.batch_id,
-                exc.message,
-            )
-            n = self._transaction(batch, epoch, in_order(rows), definitions, merged=False)
-        logger.debug(
-            "PostgreSQL sink: batch {} ({} changes, {} statements) committed in {:.1f} ms at {}",
-            batch.batch_id,
-            len(rows),
-            n,
-            (time.monotonic() - started) * 1000,
-            batch.position,
-        )
+        actions = merge(rows) if merged else in_order(rows)
+        return self._transaction(batch, epoch, actions, definitions, merged)
 
-    def _check_no_pk(self, batch: Batch, rows: list[RowChange]) -> None:
-        for change in rows:
-            if change.primary_key:
-                continue
-            name = (change.schema, change.table)
-            if self.config.no_primary_key == "reject":
-                raise FatalError(
-                    f"PostgreSQL sink: table {change.schema}.{change.table} has no primary key"
-                    " and sink.no_primary_key is 'reject'; add a key or set it to 'match_row'",
-                    pipeline=self.pipeline_id,
-                    batch_id=batch.batch_id,
-                    position=batch.position,
-                )
-            if name not in self._warned_no_pk:
-                self._warned_no_pk.add(name)
-                logger.warning(
-                    "PostgreSQL sink: table {}.{} has no primary key: rows are matched on every"
-                    " column (one statement per update/delete, at-least-once)",
-                    *name,
-                )
+    def _conflict(self, exc: FerryError) -> bool:
+        return (sqlstate(exc) or "").startswith("23")  # integrity constraint violation
 
     def _transaction(
         self,

@@ -1,0 +1,125 @@
+"""What the MySQL and PostgreSQL sinks share around their I/O: how a batch is loaded.
+
+A DDL is a batch of its own; row changes are merged per key (``sinks.merge``) and applied
+in one transaction with the checkpoint; when the merged apply meets a constraint that a
+unique value moving between rows inside the batch explains, the batch is applied again
+unmerged, in binlog order. Batches without rows write the checkpoint at most every
+``empty_checkpoint_interval_ms``. Tables without a key follow ``no_primary_key``.
+
+A subclass supplies the I/O: :meth:`TableSink._write_rows` (one transaction),
+:meth:`TableSink._load_ddl`, :meth:`TableSink._conflict` (is this the constraint the
+unmerged retry may fix) and ``kind`` for messages ("MySQL sink").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+from loguru import logger
+
+from pipeline.errors import FatalError, FerryError
+from pipeline.model import Batch, DdlChange, RowChange
+from sinks.base import Sink
+
+
+class TableSink(Sink):
+    """A sink that writes rows into tables of a database with a checkpoint row."""
+
+    #: how messages name the sink ("MySQL sink")
+    kind: ClassVar[str]
+
+    def __init__(self, config: Any, pipeline_id: str) -> None:
+        super().__init__(config, pipeline_id)
+        self._conn: Any = None
+        self._warned_no_pk: set[tuple[str, str]] = set()
+        self._last_checkpoint_write = 0.0
+
+    def load(self, batch: Batch, epoch: int) -> None:
+        ddls = [c for c in batch.changes if isinstance(c, DdlChange)]
+        rows = [c for c in batch.changes if isinstance(c, RowChange)]
+        if ddls:
+            if rows:  # the model's contract: a DDL is a batch of its own
+                raise FatalError(
+                    f"{self.kind}: batch {batch.batch_id} mixes DDL with row changes; "
+                    "a DDL must be a batch of its own (selector bug)",
+                    pipeline=self.pipeline_id,
+                    batch_id=batch.batch_id,
+                    position=batch.position,
+                )
+            for ddl in ddls:
+                self._load_ddl(batch, ddl, epoch)
+            return
+        if not rows:
+            due = self.config.empty_checkpoint_interval_ms / 1000.0
+            if batch.position is None or time.monotonic() - self._last_checkpoint_write < due:
+                return
+        self._check_no_pk(batch, rows)
+        started = time.monotonic()
+        try:
+            n = self._write_rows(batch, epoch, rows, merged=True)
+        except FerryError as exc:
+            if not self._conflict(exc):
+                raise
+            logger.warning(
+                "{}: merged apply of batch {} hit a constraint ({}); "
+                "applying it again unmerged, in binlog order",
+                self.kind,
+                batch.batch_id,
+                exc.message,
+            )
+            n = self._write_rows(batch, epoch, rows, merged=False)
+        logger.debug(
+            "{}: batch {} ({} changes, {} statements) committed in {:.1f} ms at {}",
+            self.kind,
+            batch.batch_id,
+            len(rows),
+            n,
+            (time.monotonic() - started) * 1000,
+            batch.position,
+        )
+
+    @abstractmethod
+    def _write_rows(self, batch: Batch, epoch: int, rows: list[RowChange], merged: bool) -> int:
+        """Fence, write ``rows`` (merged per key, or one by one in binlog order), write the
+        checkpoint, commit — or roll back and raise. Returns the statements sent."""
+
+    @abstractmethod
+    def _load_ddl(self, batch: Batch, ddl: DdlChange, epoch: int) -> None:
+        """Apply (or skip, as configured) a DDL batch with its checkpoint."""
+
+    @abstractmethod
+    def _conflict(self, exc: FerryError) -> bool:
+        """``exc`` is a constraint the unmerged, in-order retry may get past."""
+
+    def _check_no_pk(self, batch: Batch, rows: list[RowChange]) -> None:
+        for change in rows:
+            if change.primary_key:
+                continue
+            name = (change.schema, change.table)
+            if self.config.no_primary_key == "reject":
+                raise FatalError(
+                    f"{self.kind}: table {change.schema}.{change.table} has no primary key"
+                    " and sink.no_primary_key is 'reject'; add a key or set it to 'match_row'",
+                    pipeline=self.pipeline_id,
+                    batch_id=batch.batch_id,
+                    position=batch.position,
+                )
+            if name not in self._warned_no_pk:
+                self._warned_no_pk.add(name)
+                logger.warning(
+                    "{}: table {}.{} has no primary key: rows are matched on every column"
+                    " (one statement per update/delete, at-least-once)",
+                    self.kind,
+                    *name,
+                )
+
+    def _drop(self) -> None:
+        """Roll back (best effort) and drop the connection; the next call reconnects."""
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(Exception):  # the connection is already broken
+                conn.rollback()
+        self.close()
