@@ -73,7 +73,14 @@ from sinks.sqlapply import (
     packet_reason,
     statement_bytes,
 )
-from sinks.tablesink import TableSink
+from sinks.tablesink import (
+    CheckpointSchema,
+    EmptyCheckpointInterval,
+    NoPrimaryKey,
+    SchemaMap,
+    TableMap,
+    TableSink,
+)
 
 
 class MySQLSinkConfig(BaseModel):
@@ -100,20 +107,10 @@ class MySQLSinkConfig(BaseModel):
         "events: skipped by default, because replicated row changes already carry what "
         "triggers did on the source (a trigger on the target would do it twice)",
     )
-    schema_map: dict[str, str] = Field(
-        default_factory=dict, description="source schema -> target schema"
-    )
-    table_map: dict[str, str] = Field(
-        default_factory=dict,
-        description="'schema.table' -> 'schema.table' on the target (wins over schema_map)",
-    )
-    no_primary_key: Literal["match_row", "reject"] = Field(
-        "match_row",
-        description="tables without a primary key: match on the full row (with a warning) or fail",
-    )
-    checkpoint_schema: str = Field(
-        "ferry", description="schema of the ferry_checkpoint table on the target"
-    )
+    schema_map: SchemaMap
+    table_map: TableMap
+    no_primary_key: NoPrimaryKey
+    checkpoint_schema: CheckpointSchema
     max_rows_per_statement: int = Field(
         1000, ge=1, description="rows per multi-row INSERT/DELETE statement, at most"
     )
@@ -136,11 +133,7 @@ class MySQLSinkConfig(BaseModel):
     timeout_s: float = Field(
         120.0, gt=0, description="connect/read/write timeout of the target connection, seconds"
     )
-    empty_checkpoint_interval_ms: int = Field(
-        1000,
-        ge=0,
-        description="batches without changes still move the stored checkpoint, at most this often",
-    )
+    empty_checkpoint_interval_ms: EmptyCheckpointInterval
 
 
 # --- MySQL's codes and session (statements are built in sinks.sqlapply) ----------------

@@ -185,19 +185,11 @@ _BINARY = frozenset(
         "MEDIUMBLOB",
         "LONGBLOB",
         "LONG VARBINARY",
-        "GEOMETRY",
-        "POINT",
-        "LINESTRING",
-        "POLYGON",
-        "MULTIPOINT",
-        "MULTILINESTRING",
-        "MULTIPOLYGON",
-        "GEOMETRYCOLLECTION",
-        "GEOMCOLLECTION",
         "UUID",
         "INET4",
         "INET6",
     }
+    | SPATIAL_TYPES
 )
 _DATES = frozenset({"DATE", "DATETIME", "TIMESTAMP"})
 #: types MySQL indexes only by a prefix (or MariaDB by a hash): a UNIQUE key on one is not

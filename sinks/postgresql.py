@@ -84,7 +84,14 @@ from sinks.pgtypes import (
 )
 from sinks.redact import masked_row, shown_statement
 from sinks.sqlapply import Kind, columns_of, key_text, kind_of
-from sinks.tablesink import TableSink
+from sinks.tablesink import (
+    CheckpointSchema,
+    EmptyCheckpointInterval,
+    NoPrimaryKey,
+    SchemaMap,
+    TableMap,
+    TableSink,
+)
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -117,31 +124,17 @@ class PostgreSQLSinkConfig(TypeOptions):
         description="with ddl: apply, a statement ferry does not translate (views, indexes,"
         " routines, …): skip it (logged, naming it) or pause",
     )
-    schema_map: dict[str, str] = Field(
-        default_factory=dict, description="source database -> target schema"
-    )
-    table_map: dict[str, str] = Field(
-        default_factory=dict,
-        description="'schema.table' -> 'schema.table' on the target (wins over schema_map)",
-    )
-    no_primary_key: Literal["match_row", "reject"] = Field(
-        "match_row",
-        description="tables without a primary key: match on the full row (with a warning) or fail",
-    )
-    checkpoint_schema: str = Field(
-        "ferry", description="schema of the ferry_checkpoint table on the target"
-    )
+    schema_map: SchemaMap
+    table_map: TableMap
+    no_primary_key: NoPrimaryKey
+    checkpoint_schema: CheckpointSchema
     timeout_s: float = Field(
         120.0,
         gt=0,
         description="connect timeout, statement timeout and TCP user timeout of the target"
         " connection, seconds",
     )
-    empty_checkpoint_interval_ms: int = Field(
-        1000,
-        ge=0,
-        description="batches without changes still move the stored checkpoint, at most this often",
-    )
+    empty_checkpoint_interval_ms: EmptyCheckpointInterval
 
     @model_validator(mode="after")
     def _url_or_fields(self) -> PostgreSQLSinkConfig:

@@ -16,13 +16,44 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import abstractmethod
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from loguru import logger
+from pydantic import Field
 
 from pipeline.errors import FatalError, FerryError
 from pipeline.model import Batch, DdlChange, RowChange
 from sinks.base import Sink
+
+# The config fields both sinks have, described once.
+SchemaMap = Annotated[
+    dict[str, str], Field(default_factory=dict, description="source database -> target schema")
+]
+TableMap = Annotated[
+    dict[str, str],
+    Field(
+        default_factory=dict,
+        description="'schema.table' -> 'schema.table' on the target (wins over schema_map)",
+    ),
+]
+NoPrimaryKey = Annotated[
+    Literal["match_row", "reject"],
+    Field(
+        default="match_row",
+        description="tables without a primary key: match on the full row (with a warning) or fail",
+    ),
+]
+CheckpointSchema = Annotated[
+    str, Field(default="ferry", description="schema of the ferry_checkpoint table on the target")
+]
+EmptyCheckpointInterval = Annotated[
+    int,
+    Field(
+        default=1000,
+        ge=0,
+        description="batches without changes still move the stored checkpoint, at most this often",
+    ),
+]
 
 
 class TableSink(Sink):
