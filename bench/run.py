@@ -271,7 +271,9 @@ def _config(spec: dict[str, Any], pipeline_id: str, tmp: str) -> Any:
         "pipeline": {
             "id": pipeline_id,
             "parallelism": spec["parallelism"],
-            "batch": {"max_rows": spec["batch_rows"], "max_wait_ms": spec["batch_wait_ms"]},
+            # no max_rows: the sink's choice (5000 for exactly-once Kafka, else 1000)
+            "batch": {"max_wait_ms": spec["batch_wait_ms"]}
+            | ({"max_rows": spec["batch_rows"]} if spec["batch_rows"] else {}),
             "state_dir": os.path.join(tmp, "state"),
             "retry_backoff_ms": 100,
         },
@@ -855,7 +857,13 @@ def main() -> int:
         " ~9k rows/s and would take most of the run)",
     )
     parser.add_argument("--parallelism", type=int, default=3)
-    parser.add_argument("--batch-rows", type=int, default=1000)
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=None,
+        help="pipeline.batch.max_rows (default: unset, the sink's choice: 1000, or 5000 for"
+        " exactly-once Kafka)",
+    )
     parser.add_argument("--batch-wait-ms", type=int, default=200)
     parser.add_argument("--sink-option", action="append", default=[], help="KEY=JSON, repeatable")
     parser.add_argument("--name", help="results/<name>.json (default: from the options)")
@@ -943,6 +951,7 @@ def main() -> int:
         + (["bigtxn"] if args.big_txn else [])
         + (["inserts"] if args.inserts_only else [])
         + ([f"stmt{args.statement_rows}"] if args.statement_rows else [])
+        + ([f"batch{args.batch_rows}"] if args.batch_rows else [])
         + ([f"rate{int(args.rate)}"] if args.rate else [f"{args.rows}"])
         + ([f"vs-{args.compare_sink}"] if args.compare_sink else [])
         + ([args.peer] if args.peer else [])

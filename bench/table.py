@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# bench/select.py would shadow the standard library's ``select``: the project root, not bench/
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from sinks.kafka import EXACTLY_ONCE_BATCH_ROWS  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
@@ -41,8 +47,12 @@ def _row(result: dict[str, Any]) -> str:
     if options.get("statement_rows") and not options.get("rate"):
         rows = options["statement_rows"]
         what += ", one row per statement" if rows == 1 else f", {rows} rows per statement"
-    if options.get("batch_rows", 1000) != 1000:
-        what += f", batch.max_rows {options['batch_rows']:,}"
+    batch_rows = options.get("batch_rows")
+    exactly_once = "exactly_once=true" in (options.get("sink_option") or [])
+    if batch_rows not in (None, 1000) or (exactly_once and batch_rows):
+        what += f", batch.max_rows {batch_rows:,}"
+    elif exactly_once:  # unset: the exactly-once sink's own choice
+        what += f", batch.max_rows {EXACTLY_ONCE_BATCH_ROWS:,} (its default)"
     runs = options.get("runs") or 1
     what += f"; {'median of ' + str(runs) if runs > 1 else '1 run'} at {result['git']}"
     ratio = summary.get("ratio")
