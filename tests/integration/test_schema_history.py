@@ -464,27 +464,43 @@ def test_a_corrupt_or_lost_history_stops_the_pipeline_and_rebuild_recovers(
     assert delivered(out)[0] == expected
 
 
-def test_a_start_ahead_of_the_history_reads_the_ddl_in_between_first(
-    tmp_path: Path, source: Any, redis_server: Any, key_prefix: str
-) -> None:
-    """An operator moves the position forward, past DDL the history has not seen: the node
-    reads that DDL from the binlog before it streams (NO_LOG: or the rows would not fit)."""
+def _no_log_pipeline(
+    tmp_path: Path,
+    source: Any,
+    redis_server: Any,
+    key_prefix: str,
+    db: str,
+    pipeline_id: str,
+    server_id: int,
+) -> tuple[Source, Path, Path]:
+    """A fresh database ``db`` on a source switched to NO_LOG (the caller switches it back)
+    and a ferry-json pipeline starting at the binlog's end: (source, output, config)."""
     source.execute("SET GLOBAL binlog_row_metadata = 'NO_LOG'")
-    db = "hist_ahead"
     source.execute(f"DROP DATABASE IF EXISTS `{db}`")
     source.execute(f"CREATE DATABASE `{db}`")
-    src = Source(source, db)
     out = tmp_path / "out.jsonl"
     config = write_config(
         tmp_path / "pipeline.yaml",
-        pipeline_id="hist-ahead",
+        pipeline_id=pipeline_id,
         mariadb=source,
         schema=db,
         redis_url=redis_server.url,
         prefix=key_prefix,
         sink={"type": "jsonl", "path": str(out), "format": "ferry-json"},
         start=source_position(source),
-        server_id=4605,
+        server_id=server_id,
+    )
+    return Source(source, db), out, config
+
+
+def test_a_start_ahead_of_the_history_reads_the_ddl_in_between_first(
+    tmp_path: Path, source: Any, redis_server: Any, key_prefix: str
+) -> None:
+    """An operator moves the position forward, past DDL the history has not seen: the node
+    reads that DDL from the binlog before it streams (NO_LOG: or the rows would not fit)."""
+    db = "hist_ahead"
+    src, out, config = _no_log_pipeline(
+        tmp_path, source, redis_server, key_prefix, db, "hist-ahead", 4605
     )
     node = FerryNode(config, "a")
     try:
@@ -523,22 +539,9 @@ def test_a_table_map_that_does_not_fit_the_history_stops_the_pipeline(
     """What `ferry schema rebuild` warns of: rows written before a later ALTER, read with
     the rebuilt (later) definition. On NO_LOG the table map's types show it: the pipeline
     stops, naming the table, the position and the difference, and delivers nothing wrong."""
-    source.execute("SET GLOBAL binlog_row_metadata = 'NO_LOG'")
     db = "hist_mismatch"
-    source.execute(f"DROP DATABASE IF EXISTS `{db}`")
-    source.execute(f"CREATE DATABASE `{db}`")
-    src = Source(source, db)
-    out = tmp_path / "out.jsonl"
-    config = write_config(
-        tmp_path / "pipeline.yaml",
-        pipeline_id="hist-mismatch",
-        mariadb=source,
-        schema=db,
-        redis_url=redis_server.url,
-        prefix=key_prefix,
-        sink={"type": "jsonl", "path": str(out), "format": "ferry-json"},
-        start=source_position(source),
-        server_id=4606,
+    src, out, config = _no_log_pipeline(
+        tmp_path, source, redis_server, key_prefix, db, "hist-mismatch", 4606
     )
     node = FerryNode(config, "a")
     try:
