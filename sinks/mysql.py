@@ -59,7 +59,7 @@ from pipeline.dialect import TlsConfig, connect_kwargs, describe, pymysql_errors
 from pipeline.dialect import connect as tls_connect
 from pipeline.errors import FatalError, FerryError, classify, register_classifier, timed_out
 from pipeline.model import Batch, DdlChange, Position, RowChange
-from sinks.base import SinkCheckpoint, fence
+from sinks.base import SinkCheckpoint
 from sinks.ddl import rewrite
 from sinks.merge import Merged, in_order, merge
 from sinks.redact import shown_statement
@@ -211,7 +211,7 @@ class MySQLSink(TableSink):
         self._facts: dict[tuple[str, str], TargetTable] = {}  # read once per target table
         self.statements_executed = 0  # statements of row data sent (for tests and stats)
         ckpt = config.checkpoint_schema
-        self._ckpt_table = f"{ident(ckpt)}.{ident('ferry_checkpoint')}"
+        self._ckpt = f"{ident(ckpt)}.{ident('ferry_checkpoint')}"
 
     # -- connection
 
@@ -266,7 +266,7 @@ class MySQLSink(TableSink):
             where,
             encrypted,
             cfg.tls.mode,
-            self._ckpt_table,
+            self._ckpt,
         )
         self._conn = conn
         return conn
@@ -281,7 +281,7 @@ class MySQLSink(TableSink):
         if cur.fetchone()[0] == 0:
             cur.execute("CREATE DATABASE IF NOT EXISTS " + ident(schema), ())
             cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._ckpt_table} ("
+                f"CREATE TABLE IF NOT EXISTS {self._ckpt} ("
                 " `pipeline_id` VARCHAR(191) NOT NULL PRIMARY KEY,"
                 " `epoch` BIGINT NOT NULL,"
                 " `position` JSON NULL,"
@@ -291,7 +291,7 @@ class MySQLSink(TableSink):
             )
         # One row per pipeline from the start, so the fencing read always locks a row.
         cur.execute(
-            f"INSERT INTO {self._ckpt_table} (`pipeline_id`, `epoch`) VALUES (%s, 0)"
+            f"INSERT INTO {self._ckpt} (`pipeline_id`, `epoch`) VALUES (%s, 0)"
             " ON DUPLICATE KEY UPDATE `pipeline_id`=`pipeline_id`",
             (self.pipeline_id,),
         )
@@ -302,7 +302,7 @@ class MySQLSink(TableSink):
         try:
             with self._connection().cursor() as cur:
                 cur.execute(
-                    f"SELECT `epoch`, `position` FROM {self._ckpt_table} WHERE `pipeline_id`=%s",
+                    f"SELECT `epoch`, `position` FROM {self._ckpt} WHERE `pipeline_id`=%s",
                     (self.pipeline_id,),
                 )
                 row = cur.fetchone()
@@ -316,17 +316,9 @@ class MySQLSink(TableSink):
             return None
         return SinkCheckpoint(Position.from_json(row[1]), int(row[0]))
 
-    def _fence(self, cur: Any, epoch: int, batch: Batch) -> None:
-        cur.execute(
-            f"SELECT `epoch` FROM {self._ckpt_table} WHERE `pipeline_id`=%s FOR UPDATE",
-            (self.pipeline_id,),
-        )
-        row = cur.fetchone()
-        fence("MySQL sink", int(row[0]) if row else None, epoch, batch, self.pipeline_id)
-
     def _write_checkpoint(self, cur: Any, epoch: int, position: Position | None) -> None:
         cur.execute(
-            f"INSERT INTO {self._ckpt_table} (`pipeline_id`, `epoch`, `position`) VALUES (%s,%s,%s)"
+            f"INSERT INTO {self._ckpt} (`pipeline_id`, `epoch`, `position`) VALUES (%s,%s,%s)"
             " ON DUPLICATE KEY UPDATE `epoch`=VALUES(`epoch`),"
             " `position`=COALESCE(VALUES(`position`), `position`),"
             " `updated_at`=CURRENT_TIMESTAMP(6)",
@@ -553,12 +545,11 @@ class MySQLSink(TableSink):
             conn.begin()
             with conn.cursor() as cur:
                 cur.execute(
-                    f"SELECT `epoch` FROM {self._ckpt_table} WHERE `pipeline_id`=%s FOR UPDATE",
+                    f"SELECT `epoch` FROM {self._ckpt} WHERE `pipeline_id`=%s FOR UPDATE",
                     (self.pipeline_id,),
                 )
                 cur.execute(
-                    f"UPDATE {self._ckpt_table} SET `updated_at`=`updated_at`"
-                    " WHERE `pipeline_id`=%s",
+                    f"UPDATE {self._ckpt} SET `updated_at`=`updated_at` WHERE `pipeline_id`=%s",
                     (self.pipeline_id,),
                 )
             conn.rollback()

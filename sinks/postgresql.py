@@ -59,7 +59,7 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from pipeline.errors import FatalError, FerryError, classify, register_classifier
 from pipeline.model import Batch, DdlChange, Position, RowChange, TableSchema
-from sinks.base import SinkCheckpoint, fence
+from sinks.base import SinkCheckpoint
 from sinks.merge import Merged, in_order, merge
 from sinks.pgtypes import (
     Cleaned,
@@ -451,14 +451,6 @@ class PostgreSQLSink(TableSink):
         if row is None or row[1] is None:
             return None
         return SinkCheckpoint(Position.from_json(row[1]), int(row[0]))
-
-    def _fence(self, cur: Any, epoch: int, batch: Batch) -> None:
-        cur.execute(
-            f"SELECT epoch FROM {self._ckpt} WHERE pipeline_id=%s FOR UPDATE",
-            (self.pipeline_id,),
-        )
-        row = cur.fetchone()
-        fence("PostgreSQL sink", int(row[0]) if row else None, epoch, batch, self.pipeline_id)
 
     def _write_checkpoint(self, cur: Any, epoch: int, position: Position | None) -> None:
         cur.execute(

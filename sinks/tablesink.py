@@ -23,7 +23,7 @@ from pydantic import Field
 
 from pipeline.errors import FatalError, FerryError
 from pipeline.model import Batch, DdlChange, RowChange
-from sinks.base import Sink
+from sinks.base import Sink, fence
 
 # The config fields both sinks have, described once.
 SchemaMap = Annotated[
@@ -61,6 +61,8 @@ class TableSink(Sink):
 
     #: how messages name the sink ("MySQL sink")
     kind: ClassVar[str]
+    #: the checkpoint table, ``<checkpoint_schema>.ferry_checkpoint`` quoted for the target
+    _ckpt: str
 
     def __init__(self, config: Any, pipeline_id: str) -> None:
         super().__init__(config, pipeline_id)
@@ -124,6 +126,17 @@ class TableSink(Sink):
     @abstractmethod
     def _conflict(self, exc: FerryError) -> bool:
         """``exc`` is a constraint the unmerged, in-order retry may get past."""
+
+    def _fence(self, cur: Any, epoch: int, batch: Batch) -> None:
+        """Lock this pipeline's checkpoint row until the transaction ends and refuse the
+        batch if a newer epoch wrote it (``sinks.base.fence``): a zombie's load waits for
+        the lock, then finds the successor's epoch."""
+        cur.execute(
+            f"SELECT epoch FROM {self._ckpt} WHERE pipeline_id=%s FOR UPDATE",
+            (self.pipeline_id,),
+        )
+        row = cur.fetchone()
+        fence(self.kind, int(row[0]) if row else None, epoch, batch, self.pipeline_id)
 
     def _check_no_pk(self, batch: Batch, rows: list[RowChange]) -> None:
         for change in rows:
