@@ -528,41 +528,18 @@ class MySQLSink(TableSink):
 
     # -- ferry check
 
-    def check(self) -> list[tuple[str, bool, str]]:
+    def _reach(self) -> str:
+        return f"at {self.config.host}:{self.config.port} as {self.config.user}"
+
+    def _grant_hint(self) -> str:
         cfg = self.config
-        reach = f"sink mysql reachable at {cfg.host}:{cfg.port} as {cfg.user}"
-        table = f"sink mysql checkpoint table {cfg.checkpoint_schema}.ferry_checkpoint writable"
+        return f"grant {cfg.user} CREATE, SELECT, INSERT, UPDATE on {cfg.checkpoint_schema}.*"
+
+    def _session_checks(self, conn: Any) -> list[tuple[str, bool, str]]:
         try:
-            conn = self._connection()
+            return [describe(conn, self.config.tls, "sink.tls")]
         except Exception as exc:
-            return [(reach, False, str(exc)), (table, False, "needs a connection first")]
-        results = [(reach, True, "")]
-        try:
-            results.append(describe(conn, cfg.tls, "sink.tls"))
-        except Exception as exc:
-            results.append(("sink TLS", False, f"cannot read Ssl_version/Ssl_cipher: {exc}"))
-        try:
-            conn.begin()
-            with conn.cursor() as cur:
-                cur.execute(
-                    f"SELECT `epoch` FROM {self._ckpt} WHERE `pipeline_id`=%s FOR UPDATE",
-                    (self.pipeline_id,),
-                )
-                cur.execute(
-                    f"UPDATE {self._ckpt} SET `updated_at`=`updated_at` WHERE `pipeline_id`=%s",
-                    (self.pipeline_id,),
-                )
-            conn.rollback()
-            results.append((table, True, ""))
-        except Exception as exc:
-            results.append(
-                (
-                    table,
-                    False,
-                    f"{exc}; grant {cfg.user} CREATE, SELECT, INSERT, UPDATE on "
-                    f"{cfg.checkpoint_schema}.*",
-                )
-            )
-        finally:
-            self.close()
-        return results
+            return [("sink TLS", False, f"cannot read Ssl_version/Ssl_cipher: {exc}")]
+
+    def _begin(self, conn: Any) -> None:
+        conn.begin()  # the sink's connection is in autocommit mode

@@ -1109,38 +1109,12 @@ class PostgreSQLSink(TableSink):
 
     # -- ferry check
 
-    def check(self) -> list[tuple[str, bool, str]]:
+    def _reach(self) -> str:
+        return f"({self._where()})"
+
+    def _grant_hint(self) -> str:
         cfg = self.config
-        reach = f"sink postgresql reachable ({self._where()})"
-        table = (
-            f"sink postgresql checkpoint table {cfg.checkpoint_schema}.ferry_checkpoint writable"
+        return (
+            f"grant {cfg.user} CREATE on database {cfg.database}, and USAGE, CREATE on schema"
+            f" {cfg.checkpoint_schema}"
         )
-        try:
-            conn = self._connection()
-        except Exception as exc:
-            return [(reach, False, str(exc)), (table, False, "needs a connection first")]
-        results = [(reach, True, "")]
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    f"SELECT epoch FROM {self._ckpt} WHERE pipeline_id=%s FOR UPDATE",
-                    (self.pipeline_id,),
-                )
-                cur.execute(
-                    f"UPDATE {self._ckpt} SET updated_at=updated_at WHERE pipeline_id=%s",
-                    (self.pipeline_id,),
-                )
-            conn.rollback()
-            results.append((table, True, ""))
-        except Exception as exc:
-            results.append(
-                (
-                    table,
-                    False,
-                    f"{exc}; grant {cfg.user} CREATE on database {cfg.database}, and USAGE,"
-                    f" CREATE on schema {cfg.checkpoint_schema}",
-                )
-            )
-        finally:
-            self.close()
-        return results

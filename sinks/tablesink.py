@@ -138,6 +138,56 @@ class TableSink(Sink):
         row = cur.fetchone()
         fence(self.kind, int(row[0]) if row else None, epoch, batch, self.pipeline_id)
 
+    # -- ferry check
+
+    @abstractmethod
+    def _connection(self) -> Any:
+        """The open connection (opened if needed)."""
+
+    @abstractmethod
+    def _reach(self) -> str:
+        """Where ``ferry check`` says the sink connects to (no secret)."""
+
+    @abstractmethod
+    def _grant_hint(self) -> str:
+        """What to grant when the checkpoint table cannot be written."""
+
+    def _session_checks(self, conn: Any) -> list[tuple[str, bool, str]]:
+        """More ``ferry check`` lines about the open session (the MySQL sink's TLS)."""
+        return []
+
+    def _begin(self, conn: Any) -> None:
+        """Start a transaction (a driver in autocommit mode needs it)."""
+
+    def check(self) -> list[tuple[str, bool, str]]:
+        kind, schema = self.config.type, self.config.checkpoint_schema
+        reach = f"sink {kind} reachable {self._reach()}"
+        table = f"sink {kind} checkpoint table {schema}.ferry_checkpoint writable"
+        try:
+            conn = self._connection()
+        except Exception as exc:
+            return [(reach, False, str(exc)), (table, False, "needs a connection first")]
+        results = [(reach, True, ""), *self._session_checks(conn)]
+        try:
+            # what a batch does to the checkpoint row, rolled back
+            self._begin(conn)
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT epoch FROM {self._ckpt} WHERE pipeline_id=%s FOR UPDATE",
+                    (self.pipeline_id,),
+                )
+                cur.execute(
+                    f"UPDATE {self._ckpt} SET updated_at=updated_at WHERE pipeline_id=%s",
+                    (self.pipeline_id,),
+                )
+            conn.rollback()
+            results.append((table, True, ""))
+        except Exception as exc:
+            results.append((table, False, f"{exc}; {self._grant_hint()}"))
+        finally:
+            self.close()
+        return results
+
     def _check_no_pk(self, batch: Batch, rows: list[RowChange]) -> None:
         for change in rows:
             if change.primary_key:

@@ -474,3 +474,18 @@ def test_a_row_over_the_targets_max_allowed_packet_pauses_naming_it(
     finally:
         s.close()
     assert [r[0] for r in rows(target, "t", "docs")] == [1, 3]
+
+
+def test_ferry_check_reaches_the_target_and_writes_the_checkpoint_row(
+    mariadb_target: Any, target_db: str
+) -> None:
+    sink = make_sink(mariadb_target, target_db)
+    lines = sink.check()
+    whats = [what for what, ok, _ in lines if ok]
+    assert whats[0].startswith("sink mysql reachable at "), lines
+    assert whats[-1] == f"sink mysql checkpoint table {target_db}.ferry_checkpoint writable"
+    assert all(ok for _, ok, _ in lines), lines
+    wrong = make_sink(mariadb_target, target_db, password="not-the-password")
+    (reach, ok, why), (_, writable, hint) = wrong.check()
+    assert not ok and not writable and hint == "needs a connection first"
+    assert "not-the-password" not in reach + why

@@ -718,3 +718,18 @@ def test_enum_types(postgresql: Any, postgresql_db: str):
         (2, "mid", None, None, None),
         (1, "top", "y", None, None),
     ]
+
+
+def test_ferry_check_reaches_the_target_and_writes_the_checkpoint_row(
+    postgresql: Any, postgresql_db: str
+) -> None:
+    sink = make_sink(postgresql, postgresql_db)
+    lines = sink.check()
+    assert [(what.split(" (")[0], ok) for what, ok, _ in lines] == [
+        ("sink postgresql reachable", True),
+        (f"sink postgresql checkpoint table {TGT}.ferry_checkpoint writable", True),
+    ], lines
+    wrong = make_sink(postgresql, "no_such_database", password="s3cret-pw")
+    (reach, ok, why), (_, writable, hint) = wrong.check()
+    assert not ok and not writable and hint == "needs a connection first"
+    assert "no_such_database" in why and "s3cret-pw" not in reach + why
