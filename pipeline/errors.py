@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 #: Column names whose values are masked in error messages and logs.
@@ -128,6 +128,16 @@ def classify(exc: BaseException, message: str | None = None) -> FerryError:
     error: FerryError = ResumableError(text) if kind else FatalError(text)
     error.__cause__ = exc
     return error
+
+
+def raised_from(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from (``__cause__``), and so on; each once, since
+    ``raise e from e`` makes a loop. A driver's error wrapped in a ferry error is found."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        yield exc
+        seen.add(id(exc))
+        exc = exc.__cause__
 
 
 def timed_out(exc: BaseException) -> bool:

@@ -57,7 +57,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from pipeline.dialect import TlsConfig, connect_kwargs, describe, pymysql_errors, session_tls
 from pipeline.dialect import connect as tls_connect
-from pipeline.errors import FatalError, FerryError, classify, register_classifier, timed_out
+from pipeline.errors import (
+    FatalError,
+    FerryError,
+    classify,
+    raised_from,
+    register_classifier,
+    timed_out,
+)
 from pipeline.model import Batch, DdlChange, Position, RowChange
 from sinks.base import SinkCheckpoint
 from sinks.ddl import rewrite
@@ -170,12 +177,9 @@ register_classifier(pymysql_errors)  # lost connection, deadlock: resumable; the
 
 
 def _code(exc: BaseException | None) -> int | None:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:  # `raise e from e` makes a loop
-        if isinstance(exc, pymysql.MySQLError) and exc.args and isinstance(exc.args[0], int):
-            return exc.args[0]
-        seen.add(id(exc))
-        exc = exc.__cause__
+    for error in raised_from(exc):
+        if isinstance(error, pymysql.MySQLError) and error.args and isinstance(error.args[0], int):
+            return error.args[0]
     return None
 
 

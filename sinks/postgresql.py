@@ -57,7 +57,7 @@ from typing import Any, Literal
 from loguru import logger
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from pipeline.errors import FatalError, FerryError, classify, register_classifier
+from pipeline.errors import FatalError, FerryError, classify, raised_from, register_classifier
 from pipeline.model import Batch, DdlChange, Position, RowChange, TableSchema
 from sinks.base import SinkCheckpoint
 from sinks.merge import Merged, in_order, merge
@@ -190,15 +190,17 @@ def pg_resumable(exc: BaseException) -> bool | None:
 register_classifier(pg_resumable)
 
 
+def _fields_target(config: PostgreSQLSinkConfig) -> str:
+    """``user@host:port/database`` of a config given by fields (no URL)."""
+    return f"{config.user}@{config.host}:{config.port}/{config.database}"
+
+
 def sqlstate(exc: BaseException | None) -> str | None:
     """The SQLSTATE of ``exc`` or of what it was raised from."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        state = getattr(exc, "sqlstate", None)
+    for error in raised_from(exc):
+        state = getattr(error, "sqlstate", None)
         if isinstance(state, str):
             return state
-        seen.add(id(exc))
-        exc = exc.__cause__
     return None
 
 
@@ -284,11 +286,7 @@ class PostgreSQLSink(TableSink):
 
     @classmethod
     def describe(cls, config: PostgreSQLSinkConfig) -> str:
-        where = (
-            "url (secret)"
-            if config.url
-            else f"{config.user}@{config.host}:{config.port}/{config.database}"
-        )
+        where = "url (secret)" if config.url else _fields_target(config)
         return f"postgresql {where} ddl={config.ddl}"
 
     def __init__(self, config: PostgreSQLSinkConfig, pipeline_id: str) -> None:
@@ -331,7 +329,7 @@ class PostgreSQLSink(TableSink):
             info = conninfo_to_dict(cfg.url.get_secret_value())
             host, port = info.get("host", "localhost"), info.get("port", 5432)
             return f"PostgreSQL sink {info.get('user', '')}@{host}:{port}/{info.get('dbname', '')}"
-        return f"PostgreSQL sink {cfg.user}@{cfg.host}:{cfg.port}/{cfg.database}"
+        return f"PostgreSQL sink {_fields_target(cfg)}"
 
     def _classify(self, exc: BaseException, message: str) -> FerryError:
         """``pipeline.errors.classify`` (psycopg's errors by :func:`pg_resumable`), naming the
