@@ -458,6 +458,10 @@ class RedisArbiter(Arbiter):
                     failures = 0
                     self._wait_message(pubsub, min(poll_s, wait_s))
                 except Exception as exc:
+                    if self._closed.is_set():
+                        # close() cut the connections this wait reads from: what redis-py
+                        # raises then (even an AttributeError) is the close, not a fault.
+                        return None
                     error = self._classify(exc)
                     if isinstance(error, FatalError):
                         raise error from exc
@@ -763,22 +767,24 @@ class RedisArbiter(Arbiter):
             raise self._error(exc) from exc
 
     def wait_for_permit(self, timeout_s: float) -> bool:
-        if not self.get_state().paused:  # the common case costs one round trip
-            return True
         deadline = time.monotonic() + timeout_s
         pubsub: PubSub | None = None
         try:
-            pubsub = self._subscribe()
             while True:
-                if not self.get_state().paused:
+                if not self.get_state().paused:  # the common case costs one round trip
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed.is_set():
                     return False
+                if pubsub is None:  # subscribed before the next look: no resume is missed
+                    pubsub = self._subscribe()
+                    continue
                 self._wait_message(pubsub, min(remaining, self.config.poll_ms / 1000))
-        except FerryError:
-            raise
         except Exception as exc:
+            if self._closed.is_set():  # the close, as in await_active
+                return False
+            if isinstance(exc, FerryError):
+                raise
             raise self._error(exc) from exc
         finally:
             if pubsub is not None:

@@ -298,3 +298,39 @@ def test_renewer_keeps_the_lock_for_many_ttls(redis_world: RedisWorld) -> None:
     assert holder.await_active() is not None
     assert standby.await_active(stop=timed_stop(redis_world.ttl_ms * 3 / 1000)) is None
     assert holder.check() and not lost.is_set()
+
+
+CLOSABLE_WAITS: dict[str, tuple[Callable[[RedisArbiter], Any], Any]] = {
+    "mainstem": (lambda node: node.await_active(), None),
+    "permit": (lambda node: node.wait_for_permit(30), False),
+}
+
+
+@pytest.mark.parametrize("waiting_for", sorted(CLOSABLE_WAITS))
+def test_closing_a_waiting_node_ends_its_wait_without_an_error(
+    redis_world: RedisWorld, waiting_for: str
+) -> None:
+    """``ferry run`` closes the arbiter on SIGTERM while a node waits on another thread (a
+    standby for the mainstem, a node of a paused pipeline for the permit): closing cuts the
+    connections the wait reads from, and what redis-py raises then is the close, not a fault
+    of Redis — the wait ends as a stopped wait does, never with an error."""
+    wait, stopped = CLOSABLE_WAITS[waiting_for]
+    holder = redis_world.arbiter("holder")
+    assert holder.await_active() is not None
+    holder.pause("operator")
+    for attempt in range(400):
+        node = redis_world.arbiter(f"node{attempt}", poll_ms=50)
+        outcome: list[Any] = []
+
+        def run(node: RedisArbiter = node, outcome: list[Any] = outcome) -> None:
+            try:
+                outcome.append(wait(node))
+            except Exception as exc:  # the defect: the close surfaced as a FatalError
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        time.sleep(0.001 * (attempt % 4))  # closes while subscribing, trying, or reading
+        node.close()
+        thread.join(10)
+        assert outcome == [stopped], f"attempt {attempt}: {outcome}"
