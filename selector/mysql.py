@@ -40,7 +40,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import pymysql
@@ -51,6 +51,7 @@ from pymysqlreplication.event import (
     MariadbGtidEvent,
     QueryEvent,
     RotateEvent,
+    XidEvent,
 )
 
 from pipeline.dialect import connect_kwargs, session_tls
@@ -94,6 +95,44 @@ _EVENTS_PER_CHECK = 4096
 _SYSTEM_SCHEMAS = "'mysql', 'information_schema', 'performance_schema', 'sys'"
 _CAPTURE_ATTEMPTS = 5  # reads of a new pipeline's table definitions, while DDL runs
 _USE = re.compile(r"^use [^;]*; ", re.IGNORECASE)  # SHOW BINLOG EVENTS' prefix of a query
+
+
+# What the schema history's catch-up reads: a transaction's GTID event (MariaDB writes no
+# BEGIN) and its XID tell where the reading is even when no statement is a query.
+CATCH_UP_EVENTS = [
+    QueryEvent,
+    GtidEvent,
+    MariadbGtidEvent,
+    XidEvent,
+    RotateEvent,
+    HeartbeatLogEvent,
+]
+
+
+def queries_before(
+    events: Iterable[Any], file: str, stop: Position
+) -> Iterator[tuple[QueryEvent, Position, Position]]:
+    """The query events of ``events`` (a binlog stream opened in ``file``) that begin before
+    ``stop``, each with where it begins and ends. Reading ends at the event that ends at
+    ``stop`` or the first that begins at or after it (a transaction's GTID event, XID or
+    COMMIT), not at the binlog's end: a source that goes on being written has none."""
+    until = stop.sort_key()[:3]
+    for event in events:
+        if isinstance(event, HeartbeatLogEvent):
+            return  # the binlog's end
+        if isinstance(event, RotateEvent):
+            file = event.next_binlog
+            if Position(file, event.position).sort_key()[:3] >= until:
+                return
+            continue
+        end = event.packet.log_pos
+        begin = end - event.packet.event_size
+        if Position(file, begin).sort_key()[:3] >= until:
+            return
+        if isinstance(event, QueryEvent):
+            yield event, Position(file, begin), Position(file, end)
+        if Position(file, end).sort_key()[:3] >= until:
+            return
 
 
 class MySQLSelector(Selector):
@@ -300,32 +339,20 @@ class MySQLSelector(Selector):
             log_pos=since.pos,
             is_mariadb=False,
             slave_heartbeat=self.heartbeat_s,
-            only_events=[QueryEvent, RotateEvent, HeartbeatLogEvent],
+            only_events=CATCH_UP_EVENTS,
             enable_logging=False,
             pymysql_wrapper=pymysql_connect,
         )
         records = []
-        file = since.file
-        stop = at.sort_key()[:3]
         try:
             probe.open()
-            while True:
-                event = probe.fetchone()
-                if event is None or isinstance(event, HeartbeatLogEvent):
-                    break  # at the binlog's end
-                if isinstance(event, RotateEvent):
-                    file = event.next_binlog
-                    continue
-                begin = event.packet.log_pos - event.packet.event_size
-                if Position(file, begin).sort_key()[:3] >= stop:
-                    break
+            for event, begin, end in queries_before(iter(probe.fetchone, None), since.file, at):
                 schema = event.schema
                 schema = schema.decode() if isinstance(schema, bytes) else str(schema)
                 statement = classify_statement(event.query, schema)
                 if not statement.is_ddl:
                     continue
-                self._history.apply(event.query, schema, Position(file, begin))
-                end = Position(file, event.packet.log_pos)
+                self._history.apply(event.query, schema, begin)
                 record = self._history.record(
                     event.query, schema, statement, end, self.filter.schema_wanted
                 )

@@ -3,16 +3,25 @@ recovery (missing, corrupt, out of order), and how a table map is compared with 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pymysqlreplication.constants import FIELD_TYPE as F
+from pymysqlreplication.event import (
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
 
 from arbitrate.base import StoredHistory
 from arbitrate.common import recover_history
 from pipeline.errors import FatalError
 from pipeline.model import HistoryCorrupt, Position, SchemaRecord, SchemaState
+from selector.mysql import queries_before
 from selector.schemas import SchemaHistory
 from selector.tables import _differences, _member
 
@@ -146,3 +155,51 @@ def test_a_statement_is_recorded_with_the_definitions_it_changed() -> None:
     ]
     h.apply("CREATE TABLE other.x (id INT)", "shop", AT)
     assert h.record("…", "shop", statement, AT, lambda db: db == "shop") is None  # type: ignore[arg-type]
+
+
+def _event(kind: type, end: int = 0, size: int = 0, **fields: Any) -> Any:
+    """A mysql-replication event of ``kind`` without a packet to parse: its end and size."""
+    event = object.__new__(kind)
+    event.packet = SimpleNamespace(log_pos=end, event_size=size)
+    for name, value in fields.items():
+        setattr(event, name, value)
+    return event
+
+
+def _then_fail(events: list[Any]) -> Iterator[Any]:
+    """``events``, then a binlog that goes on being written: reading on fails the test."""
+    yield from events
+    raise AssertionError("read past the stop position, towards the binlog's end")
+
+
+def test_the_catch_up_reads_the_binlog_up_to_the_start_not_to_its_end() -> None:
+    """The catch-up between the stored history and the start stops at the transaction that
+    ends at the start (MariaDB: a GTID event, rows, an XID; no BEGIN query), however much
+    is written after it — it once read on until the binlog was idle, which a busy source
+    never is, and the node never started."""
+    ddl = _event(QueryEvent, 300, 100, query="ALTER TABLE t ADD c INT", schema=b"db")
+    events = [
+        _event(RotateEvent, next_binlog="bin.000001", position=200),
+        _event(MariadbGtidEvent, 200 + 40, 40),
+        ddl,
+        _event(MariadbGtidEvent, 340, 40),
+        _event(XidEvent, 500, 31),  # ends at the start: nothing after it is needed
+    ]
+    found = list(queries_before(_then_fail(events), "bin.000001", Position("bin.000001", 500)))
+    assert found == [(ddl, Position("bin.000001", 200), Position("bin.000001", 300))]
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        _event(MariadbGtidEvent, 540, 40),  # the next transaction begins at the start
+        _event(RotateEvent, next_binlog="bin.000002", position=4),
+        _event(HeartbeatLogEvent),  # the binlog's end
+    ],
+    ids=["gtid-at-start", "rotate-past-start", "heartbeat"],
+)
+def test_the_catch_up_stops_at_the_first_event_past_the_start(after: Any) -> None:
+    ddl = _event(QueryEvent, 300, 100, query="CREATE TABLE t (id INT)", schema="db")
+    events = [_event(RotateEvent, next_binlog="bin.000001", position=200), ddl, after]
+    found = list(queries_before(_then_fail(events), "bin.000001", Position("bin.000001", 500)))
+    assert [event for event, _, _ in found] == [ddl]
