@@ -473,6 +473,12 @@ def test_ferry_snapshot_of_a_table_added_later_survives_a_failover(
     for table in KEYS:  # the target has the tables, not their rows
         [(_, ddl)] = mariadb.execute(f"SHOW CREATE TABLE `{source_db}`.`{table}`")
         mariadb_target.execute(ddl, database=target_db)
+    # A slow target: the copy takes ~20 s, so the kill below lands in its middle (unslowed,
+    # the 60,000 rows pass in under 2 s, between two status reports)
+    mariadb_target.execute(
+        "CREATE TRIGGER plain_slow BEFORE INSERT ON plain FOR EACH ROW SET @slow = SLEEP(0.0003)",
+        database=target_db,
+    )
     config = write_config(
         tmp_path / "pipeline.yaml",
         pipeline_id="snap-adhoc",
