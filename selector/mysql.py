@@ -107,17 +107,29 @@ CATCH_UP_EVENTS = [
     RotateEvent,
     HeartbeatLogEvent,
 ]
+# how often a long catch-up says it goes on: well inside the decoder's start timeout
+ALIVE_EVERY_S = 1.0
 
 
 def queries_before(
-    events: Iterable[Any], file: str, stop: Position
+    events: Iterable[Any],
+    file: str,
+    stop: Position,
+    alive: Callable[[], object] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[tuple[QueryEvent, Position, Position]]:
     """The query events of ``events`` (a binlog stream opened in ``file``) that begin before
     ``stop``, each with where it begins and ends. Reading ends at the event that ends at
     ``stop`` or the first that begins at or after it (a transaction's GTID event, XID or
-    COMMIT), not at the binlog's end: a source that goes on being written has none."""
+    COMMIT), not at the binlog's end: a source that goes on being written has none.
+    ``alive`` is called every ``ALIVE_EVERY_S`` while events come: a read of gigabytes (the
+    position moved far forward) is long, not hung."""
     until = stop.sort_key()[:3]
+    told = clock()
     for event in events:
+        if alive is not None and clock() - told >= ALIVE_EVERY_S:
+            alive()
+            told = clock()
         if isinstance(event, HeartbeatLogEvent):
             return  # the binlog's end
         if isinstance(event, RotateEvent):
@@ -147,6 +159,7 @@ class MySQLSelector(Selector):
         pipeline_id: str = "",
         build_reads: bool = True,
         holder: Callable[[], bool] | None = None,
+        alive: Callable[[], object] | None = None,
     ) -> None:
         self.config = config
         self.build_reads = build_reads  # False: snapshot rows ship as tuples (selector.process)
@@ -158,6 +171,8 @@ class MySQLSelector(Selector):
         self._report = (report_host(pipeline_id), "", "", 0)  # SHOW SLAVE HOSTS: this pipeline
         # asked before every dump this selector opens (selector.identity)
         self._holder = holder if holder is not None else store.holder_probe()
+        # told now and then during a long read at start (the decoder process's parent)
+        self._alive = alive
         self._kicks = KickPolicy(self.server_id, config.server_id is None, pipeline_id)
         self.filter = TableFilter(config.include, config.exclude)
         self._ledger = Ledger(store, None, pipeline_id)
@@ -342,11 +357,13 @@ class MySQLSelector(Selector):
             only_events=CATCH_UP_EVENTS,
             enable_logging=False,
             pymysql_wrapper=pymysql_connect,
+            skip_table_maps=True,
         )
         records = []
         try:
             probe.open()
-            for event, begin, end in queries_before(iter(probe.fetchone, None), since.file, at):
+            events = iter(probe.fetchone, None)
+            for event, begin, end in queries_before(events, since.file, at, self._alive):
                 schema = event.schema
                 schema = schema.decode() if isinstance(schema, bytes) else str(schema)
                 statement = classify_statement(event.query, schema)
@@ -470,6 +487,7 @@ class MySQLSelector(Selector):
             only_events=[RotateEvent, GtidEvent, MariadbGtidEvent, HeartbeatLogEvent],
             enable_logging=False,
             pymysql_wrapper=pymysql_connect,
+            skip_table_maps=True,
         )
         file, pos = "", 4
         try:

@@ -161,9 +161,13 @@ class ProcessSelector(Selector):
                 f"cannot start the binlog decoder process: {type(exc).__name__}: {exc}",
                 pipeline=self.pipeline_id or None,
             ) from exc
-        deadline = time.monotonic() + self.config.connect_timeout_ms / 1000 + _ANSWER_GRACE_S
+        answer_s = self.config.connect_timeout_ms / 1000 + _ANSWER_GRACE_S
+        deadline = time.monotonic() + answer_s
         while True:
             item = self._receive(deadline, "start")
+            if item[0] == "alive":  # a long read at start goes on (MySQLSelector._catch_up)
+                deadline = time.monotonic() + answer_s
+                continue
             if item[0] == "started":
                 self._origin = self._origin or item[1]
                 for write in item[2]:  # what the child stored in the schema history
@@ -408,7 +412,14 @@ def _child_main(
         store = MemoryPositionStore(start, history)
         # snapshot rows are only shipped from here: the node builds their RowChanges
         selector = MySQLSelector(
-            config, max_rows, max_wait_ms, store, pipeline_id, build_reads=False, holder=holder
+            config,
+            max_rows,
+            max_wait_ms,
+            store,
+            pipeline_id,
+            build_reads=False,
+            holder=holder,
+            alive=lambda: send(("alive",)),
         )
         encode = encoding() if encoding is not None else None
     except Exception as exc:  # the process itself could not start: a retry may do better

@@ -127,8 +127,11 @@ class Stream(BinLogStreamReader):
 
     _ferry_connected = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, skip_table_maps: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # a reader of statements only (the schema history's catch-up): table maps are not
+        # built (the library's costliest event), so no rows event is known or decoded either
+        self.skip_table_maps = skip_table_maps
         self._maps: dict[int, bytes] = {}  # table id -> its last table map's bytes, handled
         self._pushed: Any = None  # a packet handed back to the library's fetchone
 
@@ -177,9 +180,12 @@ class Stream(BinLogStreamReader):
         if not HOT_PATH or not self._ferry_connected:
             return super().fetchone()
         if self._reader is not None:
-            event = self._reader.next_event()
-            if type(event) is RowsBody:
-                return event
+            while True:
+                event = self._reader.next_event()
+                if type(event) is RowsBody:
+                    return event
+                if not (self.skip_table_maps and _table_map(event)):
+                    break
             self._pushed = _packet(event, self._stream_connection.encoding)
             return super().fetchone()
         checksum = 4 if self._BinLogStreamReader__use_checksum else 0
@@ -190,6 +196,8 @@ class Stream(BinLogStreamReader):
             if data[0] == 0 and len(data) > 26:
                 kind = data[5]
                 if kind == _TABLE_MAP:
+                    if self.skip_table_maps:
+                        continue
                     table_id = int.from_bytes(data[20:26], "little")
                     known = maps.get(table_id)
                     if known is not None and known == data[20 : len(data) - checksum]:
@@ -230,6 +238,10 @@ class Stream(BinLogStreamReader):
     def forget_table(self, table_id: int) -> None:
         """Drop a table map: the reader then skips that table's rows undecoded."""
         self.table_map.pop(table_id, None)
+
+
+def _table_map(payload: bytes) -> bool:
+    return payload[0] == 0 and len(payload) > 26 and payload[5] == _TABLE_MAP
 
 
 def _packet(payload: bytes, encoding: str) -> Any:

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from pipeline.errors import ResumableError
-from pipeline.model import Message, RowChange
+from pipeline.model import Message, Position, RowChange
 from pipeline.stages import EncodeAhead
+from selector import process
 from selector.config import MySQLSourceConfig
 from selector.mysql import MySQLSelector
 from selector.process import ProcessSelector
@@ -379,3 +380,45 @@ def processed(messages: list[Message]) -> list[tuple[bytes | None, Any]]:
                 body.pop(field, None)
         out.append((key, body))
     return out
+
+
+def test_a_long_schema_history_catch_up_at_start_is_not_taken_for_a_hung_decoder(
+    mariadb: Any, source_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator moved the position far forward (`ferry position --set latest` after a
+    long pause): before it answers start, the decoder reads the binlog in between for its
+    DDL. That read is long, not hung — the decoder says so while it reads, and the start
+    waits for it instead of timing out and reading it again, forever."""
+    mariadb.execute(f"CREATE TABLE `{source_db}`.t (id INT PRIMARY KEY, a VARCHAR(20))")
+    mariadb.execute(
+        f"CREATE PROCEDURE `{source_db}`.fill(n INT) BEGIN DECLARE i INT DEFAULT 0;"
+        " WHILE i < n DO INSERT INTO t VALUES (i, 'a row of the backlog'); SET i = i + 1;"
+        " END WHILE; END"
+    )
+    first = ProcessSelector(source(mariadb, source_db), 20, 50, MemoryPositionStore(), "far")
+    first.start()  # records the schema history at the binlog's end
+    first.stop()
+    history = first.store.load_history()
+    assert history is not None and history.position is not None
+    mariadb.execute(f"CALL `{source_db}`.fill(600000)", database=source_db)  # one row a commit
+    mariadb.execute(f"ALTER TABLE `{source_db}`.t ADD COLUMN b INT", database=source_db)
+    [(file, pos, *_)] = mariadb.execute("SHOW MASTER STATUS")
+    # the operator's new position; the start's timeout made short, the read made long
+    store = MemoryPositionStore(Position(str(file), int(pos)), history)
+    monkeypatch.setattr(process, "_ANSWER_GRACE_S", 2.5)
+    config = source(mariadb, source_db).model_copy(update={"connect_timeout_ms": 500})
+    sel = ProcessSelector(config, 20, 50, store, "far")
+    try:
+        started = time.monotonic()
+        sel.start()
+        took = time.monotonic() - started
+        assert took > 3.0, f"the catch-up took {took:.1f} s: too short to show anything"
+        mariadb.execute(f"INSERT INTO `{source_db}`.t VALUES (-1, 'after', 7)")
+        batch = sel.select()
+        while not batch.changes:
+            sel.ack(batch.batch_id)
+            batch = sel.select()
+        [change] = batch.changes
+        assert isinstance(change, RowChange) and change.row == {"id": -1, "a": "after", "b": 7}
+    finally:
+        sel.stop()

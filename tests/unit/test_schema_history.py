@@ -203,3 +203,27 @@ def test_the_catch_up_stops_at_the_first_event_past_the_start(after: Any) -> Non
     events = [_event(RotateEvent, next_binlog="bin.000001", position=200), ddl, after]
     found = list(queries_before(_then_fail(events), "bin.000001", Position("bin.000001", 500)))
     assert [event for event, _, _ in found] == [ddl]
+
+
+@pytest.mark.parametrize("seconds_per_look", [0.0, 0.4, 1.0])
+def test_a_long_catch_up_says_it_goes_on_every_second_while_events_come(
+    seconds_per_look: float,
+) -> None:
+    looks = iter(range(1000))
+    told: list[float] = []
+    now = 0.0
+
+    def clock() -> float:
+        nonlocal now
+        now = next(looks) * seconds_per_look
+        return now
+
+    events = [_event(RotateEvent, next_binlog="bin.000001", position=4)]
+    events += [_event(MariadbGtidEvent, 100 + 10 * n, 10) for n in range(9)]
+    stop = Position("bin.000002", 4)
+    assert list(queries_before(events, "bin.000001", stop, lambda: told.append(now), clock)) == []
+    if seconds_per_look == 0:
+        assert told == []  # a quick read says nothing
+    else:  # at least a second between two: every second the read goes on
+        assert told and all(b - a >= 1 for a, b in zip([0.0, *told], told, strict=False))
+        assert len(told) >= int(len(events) * seconds_per_look) - 1  # none missed
