@@ -109,35 +109,39 @@ CATCH_UP_EVENTS = [
 ]
 # how often a long catch-up says it goes on: well inside the decoder's start timeout
 ALIVE_EVERY_S = 1.0
+CATCH_UP_LOG_S = 10.0  # and how often it logs where it is
 
 
 def queries_before(
     events: Iterable[Any],
     file: str,
     stop: Position,
-    alive: Callable[[], object] | None = None,
+    alive: Callable[[Position], object] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[tuple[QueryEvent, Position, Position]]:
     """The query events of ``events`` (a binlog stream opened in ``file``) that begin before
     ``stop``, each with where it begins and ends. Reading ends at the event that ends at
     ``stop`` or the first that begins at or after it (a transaction's GTID event, XID or
     COMMIT), not at the binlog's end: a source that goes on being written has none.
-    ``alive`` is called every ``ALIVE_EVERY_S`` while events come: a read of gigabytes (the
-    position moved far forward) is long, not hung."""
+    ``alive`` is called with the position reached every ``ALIVE_EVERY_S`` while events come:
+    a read of gigabytes (the position moved far forward) is long, not hung."""
     until = stop.sort_key()[:3]
     told = clock()
+    reached = Position(file, 4)
     for event in events:
         if alive is not None and clock() - told >= ALIVE_EVERY_S:
-            alive()
+            alive(reached)
             told = clock()
         if isinstance(event, HeartbeatLogEvent):
             return  # the binlog's end
         if isinstance(event, RotateEvent):
             file = event.next_binlog
-            if Position(file, event.position).sort_key()[:3] >= until:
+            reached = Position(file, event.position)
+            if reached.sort_key()[:3] >= until:
                 return
             continue
         end = event.packet.log_pos
+        reached = Position(file, end)
         begin = end - event.packet.event_size
         if Position(file, begin).sort_key()[:3] >= until:
             return
@@ -360,10 +364,20 @@ class MySQLSelector(Selector):
             skip_table_maps=True,
         )
         records = []
+        logged = time.monotonic()
+
+        def progress(reached: Position) -> None:
+            nonlocal logged
+            if self._alive is not None:
+                self._alive()
+            if time.monotonic() - logged >= CATCH_UP_LOG_S:
+                logger.info("schema history: read up to {} of {}", reached, at)
+                logged = time.monotonic()
+
         try:
             probe.open()
             events = iter(probe.fetchone, None)
-            for event, begin, end in queries_before(events, since.file, at, self._alive):
+            for event, begin, end in queries_before(events, since.file, at, progress):
                 schema = event.schema
                 schema = schema.decode() if isinstance(schema, bytes) else str(schema)
                 statement = classify_statement(event.query, schema)

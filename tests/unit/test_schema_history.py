@@ -221,9 +221,18 @@ def test_a_long_catch_up_says_it_goes_on_every_second_while_events_come(
     events = [_event(RotateEvent, next_binlog="bin.000001", position=4)]
     events += [_event(MariadbGtidEvent, 100 + 10 * n, 10) for n in range(9)]
     stop = Position("bin.000002", 4)
-    assert list(queries_before(events, "bin.000001", stop, lambda: told.append(now), clock)) == []
+    reached: list[Position] = []
+
+    def alive(at: Position) -> None:
+        told.append(now)
+        reached.append(at)
+
+    assert list(queries_before(events, "bin.000001", stop, alive, clock)) == []
     if seconds_per_look == 0:
         assert told == []  # a quick read says nothing
     else:  # at least a second between two: every second the read goes on
         assert told and all(b - a >= 1 for a, b in zip([0.0, *told], told, strict=False))
         assert len(told) >= int(len(events) * seconds_per_look) - 1  # none missed
+        # where it is: the end of the event read last
+        assert reached == sorted(reached, key=Position.sort_key)
+        assert {at.pos for at in reached} <= {4, *(100 + 10 * n for n in range(9))}
