@@ -146,8 +146,8 @@ def queries_before(
         if Position(file, begin).sort_key()[:3] >= until:
             return
         if isinstance(event, QueryEvent):
-            yield event, Position(file, begin), Position(file, end)
-        if Position(file, end).sort_key()[:3] >= until:
+            yield event, Position(file, begin), reached
+        if reached.sort_key()[:3] >= until:
             return
 
 

@@ -128,15 +128,19 @@ class TableSink(Sink):
         """``exc`` is a constraint the unmerged, in-order retry may get past."""
 
     def _fence(self, cur: Any, epoch: int, batch: Batch) -> None:
-        """Lock this pipeline's checkpoint row until the transaction ends and refuse the
-        batch if a newer epoch wrote it (``sinks.base.fence``): a zombie's load waits for
-        the lock, then finds the successor's epoch."""
+        """Refuse the batch if a newer epoch wrote the checkpoint row (``sinks.base.fence``),
+        which stays locked until the transaction ends: a zombie's load waits for the lock,
+        then finds the successor's epoch."""
+        fence(self.kind, self._lock_checkpoint(cur), epoch, batch, self.pipeline_id)
+
+    def _lock_checkpoint(self, cur: Any) -> int | None:
+        """Lock this pipeline's checkpoint row until the transaction ends: its epoch."""
         cur.execute(
             f"SELECT epoch FROM {self._ckpt} WHERE pipeline_id=%s FOR UPDATE",
             (self.pipeline_id,),
         )
         row = cur.fetchone()
-        fence(self.kind, int(row[0]) if row else None, epoch, batch, self.pipeline_id)
+        return int(row[0]) if row else None
 
     # -- ferry check
 
@@ -172,10 +176,7 @@ class TableSink(Sink):
             # what a batch does to the checkpoint row, rolled back
             self._begin(conn)
             with conn.cursor() as cur:
-                cur.execute(
-                    f"SELECT epoch FROM {self._ckpt} WHERE pipeline_id=%s FOR UPDATE",
-                    (self.pipeline_id,),
-                )
+                self._lock_checkpoint(cur)
                 cur.execute(
                     f"UPDATE {self._ckpt} SET updated_at=updated_at WHERE pipeline_id=%s",
                     (self.pipeline_id,),
